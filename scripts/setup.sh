@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Installs everything the demo and the tests need on a fresh Debian 12 machine
+# and fetches the Debian kernels the QEMU scenarios boot. Idempotent: a second
+# run finds everything in place and returns quickly.
+#
+# Kernels are resolved by package name through the metapackages, never by a
+# hard-coded version, and unpacked with dpkg-deb (nothing is installed into the
+# host's /boot). They land in $GOKEXEC_CACHE (default: build/cache).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+cache=${GOKEXEC_CACHE:-$here/build/cache}
+mkdir -p "$cache"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+need_pkgs=(qemu-system-x86 qemu-system-arm qemu-utils swtpm swtpm-tools kexec-tools
+	ima-evm-utils device-tree-compiler cpio busybox-static gzip xz-utils)
+missing=()
+for p in "${need_pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "setup: installing ${missing[*]}" >&2
+	as_root apt-get update -qq
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# arm64 kernels come from the arm64 architecture of the same archive.
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+	as_root dpkg --add-architecture arm64
+	as_root apt-get update -qq
+fi
+
+# resolve METAPKG -> concrete linux-image package name.
+resolve() { apt-cache depends "$1" 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}'; }
+
+# fetch NAME METAPKG: unpack boot/vmlinuz-* and boot/config-* into $cache/NAME.
+fetch() {
+	local name=$1 meta=$2 pkg dir
+	dir=$cache/kernels/$name
+	if [ -s "$dir/vmlinuz" ] && [ -s "$dir/config" ]; then return 0; fi
+	pkg=$(resolve "$meta")
+	if [ -z "$pkg" ]; then
+		as_root apt-get update -qq
+		pkg=$(resolve "$meta")
+	fi
+	[ -n "$pkg" ] || { echo "setup: cannot resolve $meta" >&2; return 1; }
+	echo "setup: fetching $pkg for $name" >&2
+	local tmp; tmp=$(mktemp -d)
+	(cd "$tmp" && apt-get download -q "$pkg" >/dev/null 2>&1) || { echo "setup: apt-get download $pkg failed" >&2; rm -rf "$tmp"; return 1; }
+	dpkg-deb -x "$tmp"/*.deb "$tmp/x"
+	mkdir -p "$dir"
+	cp "$tmp"/x/boot/vmlinuz-* "$dir/vmlinuz"
+	cp "$tmp"/x/boot/config-* "$dir/config"
+	echo "$pkg" >"$dir/package"
+	rm -rf "$tmp"
+}
+
+fetch deb61-amd64 linux-image-cloud-amd64
+fetch deb612-amd64 linux-image-6.12-cloud-amd64
+fetch deb61-arm64 linux-image-cloud-arm64:arm64 || echo "setup: arm64 kernel unavailable" >&2
+echo "setup: ready (cache $cache)" >&2
