@@ -1,0 +1,282 @@
+package qemu
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gokexec/gokexec/qemu/proto"
+)
+
+// VM describes one QEMU run. A run may span several guest boots (kexec).
+type VM struct {
+	Arch   string // "amd64" (default) or "arm64"
+	Kernel string // host path of the first kernel
+	Initrd string // host path of the initramfs
+	// Append is added after the harness defaults (DefaultAppend) on the
+	// kernel command line; put gkt.step=NAME here, or set Step.
+	Append  string
+	Step    string        // if set, gkt.step=Step is appended
+	MemMiB  int           // default 1024
+	TPM     *TPM          // optional; attached as tpm-tis (amd64) or tpm-tis-device (arm64)
+	Timeout time.Duration // whole run, default 5 minutes
+	// Serial is the host file receiving the guest console (all boots).
+	// Default: <ArtifactsDir>/serial.log, or a temporary file.
+	Serial string
+	// ArtifactsDir, when set, receives records.jsonl, protocol.log,
+	// serial.log and per-boot payloads (see the package documentation).
+	ArtifactsDir string
+	// ExtraArgs are appended to the QEMU command line.
+	ExtraArgs []string
+}
+
+// Result is what came back from a run. Run returns it also with an error,
+// as far as the run got.
+type Result struct {
+	Records []proto.Record
+	// Arrived[i] is when Records[i] reached the host, since QEMU started.
+	Arrived     []time.Duration
+	Serial      string // console log path
+	ProtocolLog string // raw protocol stream path ("" on arm64, where it is in Serial)
+	Elapsed     time.Duration
+	QEMUArgs    []string
+}
+
+// Errors of Run.
+var (
+	ErrTimeout = errors.New("qemu: timeout")
+	ErrQEMU    = errors.New("qemu: qemu-system failed")
+	ErrGuest   = errors.New("qemu: guest reported failure")
+)
+
+// DefaultAppend is the command line the harness puts before VM.Append; a
+// guest that kexecs into the next kernel should pass it on too.
+func DefaultAppend(arch string) string {
+	if arch == "arm64" {
+		return "console=ttyAMA0 panic=-1 gkt.out=/dev/console"
+	}
+	// ttyS0: kernel console; ttyS1: protocol records only.
+	return "console=ttyS0 panic=-1 gkt.out=/dev/ttyS1"
+}
+
+// Run boots the VM and collects records until QEMU exits (the guest powered
+// off), the timeout passes or ctx ends. It returns an error wrapping
+// ErrTimeout, ErrQEMU, ErrGuest (an "error" record, or no final "done") or
+// proto.ErrBadLine; the error names the serial log.
+func Run(ctx context.Context, vm VM) (*Result, error) {
+	if vm.Arch == "" {
+		vm.Arch = "amd64"
+	}
+	if vm.MemMiB == 0 {
+		vm.MemMiB = 1024
+	}
+	if vm.Timeout == 0 {
+		vm.Timeout = 5 * time.Minute
+	}
+	var bin string
+	var args []string
+	switch vm.Arch {
+	case "amd64":
+		bin = "qemu-system-x86_64"
+		args = []string{"-machine", "q35", "-cpu", "max"}
+	case "arm64":
+		bin = "qemu-system-aarch64"
+		args = []string{"-machine", "virt", "-cpu", "max"}
+	default:
+		return nil, fmt.Errorf("qemu: unknown arch %q", vm.Arch)
+	}
+	qbin, err := lookTool(bin)
+	if err != nil {
+		return nil, err
+	}
+	work, err := os.MkdirTemp("", "gkt-vm-")
+	if err != nil {
+		return nil, fmt.Errorf("qemu: %w", err)
+	}
+	defer os.RemoveAll(work)
+	if vm.Serial == "" {
+		if vm.ArtifactsDir != "" {
+			vm.Serial = filepath.Join(vm.ArtifactsDir, "serial.log")
+		} else {
+			vm.Serial = filepath.Join(work, "serial.log")
+		}
+	}
+	res := &Result{Serial: vm.Serial}
+	serial, err := os.Create(vm.Serial)
+	if err != nil {
+		return res, fmt.Errorf("qemu: serial log: %w", err)
+	}
+	defer serial.Close()
+
+	appendLine := DefaultAppend(vm.Arch)
+	if vm.Append != "" {
+		appendLine += " " + vm.Append
+	}
+	if vm.Step != "" {
+		appendLine += " gkt.step=" + vm.Step
+	}
+	args = append(args, "-m", fmt.Sprint(vm.MemMiB), "-smp", "1",
+		"-display", "none", "-monitor", "none", "-no-reboot",
+		"-kernel", vm.Kernel, "-append", appendLine, "-serial", "stdio")
+	if vm.Initrd != "" {
+		args = append(args, "-initrd", vm.Initrd)
+	}
+	var ln net.Listener
+	if vm.Arch == "amd64" {
+		sock := filepath.Join(work, "proto.sock")
+		ln, err = net.Listen("unix", sock)
+		if err != nil {
+			return res, fmt.Errorf("qemu: protocol socket: %w", err)
+		}
+		defer ln.Close()
+		args = append(args, "-chardev", "socket,id=gkt,path="+sock, "-serial", "chardev:gkt")
+	}
+	if vm.TPM != nil {
+		dev := "tpm-tis"
+		if vm.Arch == "arm64" {
+			dev = "tpm-tis-device"
+		}
+		args = append(args, "-chardev", "socket,id=chrtpm,path="+vm.TPM.Socket,
+			"-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", dev+",tpmdev=tpm0")
+	}
+	args = append(args, vm.ExtraArgs...)
+	res.QEMUArgs = append([]string{qbin}, args...)
+
+	rctx, cancel := context.WithTimeout(ctx, vm.Timeout)
+	defer cancel()
+	cmd := exec.CommandContext(rctx, qbin, args...)
+	cmd.WaitDelay = 5 * time.Second
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return res, fmt.Errorf("qemu: %w", err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.Stdin = nil
+	start := time.Now()
+	fmt.Fprintf(serial, "# %s\n", strings.Join(res.QEMUArgs, " "))
+	if err := cmd.Start(); err != nil {
+		return res, fmt.Errorf("%w: start: %v", ErrQEMU, err)
+	}
+
+	var (
+		mu       sync.Mutex
+		dec      proto.Decoder
+		protoErr error
+	)
+	feed := func(line string) {
+		rec, err := dec.Feed(line)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			if protoErr == nil {
+				protoErr = err
+			}
+			return
+		}
+		if rec != nil {
+			res.Records = append(res.Records, *rec)
+			res.Arrived = append(res.Arrived, time.Since(start))
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // console
+		defer wg.Done()
+		br := bufio.NewReaderSize(stdout, 1<<16)
+		for {
+			line, err := br.ReadString('\n')
+			if line != "" {
+				serial.WriteString(line)
+				if ln == nil { // arm64: protocol shares the console
+					feed(line)
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	if ln != nil {
+		var plog io.Writer = io.Discard
+		if vm.ArtifactsDir != "" {
+			res.ProtocolLog = filepath.Join(vm.ArtifactsDir, "protocol.log")
+			if f, err := os.Create(res.ProtocolLog); err == nil {
+				defer f.Close()
+				plog = f
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			br := bufio.NewReaderSize(conn, 1<<16)
+			for {
+				line, err := br.ReadString('\n')
+				if line != "" {
+					io.WriteString(plog, line)
+					feed(line)
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	werr := cmd.Wait()
+	res.Elapsed = time.Since(start)
+	ln0 := ln
+	if ln0 != nil {
+		ln0.Close() // unblocks Accept if QEMU never connected
+	}
+	wg.Wait()
+	if stderr.Len() > 0 {
+		fmt.Fprintf(serial, "# qemu stderr:\n%s", stderr.Bytes())
+	}
+	fmt.Fprintf(serial, "# qemu exited after %v: %v\n", res.Elapsed.Round(time.Millisecond), werr)
+
+	if vm.ArtifactsDir != "" {
+		if err := res.WriteArtifacts(vm.ArtifactsDir); err != nil {
+			return res, err
+		}
+	}
+	switch {
+	case rctx.Err() == context.DeadlineExceeded && ctx.Err() == nil:
+		return res, fmt.Errorf("%w after %v (%s; %s)", ErrTimeout, vm.Timeout, res.lastWords(), vm.Serial)
+	case ctx.Err() != nil:
+		return res, fmt.Errorf("qemu: %w (serial log %s)", ctx.Err(), vm.Serial)
+	case werr != nil:
+		return res, fmt.Errorf("%w: %v: %s (serial log %s)", ErrQEMU, werr, strings.TrimSpace(stderr.String()), vm.Serial)
+	case protoErr != nil:
+		return res, fmt.Errorf("%w (serial log %s)", protoErr, vm.Serial)
+	}
+	if e := res.Errors(); len(e) > 0 {
+		return res, fmt.Errorf("%w: %s (serial log %s)", ErrGuest, strings.Join(e, "; "), vm.Serial)
+	}
+	if !res.Done() {
+		return res, fmt.Errorf("%w: guest stopped without a done record (%s; serial log %s)", ErrGuest, res.lastWords(), vm.Serial)
+	}
+	return res, nil
+}
+
+func (r *Result) lastWords() string {
+	if len(r.Records) == 0 {
+		return "no records"
+	}
+	l := r.Records[len(r.Records)-1]
+	return fmt.Sprintf("%d records, last: boot %d step %q type %s", len(r.Records), l.Boot, l.Step, l.Type)
+}
