@@ -1,0 +1,356 @@
+// Command gokexec loads and boots another Linux kernel, carrying the running
+// kernel's IMA measurement list across the soft reboot. It accepts
+// kexec-tools' options so it can be installed as kexec.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	flag "github.com/spf13/pflag"
+
+	"github.com/gokexec/gokexec/kexec"
+	"github.com/gokexec/gokexec/loader"
+	"github.com/gokexec/gokexec/plan"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+const synopsis = `Usage: gokexec [OPTION]... [KERNEL]
+Load a new kernel with kexec and boot it, handing the running kernel's IMA
+measurement list over to it.
+
+  gokexec -l KERNEL [--initrd FILE] [--append STR | --reuse-cmdline] [--ima-extra SIZE]
+  gokexec -e            boot the loaded kernel (refreshes the IMA hand-over first)
+  gokexec -u            unload
+  gokexec -S [-l]       status: exit 1 if loaded, 0 if not (kexec-tools semantics)
+  gokexec KERNEL ...    load, then boot it (like -l followed by -e)
+  gokexec -l KERNEL --dry-run --json [--memmap PATH] [--ima-log FILE] [--arch ARCH]
+                        print the plan; touch nothing, need no privileges
+
+Options:
+`
+
+type cli struct {
+	load, exec, unload, force, noIfdown, noSync  bool
+	fileSyscall, loadSyscall, autoSyscall        bool
+	status, debug, noChecks, showVersion, help   bool
+	reuseCmdline, noIMA, dryRun, jsonOut         bool
+	loadPanic                                    bool
+	appendStr, commandLine, initrd, ramdisk, dtb string
+	memMin, memMax, imaExtra                     string
+	memmap, imaLog, arch, stateDir, typ          string
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func newFlags(c *cli, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("gokexec", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.SortFlags = false
+	fs.BoolVarP(&c.load, "load", "l", false, "load KERNEL (the positional argument) for a later -e")
+	fs.BoolVarP(&c.exec, "exec", "e", false, "boot the loaded kernel now, without shutdown(8)")
+	fs.BoolVarP(&c.unload, "unload", "u", false, "unload the loaded kernel")
+	fs.BoolVarP(&c.force, "force", "f", false, "load and boot at once, without shutdown(8)")
+	fs.BoolVarP(&c.noIfdown, "no-ifdown", "x", false, "do not bring network interfaces down before booting")
+	fs.BoolVarP(&c.noSync, "no-sync", "y", false, "do not sync file systems before booting")
+	fs.BoolVarP(&c.fileSyscall, "kexec-file-syscall", "s", false, "use kexec_file_load only (the IMA list is not carried unless the kernel does it)")
+	fs.BoolVarP(&c.loadSyscall, "kexec-syscall", "c", false, "use kexec_load only")
+	fs.BoolVarP(&c.autoSyscall, "kexec-syscall-auto", "a", false, "choose the syscall (default; see README)")
+	fs.BoolVarP(&c.status, "status", "S", false, "exit 1 if a kernel is loaded, 0 if not (crash kernel unless -l)")
+	fs.BoolVarP(&c.loadPanic, "load-panic", "p", false, "load a crash kernel (not supported)")
+	fs.StringVarP(&c.typ, "type", "t", "", "kernel image type (bzImage, Image); detected when omitted")
+	fs.BoolVarP(&c.debug, "debug", "d", false, "print the plan and each step to stderr")
+	fs.BoolVarP(&c.noChecks, "no-checks", "i", false, "accepted for compatibility (gokexec has no purgatory checks)")
+	fs.StringVar(&c.appendStr, "append", "", "append STRING to the command line")
+	fs.StringVar(&c.commandLine, "command-line", "", "same as --append")
+	fs.BoolVar(&c.reuseCmdline, "reuse-cmdline", false, "start from the running kernel's command line")
+	fs.StringVar(&c.initrd, "initrd", "", "initial ramdisk FILE")
+	fs.StringVar(&c.ramdisk, "ramdisk", "", "same as --initrd")
+	fs.StringVar(&c.dtb, "dtb", "", "device tree blob FILE (arm64)")
+	fs.StringVar(&c.memMin, "mem-min", "", "lowest physical address to load into")
+	fs.StringVar(&c.memMax, "mem-max", "", "highest physical address to load into")
+	fs.StringVar(&c.imaExtra, "ima-extra", "64K", "headroom after the IMA list for entries added before -e (K/M/G suffixes)")
+	fs.BoolVar(&c.noIMA, "no-ima", false, "do not hand the IMA measurement list over")
+	fs.BoolVar(&c.dryRun, "dry-run", false, "plan only: print the plan, load nothing")
+	fs.BoolVar(&c.jsonOut, "json", false, "with --dry-run: print the plan as JSON")
+	fs.StringVar(&c.memmap, "memmap", "", "memory map PATH: a /sys/firmware/memmap directory or an /proc/iomem file")
+	fs.StringVar(&c.imaLog, "ima-log", "", "binary IMA measurement list FILE to hand over instead of the running kernel's")
+	fs.StringVar(&c.arch, "arch", "", "target architecture: amd64 or arm64 (default: this machine's)")
+	fs.StringVar(&c.stateDir, "state-dir", loader.DefaultStateDir, "where a load records what -e needs")
+	fs.BoolVarP(&c.showVersion, "version", "v", false, "print the version")
+	fs.BoolVarP(&c.help, "help", "h", false, "print this help")
+	return fs
+}
+
+// exitError carries an exit status.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+
+func usageErr(format string, a ...any) error {
+	return &exitError{2, fmt.Errorf(format, a...)}
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	var c cli
+	fs := newFlags(&c, stderr)
+	if err := fs.Parse(args); err != nil {
+		fmt.Fprintf(stderr, "gokexec: %v (see gokexec --help)\n", err)
+		return 2
+	}
+	if c.help {
+		fmt.Fprint(stdout, synopsis)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return 0
+	}
+	if c.showVersion {
+		fmt.Fprintf(stdout, "gokexec %s\n", version)
+		return 0
+	}
+	err := dispatch(&c, fs.Args(), stdout, stderr)
+	if err == nil {
+		return 0
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil && ee.err.Error() != "" {
+			fmt.Fprintf(stderr, "gokexec: %v\n", ee.err)
+		}
+		return ee.code
+	}
+	fmt.Fprintf(stderr, "gokexec: %v\n", err)
+	return 1
+}
+
+func dispatch(c *cli, pos []string, stdout, stderr io.Writer) error {
+	if c.loadPanic {
+		return usageErr("-p/--load-panic: crash kernels are not supported")
+	}
+	n := 0
+	for _, b := range []bool{c.fileSyscall, c.loadSyscall, c.autoSyscall} {
+		if b {
+			n++
+		}
+	}
+	if n > 1 {
+		return usageErr("-s, -c and -a exclude each other")
+	}
+	if len(pos) > 1 {
+		return usageErr("one kernel image expected, got %d arguments: %s", len(pos), strings.Join(pos, " "))
+	}
+	if c.status {
+		return status(c)
+	}
+	if c.unload {
+		if err := loader.Unload(c.stateDir); err != nil {
+			return err
+		}
+		return nil
+	}
+	if c.exec && !c.load && len(pos) == 0 {
+		return execLoaded(c, stderr)
+	}
+	if len(pos) == 0 {
+		if c.load || c.dryRun {
+			return usageErr("-l needs a kernel image")
+		}
+		return usageErr("nothing to do: give -l KERNEL, -e, -u or -S (see gokexec --help)")
+	}
+	o, err := options(c, pos[0])
+	if err != nil {
+		return err
+	}
+	if c.dryRun {
+		p, _, err := loader.Plan(o)
+		if err != nil {
+			return err
+		}
+		return printPlan(p, c.jsonOut, stdout)
+	}
+	if c.jsonOut {
+		return usageErr("--json goes with --dry-run")
+	}
+	p, err := loader.Load(o)
+	if err != nil {
+		return err
+	}
+	if c.debug {
+		_ = printPlan(p, false, stderr)
+	}
+	if c.load && !c.exec {
+		return nil
+	}
+	// No -l (plain "gokexec KERNEL", -f) or -l with -e: boot now.
+	return execLoaded(c, stderr)
+}
+
+func options(c *cli, kernel string) (*loader.Options, error) {
+	o := &loader.Options{KernelPath: kernel, Arch: c.arch, DTBPath: c.dtb, NoIMA: c.noIMA,
+		IMALog: c.imaLog, MemMap: c.memmap, DryRun: c.dryRun, StateDir: c.stateDir}
+	switch c.arch {
+	case "", plan.ArchAMD64, plan.ArchARM64:
+	case "x86_64":
+		o.Arch = plan.ArchAMD64
+	case "aarch64":
+		o.Arch = plan.ArchARM64
+	default:
+		return nil, usageErr("--arch %q: want amd64 or arm64", c.arch)
+	}
+	o.InitrdPath = c.initrd
+	if c.ramdisk != "" {
+		if c.initrd != "" && c.initrd != c.ramdisk {
+			return nil, usageErr("--initrd and --ramdisk name different files")
+		}
+		o.InitrdPath = c.ramdisk
+	}
+	var parts []string
+	if c.reuseCmdline {
+		cl, err := kexec.Cmdline()
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, stripKexecParams(cl))
+	}
+	for _, s := range []string{c.commandLine, c.appendStr} {
+		if s != "" {
+			parts = append(parts, s)
+		}
+	}
+	o.Cmdline = strings.TrimSpace(strings.Join(parts, " "))
+	var err error
+	if o.IMAExtra, err = parseSize(c.imaExtra); err != nil {
+		return nil, usageErr("--ima-extra: %v", err)
+	}
+	if c.memMin != "" {
+		if o.MemMin, err = parseSize(c.memMin); err != nil {
+			return nil, usageErr("--mem-min: %v", err)
+		}
+	}
+	if c.memMax != "" {
+		if o.MemMax, err = parseSize(c.memMax); err != nil {
+			return nil, usageErr("--mem-max: %v", err)
+		}
+	}
+	if o.MemMax != 0 && o.MemMin >= o.MemMax {
+		return nil, usageErr("--mem-min %#x is not below --mem-max %#x", o.MemMin, o.MemMax)
+	}
+	return o, nil
+}
+
+// stripKexecParams drops parameters that describe the running boot only, as
+// kexec-tools does for --reuse-cmdline (BOOT_IMAGE=, the crashkernel= reservation).
+func stripKexecParams(cl string) string {
+	var keep []string
+	for _, f := range strings.Fields(cl) {
+		if strings.HasPrefix(f, "BOOT_IMAGE=") || strings.HasPrefix(f, "crashkernel=") {
+			continue
+		}
+		keep = append(keep, f)
+	}
+	return strings.Join(keep, " ")
+}
+
+// parseSize parses a byte count or address: decimal, 0x hex, with an
+// optional K, M or G suffix (powers of 1024).
+func parseSize(s string) (uint64, error) {
+	t := strings.TrimSpace(s)
+	mul := uint64(1)
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'k', 'K':
+			mul, t = 1<<10, t[:n-1]
+		case 'm', 'M':
+			mul, t = 1<<20, t[:n-1]
+		case 'g', 'G':
+			mul, t = 1<<30, t[:n-1]
+		}
+	}
+	v, err := strconv.ParseUint(t, 0, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a size", s)
+	}
+	if v != 0 && v*mul/mul != v {
+		return 0, fmt.Errorf("%q overflows", s)
+	}
+	return v * mul, nil
+}
+
+func status(c *cli) error {
+	path := "/sys/kernel/kexec_crash_loaded"
+	if c.load {
+		path = "/sys/kernel/kexec_loaded"
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return &exitError{2, fmt.Errorf("status: %w", err)}
+	}
+	if strings.TrimSpace(string(b)) == "1" {
+		return &exitError{1, errors.New("")}
+	}
+	return nil
+}
+
+func execLoaded(c *cli, stderr io.Writer) error {
+	loaded, err := kexec.Loaded()
+	if err != nil {
+		return err
+	}
+	if !loaded {
+		return errors.New("-e: no kernel is loaded (load one with -l first); not rebooting")
+	}
+	st, err := loader.LoadState(c.stateDir)
+	switch {
+	case errors.Is(err, loader.ErrNoState):
+		// Loaded by another tool: boot it as kexec-tools would.
+	case err != nil:
+		return err
+	default:
+		p, reloaded, err := loader.Finalize(st)
+		if err != nil {
+			return fmt.Errorf("-e: %w; not rebooting", err)
+		}
+		if c.debug && p != nil && p.IMA != nil {
+			fmt.Fprintf(stderr, "gokexec: IMA hand-over: %d entries, %d bytes at %#x (reloaded: %v)\n", p.IMA.Entries, p.IMA.ListBytes, p.IMA.Addr, reloaded)
+		}
+	}
+	if !c.noSync {
+		syncAll()
+	}
+	return kexec.Exec()
+}
+
+func printPlan(p *plan.Plan, asJSON bool, w io.Writer) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(p)
+	}
+	fmt.Fprintf(w, "arch %s, syscall %s, entry %#x\n", p.Arch, p.Syscall, p.Entry)
+	fmt.Fprintf(w, "kernel %s (%d bytes, sha256 %s) at %#x\n", p.Kernel.Path, p.Kernel.Size, p.Kernel.SHA256, p.KernelAddr)
+	if p.Initrd != nil {
+		fmt.Fprintf(w, "initrd %s (%d bytes, sha256 %s)\n", p.Initrd.Path, p.Initrd.Size, p.Initrd.SHA256)
+	}
+	fmt.Fprintf(w, "cmdline %q\n", p.Cmdline)
+	for _, s := range p.Segments {
+		fmt.Fprintf(w, "  segment %-12s mem %#012x memsz %#10x bufsz %#10x\n", s.Name, s.Mem, s.Memsz, s.Bufsz)
+	}
+	if p.IMA != nil {
+		fmt.Fprintf(w, "IMA hand-over: %d entries, %d bytes, segment %#x bytes at %#x (headroom %d)\n", p.IMA.Entries, p.IMA.ListBytes, p.IMA.Size, p.IMA.Addr, p.IMA.Headroom)
+	} else {
+		fmt.Fprintln(w, "IMA hand-over: none")
+	}
+	return nil
+}

@@ -1,0 +1,122 @@
+package kexec
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/gokexec/gokexec/segment"
+)
+
+// Paths of the running system's descriptions.
+const (
+	SysfsMemmap = "/sys/firmware/memmap"
+	ProcIomem   = "/proc/iomem"
+	IMAList     = "/sys/kernel/security/ima/binary_runtime_measurements"
+	IMAListAlt  = "/sys/kernel/security/integrity/ima/binary_runtime_measurements"
+	EFISystab   = "/sys/firmware/efi/systab"
+	ProcCmdline = "/proc/cmdline"
+)
+
+// ReadMemoryMap reads the memory map from path, which may name a
+// /sys/firmware/memmap-style directory or an /proc/iomem-style file. An empty
+// path tries the firmware map first, then /proc/iomem.
+func ReadMemoryMap(path string) (segment.Map, string, error) {
+	if path == "" {
+		if m, err := readMap(SysfsMemmap); err == nil {
+			return m, SysfsMemmap, nil
+		}
+		path = ProcIomem
+	}
+	m, err := readMap(path)
+	if err != nil {
+		return nil, path, err
+	}
+	return m, path, nil
+}
+
+func readMap(path string) (segment.Map, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("memory map %s: %w", path, err)
+	}
+	if st.IsDir() {
+		m, err := segment.ParseSysfsMemmap(os.DirFS(path))
+		if err != nil {
+			return nil, fmt.Errorf("memory map %s: %w", path, err)
+		}
+		return m, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("memory map %s: %w", path, err)
+	}
+	defer f.Close()
+	m, err := segment.ParseIomem(f)
+	if err != nil {
+		return nil, fmt.Errorf("memory map %s: %w", path, err)
+	}
+	return m, nil
+}
+
+// ErrNoIMA says the running kernel exposes no IMA measurement list.
+var ErrNoIMA = errors.New("no IMA measurement list (securityfs not mounted or IMA inactive)")
+
+// ReadIMAList reads the running kernel's binary measurement list, or the
+// file at path when path is not empty.
+func ReadIMAList(path string) ([]byte, string, error) {
+	cands := []string{path}
+	if path == "" {
+		cands = []string{IMAList, IMAListAlt}
+	}
+	for _, p := range cands {
+		b, err := os.ReadFile(p)
+		if err == nil {
+			return b, p, nil
+		}
+		if path != "" || !errors.Is(err, fs.ErrNotExist) {
+			return nil, p, fmt.Errorf("IMA list %s: %w", p, err)
+		}
+	}
+	return nil, "", ErrNoIMA
+}
+
+// ACPIRSDP returns the ACPI RSDP address an EFI-booted system recorded in
+// /sys/firmware/efi/systab, or 0 on a BIOS system (where the next kernel
+// finds the RSDP by scanning low memory).
+func ACPIRSDP() uint64 {
+	b, err := os.ReadFile(EFISystab)
+	if err != nil {
+		return 0
+	}
+	var acpi uint64
+	for _, l := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseUint(strings.TrimPrefix(strings.TrimSpace(v), "0x"), 16, 64)
+		if err != nil {
+			continue
+		}
+		switch k {
+		case "ACPI20":
+			return n
+		case "ACPI":
+			acpi = n
+		}
+	}
+	return acpi
+}
+
+// Cmdline returns the running kernel's command line, for --reuse-cmdline.
+func Cmdline() (string, error) {
+	b, err := os.ReadFile(ProcCmdline)
+	if err != nil {
+		return "", fmt.Errorf("reuse-cmdline: %w", err)
+	}
+	return strings.TrimRight(string(b), "\n\x00 "), nil
+}

@@ -1,0 +1,282 @@
+// Package loader is gokexec's workflow: it gathers a plan's inputs from the
+// running system (or from files given to override them), builds the plan,
+// executes it through package kexec, and keeps the state that ties a load
+// to the exec that follows it.
+//
+// Invariants:
+//   - Every input file is read once; the bytes that are hashed are the bytes
+//     that are loaded.
+//   - A failed load leaves nothing loaded that the user did not have before:
+//     all checks run before kexec_load, and kexec_load itself either loads
+//     the whole image or nothing.
+//   - Dry runs read only what they are pointed at and never call kexec.
+package loader
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/gokexec/gokexec/kexec"
+	"github.com/gokexec/gokexec/plan"
+	"github.com/gokexec/gokexec/segment"
+)
+
+// Options are the user's choices for a load.
+type Options struct {
+	Arch       string // "" = the running architecture
+	KernelPath string
+	InitrdPath string
+	Cmdline    string
+	DTBPath    string
+
+	NoIMA    bool
+	IMAExtra uint64
+	IMALog   string // override the IMA list source (file)
+	MemMap   string // override the memory map source (dir or iomem file)
+	MemMin   uint64
+	MemMax   uint64
+
+	DryRun bool
+	// StateDir holds the state between -l and -e; default /run/gokexec.
+	StateDir string
+}
+
+// DefaultStateDir is where a load records what -e needs.
+const DefaultStateDir = "/run/gokexec"
+
+// State is what a load leaves for the exec that follows.
+type State struct {
+	Options Options    `json:"options"`
+	Plan    *plan.Plan `json:"plan"`
+}
+
+// Inputs gathers and reads everything a plan needs.
+func Inputs(o *Options) (*plan.Inputs, error) {
+	in := &plan.Inputs{Arch: o.Arch, KernelPath: o.KernelPath, InitrdPath: o.InitrdPath, Cmdline: o.Cmdline,
+		IMAExtra: o.IMAExtra, MemMin: o.MemMin, MemMax: o.MemMax, IMAOrder: binary.LittleEndian}
+	if in.Arch == "" {
+		in.Arch = runtime.GOARCH
+	}
+	var err error
+	if o.KernelPath == "" {
+		return nil, fmt.Errorf("%w: no kernel given", plan.ErrInput)
+	}
+	if in.Kernel, err = os.ReadFile(o.KernelPath); err != nil {
+		return nil, fmt.Errorf("kernel: %w", err)
+	}
+	if o.InitrdPath != "" {
+		if in.Initrd, err = os.ReadFile(o.InitrdPath); err != nil {
+			return nil, fmt.Errorf("initrd: %w", err)
+		}
+		if len(in.Initrd) == 0 {
+			return nil, fmt.Errorf("%w: initrd %s is empty", plan.ErrInput, o.InitrdPath)
+		}
+	}
+	if o.DTBPath != "" {
+		if in.DTB, err = os.ReadFile(o.DTBPath); err != nil {
+			return nil, fmt.Errorf("dtb: %w", err)
+		}
+	}
+	if in.Memory, _, err = kexec.ReadMemoryMap(o.MemMap); err != nil {
+		return nil, err
+	}
+	if !o.NoIMA {
+		list, _, err := kexec.ReadIMAList(o.IMALog)
+		switch {
+		case errors.Is(err, kexec.ErrNoIMA):
+			// Nothing to hand over; the plan says so (no "ima" section).
+		case err != nil:
+			return nil, err
+		default:
+			in.IMAList = list
+			if in.IMAList == nil {
+				in.IMAList = []byte{}
+			}
+		}
+	}
+	if !o.DryRun {
+		in.RNGSeed = make([]byte, 32)
+		if _, err := rand.Read(in.RNGSeed); err != nil {
+			return nil, fmt.Errorf("rng seed: %w", err)
+		}
+		in.ACPIRSDP = kexec.ACPIRSDP()
+	} else {
+		// Dry runs are reproducible: an all-zero seed of the real size keeps
+		// the layout identical to a real load's.
+		in.RNGSeed = make([]byte, 32)
+	}
+	return in, nil
+}
+
+// Plan reads the inputs and builds the plan.
+func Plan(o *Options) (*plan.Plan, *plan.Inputs, error) {
+	in, err := Inputs(o)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := plan.Build(in)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, in, nil
+}
+
+func archFlag(arch string) uint64 {
+	switch arch {
+	case plan.ArchAMD64:
+		return kexec.ArchX86_64
+	case plan.ArchARM64:
+		return kexec.ArchAArch64
+	}
+	return kexec.ArchDefault
+}
+
+// Execute loads a plan with kexec_load.
+func Execute(p *plan.Plan) error {
+	segs := make([]segment.Segment, len(p.Segments))
+	for i, s := range p.Segments {
+		segs[i] = segment.Segment{Name: s.Name, Buf: s.Buf, Mem: s.Mem, Memsz: s.Memsz}
+	}
+	return kexec.Load(p.Entry, segs, archFlag(p.Arch))
+}
+
+func (o *Options) stateDir() string {
+	if o.StateDir != "" {
+		return o.StateDir
+	}
+	return DefaultStateDir
+}
+
+// Load plans and loads, then records the state for Exec.
+func Load(o *Options) (*plan.Plan, error) {
+	p, _, err := Plan(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := Execute(p); err != nil {
+		return nil, err
+	}
+	if err := saveState(o.stateDir(), &State{Options: *o, Plan: p}); err != nil {
+		// The image is loaded but -e could not finalize it: unload rather
+		// than leave an image whose hand-over would go stale.
+		_ = kexec.UnloadLoad(archFlag(p.Arch))
+		return nil, err
+	}
+	return p, nil
+}
+
+func saveState(dir string, s *State) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	tmp := filepath.Join(dir, "state.json.tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "state.json")); err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	return nil
+}
+
+// ErrNoState says -e found no record of a gokexec load.
+var ErrNoState = errors.New("no gokexec load recorded")
+
+// LoadState reads the state a load left.
+func LoadState(dir string) (*State, error) {
+	if dir == "" {
+		dir = DefaultStateDir
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, ErrNoState
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	var s State
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("state %s: %w", dir, err)
+	}
+	return &s, nil
+}
+
+// ClearState removes the recorded state (after an unload).
+func ClearState(dir string) error {
+	if dir == "" {
+		dir = DefaultStateDir
+	}
+	err := os.Remove(filepath.Join(dir, "state.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// ErrInputChanged says a file changed between load and exec.
+var ErrInputChanged = errors.New("input changed since it was loaded")
+
+// Finalize refreshes the IMA hand-over of the recorded load: it takes a new
+// snapshot of the list and, when it differs from the one loaded, rebuilds
+// the plan from the same (re-verified) inputs and loads it again. The IMA
+// segment keeps its size when the list still fits the headroom, so the
+// layout is unchanged; when it does not, the plan grows it. It returns the
+// plan now loaded.
+func Finalize(s *State) (*plan.Plan, bool, error) {
+	if s.Plan == nil || s.Plan.IMA == nil {
+		return s.Plan, false, nil
+	}
+	o := s.Options
+	o.DryRun = false
+	in, err := Inputs(&o)
+	if err != nil {
+		return nil, false, err
+	}
+	if got := in.IMAList; got == nil {
+		return nil, false, fmt.Errorf("finalize: the IMA list disappeared since load")
+	}
+	if p := s.Plan; plan.Digest(in.Kernel) != p.Kernel.SHA256 {
+		return nil, false, fmt.Errorf("%w: kernel %s", ErrInputChanged, o.KernelPath)
+	}
+	if p := s.Plan; p.Initrd != nil && plan.Digest(in.Initrd) != p.Initrd.SHA256 {
+		return nil, false, fmt.Errorf("%w: initrd %s", ErrInputChanged, o.InitrdPath)
+	}
+	if uint64(len(in.IMAList)) == s.Plan.IMA.ListBytes {
+		// Entries are only ever appended: an unchanged size is an unchanged list.
+		return s.Plan, false, nil
+	}
+	in.IMAMinSegment = s.Plan.IMA.Size
+	p, err := plan.Build(in)
+	if err != nil {
+		return nil, false, fmt.Errorf("finalize: %w", err)
+	}
+	if err := Execute(p); err != nil {
+		return nil, false, fmt.Errorf("finalize: %w", err)
+	}
+	s.Plan = p
+	if err := saveState(o.stateDir(), s); err != nil {
+		return nil, false, err
+	}
+	return p, true, nil
+}
+
+// Unload unloads whatever kexec_load or kexec_file_load loaded and forgets
+// the recorded state.
+func Unload(stateDir string) error {
+	errLoad := kexec.UnloadLoad(archFlag(runtime.GOARCH))
+	errFile := kexec.UnloadFile()
+	if errLoad != nil && errFile != nil {
+		return errLoad
+	}
+	return ClearState(stateDir)
+}

@@ -1,0 +1,7 @@
+package plan
+
+import "fmt"
+
+func buildARM64(in *Inputs) (*Plan, error) {
+	return nil, fmt.Errorf("%w: arm64 planning is not built yet", ErrInput)
+}

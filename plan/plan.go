@@ -1,0 +1,231 @@
+// Package plan turns a loader's inputs — kernel and initrd bytes, command
+// line, the machine's memory map, the running kernel's IMA measurement list
+// and the user's options — into a Plan: every segment with its address,
+// size and bytes, the entry point and the hand-over layout.
+//
+// Invariants:
+//   - Pure: a Plan is a function of its Inputs only. The same inputs give a
+//     byte-for-byte identical plan on any machine, as any user; nothing here
+//     reads the host, the clock or a random source (the RNG seed is an input).
+//   - A Plan that Build returns has passed segment.Validate: page-aligned,
+//     non-overlapping, inside RAM, at most 16 segments, bufsz <= memsz.
+//   - The IMA hand-over buffer is validated as strictly as the restoring
+//     kernel parses it; a list the next kernel would drop or truncate is
+//     refused, never handed over.
+//   - x86: the IMA segment lies below the kernel's load address, which lies
+//     at or below 512 MiB. The new kernel's decompressor never picks a
+//     physical address below min(load address, 512 MiB) for KASLR and
+//     decompresses above the load address, so no KASLR choice can overwrite
+//     the list before the new kernel has reserved it.
+package plan
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/gokexec/gokexec/ima"
+	"github.com/gokexec/gokexec/segment"
+)
+
+// Architectures.
+const (
+	ArchAMD64 = "amd64"
+	ArchARM64 = "arm64"
+)
+
+// Syscalls a plan can be executed with.
+const (
+	SyscallKexecLoad     = "kexec_load"
+	SyscallKexecFileLoad = "kexec_file_load"
+)
+
+// Inputs is everything a plan depends on.
+type Inputs struct {
+	Arch       string
+	PageSize   uint64 // 0: 4096
+	KernelPath string
+	Kernel     []byte
+	InitrdPath string
+	Initrd     []byte // nil: no initrd
+	Cmdline    string
+	Memory     segment.Map
+
+	// IMAList is the running kernel's binary_runtime_measurements; nil when
+	// IMA is inactive or the hand-over is not wanted.
+	IMAList  []byte
+	IMAOrder binary.ByteOrder // nil: little endian
+	// IMAExtra is the headroom reserved after the list, for entries the
+	// system adds between load and exec.
+	IMAExtra uint64
+	// IMAMinSegment, when larger than what the list and headroom need, sets
+	// the IMA segment's size (finalize uses it to keep a layout unchanged).
+	IMAMinSegment uint64
+
+	MemMin, MemMax uint64 // 0: no bound
+
+	RNGSeed  []byte // SETUP_RNG_SEED payload / rng-seed; empty: none
+	ACPIRSDP uint64 // x86: 0 lets the kernel scan for it
+
+	// DTB is the device tree to hand over (arm64).
+	DTB []byte
+}
+
+// Segment is one segment of a plan.
+type Segment struct {
+	Name   string `json:"name"`
+	Mem    uint64 `json:"mem"`
+	Memsz  uint64 `json:"memsz"`
+	Bufsz  uint64 `json:"bufsz"`
+	SHA256 string `json:"sha256"`
+	Buf    []byte `json:"-"`
+}
+
+// IMA describes the hand-over buffer.
+type IMA struct {
+	Segment   string `json:"segment"`
+	Addr      uint64 `json:"addr"`
+	Size      uint64 `json:"size"` // segment size: header + list + headroom, page rounded
+	ListBytes uint64 `json:"list_bytes"`
+	Entries   int    `json:"entries"`
+	Headroom  uint64 `json:"headroom"`
+}
+
+// SetupData is one x86 setup_data node of a plan.
+type SetupData struct {
+	Type uint32 `json:"type"`
+	Addr uint64 `json:"addr"`
+	Len  uint32 `json:"len"`
+}
+
+// BootParams describes the x86 zero page.
+type BootParams struct {
+	Addr        uint64      `json:"addr"`
+	CmdlineAddr uint64      `json:"cmdline_addr"`
+	SetupData   []SetupData `json:"setup_data"`
+	E820Entries int         `json:"e820_entries"`
+}
+
+// Input describes one file the plan loads.
+type Input struct {
+	Path   string `json:"path"`
+	Size   uint64 `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// Plan is a complete, validated load.
+type Plan struct {
+	Arch       string      `json:"arch"`
+	PageSize   uint64      `json:"page_size"`
+	Entry      uint64      `json:"entry"`
+	Syscall    string      `json:"syscall"`
+	Cmdline    string      `json:"cmdline"`
+	Kernel     Input       `json:"kernel"`
+	KernelAddr uint64      `json:"kernel_addr"`
+	Initrd     *Input      `json:"initrd,omitempty"`
+	Segments   []Segment   `json:"segments"`
+	IMA        *IMA        `json:"ima,omitempty"`
+	BootParams *BootParams `json:"boot_params,omitempty"`
+	DTB        *DTBInfo    `json:"dtb,omitempty"`
+}
+
+// DTBInfo describes the device tree handed over (arm64).
+type DTBInfo struct {
+	Addr uint64 `json:"addr"`
+	Size uint64 `json:"size"`
+}
+
+// Errors; match with errors.Is.
+var (
+	ErrInput   = errors.New("bad input")
+	ErrIMAList = errors.New("IMA measurement list cannot be handed over")
+)
+
+const (
+	mib = 1 << 20
+	gib = 1 << 30
+)
+
+// Build makes a plan. Errors name the input at fault.
+func Build(in *Inputs) (*Plan, error) {
+	if in.PageSize == 0 {
+		in.PageSize = 4096
+	}
+	switch in.Arch {
+	case ArchAMD64, "":
+		return buildX86(in)
+	case ArchARM64:
+		return buildARM64(in)
+	}
+	return nil, fmt.Errorf("%w: architecture %q (want amd64 or arm64)", ErrInput, in.Arch)
+}
+
+func digest(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func newSegment(name string, r segment.Range, buf []byte) Segment {
+	return Segment{Name: name, Mem: r.Start, Memsz: r.Size(), Bufsz: uint64(len(buf)), SHA256: digest(buf), Buf: buf}
+}
+
+// imaBuffer validates the list and wraps it for the hand-over. It returns
+// the buffer (header + entries) and the entry count.
+func imaBuffer(in *Inputs) ([]byte, int, error) {
+	order := in.IMAOrder
+	if order == nil {
+		order = binary.LittleEndian
+	}
+	entries, err := ima.ParseList(in.IMAList, order)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: %w", ErrIMAList, err)
+	}
+	buf, err := ima.MarshalKexecBuffer(entries, order)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: %w", ErrIMAList, err)
+	}
+	return buf, len(entries), nil
+}
+
+// imaSegmentSize is header+list+headroom rounded to pages, at least min.
+func imaSegmentSize(bufLen, extra, min, page uint64) (uint64, error) {
+	n := bufLen + extra
+	if n < bufLen {
+		return 0, fmt.Errorf("%w: --ima-extra %d overflows", ErrInput, extra)
+	}
+	n, ok := segment.AlignUp(n, page)
+	if !ok {
+		return 0, fmt.Errorf("%w: --ima-extra %d overflows", ErrInput, extra)
+	}
+	if min > n {
+		n = min
+	}
+	return n, nil
+}
+
+// bounds clips [lo, hi) to the user's --mem-min/--mem-max.
+func (in *Inputs) bounds(lo, hi uint64) (uint64, uint64) {
+	if in.MemMin > lo {
+		lo = in.MemMin
+	}
+	if in.MemMax != 0 && (hi == 0 || in.MemMax < hi) {
+		hi = in.MemMax
+	}
+	return lo, hi
+}
+
+func (p *Plan) finish(ram []segment.Range) error {
+	segs := make([]segment.Segment, len(p.Segments))
+	for i, s := range p.Segments {
+		segs[i] = segment.Segment{Name: s.Name, Buf: s.Buf, Mem: s.Mem, Memsz: s.Memsz}
+	}
+	if err := segment.Validate(segs, ram, p.PageSize); err != nil {
+		return fmt.Errorf("plan: %w", err)
+	}
+	return nil
+}
+
+// Digest is the hex SHA-256 the plan records for its inputs and segments.
+func Digest(b []byte) string { return digest(b) }

@@ -1,0 +1,168 @@
+package plan
+
+import (
+	"fmt"
+
+	"github.com/gokexec/gokexec/bzimage"
+	"github.com/gokexec/gokexec/segment"
+)
+
+// x86 placement bounds.
+const (
+	x86LowestLoad   = 16 * mib  // LOAD_PHYSICAL_ADDR of distribution kernels
+	x86KASLRFloor   = 512 * mib // the decompressor's KASLR floor is min(load address, 512 MiB)
+	x86LowestBuffer = 1 * mib   // recent kernels refuse an IMA buffer below 1 MiB
+	x86Below4G      = 4 * gib
+)
+
+func buildX86(in *Inputs) (*Plan, error) {
+	im, err := bzimage.Parse(in.Kernel)
+	if err != nil {
+		return nil, fmt.Errorf("kernel %s: %w", in.KernelPath, err)
+	}
+	if err := im.CheckCmdline(in.Cmdline); err != nil {
+		return nil, fmt.Errorf("command line: %w", err)
+	}
+	mem, err := in.Memory.Normalize()
+	if err != nil {
+		return nil, err
+	}
+	ram := mem.RAM()
+	alloc, err := segment.NewAllocator(ram, in.PageSize)
+	if err != nil {
+		return nil, err
+	}
+	// Never place anything in the first MiB: firmware, the real-mode
+	// trampoline and the BIOS data areas live there.
+	alloc.Reserve(segment.Range{Start: 0, End: 1 * mib})
+
+	p := &Plan{
+		Arch:     ArchAMD64,
+		PageSize: in.PageSize,
+		Syscall:  SyscallKexecLoad,
+		Cmdline:  in.Cmdline,
+		Kernel:   Input{Path: in.KernelPath, Size: uint64(len(in.Kernel)), SHA256: digest(in.Kernel)},
+	}
+
+	// 1. The kernel, as low as KASLR's floor allows: at or below 512 MiB so
+	//    that memory beneath it is out of the decompressor's reach.
+	kreq := segment.Request{Name: "kernel", Size: im.MemSize(), Align: uint64(im.KernelAlignment)}
+	if im.Relocatable {
+		kreq.Min, kreq.Max = in.bounds(x86LowestLoad, 0)
+		// Prefer an end at or below the floor plus the kernel's size, so
+		// the load address itself is <= 512 MiB.
+		low := kreq
+		if hi := x86KASLRFloor + alignUp(im.MemSize(), in.PageSize); low.Max == 0 || hi < low.Max {
+			low.Max = hi
+		}
+		p.KernelAddr = 0
+		if r, err := alloc.Place(low); err == nil {
+			p.KernelAddr = r.Start
+			p.Segments = append(p.Segments, newSegment("kernel", r, im.ProtectedMode))
+		} else if r, err2 := alloc.Place(kreq); err2 == nil {
+			p.KernelAddr = r.Start
+			p.Segments = append(p.Segments, newSegment("kernel", r, im.ProtectedMode))
+		} else {
+			return nil, fmt.Errorf("kernel %s: %w", in.KernelPath, err2)
+		}
+	} else {
+		kreq.Fixed, kreq.FixedAt = true, im.PrefAddress
+		r, err := alloc.Place(kreq)
+		if err != nil {
+			return nil, fmt.Errorf("kernel %s is not relocatable: %w", in.KernelPath, err)
+		}
+		p.KernelAddr = r.Start
+		p.Segments = append(p.Segments, newSegment("kernel", r, im.ProtectedMode))
+	}
+
+	var setup []bzimage.SetupData
+	// 2. The IMA hand-over buffer, below the kernel and below the KASLR floor.
+	if in.IMAList != nil {
+		buf, n, err := imaBuffer(in)
+		if err != nil {
+			return nil, err
+		}
+		size, err := imaSegmentSize(uint64(len(buf)), in.IMAExtra, in.IMAMinSegment, in.PageSize)
+		if err != nil {
+			return nil, err
+		}
+		hi := p.KernelAddr
+		if hi > x86KASLRFloor {
+			hi = x86KASLRFloor
+		}
+		lo, hi := in.bounds(x86LowestBuffer, hi)
+		r, err := alloc.Place(segment.Request{Name: "ima", Size: size, Min: lo, Max: hi})
+		if err != nil {
+			return nil, fmt.Errorf("IMA buffer of %d bytes (list %d + headroom %d) must lie in [%#x, %#x), below the kernel at %#x so that KASLR cannot overwrite it: %w",
+				size, len(buf), in.IMAExtra, lo, hi, p.KernelAddr, err)
+		}
+		p.Segments = append(p.Segments, newSegment("ima", r, buf))
+		p.IMA = &IMA{Segment: "ima", Addr: r.Start, Size: r.Size(), ListBytes: uint64(len(in.IMAList)), Entries: n, Headroom: r.Size() - uint64(len(buf))}
+		setup = append(setup, bzimage.IMASetupData(r.Start, r.Size()))
+	}
+	if len(in.RNGSeed) > 0 {
+		setup = append(setup, bzimage.SetupData{Type: bzimage.SetupRNGSeed, Data: in.RNGSeed})
+	}
+
+	// 3. The initrd, as high as the kernel accepts.
+	var initrdR segment.Range
+	if in.Initrd != nil {
+		if len(in.Initrd) == 0 {
+			return nil, fmt.Errorf("%w: initrd %s is empty", ErrInput, in.InitrdPath)
+		}
+		lo, hi := in.bounds(x86LowestBuffer, im.InitrdMax())
+		r, err := alloc.Place(segment.Request{Name: "initrd", Size: uint64(len(in.Initrd)), Min: lo, Max: hi})
+		if err != nil {
+			return nil, fmt.Errorf("initrd %s: %w", in.InitrdPath, err)
+		}
+		initrdR = r
+		p.Initrd = &Input{Path: in.InitrdPath, Size: uint64(len(in.Initrd)), SHA256: digest(in.Initrd)}
+		p.Segments = append(p.Segments, newSegment("initrd", r, in.Initrd))
+	}
+
+	// 4. Zero page + command line + setup_data, below 4 GiB.
+	params := &bzimage.Params{E820: mem, Cmdline: in.Cmdline, ACPIRSDP: in.ACPIRSDP, SetupData: setup}
+	if in.Initrd != nil {
+		params.InitrdAddr, params.InitrdSize = initrdR.Start, uint64(len(in.Initrd))
+	}
+	psize, err := bzimage.ParamsSize(params)
+	if err != nil {
+		return nil, err
+	}
+	lo, hi := in.bounds(x86LowestBuffer, x86Below4G)
+	pr, err := alloc.Place(segment.Request{Name: "boot_params", Size: psize, Min: lo, Max: hi})
+	if err != nil {
+		return nil, fmt.Errorf("boot params: %w", err)
+	}
+	pbuf, nodes, err := bzimage.BuildParams(im, pr.Start, params)
+	if err != nil {
+		return nil, err
+	}
+	p.Segments = append(p.Segments, newSegment("boot_params", pr, pbuf))
+	p.BootParams = &BootParams{Addr: pr.Start, CmdlineAddr: pr.Start + bzimage.BootParamsSize, E820Entries: len(mem)}
+	for _, n := range nodes {
+		p.BootParams.SetupData = append(p.BootParams.SetupData, SetupData{Type: n.Type, Addr: n.Addr, Len: n.Len})
+	}
+
+	// 5. The trampoline: one page below 4 GiB.
+	tr, err := alloc.Place(segment.Request{Name: "trampoline", Size: in.PageSize, Min: lo, Max: hi})
+	if err != nil {
+		return nil, fmt.Errorf("trampoline: %w", err)
+	}
+	code := bzimage.Trampoline(tr.Start, pr.Start, p.KernelAddr+bzimage.Entry64Offset)
+	p.Segments = append(p.Segments, newSegment("trampoline", tr, code))
+	p.Entry = tr.Start
+
+	if err := p.finish(ram); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func alignUp(v, a uint64) uint64 {
+	r, ok := segment.AlignUp(v, a)
+	if !ok {
+		return v
+	}
+	return r
+}
