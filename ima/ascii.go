@@ -1,0 +1,127 @@
+package ima
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+)
+
+// AppendASCII renders entries exactly as the kernel's
+// ascii_runtime_measurements does: "%2d " PCR, the SHA-1 template digest in
+// hex, the template name, then each field after a space (a zero-length
+// field leaves only the space), one line per entry. order is the list's
+// byte order; it decides how iuid/igid/imode integers are read. A field the
+// kernel could not render (a d-ng digest without its "algo:" NUL prefix) is
+// an error naming the entry.
+func AppendASCII(dst []byte, entries []Entry, order binary.ByteOrder) ([]byte, error) {
+	for i := range entries {
+		var err error
+		dst, err = appendASCIIEntry(dst, &entries[i], order)
+		if err != nil {
+			return dst, fmt.Errorf("entry %d: %w", i, err)
+		}
+	}
+	return dst, nil
+}
+
+func appendASCIIEntry(dst []byte, e *Entry, order binary.ByteOrder) ([]byte, error) {
+	// seq_printf("%2d ", pcr) prints the u32 as a signed int.
+	p := int32(e.PCR)
+	if p >= 0 && p < 10 {
+		dst = append(dst, ' ')
+	}
+	dst = strconv.AppendInt(dst, int64(p), 10)
+	dst = append(dst, ' ')
+	dst = hex.AppendEncode(dst, e.TemplateDigest[:])
+	dst = append(dst, ' ')
+	dst = append(dst, e.TemplateName...)
+	t, err := e.Template()
+	if err != nil {
+		return dst, err
+	}
+	var fields [maxTemplateFields]Field
+	fs, err := splitFields(e, t, order, fields[:0])
+	if err != nil {
+		return dst, err
+	}
+	for _, f := range fs {
+		dst = append(dst, ' ')
+		if len(f.Data) == 0 {
+			continue
+		}
+		dst, err = appendFieldASCII(dst, f, order)
+		if err != nil {
+			return dst, fmt.Errorf("field %s: %w", f.ID, err)
+		}
+	}
+	return append(dst, '\n'), nil
+}
+
+// splitFields is Fields without allocation.
+func splitFields(e *Entry, t *Template, order binary.ByteOrder, out []Field) ([]Field, error) {
+	d := e.TemplateData
+	if t.Legacy() {
+		if len(d) < 24 || uint64(order.Uint32(d[20:24])) != uint64(len(d)-24) {
+			return nil, fmt.Errorf("%w: legacy ima data", ErrMalformed)
+		}
+		return append(out, Field{FieldD, d[:20]}, Field{FieldN, d[24:]}), nil
+	}
+	if _, err := checkFields(d, order, len(t.Fields)); err != nil {
+		return nil, err
+	}
+	off := 0
+	for _, id := range t.Fields {
+		l := int(order.Uint32(d[off:]))
+		out = append(out, Field{ID: id, Data: d[off+4 : off+4+l]})
+		off += 4 + l
+	}
+	return out, nil
+}
+
+// cString is b up to its first NUL, as %s prints it.
+func cString(b []byte) []byte {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		return b[:i]
+	}
+	return b
+}
+
+func appendFieldASCII(dst []byte, f Field, order binary.ByteOrder) ([]byte, error) {
+	switch fieldShow[f.ID] {
+	case showDigest, showHex:
+		return hex.AppendEncode(dst, f.Data), nil
+	case showString:
+		return append(dst, cString(f.Data)...), nil
+	case showDigestAlgo:
+		// The kernel prints the C string when its last ':' is not its first
+		// byte, then skips that ':' and the byte after it (the NUL) and
+		// prints the rest in hex.
+		s := cString(f.Data)
+		c := bytes.LastIndexByte(s, ':')
+		if c < 0 {
+			return dst, fmt.Errorf("%w: digest has no \"algo:\" prefix", ErrMalformed)
+		}
+		if c+2 > len(f.Data) {
+			return dst, fmt.Errorf("%w: digest prefix not followed by NUL", ErrMalformed)
+		}
+		if c != 0 {
+			dst = append(dst, s...)
+		}
+		return hex.AppendEncode(dst, f.Data[c+2:]), nil
+	case showUint:
+		switch len(f.Data) {
+		case 1:
+			return strconv.AppendUint(dst, uint64(f.Data[0]), 10), nil
+		case 2:
+			return strconv.AppendUint(dst, uint64(order.Uint16(f.Data)), 10), nil
+		case 4:
+			return strconv.AppendUint(dst, uint64(order.Uint32(f.Data)), 10), nil
+		case 8:
+			return strconv.AppendUint(dst, order.Uint64(f.Data), 10), nil
+		}
+		return dst, nil
+	}
+	return dst, fmt.Errorf("%w: unknown field %q", ErrUnknownTemplate, f.ID)
+}

@@ -1,0 +1,426 @@
+package ima
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/sha1"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// KexecHeaderSize is sizeof(struct ima_kexec_hdr): u16 version, u16 and
+// u32 reserved, u64 buffer_size (header included), u64 count.
+const KexecHeaderSize = 24
+
+// KexecHeader is struct ima_kexec_hdr.
+type KexecHeader struct {
+	Version    uint16
+	BufferSize uint64
+	Count      uint64
+}
+
+// RestoreProblem is one entry the restoring kernel would reject, drop or
+// alter.
+type RestoreProblem struct {
+	Index  int    `json:"index"`  // entry index; -1 for the header
+	Offset int64  `json:"offset"` // byte offset in the buffer (0 when unknown)
+	Kind   string `json:"kind"`   // "rejected", "dropped" or "altered"
+	Reason string `json:"reason"`
+}
+
+// Problem kinds.
+const (
+	KindRejected = "rejected" // restore fails with an error here; later entries are lost
+	KindDropped  = "dropped"  // restore stops silently here; later entries are lost
+	KindAltered  = "altered"  // the entry is restored but differs from the list
+)
+
+// RestoreError lists what the restoring kernel would do to a list.
+type RestoreError struct {
+	Problems []RestoreProblem
+	Restored int // entries the kernel would restore unchanged before stopping
+	Total    int
+}
+
+func (e *RestoreError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%v: %d of %d entries would be restored", ErrNotRestorable, e.Restored, e.Total)
+	for _, p := range e.Problems {
+		if p.Index >= 0 {
+			fmt.Fprintf(&b, "; entry %d: %s: %s", p.Index, p.Kind, p.Reason)
+		} else {
+			fmt.Fprintf(&b, "; header: %s: %s", p.Kind, p.Reason)
+		}
+	}
+	return b.String()
+}
+
+func (e *RestoreError) Unwrap() error { return ErrNotRestorable }
+
+// restoreCheck applies ima_restore_measurement_list's per-entry rules to a
+// parsed entry. stop reports that the kernel stops restoring here.
+func restoreCheck(e *Entry, order binary.ByteOrder) (p RestoreProblem, bad, stop bool) {
+	name := e.TemplateName
+	switch {
+	case len(name) >= maxRestoreNameLen:
+		return RestoreProblem{Kind: KindRejected, Reason: fmt.Sprintf("template name is %d bytes, the kernel accepts at most %d", len(name), maxRestoreNameLen-1)}, true, true
+	case strings.IndexByte(name, 0) >= 0:
+		return RestoreProblem{Kind: KindAltered, Reason: "template name contains NUL; the kernel reads it up to the NUL"}, true, true
+	case name == legacyTemplateName:
+		return RestoreProblem{Kind: KindRejected, Reason: "legacy \"ima\" template cannot be restored"}, true, true
+	}
+	t, err := LookupTemplate(name)
+	if err != nil {
+		return RestoreProblem{Kind: KindDropped, Reason: fmt.Sprintf("template %q is neither built in nor a valid format: %v", clip([]byte(name)), err)}, true, true
+	}
+	if _, err := checkFields(e.TemplateData, order, len(t.Fields)); err != nil {
+		return RestoreProblem{Kind: KindRejected, Reason: err.Error()}, true, true
+	}
+	if !e.Violation() {
+		h := sha1.New()
+		writeTemplateInput(h, e)
+		var d [20]byte
+		h.Sum(d[:0])
+		if d != e.TemplateDigest {
+			return RestoreProblem{Kind: KindAltered, Reason: "stored template digest is not the SHA-1 of the template data; the kernel recomputes it"}, true, false
+		}
+	}
+	return RestoreProblem{}, false, false
+}
+
+// CheckRestorable reports every entry that a restoring kernel
+// (ima_restore_measurement_list) would reject, silently drop or restore
+// differently: legacy "ima" entries, template names of the kernel's maximum
+// length or longer, names that resolve to no template, template data that
+// does not split into exactly the template's fields, and stored digests that
+// the kernel would replace. It returns nil or a *RestoreError (wrapping
+// ErrNotRestorable). Template data is read little-endian (native on the
+// architectures that restore lists); use CheckRestorableOrder otherwise.
+func CheckRestorable(entries []Entry) error {
+	return CheckRestorableOrder(entries, binary.LittleEndian)
+}
+
+// CheckRestorableOrder is CheckRestorable for lists in the given byte order.
+func CheckRestorableOrder(entries []Entry, order binary.ByteOrder) error {
+	re := &RestoreError{Total: len(entries), Restored: len(entries)}
+	stopped := false
+	for i := range entries {
+		p, bad, stop := restoreCheck(&entries[i], order)
+		if !bad {
+			continue
+		}
+		p.Index = i
+		re.Problems = append(re.Problems, p)
+		if stop && !stopped {
+			stopped = true
+			re.Restored = i
+		}
+	}
+	if len(re.Problems) == 0 {
+		return nil
+	}
+	return re
+}
+
+// MarshalKexecBuffer builds the hand-over buffer: ima_kexec_hdr followed by
+// the entries. It refuses (with a *RestoreError) a list that the restoring
+// kernel would not restore in full and unchanged.
+func MarshalKexecBuffer(entries []Entry, order binary.ByteOrder) ([]byte, error) {
+	if err := CheckRestorableOrder(entries, order); err != nil {
+		return nil, err
+	}
+	size := KexecHeaderSize
+	for i := range entries {
+		size += entries[i].EncodedSize()
+	}
+	b := make([]byte, KexecHeaderSize, size)
+	order.PutUint16(b[0:], 1)
+	order.PutUint64(b[8:], uint64(size))
+	order.PutUint64(b[16:], uint64(len(entries)))
+	return AppendList(b, entries, order), nil
+}
+
+// ParseKexecHeader decodes struct ima_kexec_hdr.
+func ParseKexecHeader(b []byte, order binary.ByteOrder) (KexecHeader, error) {
+	if len(b) < KexecHeaderSize {
+		return KexecHeader{}, fmt.Errorf("%w: %w: %d bytes, header needs %d", ErrKexecHeader, ErrTruncated, len(b), KexecHeaderSize)
+	}
+	return KexecHeader{
+		Version:    order.Uint16(b[0:]),
+		BufferSize: order.Uint64(b[8:]),
+		Count:      order.Uint64(b[16:]),
+	}, nil
+}
+
+// ParseKexecBuffer parses a hand-over buffer strictly: version 1,
+// buffer_size between the header size and len(b) (bytes after buffer_size,
+// such as page padding, are ignored), and exactly count well-formed entries
+// filling the buffer.
+func ParseKexecBuffer(b []byte, order binary.ByteOrder) ([]Entry, error) {
+	h, err := ParseKexecHeader(b, order)
+	if err != nil {
+		return nil, err
+	}
+	if h.Version != 1 {
+		return nil, fmt.Errorf("%w: version %d, want 1", ErrKexecHeader, h.Version)
+	}
+	if h.BufferSize < KexecHeaderSize || h.BufferSize > uint64(len(b)) {
+		return nil, fmt.Errorf("%w: buffer_size %d outside [%d, %d]", ErrKexecHeader, h.BufferSize, KexecHeaderSize, len(b))
+	}
+	entries, err := ParseList(b[KexecHeaderSize:h.BufferSize], order)
+	if err != nil {
+		var pe *ParseError
+		if errors.As(err, &pe) {
+			pe.Offset += KexecHeaderSize
+		}
+		return entries, err
+	}
+	if uint64(len(entries)) != h.Count {
+		return entries, fmt.Errorf("%w: count %d, buffer holds %d entries", ErrKexecHeader, h.Count, len(entries))
+	}
+	return entries, nil
+}
+
+// KexecReport is what a restoring kernel would make of a hand-over buffer.
+type KexecReport struct {
+	Header   KexecHeader      `json:"header"`
+	Restored int              `json:"restored"` // entries restored before the kernel stops
+	Problems []RestoreProblem `json:"problems,omitempty"`
+}
+
+// OK reports whether the kernel would restore every entry unchanged.
+func (r *KexecReport) OK() bool { return len(r.Problems) == 0 }
+
+// SimulateRestore walks a hand-over buffer the way ima_restore_measurement_list
+// does and reports, per entry, what the next kernel would reject, drop or
+// alter: a bad version, a count that does not match the entries (extra
+// entries are ignored, missing ones end the restore silently), truncated
+// headers or data, over-long or unknown template names, the legacy "ima"
+// template, malformed fields and recomputed digests. It never panics and
+// never reads beyond b, even where the kernel would trust buffer_size.
+func SimulateRestore(b []byte, order binary.ByteOrder) KexecReport {
+	var r KexecReport
+	h, err := ParseKexecHeader(b, order)
+	if err != nil {
+		// The kernel ignores a buffer shorter than its header.
+		r.Problems = append(r.Problems, RestoreProblem{Index: -1, Kind: KindDropped, Reason: err.Error()})
+		return r
+	}
+	r.Header = h
+	if h.Version != 1 {
+		r.Problems = append(r.Problems, RestoreProblem{Index: -1, Kind: KindRejected, Reason: fmt.Sprintf("version %d, the kernel accepts 1", h.Version)})
+		return r
+	}
+	end := uint64(len(b))
+	if h.BufferSize > end {
+		r.Problems = append(r.Problems, RestoreProblem{Index: -1, Kind: KindRejected, Reason: fmt.Sprintf("buffer_size %d exceeds the %d bytes present; the kernel would read past the buffer", h.BufferSize, len(b))})
+		return r
+	}
+	end = h.BufferSize
+	off := uint64(KexecHeaderSize)
+	var tc templateCache
+	var count uint64
+	for off < end && count < h.Count {
+		count++
+		last := count == h.Count
+		idx := int(count - 1)
+		at := int64(off)
+		rest := b[off:end]
+		fail := func(kind, format string, a ...any) KexecReport {
+			r.Problems = append(r.Problems, RestoreProblem{Index: idx, Offset: at, Kind: kind, Reason: fmt.Sprintf(format, a...)})
+			return r
+		}
+		// entry header: pcr, digest, then length-prefixed name and data.
+		if len(rest) < 24 {
+			return fail(KindRejected, "entry header truncated: %d bytes remain", len(rest))
+		}
+		var e Entry
+		e.PCR = order.Uint32(rest[0:])
+		copy(e.TemplateDigest[:], rest[4:24])
+		p := 24
+		var parts [2][]byte
+		for k := range parts {
+			if len(rest)-p < 4 {
+				return fail(KindRejected, "entry header truncated: %d bytes remain", len(rest)-p)
+			}
+			l := order.Uint32(rest[p:])
+			p += 4
+			if uint64(l) > uint64(len(rest)-p) {
+				return fail(KindRejected, "entry header length %d exceeds the %d bytes remaining", l, len(rest)-p)
+			}
+			parts[k] = rest[p : p+int(l)]
+			p += int(l)
+		}
+		if last && uint64(p) != uint64(len(rest)) {
+			return fail(KindRejected, "%d bytes follow the last counted entry", len(rest)-p)
+		}
+		name := parts[0]
+		if i := bytes.IndexByte(name, 0); i >= 0 {
+			name = name[:i] // the kernel copies it into a C string
+		}
+		if len(parts[0]) >= maxRestoreNameLen {
+			return fail(KindRejected, "template name is %d bytes, the kernel accepts at most %d", len(parts[0]), maxRestoreNameLen-1)
+		}
+		if string(name) == legacyTemplateName {
+			return fail(KindRejected, "legacy \"ima\" template cannot be restored")
+		}
+		t, err := tc.lookup(name)
+		if err != nil {
+			return fail(KindDropped, "template %q resolves to no template (%v); the kernel stops without an error", clip(name), err)
+		}
+		e.TemplateName = t.Name
+		if e.TemplateName == "" {
+			e.TemplateName = t.Format
+		}
+		e.TemplateData = parts[1]
+		if _, err := checkFields(parts[1], order, len(t.Fields)); err != nil {
+			return fail(KindRejected, "template %s: %v", e.TemplateName, err)
+		}
+		if len(name) != len(parts[0]) {
+			r.Problems = append(r.Problems, RestoreProblem{Index: idx, Offset: at, Kind: KindAltered, Reason: "template name contains NUL; the kernel reads it up to the NUL"})
+		}
+		if pr, bad, _ := restoreCheck(&e, order); bad && pr.Kind == KindAltered {
+			pr.Index, pr.Offset = idx, at
+			r.Problems = append(r.Problems, pr)
+		}
+		off += uint64(p)
+		r.Restored++
+	}
+	switch {
+	case count < h.Count:
+		r.Problems = append(r.Problems, RestoreProblem{Index: int(count), Offset: int64(off), Kind: KindDropped,
+			Reason: fmt.Sprintf("header counts %d entries, the buffer ends after %d; the kernel stops silently", h.Count, count)})
+	case off < end:
+		// Unreachable: the last counted entry must end at buffer_size.
+		r.Problems = append(r.Problems, RestoreProblem{Index: int(count), Offset: int64(off), Kind: KindDropped,
+			Reason: fmt.Sprintf("%d bytes after the %d counted entries are ignored", end-off, h.Count)})
+	}
+	return r
+}
+
+// KexecMarkerPayload is the ASCII payload of the kexec_load and
+// kexec_execute critical-data events.
+func KexecMarkerPayload(segmentSize, listSize, count uint64) string {
+	return "kexec_segment_size=" + strconv.FormatUint(segmentSize, 10) +
+		";ima_binary_runtime_size=" + strconv.FormatUint(listSize, 10) +
+		";ima_runtime_measurements_count=" + strconv.FormatUint(count, 10) + ";"
+}
+
+// appendField appends one length-prefixed field.
+func appendField(dst []byte, order binary.ByteOrder, data ...[]byte) []byte {
+	n := 0
+	for _, d := range data {
+		n += len(d)
+	}
+	dst = appendU32(dst, order, uint32(n))
+	for _, d := range data {
+		dst = append(dst, d...)
+	}
+	return dst
+}
+
+// digestNG builds a d-ng (kind "") or d-ngv2 (kind "ima"/"verity") field.
+func digestNG(kind string, h crypto.Hash, digest []byte) []byte {
+	var b []byte
+	if kind != "" {
+		b = append(b, kind...)
+		b = append(b, ':')
+	}
+	b = append(b, HashName(h)...)
+	b = append(b, ':', 0)
+	return append(b, digest...)
+}
+
+func finishEntry(pcr uint32, name string, data []byte) Entry {
+	e := Entry{PCR: pcr, TemplateName: name, TemplateData: data}
+	e.TemplateDigest = sha1.Sum(data)
+	return e
+}
+
+// NewBufEntryOrder builds an ima-buf entry (as ima_measure_critical_data
+// does): d-ng of H(buf), the event name with its NUL, and buf, with field
+// lengths in order.
+func NewBufEntryOrder(order binary.ByteOrder, pcr uint32, name string, buf []byte, h crypto.Hash) (Entry, error) {
+	if err := checkBank(h); err != nil {
+		return Entry{}, err
+	}
+	hh := h.New()
+	hh.Write(buf)
+	var data []byte
+	data = appendField(data, order, digestNG("", h, hh.Sum(nil)))
+	data = appendField(data, order, []byte(name), []byte{0})
+	data = appendField(data, order, buf)
+	return finishEntry(pcr, "ima-buf", data), nil
+}
+
+// NewBufEntry builds an ima-buf entry in little-endian order (native for
+// amd64 and arm64, and the canonical format). An unsupported hash falls back
+// to SHA-256; use NewBufEntryOrder to get an error instead.
+func NewBufEntry(pcr uint32, name string, buf []byte, hash crypto.Hash) Entry {
+	if checkBank(hash) != nil {
+		hash = crypto.SHA256
+	}
+	e, _ := NewBufEntryOrder(binary.LittleEndian, pcr, name, buf, hash)
+	return e
+}
+
+// NewFileEntry builds a file measurement in little-endian order: template
+// "ima-ng" or "ima-ngv2" (sig must be nil) or "ima-sig"/"ima-sigv2" (sig may
+// be empty). Spaces in path become '_' as the kernel does.
+func NewFileEntry(pcr uint32, template, path string, digest []byte, hash crypto.Hash, sig []byte) (Entry, error) {
+	if err := checkBank(hash); err != nil {
+		return Entry{}, err
+	}
+	if len(digest) != hash.Size() {
+		return Entry{}, fmt.Errorf("%w: %s digest is %d bytes, want %d", ErrMalformed, HashName(hash), len(digest), hash.Size())
+	}
+	kind := ""
+	withSig := false
+	switch template {
+	case "ima-ng":
+	case "ima-sig":
+		withSig = true
+	case "ima-ngv2":
+		kind = "ima"
+	case "ima-sigv2":
+		kind, withSig = "ima", true
+	default:
+		return Entry{}, fmt.Errorf("%w: NewFileEntry supports ima-ng, ima-sig, ima-ngv2, ima-sigv2, not %q", ErrUnknownTemplate, template)
+	}
+	if !withSig && sig != nil {
+		return Entry{}, fmt.Errorf("%w: template %s has no signature field", ErrMalformed, template)
+	}
+	order := binary.LittleEndian
+	var data []byte
+	data = appendField(data, order, digestNG(kind, hash, digest))
+	data = appendField(data, order, []byte(strings.ReplaceAll(path, " ", "_")), []byte{0})
+	if withSig {
+		data = appendField(data, order, sig)
+	}
+	return finishEntry(pcr, template, data), nil
+}
+
+// NewViolation builds the entry the kernel records for a violation in the
+// given template: all-zero template digest, d-ng of the hash algorithm with a
+// 20-byte zero digest, and the file name.
+func NewViolation(pcr uint32, template, path string, hash crypto.Hash) (Entry, error) {
+	e, err := NewFileEntry(pcr, "ima-ng", path, make([]byte, hash.Size()), hash, nil)
+	if err != nil {
+		return e, err
+	}
+	order := binary.LittleEndian
+	var data []byte
+	data = appendField(data, order, digestNG("", hash, make([]byte, 20)))
+	data = appendField(data, order, []byte(strings.ReplaceAll(path, " ", "_")), []byte{0})
+	switch template {
+	case "ima-ng":
+	case "ima-sig":
+		data = appendField(data, order)
+	default:
+		return Entry{}, fmt.Errorf("%w: NewViolation supports ima-ng and ima-sig", ErrUnknownTemplate)
+	}
+	return Entry{PCR: pcr, TemplateName: template, TemplateData: data}, nil
+}

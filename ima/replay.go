@@ -1,0 +1,462 @@
+package ima
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/sha1"
+	"encoding/hex"
+	"hash"
+	"slices"
+	"sync"
+)
+
+// Method is how a kernel derives the digest it extends into a PCR bank.
+type Method int
+
+const (
+	// MethodPerBank extends H_bank(template data): what kernels do for
+	// every bank whose hash they support.
+	MethodPerBank Method = iota
+	// MethodSHA1Padded extends the SHA-1 template digest zero-padded to the
+	// bank's size: what kernels do for a bank whose hash they lack.
+	MethodSHA1Padded
+)
+
+func (m Method) String() string {
+	switch m {
+	case MethodPerBank:
+		return "per-bank"
+	case MethodSHA1Padded:
+		return "sha1-padded"
+	}
+	return "unknown"
+}
+
+// MarshalText renders the method name (used by JSON output).
+func (m Method) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
+var legacyPad [eventNameLenMax + 1]byte
+
+// writeTemplateInput feeds the bytes the kernel hashes for a template digest.
+// For the legacy "ima" template these are the 20-byte digest and the name
+// zero-padded to 256 bytes; for every other template the template data.
+func writeTemplateInput(h hash.Hash, e *Entry) {
+	if e.TemplateName == legacyTemplateName && len(e.TemplateData) >= 24 {
+		name := e.TemplateData[24:]
+		if len(name) > eventNameLenMax {
+			name = name[:eventNameLenMax]
+		}
+		h.Write(e.TemplateData[:20])
+		h.Write(name)
+		h.Write(legacyPad[:len(legacyPad)-len(name)])
+		return
+	}
+	h.Write(e.TemplateData)
+}
+
+// TemplateDigest returns the digest the kernel extends into bank for e:
+// all 0xff for a violation, else H_bank of the template input
+// (MethodPerBank) or its SHA-1 zero-padded to the bank size
+// (MethodSHA1Padded). It returns nil for a bank whose hash is unavailable.
+func TemplateDigest(e Entry, bank crypto.Hash, method Method) []byte {
+	if checkBank(bank) != nil {
+		return nil
+	}
+	out := make([]byte, bank.Size())
+	if e.Violation() {
+		for i := range out {
+			out[i] = 0xff
+		}
+		return out
+	}
+	if method == MethodSHA1Padded || bank == crypto.SHA1 {
+		h := sha1.New()
+		writeTemplateInput(h, &e)
+		copy(out, h.Sum(nil))
+		return out
+	}
+	h := bank.New()
+	writeTemplateInput(h, &e)
+	return h.Sum(out[:0])
+}
+
+// pcrState holds PCR values of one bank without a map lookup for the
+// common indices.
+type pcrState struct {
+	size  int
+	small [32][]byte
+	big   map[uint32][]byte
+}
+
+func newPCRState(size int) *pcrState { return &pcrState{size: size} }
+
+func (s *pcrState) get(p uint32) []byte {
+	if p < uint32(len(s.small)) {
+		v := s.small[p]
+		if v == nil {
+			v = make([]byte, s.size, 2*s.size)
+			s.small[p] = v
+		}
+		return v
+	}
+	if s.big == nil {
+		s.big = make(map[uint32][]byte)
+	}
+	v := s.big[p]
+	if v == nil {
+		v = make([]byte, s.size, 2*s.size)
+		s.big[p] = v
+	}
+	return v
+}
+
+func (s *pcrState) set(p uint32, v []byte) {
+	if p < uint32(len(s.small)) {
+		s.small[p] = v
+		return
+	}
+	s.big[p] = v
+}
+
+func (s *pcrState) values() map[uint32][]byte {
+	out := make(map[uint32][]byte)
+	for i, v := range s.small {
+		if v != nil {
+			out[uint32(i)] = bytes.Clone(v)
+		}
+	}
+	for p, v := range s.big {
+		out[p] = bytes.Clone(v)
+	}
+	return out
+}
+
+// extender computes template digests and PCR extends for one bank and method
+// without allocating per entry.
+type extender struct {
+	bank   crypto.Hash
+	method Method
+	h      hash.Hash // bank hash (template digest and extend)
+	s1     hash.Hash // SHA-1 for the padded method
+	td     []byte
+	ff     []byte
+	sha1s  [][20]byte // optional precomputed SHA-1 template digests
+}
+
+func newExtender(bank crypto.Hash, method Method, sha1s [][20]byte) *extender {
+	x := &extender{bank: bank, method: method, h: bank.New(), s1: sha1.New(), sha1s: sha1s}
+	x.td = make([]byte, bank.Size(), 64)
+	x.ff = bytes.Repeat([]byte{0xff}, bank.Size())
+	if bank == crypto.SHA1 {
+		x.method = MethodSHA1Padded // identical for SHA-1
+	}
+	return x
+}
+
+// digest returns the template digest of entry i (valid until the next call).
+func (x *extender) digest(i int, e *Entry) []byte {
+	if e.Violation() {
+		return x.ff
+	}
+	if x.method == MethodSHA1Padded {
+		clear(x.td)
+		if x.sha1s != nil {
+			copy(x.td, x.sha1s[i][:])
+		} else {
+			x.s1.Reset()
+			writeTemplateInput(x.s1, e)
+			x.s1.Sum(x.td[:0])
+		}
+		return x.td
+	}
+	x.h.Reset()
+	writeTemplateInput(x.h, e)
+	return x.h.Sum(x.td[:0])
+}
+
+// extend folds digest d into value v in place and returns the new value.
+func (x *extender) extend(v, d []byte) []byte {
+	x.h.Reset()
+	x.h.Write(v)
+	x.h.Write(d)
+	return x.h.Sum(v[:0])
+}
+
+// Replay extends every entry into fresh (all-zero) PCRs of bank with method
+// and returns the final value of each PCR the list uses. It returns nil for
+// an unavailable bank.
+func Replay(entries []Entry, bank crypto.Hash, method Method) map[uint32][]byte {
+	if checkBank(bank) != nil {
+		return nil
+	}
+	x := newExtender(bank, method, nil)
+	st := newPCRState(bank.Size())
+	for i := range entries {
+		e := &entries[i]
+		d := x.digest(i, e)
+		st.set(e.PCR, x.extend(st.get(e.PCR), d))
+	}
+	return st.values()
+}
+
+// PCRValues holds quoted PCR values: bank -> PCR index -> value.
+type PCRValues map[crypto.Hash]map[uint32][]byte
+
+// BankResult is the outcome of verification for one quoted bank.
+type BankResult struct {
+	Bank       string            `json:"bank"`
+	Hash       crypto.Hash       `json:"-"`
+	PCRs       []uint32          `json:"pcrs"`              // PCRs both used by the list and quoted
+	Method     *Method           `json:"method"`            // method matching at the common prefix (nil: none)
+	Methods    []Method          `json:"methods,omitempty"` // every method matching at the common prefix
+	OwnPrefix  int               `json:"own_prefix"`        // longest prefix this bank alone reproduces, -1 if none
+	OwnMethod  *Method           `json:"own_method"`        // method of OwnPrefix
+	Quoted     map[uint32]string `json:"quoted"`            // hex, checked PCRs only
+	Replayed   map[uint32]string `json:"replayed"`          // hex values after the whole list, per-bank method
+	ReplayedP  map[uint32]string `json:"replayed_sha1_padded,omitempty"`
+	Unverified []uint32          `json:"unverified,omitempty"` // PCRs the list uses that this bank does not quote
+}
+
+// VerifyResult is the outcome of Verify.
+type VerifyResult struct {
+	Consistent bool `json:"consistent"`
+	Entries    int  `json:"entries"`
+	// Prefix is the longest number of leading entries that reproduces every
+	// checked PCR of every quoted bank, or -1 if no prefix does.
+	Prefix int          `json:"prefix"`
+	Banks  []BankResult `json:"banks"`
+	// DigestMismatches lists entries whose stored SHA-1 template digest is
+	// not the SHA-1 of their template data.
+	DigestMismatches []int    `json:"digest_mismatches,omitempty"`
+	Problems         []string `json:"problems,omitempty"`
+}
+
+// usedPCRs returns the sorted PCR indices the entries extend.
+func usedPCRs(entries []Entry) []uint32 {
+	var seen [32]bool
+	var out []uint32
+	var more map[uint32]bool
+	for i := range entries {
+		p := entries[i].PCR
+		if p < 32 {
+			if !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+			continue
+		}
+		if more == nil {
+			more = map[uint32]bool{}
+		}
+		if !more[p] {
+			more[p] = true
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// bankRun is one bank replayed with one method while tracking, after each
+// entry, whether every checked PCR equals its quoted value.
+type bankRun struct {
+	method  Method
+	matches []bool // matches[k]: prefix of k entries reproduces the quote
+	final   map[uint32][]byte
+}
+
+func runBank(entries []Entry, bank crypto.Hash, method Method, check map[uint32][]byte, sha1s [][20]byte) bankRun {
+	x := newExtender(bank, method, sha1s)
+	st := newPCRState(bank.Size())
+	mism := 0
+	for p, q := range check {
+		if !bytes.Equal(st.get(p), q) {
+			mism++
+		}
+	}
+	r := bankRun{method: method, matches: make([]bool, len(entries)+1)}
+	r.matches[0] = mism == 0
+	for i := range entries {
+		e := &entries[i]
+		q, ok := check[e.PCR]
+		if ok {
+			old := st.get(e.PCR)
+			was := bytes.Equal(old, q)
+			nv := x.extend(old, x.digest(i, e))
+			st.set(e.PCR, nv)
+			now := bytes.Equal(nv, q)
+			if was && !now {
+				mism++
+			} else if !was && now {
+				mism--
+			}
+		}
+		r.matches[i+1] = mism == 0
+	}
+	r.final = st.values()
+	return r
+}
+
+// Verify finds the longest prefix of entries that reproduces every quoted
+// PCR the list uses, in every quoted bank, trying both extension methods per
+// bank. Quoted PCRs the list never extends (firmware PCRs) are not compared.
+// The result is consistent when that prefix holds at least one entry (or the
+// list is empty), every quoted bank checks at least one PCR, and no entry in
+// the prefix carries a stored SHA-1 digest that differs from its data.
+func Verify(entries []Entry, quoted PCRValues) VerifyResult {
+	res := VerifyResult{Entries: len(entries), Prefix: -1}
+	if len(quoted) == 0 {
+		res.Problems = append(res.Problems, "no quoted PCR values")
+		return res
+	}
+	used := usedPCRs(entries)
+	banks := make([]crypto.Hash, 0, len(quoted))
+	for b := range quoted {
+		banks = append(banks, b)
+	}
+	slices.SortFunc(banks, func(a, b crypto.Hash) int { return a.Size() - b.Size() })
+
+	// SHA-1 template digests serve the SHA-1 bank, every padded method and
+	// the stored-digest check; compute them once.
+	sha1s := make([][20]byte, len(entries))
+	h := sha1.New()
+	for i := range entries {
+		e := &entries[i]
+		if e.Violation() {
+			continue
+		}
+		h.Reset()
+		writeTemplateInput(h, e)
+		h.Sum(sha1s[i][:0])
+		if sha1s[i] != e.TemplateDigest {
+			res.DigestMismatches = append(res.DigestMismatches, i)
+		}
+	}
+
+	type job struct {
+		bank  crypto.Hash
+		check map[uint32][]byte
+		runs  []bankRun
+	}
+	jobs := make([]*job, len(banks))
+	var wg sync.WaitGroup
+	for bi, b := range banks {
+		j := &job{bank: b, check: map[uint32][]byte{}}
+		jobs[bi] = j
+		br := BankResult{Bank: HashName(b), Hash: b, OwnPrefix: -1, Quoted: map[uint32]string{}}
+		if err := checkBank(b); err != nil {
+			res.Problems = append(res.Problems, err.Error())
+			res.Banks = append(res.Banks, br)
+			continue
+		}
+		for _, p := range used {
+			q, ok := quoted[b][p]
+			if !ok {
+				br.Unverified = append(br.Unverified, p)
+				continue
+			}
+			if len(q) != b.Size() {
+				res.Problems = append(res.Problems, "bank "+br.Bank+": PCR value of wrong size")
+				continue
+			}
+			j.check[p] = q
+			br.PCRs = append(br.PCRs, p)
+			br.Quoted[p] = hex.EncodeToString(q)
+		}
+		res.Banks = append(res.Banks, br)
+		if len(j.check) == 0 {
+			res.Problems = append(res.Problems, "bank "+br.Bank+": quotes none of the PCRs the list uses")
+			continue
+		}
+		methods := []Method{MethodPerBank, MethodSHA1Padded}
+		if b == crypto.SHA1 {
+			methods = methods[:1]
+		}
+		j.runs = make([]bankRun, len(methods))
+		for mi, m := range methods {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				j.runs[mi] = runBank(entries, b, m, j.check, sha1s)
+			}()
+		}
+	}
+	wg.Wait()
+
+	for bi, j := range jobs {
+		br := &res.Banks[bi]
+		if len(j.runs) == 0 {
+			continue
+		}
+		br.Replayed = hexMap(j.runs[0].final)
+		if len(j.runs) > 1 {
+			br.ReplayedP = hexMap(j.runs[1].final)
+		}
+		for k := len(entries); k >= 0; k-- {
+			for _, r := range j.runs {
+				if r.matches[k] {
+					br.OwnPrefix = k
+					m := r.method
+					br.OwnMethod = &m
+					break
+				}
+			}
+			if br.OwnPrefix >= 0 {
+				break
+			}
+		}
+	}
+
+	if len(res.Problems) == 0 {
+		for k := len(entries); k >= 0 && res.Prefix < 0; k-- {
+			all := true
+			for _, j := range jobs {
+				any := false
+				for _, r := range j.runs {
+					any = any || r.matches[k]
+				}
+				if !any {
+					all = false
+					break
+				}
+			}
+			if all {
+				res.Prefix = k
+			}
+		}
+	}
+	if res.Prefix >= 0 {
+		for bi, j := range jobs {
+			br := &res.Banks[bi]
+			for _, r := range j.runs {
+				if r.matches[res.Prefix] {
+					br.Methods = append(br.Methods, r.method)
+				}
+			}
+			if len(br.Methods) > 0 {
+				m := br.Methods[0]
+				br.Method = &m
+			}
+		}
+	}
+	res.Consistent = len(res.Problems) == 0 && res.Prefix >= 0 && (res.Prefix > 0 || len(entries) == 0)
+	if res.Prefix == 0 && len(entries) > 0 {
+		res.Problems = append(res.Problems, "only the empty prefix matches the quoted PCRs")
+	}
+	for _, i := range res.DigestMismatches {
+		if i < res.Prefix {
+			res.Consistent = false
+			res.Problems = append(res.Problems, "an entry in the matched prefix has a stored template digest that differs from its data")
+			break
+		}
+	}
+	return res
+}
+
+func hexMap(m map[uint32][]byte) map[uint32]string {
+	out := make(map[uint32]string, len(m))
+	for k, v := range m {
+		out[k] = hex.EncodeToString(v)
+	}
+	return out
+}
