@@ -1,0 +1,221 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gokexec/gokexec/ima"
+	"github.com/gokexec/gokexec/qemu"
+	"github.com/gokexec/gokexec/qemu/proto"
+)
+
+// basePolicy measures what root reads, in PCR 10, and keeps the pseudo file
+// systems out so that reading PCRs and lists does not itself add entries.
+const basePolicy = `dont_measure fsmagic=0x9fa0
+dont_measure fsmagic=0x62656572
+dont_measure fsmagic=0x73636673
+dont_measure fsmagic=0x64626720
+dont_measure fsmagic=0x1cd1
+measure func=FILE_CHECK mask=MAY_READ uid=0
+`
+
+// guest is one prepared scenario: binaries, kernels, TPM and artifacts.
+type guest struct {
+	t       *testing.T
+	art     string
+	bins    map[string]string
+	k1, k2  string
+	tpm     *qemu.TPM
+	files   map[string]string // guest path -> host path
+	ctx     context.Context
+	timeout time.Duration
+}
+
+func skipShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("QEMU scenario; skipped with -short")
+	}
+}
+
+func newGuest(t *testing.T, extraPkgs ...string) *guest {
+	t.Helper()
+	skipShort(t)
+	ctx := context.Background()
+	art := qemu.ArtifactsDir(t)
+	pkgs := append([]string{qemu.AgentPackage, "./cmd/gokexec"}, extraPkgs...)
+	bins, err := qemu.BuildGuestBinaries(ctx, filepath.Join(art, "..", "bin"), pkgs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k1, k2, err := qemu.TestKernels()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpm, err := qemu.StartTPM(ctx, filepath.Join(art, "tpm"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tpm.Stop() })
+	g := &guest{t: t, art: art, bins: bins, k1: k1, k2: k2, tpm: tpm, ctx: ctx, timeout: 5 * time.Minute,
+		files: map[string]string{"/bin/gokexec": bins["./cmd/gokexec"]}}
+	return g
+}
+
+// run builds the initramfs with the scenario and boots kernel k.
+func (g *guest) run(k string, sc *proto.Scenario) *qemu.Result {
+	g.t.Helper()
+	ir := qemu.NewInitramfs()
+	if err := ir.AddFile("/init", g.bins[qemu.AgentPackage]); err != nil {
+		g.t.Fatal(err)
+	}
+	for gp, hp := range g.files {
+		if err := ir.AddFile(gp, hp); err != nil {
+			g.t.Fatal(err)
+		}
+	}
+	if err := ir.AddScenario(sc); err != nil {
+		g.t.Fatal(err)
+	}
+	initrd := filepath.Join(g.art, "initrd.cpio")
+	if err := ir.WriteTo(initrd); err != nil {
+		g.t.Fatal(err)
+	}
+	start := time.Now()
+	res, err := qemu.Run(g.ctx, qemu.VM{Kernel: k, Initrd: initrd, Step: "1", TPM: g.tpm, ArtifactsDir: g.art, Timeout: g.timeout})
+	g.t.Logf("scenario wall time %v (serial log %s)", time.Since(start).Round(100*time.Millisecond), filepath.Join(g.art, "serial.log"))
+	if err != nil {
+		if res != nil {
+			for _, rec := range res.Records {
+				if rec.Type == proto.TypeCmd {
+					g.t.Logf("boot %d cmd %v exit %d:\n%s", rec.Boot, rec.Argv, rec.Exit, rec.Output)
+				}
+			}
+		}
+		g.t.Fatal(err)
+	}
+	return res
+}
+
+// nextAppend is the command line for a kexec target running step.
+func nextAppend(step string) string {
+	return qemu.DefaultAppend("amd64") + " gkt.step=" + step
+}
+
+func intp(i int) *int { return &i }
+
+// parseList decodes a reported binary list.
+func parseList(t *testing.T, b []byte, what string) []ima.Entry {
+	t.Helper()
+	if b == nil {
+		t.Fatalf("%s: no list reported", what)
+	}
+	es, err := ima.ParseList(b, binary.LittleEndian)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return es
+}
+
+func countBootAggregates(es []ima.Entry) int {
+	n := 0
+	for _, e := range es {
+		if isBootAggregate(e) {
+			n++
+		}
+	}
+	return n
+}
+
+func isBootAggregate(e ima.Entry) bool {
+	return bytes.Contains(e.TemplateData, []byte("boot_aggregate\x00"))
+}
+
+// pcrValues converts a harness PCR report to ima.PCRValues for the banks given.
+func pcrValues(t *testing.T, rep map[string][]string, banks ...string) ima.PCRValues {
+	t.Helper()
+	out := ima.PCRValues{}
+	for _, b := range banks {
+		h, err := ima.ParseHashName(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vals, ok := rep[b]
+		if !ok {
+			t.Fatalf("no %s bank in the PCR report (banks: %v)", b, keys(rep))
+		}
+		m := map[uint32][]byte{}
+		for i, v := range vals {
+			d, err := hex.DecodeString(v)
+			if err != nil {
+				t.Fatalf("PCR %s-%d: %v", b, i, err)
+			}
+			m[uint32(i)] = d
+		}
+		out[h] = m
+	}
+	_ = crypto.SHA256
+	return out
+}
+
+func keys(m map[string][]string) []string {
+	var k []string
+	for x := range m {
+		k = append(k, x)
+	}
+	return k
+}
+
+// requireReplays checks that the whole list reproduces the quoted PCRs.
+func requireReplays(t *testing.T, es []ima.Entry, pcrs ima.PCRValues, what string) ima.VerifyResult {
+	t.Helper()
+	r := ima.Verify(es, pcrs)
+	if !r.Consistent || r.Prefix != len(es) {
+		t.Fatalf("%s: list of %d entries does not replay to the PCRs: consistent=%v prefix=%d problems=%v", what, len(es), r.Consistent, r.Prefix, r.Problems)
+	}
+	return r
+}
+
+// evmctlAgrees runs evmctl ima_measurement on an artifact list and PCR files.
+func evmctlAgrees(t *testing.T, dir string, banks ...string) {
+	t.Helper()
+	args := []string{"ima_measurement", "--ignore-violations"}
+	for _, b := range banks {
+		args = append(args, "--pcrs", b+","+filepath.Join(dir, "pcr-"+b+".txt"))
+	}
+	args = append(args, filepath.Join(dir, "binary_runtime_measurements"))
+	out, err := exec.Command("evmctl", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("evmctl %s: %v\n%s", strings.Join(args, " "), err, lastLines(string(out), 15))
+	}
+}
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}
+
+// writeFile is a small helper for artifacts the test itself produces.
+func writeFile(t *testing.T, path string, b []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func describe(es []ima.Entry) string {
+	return fmt.Sprintf("%d entries, %d boot_aggregate", len(es), countBootAggregates(es))
+}
