@@ -1,0 +1,31 @@
+package bzimage
+
+import (
+	"testing"
+
+	"github.com/gokexec/gokexec/segment"
+)
+
+func FuzzParse(f *testing.F) {
+	for _, n := range fixtures {
+		b := fixture(f, n)
+		f.Add(b[:20480+4096])
+	}
+	f.Add([]byte("MZ"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		im, err := Parse(b)
+		if err != nil {
+			return
+		}
+		if im.MemSize() < uint64(len(im.ProtectedMode)) {
+			t.Fatal("MemSize below the image size")
+		}
+		m := segment.Map{{Range: segment.Range{Start: 0x100000, End: 0x4000_0000}, Type: segment.TypeRAM}}
+		buf, _, err := BuildParams(im, 0x10_0000, &Params{E820: m, Cmdline: "console=ttyS0"})
+		if err == nil {
+			if _, err := SetupDataAt(buf, 0x10_0000); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}

@@ -1,0 +1,35 @@
+package segment
+
+import (
+	"bytes"
+	"os"
+	"testing"
+)
+
+func FuzzParseIomem(f *testing.F) {
+	if b, err := os.ReadFile("testdata/iomem-devhost.txt"); err == nil {
+		f.Add(b)
+	}
+	f.Add([]byte("00100000-bfffffff : System RAM\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := ParseIomem(bytes.NewReader(b))
+		if err != nil {
+			return
+		}
+		for i, r := range m {
+			if r.End <= r.Start || (i > 0 && r.Start < m[i-1].End) {
+				t.Fatalf("unsorted or empty entry %d: %v", i, m)
+			}
+		}
+		a, err := NewAllocator(m.RAM(), 4096)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, err := a.Place(Request{Name: "x", Size: 8192}); err == nil {
+			segs := []Segment{{Name: "x", Mem: r.Start, Memsz: r.Size()}}
+			if err := Validate(segs, m.RAM(), 4096); err != nil {
+				t.Fatalf("placed segment fails validation: %v", err)
+			}
+		}
+	})
+}
