@@ -3,13 +3,13 @@ package qemu
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path"
-	"path/filepath"
 	"sort"
 	"strings"
 
@@ -224,8 +224,20 @@ func (f *Initramfs) records() ([]cpio.Record, error) {
 	return recs, nil
 }
 
-// hostFile reports whether p names an existing regular host file.
-func hostFile(p string) bool {
-	st, err := os.Stat(filepath.Clean(p))
-	return err == nil && st.Mode().IsRegular()
+// AgentInitramfs returns an Initramfs holding the guest agent (built for
+// arch into workDir) as /init and the scenario as /scenario.json. Add the
+// scenario's other files (kernels, tools) before WriteTo.
+func AgentInitramfs(ctx context.Context, arch, workDir string, sc *proto.Scenario) (*Initramfs, error) {
+	bins, err := BuildGuest(ctx, arch, workDir, AgentPackage)
+	if err != nil {
+		return nil, err
+	}
+	ir := NewInitramfs()
+	if err := ir.AddFile("/init", bins[AgentPackage]); err != nil {
+		return nil, err
+	}
+	if err := ir.AddScenario(sc); err != nil {
+		return nil, err
+	}
+	return ir, nil
 }
