@@ -189,8 +189,13 @@ func imaBuffer(in *Inputs) ([]byte, int, error) {
 	return buf, len(entries), nil
 }
 
-// imaSegmentSize is header+list+headroom rounded to pages, at least min.
+// imaSegmentSize is header+list+headroom rounded to pages. When min is set
+// (a re-plan at finalize) and the buffer still fits in it, the size stays min
+// so the layout does not move.
 func imaSegmentSize(bufLen, extra, min, page uint64) (uint64, error) {
+	if min != 0 && bufLen <= min {
+		return min, nil
+	}
 	n := bufLen + extra
 	if n < bufLen {
 		return 0, fmt.Errorf("%w: --ima-extra %d overflows", ErrInput, extra)
@@ -198,9 +203,6 @@ func imaSegmentSize(bufLen, extra, min, page uint64) (uint64, error) {
 	n, ok := segment.AlignUp(n, page)
 	if !ok {
 		return 0, fmt.Errorf("%w: --ima-extra %d overflows", ErrInput, extra)
-	}
-	if min > n {
-		n = min
 	}
 	return n, nil
 }
