@@ -223,4 +223,3 @@ func firstDiff(a, b []byte) string {
 	}
 	return fmt.Sprintf("lengths differ: %d vs %d", len(a), len(b))
 }
-
