@@ -37,6 +37,7 @@ type guest struct {
 	k1, k2  string
 	tpm     *qemu.TPM
 	files   map[string]string // guest path -> host path
+	hostBin map[string]string // guest path -> host executable (with its libraries)
 	ctx     context.Context
 	timeout time.Duration
 }
@@ -50,9 +51,22 @@ func skipShort(t *testing.T) {
 
 func newGuest(t *testing.T, extraPkgs ...string) *guest {
 	t.Helper()
+	return newGuestNamed(t, "", extraPkgs...)
+}
+
+// newGuestNamed is newGuest with a separate artifacts subdirectory, for a
+// test that boots more than one guest.
+func newGuestNamed(t *testing.T, name string, extraPkgs ...string) *guest {
+	t.Helper()
 	skipShort(t)
 	ctx := context.Background()
 	art := qemu.ArtifactsDir(t)
+	if name != "" {
+		art = filepath.Join(art, name)
+		if err := os.MkdirAll(art, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	pkgs := append([]string{qemu.AgentPackage, "./cmd/gokexec"}, extraPkgs...)
 	bins, err := qemu.BuildGuestBinaries(ctx, filepath.Join(art, "..", "bin"), pkgs...)
 	if err != nil {
@@ -68,7 +82,7 @@ func newGuest(t *testing.T, extraPkgs ...string) *guest {
 	}
 	t.Cleanup(func() { tpm.Stop() })
 	g := &guest{t: t, art: art, bins: bins, k1: k1, k2: k2, tpm: tpm, ctx: ctx, timeout: 5 * time.Minute,
-		files: map[string]string{"/bin/gokexec": bins["./cmd/gokexec"]}}
+		files: map[string]string{"/bin/gokexec": bins["./cmd/gokexec"]}, hostBin: map[string]string{}}
 	return g
 }
 
@@ -81,6 +95,11 @@ func (g *guest) run(k string, sc *proto.Scenario) *qemu.Result {
 	}
 	for gp, hp := range g.files {
 		if err := ir.AddFile(gp, hp); err != nil {
+			g.t.Fatal(err)
+		}
+	}
+	for gp, hp := range g.hostBin {
+		if err := ir.AddHostBinary(hp, gp); err != nil {
 			g.t.Fatal(err)
 		}
 	}
