@@ -1,52 +1,166 @@
 package qemu
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/gokexec/gokexec/qemu/proto"
 )
 
-func TestBootSmoke(t *testing.T) {
+// bootOnce builds an agent initramfs for sc (plus busybox as /bin/busybox)
+// and runs it on the first test kernel.
+func bootOnce(t *testing.T, sc *proto.Scenario, vm VM) (*Result, error) {
+	t.Helper()
 	ctx := context.Background()
 	art := ArtifactsDir(t)
-	k, err := Kernel(Deb61AMD64)
+	k, _, err := TestKernels()
 	if err != nil {
 		t.Fatal(err)
 	}
-	bins, err := BuildGuestBinaries(ctx, filepath.Join(art, "bin"), AgentPackage)
+	ir, err := AgentInitramfs(ctx, "amd64", filepath.Join(art, "bin"), sc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tpm, err := StartTPM(ctx, filepath.Join(art, "tpm"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tpm.Stop()
-	ir := NewInitramfs()
-	if err := ir.AddFile("/init", bins[AgentPackage]); err != nil {
-		t.Fatal(err)
-	}
-	sc := &proto.Scenario{Steps: map[string]proto.Step{"1": {Actions: []proto.Action{
-		{Policy: "measure func=FILE_CHECK mask=MAY_READ uid=0\n"},
-		{MeasureFiles: 5},
-		{Report: []string{"pcrs", "list", "ascii"}},
-	}}}}
-	if err := ir.AddScenario(sc); err != nil {
-		t.Fatal(err)
+	if err := ir.AddHostBinary("/bin/busybox", "/bin/busybox"); err != nil {
+		t.Fatalf("%v (Debian package busybox-static)", err)
 	}
 	initrd := filepath.Join(art, "initrd.cpio")
 	if err := ir.WriteTo(initrd); err != nil {
 		t.Fatal(err)
 	}
-	res, err := Run(ctx, VM{Kernel: k, Initrd: initrd, Step: "1", TPM: tpm, ArtifactsDir: art, Timeout: 3 * time.Minute})
+	if vm.TPM == nil {
+		tpm, err := StartTPM(ctx, filepath.Join(art, "tpm"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tpm.Stop() })
+		vm.TPM = tpm
+	}
+	vm.Kernel, vm.Initrd, vm.ArtifactsDir = k, initrd, art
+	if vm.Timeout == 0 {
+		vm.Timeout = 3 * time.Minute
+	}
+	return Run(ctx, vm)
+}
+
+func TestBootReport(t *testing.T) {
+	sc := &proto.Scenario{Steps: map[string]proto.Step{"1": {Actions: []proto.Action{
+		{Policy: pseudoFS + "measure func=FILE_CHECK mask=MAY_READ uid=0 template=ima-ng\n"},
+		{MeasureFiles: 5},
+		{Run: []string{"/bin/busybox", "sh", "-c", "echo out; echo err >&2; exit 3"}, ExpectExit: func() *int { i := 3; return &i }()},
+		{WriteFile: "/tmp/x/hello", Data: []byte("hello\x00world")},
+		{File: "/tmp/x/hello"},
+		{Report: []string{"pcrs", "list", "ascii"}},
+	}}}}
+	res, err := bootOnce(t, sc, VM{Step: "1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("elapsed %v, %d records", res.Elapsed, len(res.Records))
-	for i, r := range res.Records {
-		t.Logf("%v %s %s %d", res.Arrived[i], r.Type, r.Name, len(r.Data))
+	var types []string
+	for _, r := range res.Records {
+		types = append(types, r.Type)
+	}
+	if got, want := strings.Join(types, ","), "boot,cmd,file,pcrs,list,list,done"; got != want {
+		t.Fatalf("records %s, want %s", got, want)
+	}
+	cmd := res.Find(1, proto.TypeCmd, "")[0]
+	if cmd.Exit != 3 || !bytes.Contains(cmd.Output, []byte("out\n")) || !bytes.Contains(cmd.Output, []byte("err\n")) {
+		t.Errorf("cmd record: exit %d output %q", cmd.Exit, cmd.Output)
+	}
+	if f := res.Find(1, proto.TypeFile, "/tmp/x/hello"); len(f) != 1 || string(f[0].Data) != "hello\x00world" {
+		t.Errorf("file record: %+v", f)
+	}
+	ascii := string(res.List(1, "ascii_runtime_measurements"))
+	if n := strings.Count(ascii, "\n"); n != 1+5+1 { // boot_aggregate, files, the file record's read
+		t.Errorf("ASCII list has %d entries, want 7:\n%s", n, ascii)
+	}
+	for _, bank := range []string{"sha1", "sha256", "sha384"} {
+		if v := res.PCRs(1)[bank]; len(v) != 24 || len(v[10]) != 2*map[string]int{"sha1": 20, "sha256": 32, "sha384": 48}[bank] {
+			t.Errorf("bank %s: %d PCRs, PCR 10 %q", bank, len(v), v)
+		}
+	}
+	// The artifacts are what evmctl, the reference verifier, accepts.
+	dir := filepath.Dir(res.Serial)
+	out, err := exec.Command("evmctl", "ima_measurement", "--pcrs", "sha256,"+filepath.Join(dir, "boot-1", "pcr-sha256.txt"),
+		filepath.Join(dir, "boot-1", "binary_runtime_measurements")).CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("Matched")) {
+		t.Errorf("evmctl rejects the artifacts: %v\n%s", err, out)
+	}
+	for _, f := range []string{"serial.log", "protocol.log", "records.jsonl", "boot-1/info.txt", "boot-1/ascii_runtime_measurements", "boot-1/file-tmp_x_hello", "boot-1/cmd-busybox.txt"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("artifact missing: %v", err)
+		}
+	}
+	serial, _ := os.ReadFile(res.Serial)
+	if !bytes.Contains(serial, []byte("Linux version")) || bytes.Contains(serial, []byte(proto.Prefix+"{")) {
+		t.Error("serial log should hold the kernel console and no protocol records")
+	}
+}
+
+func TestRunGuestError(t *testing.T) {
+	sc := &proto.Scenario{Steps: map[string]proto.Step{"1": {Actions: []proto.Action{{MeasureFiles: 1}}}}}
+	res, err := bootOnce(t, sc, VM{Step: "nosuchstep"})
+	if !errors.Is(err, ErrGuest) || !strings.Contains(err.Error(), `no step "nosuchstep"`) {
+		t.Fatalf("got %v, want ErrGuest naming the step", err)
+	}
+	if res.Done() || len(res.Errors()) != 1 {
+		t.Errorf("want exactly one error record and no done: %+v", res.Records)
+	}
+}
+
+func TestRunWatchdog(t *testing.T) {
+	sc := &proto.Scenario{Steps: map[string]proto.Step{"1": {DeadlineSec: 3, Actions: []proto.Action{
+		{Run: []string{"/bin/busybox", "sleep", "600"}},
+	}}}}
+	_, err := bootOnce(t, sc, VM{Step: "1"})
+	if !errors.Is(err, ErrGuest) || !strings.Contains(err.Error(), "watchdog") {
+		t.Fatalf("got %v, want a watchdog ErrGuest", err)
+	}
+}
+
+func TestRunTimeout(t *testing.T) {
+	sc := &proto.Scenario{Steps: map[string]proto.Step{"1": {Actions: []proto.Action{
+		{Run: []string{"/bin/busybox", "sleep", "600"}},
+	}}}}
+	start := time.Now()
+	res, err := bootOnce(t, sc, VM{Step: "1", Timeout: 2 * time.Second})
+	if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), res.Serial) {
+		t.Fatalf("got %v, want ErrTimeout naming the serial log", err)
+	}
+	if time.Since(start) > time.Minute {
+		t.Error("QEMU was not killed at the timeout")
+	}
+}
+
+func TestMissingTool(t *testing.T) {
+	_, err := lookTool("swtpm_definitely_not_installed")
+	if !errors.Is(err, ErrMissingTool) {
+		t.Fatalf("got %v", err)
+	}
+	t.Setenv("PATH", t.TempDir())
+	_, err = StartTPM(context.Background(), t.TempDir(), nil)
+	if !errors.Is(err, ErrMissingTool) || !strings.Contains(err.Error(), "swtpm-tools") {
+		t.Fatalf("got %v, want ErrMissingTool naming swtpm-tools", err)
+	}
+}
+
+// The agent powers off the machine it runs on, so it must refuse to run
+// anywhere but as a guest's PID 1.
+func TestAgentRefusesOutsideGuest(t *testing.T) {
+	bins, err := BuildGuestBinaries(context.Background(), t.TempDir(), AgentPackage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bins[AgentPackage]).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !bytes.Contains(out, []byte("not PID 1")) {
+		t.Fatalf("agent on the host: %v %s", err, out)
 	}
 }
