@@ -162,7 +162,11 @@ func BenchmarkHashFloor3Banks200k(b *testing.B) {
 			copy(pad256[:], d1[:])
 			copy(pad384[:], d1[:])
 			for _, s := range []struct {
-				h      interface{ Reset(); Write([]byte) (int, error); Sum([]byte) []byte }
+				h interface {
+					Reset()
+					Write([]byte) (int, error)
+					Sum([]byte) []byte
+				}
 				pv, dv []byte
 			}{{h1, p1[:], d1[:]}, {h256, p256[:], d256[:]}, {h256, p256b[:], pad256[:]}, {h384, p384[:], d384[:]}, {h384, p384b[:], pad384[:]}} {
 				s.h.Reset()
