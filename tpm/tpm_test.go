@@ -1,0 +1,348 @@
+package tpm
+
+import (
+	"bytes"
+	"crypto"
+	_ "crypto/sha1"
+	_ "crypto/sha256"
+	_ "crypto/sha512"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-tpm/tpm2/transport"
+)
+
+// swtpm is one running software TPM with its TCP data channel.
+type swtpm struct {
+	cmd  *exec.Cmd
+	port int
+	log  *bytes.Buffer
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startSwtpm manufactures a TPM 2.0 state with the given banks and runs
+// swtpm on it; the process is stopped at test cleanup.
+func startSwtpm(t *testing.T, banks string) *swtpm {
+	t.Helper()
+	for _, tool := range []string{"swtpm", "swtpm_setup"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s not found: install swtpm (scripts/setup.sh)", tool)
+		}
+	}
+	// Not t.TempDir(): subtest names may hold commas, which swtpm's
+	// option syntax cannot carry.
+	dir, err := os.MkdirTemp("", "gokexec-swtpm-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	setup := exec.Command("swtpm_setup", "--tpm2", "--tpmstate", dir, "--pcr-banks", banks, "--overwrite")
+	if out, err := setup.CombinedOutput(); err != nil {
+		t.Fatalf("swtpm_setup: %v\n%s", err, out)
+	}
+	var lastErr error
+	for try := 0; try < 5; try++ {
+		port := freePort(t)
+		ctrl := freePort(t)
+		s := &swtpm{port: port, log: &bytes.Buffer{}}
+		s.cmd = exec.Command("swtpm", "socket", "--tpm2",
+			"--server", fmt.Sprintf("type=tcp,port=%d,bindaddr=127.0.0.1", port),
+			"--ctrl", fmt.Sprintf("type=tcp,port=%d,bindaddr=127.0.0.1", ctrl),
+			"--tpmstate", "dir="+dir,
+			"--flags", "not-need-init,startup-clear",
+			"--runas", "root")
+		s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+		if err := s.cmd.Start(); err != nil {
+			t.Fatalf("swtpm: %v", err)
+		}
+		done := make(chan struct{})
+		go func() { s.cmd.Wait(); close(done) }()
+		stop := func() {
+			s.cmd.Process.Kill()
+			<-done
+		}
+		// Wait until the data port accepts connections or swtpm exits.
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			select {
+			case <-done:
+				lastErr = fmt.Errorf("swtpm exited: %s", s.log.String())
+			default:
+			}
+			if lastErr != nil {
+				break
+			}
+			c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+			if err == nil {
+				c.Close()
+				t.Cleanup(stop)
+				return s
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if lastErr == nil {
+			stop()
+			lastErr = fmt.Errorf("swtpm did not listen on %d: %s", port, s.log.String())
+		}
+	}
+	t.Fatal(lastErr)
+	return nil
+}
+
+// open connects a new TPM client to the swtpm data channel.
+func (s *swtpm) open(t *testing.T) *TPM {
+	t.Helper()
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := New(c)
+	t.Cleanup(func() { tp.Close() })
+	return tp
+}
+
+func all24() []uint32 {
+	p := make([]uint32, 24)
+	for i := range p {
+		p[i] = uint32(i)
+	}
+	return p
+}
+
+func TestActiveBanks(t *testing.T) {
+	for _, tc := range []struct {
+		setup string
+		want  []crypto.Hash
+	}{
+		{"sha1,sha256,sha384", []crypto.Hash{crypto.SHA1, crypto.SHA256, crypto.SHA384}},
+		{"sha256", []crypto.Hash{crypto.SHA256}},
+		{"sha1,sha256,sha384,sha512", []crypto.Hash{crypto.SHA1, crypto.SHA256, crypto.SHA384, crypto.SHA512}},
+	} {
+		t.Run(tc.setup, func(t *testing.T) {
+			tp := startSwtpm(t, tc.setup).open(t)
+			got, err := tp.ActiveBanks()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("ActiveBanks = %v, want %v", got, tc.want)
+			}
+			unk, err := tp.UnknownBanks()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(unk) != 0 {
+				t.Fatalf("UnknownBanks = %v, want none", unk)
+			}
+		})
+	}
+}
+
+func TestReadAll24(t *testing.T) {
+	tp := startSwtpm(t, "sha1,sha256,sha384").open(t)
+	vals, err := tp.ReadPCRs(all24())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vals) != 3 {
+		t.Fatalf("got %d banks, want 3", len(vals))
+	}
+	for h, m := range vals {
+		if len(m) != 24 {
+			t.Fatalf("%v: got %d PCRs, want 24", h, len(m))
+		}
+		for i, v := range m {
+			if len(v) != h.Size() {
+				t.Fatalf("%v PCR %d: %d bytes", h, i, len(v))
+			}
+			// After TPM2_Startup(CLEAR) PCRs 0-16 and 23 are zero,
+			// 17-22 (locality-reset PCRs) are all ones.
+			want := byte(0)
+			if i >= 17 && i <= 22 {
+				want = 0xff
+			}
+			if !bytes.Equal(v, bytes.Repeat([]byte{want}, h.Size())) {
+				t.Fatalf("%v PCR %d = %x, want all %02x", h, i, v, want)
+			}
+		}
+	}
+}
+
+func TestExtendThenRead(t *testing.T) {
+	tp := startSwtpm(t, "sha1,sha256,sha384").open(t)
+	banks := []crypto.Hash{crypto.SHA1, crypto.SHA256, crypto.SHA384}
+	for _, pcr := range []uint32{10, 11, 16, 23} {
+		before, err := tp.ReadPCRs([]uint32{pcr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Two extends so the second starts from a non-trivial value.
+		expect := map[crypto.Hash][]byte{}
+		for _, h := range banks {
+			expect[h] = before[h][pcr]
+		}
+		for round := 0; round < 2; round++ {
+			ds := map[crypto.Hash][]byte{}
+			for _, h := range banks {
+				hh := h.New()
+				fmt.Fprintf(hh, "event %d round %d", pcr, round)
+				ds[h] = hh.Sum(nil)
+				e := h.New()
+				e.Write(expect[h])
+				e.Write(ds[h])
+				expect[h] = e.Sum(nil)
+			}
+			if err := tp.Extend(pcr, ds); err != nil {
+				t.Fatal(err)
+			}
+		}
+		after, err := tp.ReadPCRs(all24())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range banks {
+			if !bytes.Equal(after[h][pcr], expect[h]) {
+				t.Errorf("%v PCR %d = %x, want %x", h, pcr, after[h][pcr], expect[h])
+			}
+		}
+	}
+	// A second connection sees the same state.
+	vals, err := tp.ReadPCRs([]uint32{10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(vals[crypto.SHA256][10], make([]byte, 32)) {
+		t.Fatal("PCR 10 still zero after extends")
+	}
+}
+
+func TestExtendRefusesMissingBank(t *testing.T) {
+	tp := startSwtpm(t, "sha1,sha256,sha384").open(t)
+	before, err := tp.ReadPCRs([]uint32{10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := map[crypto.Hash][]byte{
+		crypto.SHA1:   make([]byte, 20),
+		crypto.SHA256: make([]byte, 32),
+	}
+	err = tp.Extend(10, d)
+	if !errors.Is(err, ErrMissingBank) || !strings.Contains(err.Error(), "SHA-384") {
+		t.Fatalf("Extend without sha384: err = %v, want ErrMissingBank naming SHA-384", err)
+	}
+	d[crypto.SHA384] = make([]byte, 20)
+	if err := tp.Extend(10, d); !errors.Is(err, ErrDigestSize) {
+		t.Fatalf("short sha384 digest: err = %v, want ErrDigestSize", err)
+	}
+	if err := tp.Extend(24, d); !errors.Is(err, ErrPCRIndex) {
+		t.Fatalf("PCR 24: err = %v, want ErrPCRIndex", err)
+	}
+	after, err := tp.ReadPCRs([]uint32{10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for h := range before {
+		if !bytes.Equal(before[h][10], after[h][10]) {
+			t.Fatalf("%v PCR 10 changed by a refused extend", h)
+		}
+	}
+	// Extra digests for banks that are not allocated are ignored.
+	d[crypto.SHA384] = make([]byte, 48)
+	d[crypto.SHA512] = make([]byte, 64)
+	if err := tp.Extend(10, d); err != nil {
+		t.Fatalf("extend with extra sha512: %v", err)
+	}
+}
+
+func TestReadPCRsRejectsIndex(t *testing.T) {
+	tp := startSwtpm(t, "sha256").open(t)
+	if _, err := tp.ReadPCRs([]uint32{3, 24}); !errors.Is(err, ErrPCRIndex) {
+		t.Fatalf("err = %v, want ErrPCRIndex", err)
+	}
+}
+
+// TestReadPCRsCounterRestart extends from a second connection between the
+// rounds of a read and checks the result is from one epoch.
+func TestReadPCRsCounterRestart(t *testing.T) {
+	tp := startSwtpm(t, "sha1,sha256,sha384").open(t)
+	inj := &injectRW{next: tp.t}
+	tp.t = inj
+	vals, err := tp.ReadPCRs(all24())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inj.reads < 2 {
+		t.Fatalf("only %d PCR_Read commands; expected several rounds", inj.reads)
+	}
+	if !inj.injected {
+		t.Fatal("no extend was injected")
+	}
+	// PCR 0 was extended once in every bank before the final epoch began.
+	for h, m := range vals {
+		e := h.New()
+		e.Write(make([]byte, h.Size()))
+		e.Write(inj.digest[h])
+		if !bytes.Equal(m[0], e.Sum(nil)) {
+			t.Fatalf("%v PCR 0 = %x: not from the epoch after the extend", h, m[0])
+		}
+	}
+}
+
+// injectRW forwards commands and, right after the first PCR_Read, extends
+// PCR 0 behind the reader's back (swtpm serves one connection at a time, so
+// the extend goes through the same stream).
+type injectRW struct {
+	next     transport.TPMCloser
+	reads    int
+	injected bool
+	digest   map[crypto.Hash][]byte
+}
+
+func (i *injectRW) Send(cmd []byte) ([]byte, error) {
+	rsp, err := i.next.Send(cmd)
+	// Command code sits at offset 6..10; TPM_CC_PCR_Read = 0x17E.
+	if len(cmd) >= 10 && cmd[6] == 0 && cmd[7] == 0 && cmd[8] == 0x01 && cmd[9] == 0x7e {
+		i.reads++
+		if i.reads == 1 {
+			i.digest = map[crypto.Hash][]byte{}
+			for _, h := range []crypto.Hash{crypto.SHA1, crypto.SHA256, crypto.SHA384} {
+				hh := h.New()
+				hh.Write([]byte("concurrent"))
+				i.digest[h] = hh.Sum(nil)
+			}
+			other := &TPM{t: i.next}
+			if e := other.Extend(0, i.digest); e != nil {
+				return nil, e
+			}
+			i.injected = true
+		}
+	}
+	return rsp, err
+}
+
+func (i *injectRW) Close() error { return nil }
+
+func TestOpenNamesDevice(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "no-tpm")
+	_, err := Open(p)
+	if !errors.Is(err, ErrNoDevice) || !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), p) {
+		t.Fatalf("Open(%q) = %v; want ErrNoDevice wrapping ErrNotExist naming the path", p, err)
+	}
+}
