@@ -1,0 +1,235 @@
+// Package arm64 holds the pure, arm64-specific parts of a kexec_load: the
+// kernel Image header, placement rules for kernel, initrd and DTB, the
+// /chosen hand-over in the device tree, and the entry trampoline.
+//
+// Facts come from the kernel's Documentation/arch/arm64/booting.rst, its
+// own kexec_file loader (arch/arm64/kernel/kexec_image.c,
+// machine_kexec_file.c) and drivers/of/kexec.c:
+//
+//   - The Image has a 64-byte little-endian header: code0, code1,
+//     text_offset, image_size, flags, three reserved u64, the magic
+//     "ARM\x64" at 0x38 and the PE header offset at 0x3c. Flags: bit 0 big
+//     endian, bits 1-2 page size (0 unspecified, 1 4K, 2 16K, 3 64K), bit 3
+//     "may be placed anywhere below 2^48" (else as low in DRAM as possible).
+//   - image_size 0 marks a pre-3.17 kernel whose text_offset endianness is
+//     unknown and whose memory footprint is unbounded; booting.rst tells a
+//     boot loader to assume text_offset 0x80000 and leave as much memory as
+//     possible after it. The kernel's own kexec_file loader refuses such an
+//     Image, and so does ParseImage: without image_size there is no size to
+//     reserve, so nothing can be placed safely after the kernel.
+//   - The Image is loaded text_offset bytes above a 2 MiB aligned base, and
+//     image_size bytes from its start must be free. Debian's arm64 vmlinuz
+//     is an uncompressed Image; Image.gz (gzip) is unpacked here, since the
+//     arm64 kernel has no decompressor of its own.
+//   - An initrd must lie, with the kernel Image, inside one 1 GiB aligned
+//     window of at most 32 GiB.
+//   - The DTB must be 8-byte aligned and at most 2 MiB (MAX_FDT_SIZE); the
+//     kernel's own loader also keeps it from crossing a 2 MiB boundary, and
+//     so does CheckDTB.
+//   - The kernel is entered with x0 = physical address of the DTB and
+//     x1 = x2 = x3 = 0. After kexec_load the kernel enters the entry with
+//     x0 = 0 (it knows the DTB only for kexec_file_load), so a trampoline
+//     segment (Trampoline) sets the registers and branches.
+//
+// Invariants: the package is pure (no system calls, no host files; callers
+// pass bytes in and supply randomness); it never panics on input; every
+// address computation is checked for overflow; errors wrap sentinels that
+// errors.Is matches.
+package arm64
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Header layout and flag values from booting.rst.
+const (
+	HeaderSize = 64
+	Magic      = 0x644d5241 // "ARM\x64", little endian at offset 0x38
+
+	FlagBigEndian    = 1 << 0
+	flagPageShift    = 1
+	flagPageMask     = 3 << flagPageShift
+	FlagAnyPlacement = 1 << 3
+
+	// LegacyTextOffset is what booting.rst says to assume when image_size
+	// is 0 (kernels before v3.17).
+	LegacyTextOffset = 0x80000
+
+	// MaxKernelSize bounds the (decompressed) Image ParseImage accepts, so
+	// a gzip bomb cannot exhaust memory. Debian's 6.1 Image is 27 MiB.
+	MaxKernelSize = 256 << 20
+
+	zbootMagic = 0x818223cd // LINUX_PE_MAGIC at 0x38 of an EFI zboot image
+)
+
+// Sentinel errors.
+var (
+	ErrNotImage     = errors.New("arm64: not an arm64 kernel Image")
+	ErrBigEndian    = errors.New("arm64: big-endian kernel")
+	ErrPageSize     = errors.New("arm64: unsupported kernel page size")
+	ErrLegacyImage  = errors.New("arm64: Image header has image_size 0 (kernel older than 3.17)")
+	ErrImageHeader  = errors.New("arm64: inconsistent Image header")
+	ErrTooLarge     = errors.New("arm64: kernel too large")
+	ErrPlacement    = errors.New("arm64: placement violates the arm64 boot protocol")
+	ErrDTBTooLarge  = errors.New("arm64: device tree larger than the kernel accepts")
+	ErrChosenOption = errors.New("arm64: bad /chosen option")
+)
+
+// Image is a parsed arm64 kernel Image.
+type Image struct {
+	// Kernel is the uncompressed Image: the bytes to load at the load
+	// address.
+	Kernel []byte
+	// Compression names how the input was packed: "" (raw Image) or
+	// "gzip".
+	Compression string
+
+	Code0, Code1 uint32
+	TextOffset   uint64
+	ImageSize    uint64 // bytes from the load address the kernel needs
+	Flags        uint64
+	PEOffset     uint32 // res5: offset of the PE header (EFI stub), 0 if none
+}
+
+// BigEndian reports flags bit 0.
+func (im *Image) BigEndian() bool { return im.Flags&FlagBigEndian != 0 }
+
+// PageSize returns the kernel's page size from flags bits 1-2, or 0 when
+// the header leaves it unspecified.
+func (im *Image) PageSize() uint64 {
+	switch (im.Flags & flagPageMask) >> flagPageShift {
+	case 1:
+		return 4 << 10
+	case 2:
+		return 16 << 10
+	case 3:
+		return 64 << 10
+	}
+	return 0
+}
+
+// AnyPlacement reports flags bit 3: the 2 MiB aligned base may be anywhere
+// such that the image lies below 2^48. When false the base should be as
+// close to the start of DRAM as possible.
+func (im *Image) AnyPlacement() bool { return im.Flags&FlagAnyPlacement != 0 }
+
+// CheckPageSize reports ErrPageSize unless the Image's page size is one of
+// the granules the target CPU supports (a CPU need not implement all of
+// 4K, 16K and 64K; Cortex-A57, for one, has no 16K granule). Callers that
+// cannot read ID_AA64MMFR0_EL1 pass the running kernel's page size, which
+// is known to work. An unspecified page size passes.
+func (im *Image) CheckPageSize(supported ...uint64) error {
+	ps := im.PageSize()
+	if ps == 0 {
+		return nil
+	}
+	for _, s := range supported {
+		if s == ps {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: the Image uses %d KiB pages, the target supports %v", ErrPageSize, ps>>10, supported)
+}
+
+// ParseImage parses an arm64 Image, raw or gzip-compressed. The result
+// does not alias b.
+func ParseImage(b []byte) (*Image, error) { return parseImage(b, MaxKernelSize) }
+
+func parseImage(b []byte, limit int) (*Image, error) {
+	comp := ""
+	if len(b) >= 2 && b[0] == 0x1f && b[1] == 0x8b {
+		zr, err := gzip.NewReader(bytes.NewReader(b))
+		if err != nil {
+			return nil, fmt.Errorf("%w: gzip header: %w", ErrNotImage, err)
+		}
+		zr.Multistream(false)
+		raw, err := io.ReadAll(io.LimitReader(zr, int64(limit)+1))
+		if err != nil {
+			return nil, fmt.Errorf("%w: gunzip: %w", ErrNotImage, err)
+		}
+		if len(raw) > limit {
+			return nil, fmt.Errorf("%w: gzip data expands beyond %d bytes", ErrTooLarge, limit)
+		}
+		if !looksLikeImage(raw) {
+			return nil, fmt.Errorf("%w: gzip-compressed %s", ErrNotImage, describe(raw))
+		}
+		b, comp = raw, "gzip"
+	} else {
+		if len(b) > limit {
+			return nil, fmt.Errorf("%w: %d bytes, more than %d", ErrTooLarge, len(b), limit)
+		}
+		b = bytes.Clone(b)
+	}
+	if !looksLikeImage(b) {
+		return nil, fmt.Errorf("%w: %s", ErrNotImage, describe(b))
+	}
+	le := binary.LittleEndian
+	im := &Image{
+		Kernel:      b,
+		Compression: comp,
+		Code0:       le.Uint32(b[0:]),
+		Code1:       le.Uint32(b[4:]),
+		TextOffset:  le.Uint64(b[8:]),
+		ImageSize:   le.Uint64(b[16:]),
+		Flags:       le.Uint64(b[24:]),
+		PEOffset:    le.Uint32(b[60:]),
+	}
+	if im.ImageSize == 0 {
+		return nil, fmt.Errorf("%w: its text_offset and memory footprint are unknown (booting.rst would assume text_offset %#x and unbounded memory after it); the kernel's own loader refuses such Images too", ErrLegacyImage, LegacyTextOffset)
+	}
+	if im.BigEndian() {
+		return nil, fmt.Errorf("%w: flags %#x have bit 0 set; only little-endian kernels are loaded", ErrBigEndian, im.Flags)
+	}
+	if uint64(len(b)) > im.ImageSize {
+		return nil, fmt.Errorf("%w: file is %#x bytes but image_size is only %#x", ErrImageHeader, len(b), im.ImageSize)
+	}
+	if im.TextOffset%(4<<10) != 0 {
+		// Real kernels use 0x80000 or (since 5.8) 0; a kexec segment
+		// must start on a page.
+		return nil, fmt.Errorf("%w: text_offset %#x is not a multiple of 4 KiB", ErrImageHeader, im.TextOffset)
+	}
+	return im, nil
+}
+
+func looksLikeImage(b []byte) bool {
+	return len(b) >= HeaderSize && binary.LittleEndian.Uint32(b[0x38:]) == Magic
+}
+
+// describe says what b is when it is not an arm64 Image.
+func describe(b []byte) string {
+	le := binary.LittleEndian
+	switch {
+	case len(b) == 0:
+		return "empty input"
+	case len(b) >= 0x206 && string(b[0x202:0x206]) == "HdrS":
+		return "x86 bzImage (boot protocol header \"HdrS\" at 0x202), not an arm64 Image"
+	case len(b) >= 4 && string(b[:4]) == "\x7fELF":
+		return "ELF file (a vmlinux?), not an arm64 Image; load arch/arm64/boot/Image"
+	case len(b) >= 0x40 && string(b[:2]) == "MZ" && string(b[4:8]) == "zimg":
+		end := bytes.IndexByte(b[0x18:0x38], 0)
+		if end < 0 {
+			end = 0x20
+		}
+		return fmt.Sprintf("EFI zboot image (payload compressed with %q), not a bare Image; unpack the payload first", b[0x18:0x18+end])
+	case len(b) >= 0x40 && le.Uint32(b[0x38:]) == zbootMagic:
+		return "EFI zboot image, not a bare Image"
+	case len(b) >= 6 && string(b[:6]) == "\xfd7zXZ\x00":
+		return "xz-compressed data; decompress it first"
+	case len(b) >= 4 && le.Uint32(b) == 0xfd2fb528:
+		return "zstd-compressed data; decompress it first"
+	case len(b) >= 3 && string(b[:3]) == "BZh":
+		return "bzip2-compressed data; decompress it first"
+	case len(b) >= 4 && le.Uint32(b) == 0x184c2102:
+		return "lz4-compressed data; decompress it first"
+	case len(b) < HeaderSize:
+		return fmt.Sprintf("%d bytes, shorter than the %d-byte Image header", len(b), HeaderSize)
+	case string(b[:2]) == "MZ":
+		return fmt.Sprintf("PE/COFF file without the arm64 Image magic (found %#08x at 0x38, want %#08x \"ARM\\x64\")", le.Uint32(b[0x38:]), uint32(Magic))
+	}
+	return fmt.Sprintf("found %#08x at 0x38, want the Image magic %#08x (\"ARM\\x64\")", le.Uint32(b[0x38:]), uint32(Magic))
+}
