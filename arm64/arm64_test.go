@@ -509,3 +509,62 @@ func BenchmarkParseImageGzip(b *testing.B) {
 		}
 	}
 }
+
+// TestPrepareKernelSysfs prepares the /sys/firmware/fdt that Debian's 6.1
+// arm64 kernel exported on QEMU virt (NOPed rng-seed, zeroed kaslr-seed,
+// one-cell initrd properties from QEMU): exactly what gokexec reads on a
+// real system.
+func TestPrepareKernelSysfs(t *testing.T) {
+	zb := readFile(t, "../fdt/testdata/linux-6.1-arm64-sysfs-fdt-qemu-virt.dtb.gz")
+	zr, err := gzip.NewReader(bytes.NewReader(zb))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw bytes.Buffer
+	if _, err := raw.ReadFrom(zr); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := fdt.Parse(raw.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := bytes.Repeat([]byte{0x5a}, RNGSeedSize)
+	err = PrepareDTB(tr, ChosenOptions{
+		Bootargs:  "console=ttyAMA0 ima_policy=tcb",
+		Initrd:    &fdt.Range{Start: 0x7c000000, Size: 0x200000},
+		KASLRSeed: 0xdeadbeef00c0ffee,
+		RNGSeed:   seed,
+		IMABuffer: &fdt.Range{Start: 0x7e000000, Size: 0x11000},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := BuildDTB(tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckDTB(0x7fe00000, uint64(len(out))); err != nil {
+		t.Error(err)
+	}
+	got := dtc(t, out, "-I", "dtb", "-O", "dts")
+	var chosen string
+	if i := strings.Index(got, "\tchosen {"); i >= 0 {
+		chosen = got[i:]
+		chosen = chosen[:strings.Index(chosen, "};")+2]
+	}
+	want := "\tchosen {\n" +
+		"\t\tbootargs = \"console=ttyAMA0 ima_policy=tcb\";\n" +
+		"\t\tstdout-path = \"/pl011@9000000\";\n" +
+		"\t\tlinux,initrd-start = <0x00 0x7c000000>;\n" +
+		"\t\tlinux,initrd-end = <0x00 0x7c200000>;\n" +
+		"\t\tkaslr-seed = <0xdeadbeef 0xc0ffee>;\n" +
+		"\t\trng-seed = <" + strings.TrimSpace(strings.Repeat("0x5a5a5a5a ", RNGSeedSize/4)) + ">;\n" +
+		"\t\tlinux,ima-kexec-buffer = <0x00 0x7e000000 0x00 0x11000>;\n" +
+		"\t};"
+	if chosen != want {
+		t.Errorf("/chosen:\n%s\nwant:\n%s", chosen, want)
+	}
+	if !strings.HasPrefix(got, "/dts-v1/;\n\n/memreserve/\t0x000000007c000000 0x0000000000200000;\n/memreserve/\t0x000000007e000000 0x0000000000011000;\n") {
+		t.Errorf("memreserve block:\n%s", got[:min(len(got), 200)])
+	}
+}

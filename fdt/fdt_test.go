@@ -550,3 +550,41 @@ func BenchmarkParseMarshalQEMU(b *testing.B) {
 		}
 	}
 }
+
+// TestKernelSysfsFDT checks the blob Debian's 6.1 arm64 kernel exported as
+// /sys/firmware/fdt on QEMU virt (testdata/regen-sysfs-fdt.sh): the kernel
+// NOPed /chosen/rng-seed in place and zeroed kaslr-seed; both survive a
+// round trip (TestRoundTripGolden) and read as the kernel left them.
+func TestKernelSysfsFDT(t *testing.T) {
+	in := readGolden(t, "linux-6.1-arm64-sysfs-fdt-qemu-virt.dtb.gz")
+	tr := mustParse(t, in)
+	ch, ok := tr.Lookup("/chosen")
+	if !ok {
+		t.Fatal("no /chosen")
+	}
+	if ch.HasProperty("rng-seed") {
+		t.Error("rng-seed visible, the kernel NOPs it")
+	}
+	if v, err := ch.U64("kaslr-seed"); err != nil || v != 0 {
+		t.Errorf("kaslr-seed = %#x, %v; the kernel zeroes it", v, err)
+	}
+	if s, err := ch.String("bootargs"); err != nil || s != "console=ttyAMA0 panic=-1 quiet" {
+		t.Errorf("bootargs = %q, %v", s, err)
+	}
+	// QEMU writes initrd addresses below 4 GiB as one cell.
+	if v, err := ch.Number("linux,initrd-start"); err != nil || v != 0x48000000 {
+		t.Errorf("initrd-start = %#x, %v", v, err)
+	}
+	nops := 0
+	for _, p := range ch.Properties() {
+		nops += p.nopsBefore
+	}
+	nops += ch.nopsBeforeEnd
+	// rng-seed was 32 bytes: 3 words of header + 8 of value.
+	if nops != 11 {
+		t.Errorf("/chosen holds %d NOP tokens, want 11 (a NOPed 32-byte property)", nops)
+	}
+	if mem, err := tr.MemoryRanges(); err != nil || !slices.Equal(mem, []Range{{0x40000000, 1 << 30}}) {
+		t.Errorf("memory = %v, %v", mem, err)
+	}
+}

@@ -4,7 +4,8 @@
 # device-tree-compiler 1.6.1) compiling the .dts files here with the options
 # in the name; qemu-virt-cortex-a57.dtb.gz is QEMU 7.2 (Debian bookworm)
 # dumping its own arm64 virt machine tree, gzipped to keep the 1 MiB of
-# libfdt free space out of git.
+# libfdt free space out of git. linux-6.1-arm64-sysfs-fdt-qemu-virt.dtb.gz
+# is the kernel's /sys/firmware/fdt; regen-sysfs-fdt.sh makes it.
 set -eu
 cd "$(dirname "$0")"
 for f in board uefi-nomem cells32; do dtc -q -I dts -O dtb -o dtc-$f.dtb $f.dts; done
