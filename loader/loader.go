@@ -37,10 +37,13 @@ type Options struct {
 
 	NoIMA    bool
 	IMAExtra uint64
-	IMALog   string // override the IMA list source (file)
-	MemMap   string // override the memory map source (dir or iomem file)
-	MemMin   uint64
-	MemMax   uint64
+	IMAPCR   uint32 // PCR for the loader's own entries; 0 means 10
+	// TPMDevice is the TPM finalize extends; "" tries /dev/tpmrm0, then /dev/tpm0.
+	TPMDevice string
+	IMALog    string // override the IMA list source (file)
+	MemMap    string // override the memory map source (dir or iomem file)
+	MemMin    uint64
+	MemMax    uint64
 
 	DryRun bool
 	// StateDir holds the state between -l and -e; default /run/gokexec.
@@ -63,6 +66,7 @@ func Inputs(o *Options) (*plan.Inputs, error) {
 	if in.Arch == "" {
 		in.Arch = runtime.GOARCH
 	}
+	in.PageSize = 4096
 	var err error
 	if o.KernelPath == "" {
 		return nil, fmt.Errorf("%w: no kernel given", plan.ErrInput)
@@ -114,10 +118,21 @@ func Inputs(o *Options) (*plan.Inputs, error) {
 	return in, nil
 }
 
-// Plan reads the inputs and builds the plan.
+func (o *Options) pcr() uint32 {
+	if o.IMAPCR == 0 {
+		return DefaultPCR
+	}
+	return o.IMAPCR
+}
+
+// Plan reads the inputs and builds the plan. The hand-over list is the
+// running kernel's list followed by a kexec_load marker.
 func Plan(o *Options) (*plan.Plan, *plan.Inputs, error) {
 	in, err := Inputs(o)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := withLoadMarker(in, o.pcr()); err != nil {
 		return nil, nil, err
 	}
 	p, err := plan.Build(in)
@@ -221,53 +236,6 @@ func ClearState(dir string) error {
 		return nil
 	}
 	return err
-}
-
-// ErrInputChanged says a file changed between load and exec.
-var ErrInputChanged = errors.New("input changed since it was loaded")
-
-// Finalize refreshes the IMA hand-over of the recorded load: it takes a new
-// snapshot of the list and, when it differs from the one loaded, rebuilds
-// the plan from the same (re-verified) inputs and loads it again. The IMA
-// segment keeps its size when the list still fits the headroom, so the
-// layout is unchanged; when it does not, the plan grows it. It returns the
-// plan now loaded.
-func Finalize(s *State) (*plan.Plan, bool, error) {
-	if s.Plan == nil || s.Plan.IMA == nil {
-		return s.Plan, false, nil
-	}
-	o := s.Options
-	o.DryRun = false
-	in, err := Inputs(&o)
-	if err != nil {
-		return nil, false, err
-	}
-	if got := in.IMAList; got == nil {
-		return nil, false, fmt.Errorf("finalize: the IMA list disappeared since load")
-	}
-	if p := s.Plan; plan.Digest(in.Kernel) != p.Kernel.SHA256 {
-		return nil, false, fmt.Errorf("%w: kernel %s", ErrInputChanged, o.KernelPath)
-	}
-	if p := s.Plan; p.Initrd != nil && plan.Digest(in.Initrd) != p.Initrd.SHA256 {
-		return nil, false, fmt.Errorf("%w: initrd %s", ErrInputChanged, o.InitrdPath)
-	}
-	if uint64(len(in.IMAList)) == s.Plan.IMA.ListBytes {
-		// Entries are only ever appended: an unchanged size is an unchanged list.
-		return s.Plan, false, nil
-	}
-	in.IMAMinSegment = s.Plan.IMA.Size
-	p, err := plan.Build(in)
-	if err != nil {
-		return nil, false, fmt.Errorf("finalize: %w", err)
-	}
-	if err := Execute(p); err != nil {
-		return nil, false, fmt.Errorf("finalize: %w", err)
-	}
-	s.Plan = p
-	if err := saveState(o.stateDir(), s); err != nil {
-		return nil, false, err
-	}
-	return p, true, nil
 }
 
 // Unload unloads whatever kexec_load or kexec_file_load loaded and forgets

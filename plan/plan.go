@@ -189,6 +189,12 @@ func imaBuffer(in *Inputs) ([]byte, int, error) {
 	return buf, len(entries), nil
 }
 
+// IMASegmentSize is the size Build gives the IMA segment for a hand-over
+// buffer of bufLen bytes (header included): see imaSegmentSize.
+func IMASegmentSize(bufLen, extra, min, page uint64) (uint64, error) {
+	return imaSegmentSize(bufLen, extra, min, page)
+}
+
 // imaSegmentSize is header+list+headroom rounded to pages. When min is set
 // (a re-plan at finalize) and the buffer still fits in it, the size stays min
 // so the layout does not move.

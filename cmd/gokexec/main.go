@@ -42,7 +42,9 @@ type cli struct {
 	fileSyscall, loadSyscall, autoSyscall        bool
 	status, debug, noChecks, showVersion, help   bool
 	reuseCmdline, noIMA, dryRun, jsonOut         bool
-	loadPanic                                    bool
+	loadPanic, finalize                          bool
+	imaPCR                                       uint32
+	tpmDevice                                    string
 	appendStr, commandLine, initrd, ramdisk, dtb string
 	memMin, memMax, imaExtra                     string
 	memmap, imaLog, arch, stateDir, typ          string
@@ -80,6 +82,9 @@ func newFlags(c *cli, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.memMax, "mem-max", "", "highest physical address to load into")
 	fs.StringVar(&c.imaExtra, "ima-extra", "64K", "headroom after the IMA list for entries added before -e (K/M/G suffixes)")
 	fs.BoolVar(&c.noIMA, "no-ima", false, "do not hand the IMA measurement list over")
+	fs.BoolVar(&c.finalize, "finalize", false, "do everything -e does except the reboot (for shutdown hooks)")
+	fs.Uint32Var(&c.imaPCR, "ima-pcr", 10, "PCR for gokexec's own measurements and markers")
+	fs.StringVar(&c.tpmDevice, "tpm-device", "", "TPM to extend at -e (default /dev/tpmrm0, then /dev/tpm0)")
 	fs.BoolVar(&c.dryRun, "dry-run", false, "plan only: print the plan, load nothing")
 	fs.BoolVar(&c.jsonOut, "json", false, "with --dry-run: print the plan as JSON")
 	fs.StringVar(&c.memmap, "memmap", "", "memory map PATH: a /sys/firmware/memmap directory or an /proc/iomem file")
@@ -160,6 +165,10 @@ func dispatch(c *cli, pos []string, stdout, stderr io.Writer) error {
 		}
 		return nil
 	}
+	if c.finalize {
+		_, err := finalizeLoaded(c, stderr)
+		return err
+	}
 	if c.exec && !c.load && len(pos) == 0 {
 		return execLoaded(c, stderr)
 	}
@@ -198,7 +207,10 @@ func dispatch(c *cli, pos []string, stdout, stderr io.Writer) error {
 }
 
 func options(c *cli, kernel string) (*loader.Options, error) {
-	o := &loader.Options{KernelPath: kernel, Arch: c.arch, DTBPath: c.dtb, NoIMA: c.noIMA,
+	if c.imaPCR > 23 {
+		return nil, usageErr("--ima-pcr %d: PCRs are 0-23", c.imaPCR)
+	}
+	o := &loader.Options{KernelPath: kernel, Arch: c.arch, DTBPath: c.dtb, NoIMA: c.noIMA, IMAPCR: c.imaPCR, TPMDevice: c.tpmDevice,
 		IMALog: c.imaLog, MemMap: c.memmap, DryRun: c.dryRun, StateDir: c.stateDir}
 	switch c.arch {
 	case "", plan.ArchAMD64, plan.ArchARM64:
@@ -303,28 +315,37 @@ func status(c *cli) error {
 	return nil
 }
 
-func execLoaded(c *cli, stderr io.Writer) error {
+// finalizeLoaded refreshes the hand-over of a gokexec load. It reports
+// whether a load by another tool was found (nothing to finalize).
+func finalizeLoaded(c *cli, stderr io.Writer) (bool, error) {
 	loaded, err := kexec.Loaded()
 	if err != nil {
-		return err
+		return false, err
 	}
 	if !loaded {
-		return errors.New("-e: no kernel is loaded (load one with -l first); not rebooting")
+		return false, errors.New("no kernel is loaded (load one with -l first); not rebooting")
 	}
 	st, err := loader.LoadState(c.stateDir)
-	switch {
-	case errors.Is(err, loader.ErrNoState):
-		// Loaded by another tool: boot it as kexec-tools would.
-	case err != nil:
-		return err
-	default:
-		p, reloaded, err := loader.Finalize(st)
-		if err != nil {
-			return fmt.Errorf("-e: %w; not rebooting", err)
-		}
-		if c.debug && p != nil && p.IMA != nil {
-			fmt.Fprintf(stderr, "gokexec: IMA hand-over: %d entries, %d bytes at %#x (reloaded: %v)\n", p.IMA.Entries, p.IMA.ListBytes, p.IMA.Addr, reloaded)
-		}
+	if errors.Is(err, loader.ErrNoState) {
+		return true, nil // loaded by another tool: nothing of ours to finalize
+	}
+	if err != nil {
+		return false, err
+	}
+	rep, err := loader.Finalize(st)
+	if err != nil {
+		return false, err
+	}
+	if c.debug && rep.Plan != nil && rep.Plan.IMA != nil {
+		fmt.Fprintf(stderr, "gokexec: finalize: handing over %d entries (%d bytes) in a %#x-byte segment at %#x; %d entries of ours, TPM extended: %v %v\n",
+			rep.Count, rep.ListBytes, rep.Plan.IMA.Size, rep.Plan.IMA.Addr, len(rep.Entries), rep.Extended, rep.Banks)
+	}
+	return false, nil
+}
+
+func execLoaded(c *cli, stderr io.Writer) error {
+	if _, err := finalizeLoaded(c, stderr); err != nil {
+		return fmt.Errorf("-e: %w", err)
 	}
 	if !c.noSync {
 		syncAll()
