@@ -295,6 +295,9 @@ func cmdVerify(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 	asJSON := fs.Bool("json", false, "JSON output")
 	bo := fs.String("byte-order", "native", "native, little (canonical) or big")
 	kexec := fs.Bool("kexec", false, "FILE is a kexec hand-over buffer")
+	// Accepted for drop-in use in place of `evmctl ima_measurement`:
+	// violations are always replayed as the kernel extends them (all 0xff).
+	fs.Bool("ignore-violations", false, "accepted for evmctl compatibility; violations always extend 0xff")
 	rest, err := parseFlags(fs, args)
 	if err != nil {
 		return exitBad, err
