@@ -103,6 +103,12 @@ sigv3 blob.bin ec384 sha384 5
 (cd data && sha256sum -b blob.bin) >coreutils/sha256sum-binary.txt
 (cd data && sha512sum hello.txt) >coreutils/sha512sum.txt
 (cd data && sha256sum --tag hello.txt) >coreutils/sha256sum-tag.txt
+# A name with a newline and a backslash: GNU escapes it and marks the line.
+esc=$(mktemp -d)
+printf 'gokexec appraisal test file\n' >"$esc/new
+line\\back"
+(cd "$esc" && sha256sum -- *) >coreutils/sha256sum-escaped.txt
+rm -rf "$esc"
 h256=$(sha256sum data/hello.txt | cut -d' ' -f1)
 b256=$(sha256sum data/blob.bin | cut -d' ' -f1)
 h384=$(sha384sum data/hello.txt | cut -d' ' -f1)
