@@ -1,9 +1,11 @@
 package ima
 
 import (
+	"bytes"
 	"crypto"
 	"encoding/binary"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -183,5 +185,39 @@ func TestTimeline(t *testing.T) {
 	}
 	if tl := BuildTimeline(nil); tl.Verdict != VerdictEmpty {
 		t.Errorf("empty: %+v", tl)
+	}
+}
+
+// A tpm2_pcrread YAML file captured from swtpm after known extends (see
+// testdata/pcrfiles/README.md).
+func TestParsePCRFileTpm2Tools(t *testing.T) {
+	b, err := os.ReadFile("testdata/pcrfiles/tpm2_pcrread-swtpm.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := ParsePCRFile(b, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extend := func(h crypto.Hash, fill byte) []byte {
+		x := h.New()
+		x.Write(make([]byte, h.Size()))
+		x.Write(bytes.Repeat([]byte{fill}, h.Size()))
+		return x.Sum(nil)
+	}
+	want := PCRValues{
+		crypto.SHA1:   {10: extend(crypto.SHA1, 0xaa), 11: make([]byte, 20)},
+		crypto.SHA256: {10: extend(crypto.SHA256, 0xbb), 11: extend(crypto.SHA256, 0x11)},
+		crypto.SHA384: {10: extend(crypto.SHA384, 0xcc), 11: make([]byte, 48)},
+	}
+	for h, m := range want {
+		for p, w := range m {
+			if !bytes.Equal(v[h][p], w) {
+				t.Errorf("%s PCR %d: %x, want %x", HashName(h), p, v[h][p], w)
+			}
+		}
+	}
+	if len(v) != 3 {
+		t.Errorf("%d banks", len(v))
 	}
 }
