@@ -35,17 +35,28 @@ func (n *Node) cells(prop string, def uint32) (uint32, error) {
 	return n.U32(prop)
 }
 
-// Reg decodes the node's reg property with its parent's #address-cells and
-// #size-cells.
+// RegCells returns the cell sizes that govern this node's own reg: its
+// parent's #address-cells and #size-cells (defaults 2 and 1). For the root,
+// which has no parent, it returns the defaults.
+func (n *Node) RegCells() (addrCells, sizeCells uint32, err error) {
+	if n.parent == nil {
+		return DefaultAddressCells, DefaultSizeCells, nil
+	}
+	if addrCells, err = n.parent.AddressCells(); err != nil {
+		return 0, 0, err
+	}
+	if sizeCells, err = n.parent.SizeCells(); err != nil {
+		return 0, 0, err
+	}
+	return addrCells, sizeCells, nil
+}
+
+// Reg decodes the node's reg property with RegCells.
 func (n *Node) Reg() ([]Range, error) {
 	if n.parent == nil {
 		return nil, fmt.Errorf("reg of the root node: %w", ErrValue)
 	}
-	ac, err := n.parent.AddressCells()
-	if err != nil {
-		return nil, err
-	}
-	sc, err := n.parent.SizeCells()
+	ac, sc, err := n.RegCells()
 	if err != nil {
 		return nil, err
 	}

@@ -141,6 +141,9 @@ func TestBoardContents(t *testing.T) {
 	if r, err := cpu.Reg(); err != nil || !slices.Equal(r, []Range{{0, 0}}) {
 		t.Errorf("cpu reg = %v, %v", r, err)
 	}
+	if ac, sc, err := cpu.RegCells(); err != nil || ac != 1 || sc != 0 {
+		t.Errorf("cpu RegCells = %d, %d, %v; want 1, 0 from /cpus", ac, sc, err)
+	}
 	uart, _ := tr.Lookup("/soc/pl011@9000000")
 	if r, err := uart.Reg(); err != nil || !slices.Equal(r, []Range{{0x9000000, 0x1000}}) {
 		t.Errorf("uart reg = %v, %v", r, err)

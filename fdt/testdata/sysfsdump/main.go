@@ -1,6 +1,7 @@
-// Command sysfsdump is the /init of a throwaway QEMU guest: it prints the
-// kernel's /sys/firmware/fdt (gzip, base64) between marker lines on the
-// console and powers the guest off. regen-sysfs-fdt.sh builds and runs it;
+// Command sysfsdump is the /init of a throwaway QEMU guest: it prints
+// /proc/cmdline and the kernel's /sys/firmware/fdt (gzip, base64, between
+// marker lines) on the console and powers the guest off. The arm64 boot
+// test uses it as well. regen-sysfs-fdt.sh builds and runs it;
 // it does nothing unless it runs as PID 1.
 package main
 
@@ -26,6 +27,12 @@ func main() {
 	if err := syscall.Mount("sysfs", "/sys", "sysfs", 0, ""); err != nil {
 		fmt.Println("FDT-ERROR mount:", err)
 		return
+	}
+	os.MkdirAll("/proc", 0o755)
+	if err := syscall.Mount("proc", "/proc", "proc", 0, ""); err == nil {
+		if c, err := os.ReadFile("/proc/cmdline"); err == nil {
+			fmt.Printf("CMDLINE: %s", c)
+		}
 	}
 	b, err := os.ReadFile("/sys/firmware/fdt")
 	if err != nil {
