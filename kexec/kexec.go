@@ -88,8 +88,12 @@ func Explain(op string, errno unix.Errno, lockdown string, detail string) error 
 			return fmt.Errorf("%w: %w", ErrLockdown, e)
 		case lockdown != "" && lockdown != "none":
 			e.Reason = fmt.Sprintf("refused under kernel lockdown (%s): the kernel must be signed by a trusted key", lockdown)
+		case !HasCapSysBoot():
+			e.Reason = "this process lacks CAP_SYS_BOOT (run as root)"
+		case KexecLoadDisabled():
+			e.Reason = "kexec is disabled until the next boot (sysctl kernel.kexec_load_disabled=1)"
 		default:
-			e.Reason = "missing CAP_SYS_BOOT, or kexec is disabled (sysctl kernel.kexec_load_disabled)"
+			e.Reason = "refused by the kernel (lockdown, a security module, or kexec disabled)"
 		}
 	case unix.ENOSYS:
 		e.Reason = "the running kernel has no support for this syscall (CONFIG_KEXEC / CONFIG_KEXEC_FILE off)"
@@ -222,4 +226,25 @@ func Loaded() (bool, error) {
 		return false, fmt.Errorf("kexec: %w", err)
 	}
 	return strings.TrimSpace(string(b)) == "1", nil
+}
+
+// SealedMemfd returns a memory file holding data, sealed against any
+// further change, for kexec_file_load of bytes that exist only in memory
+// (a decompressed kernel): what was hashed is what the kernel reads.
+func SealedMemfd(name string, data []byte) (*os.File, error) {
+	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, fmt.Errorf("memfd_create: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "memfd:"+name)
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("memfd %s: %w", name, err)
+	}
+	seals := unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE | unix.F_SEAL_SEAL
+	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, seals); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("memfd %s: sealing: %w", name, err)
+	}
+	return f, nil
 }

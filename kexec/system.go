@@ -1,6 +1,7 @@
 package kexec
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -119,4 +120,44 @@ func Cmdline() (string, error) {
 		return "", fmt.Errorf("reuse-cmdline: %w", err)
 	}
 	return strings.TrimRight(string(b), "\n\x00 "), nil
+}
+
+// KernelHandsOverIMA reports whether the running kernel can hand the IMA
+// list over by itself on kexec_file_load (CONFIG_IMA_KEXEC): its symbol
+// table then holds ima_add_kexec_buffer.
+func KernelHandsOverIMA() (bool, error) {
+	f, err := os.Open("/proc/kallsyms")
+	if err != nil {
+		return false, fmt.Errorf("kallsyms: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		if strings.HasSuffix(sc.Text(), " ima_add_kexec_buffer") {
+			return true, nil
+		}
+	}
+	return false, sc.Err()
+}
+
+// KexecLoadDisabled reports sysctl kernel.kexec_load_disabled.
+func KexecLoadDisabled() bool {
+	b, err := os.ReadFile("/proc/sys/kernel/kexec_load_disabled")
+	return err == nil && strings.TrimSpace(string(b)) == "1"
+}
+
+// HasCapSysBoot reports whether this process holds CAP_SYS_BOOT.
+func HasCapSysBoot() bool {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "CapEff:"); ok {
+			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && caps&(1<<22) != 0
+		}
+	}
+	return false
 }

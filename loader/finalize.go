@@ -44,6 +44,9 @@ func Finalize(s *State) (*Report, error) {
 	if s.Plan == nil {
 		return nil, ErrNoState
 	}
+	if s.Plan.Syscall == plan.SyscallKexecFileLoad {
+		return &Report{Plan: s.Plan}, nil // the kernel owns that hand-over (or drops it)
+	}
 	o := s.Options
 	o.DryRun = false
 	in, err := Inputs(&o)
@@ -59,6 +62,13 @@ func Finalize(s *State) (*Report, error) {
 	rep := &Report{Plan: s.Plan}
 	if s.Plan.IMA == nil || in.IMAList == nil {
 		return rep, nil // nothing to hand over
+	}
+	if s.FinalizedAt != 0 {
+		if uint64(len(in.IMAList)) == s.FinalizedAt {
+			return rep, nil // finalized already (--finalize), nothing new since
+		}
+		return nil, fmt.Errorf("%w: the list grew by %d bytes since --finalize; those entries would be lost. Unload (-u) and load again",
+			ErrSelfCheck, uint64(len(in.IMAList))-s.FinalizedAt)
 	}
 	pcr := o.pcr()
 	t, err := tpm.Open(o.TPMDevice)
@@ -129,6 +139,9 @@ func Finalize(s *State) (*Report, error) {
 	}
 	s.Plan = p
 	rep.Plan = p
+	if now, _, err := kexec.ReadIMAList(""); err == nil {
+		s.FinalizedAt = uint64(len(now))
+	}
 	if err := saveState(o.stateDir(), s); err != nil {
 		return nil, err
 	}

@@ -14,10 +14,13 @@ package loader
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -45,6 +48,9 @@ type Options struct {
 	MemMin    uint64
 	MemMax    uint64
 
+	// Mode is the syscall choice (-a, -c, -s); "" means auto.
+	Mode plan.Mode
+
 	DryRun bool
 	// StateDir holds the state between -l and -e; default /run/gokexec.
 	StateDir string
@@ -57,6 +63,10 @@ const DefaultStateDir = "/run/gokexec"
 type State struct {
 	Options Options    `json:"options"`
 	Plan    *plan.Plan `json:"plan"`
+	// FinalizedAt, once Finalize has run, is the size of the running
+	// kernel's list it accounted for; a later -e must not finalize again
+	// (the TPM already holds the loader's entries).
+	FinalizedAt uint64 `json:"finalized_at,omitempty"`
 }
 
 // Inputs gathers and reads everything a plan needs.
@@ -125,21 +135,31 @@ func (o *Options) pcr() uint32 {
 	return o.IMAPCR
 }
 
-// Plan reads the inputs and builds the plan. The hand-over list is the
-// running kernel's list followed by a kexec_load marker.
+// Plan reads the inputs, decides the syscall and builds the plan. For
+// kexec_load, the hand-over list is the running kernel's list followed by a
+// kexec_load marker.
 func Plan(o *Options) (*plan.Plan, *plan.Inputs, error) {
 	in, err := Inputs(o)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := withLoadMarker(in, o.pcr()); err != nil {
-		return nil, nil, err
-	}
-	p, err := plan.Build(in)
+	d := plan.Decide(o.Mode, GatherFacts(o, len(in.IMAList) > 0))
+	p, err := planFor(o, in, d.Syscall)
 	if err != nil {
 		return nil, nil, err
 	}
+	p.Decision = &d
 	return p, in, nil
+}
+
+func planFor(o *Options, in *plan.Inputs, syscall string) (*plan.Plan, error) {
+	if syscall == plan.SyscallKexecFileLoad {
+		return plan.FileLoad(in), nil
+	}
+	if err := withLoadMarker(in, o.pcr()); err != nil {
+		return nil, err
+	}
+	return plan.Build(in)
 }
 
 func archFlag(arch string) uint64 {
@@ -168,22 +188,94 @@ func (o *Options) stateDir() string {
 	return DefaultStateDir
 }
 
-// Load plans and loads, then records the state for Exec.
-func Load(o *Options) (*plan.Plan, error) {
-	p, _, err := Plan(o)
+// Load plans and loads, then records the state for Exec. warn receives
+// the warnings a user must see (the list will not be carried, a fallback).
+func Load(o *Options, warn func(string)) (*plan.Plan, error) {
+	p, in, err := Plan(o)
 	if err != nil {
 		return nil, err
 	}
-	if err := Execute(p); err != nil {
+	d := p.Decision
+	if d.Warning != "" {
+		warn(d.Warning)
+	}
+	err = execute(p, in)
+	auto := o.Mode == "" || o.Mode == plan.ModeAuto
+	switch {
+	case err == nil:
+	case auto && p.Syscall == plan.SyscallKexecLoad && fallbackToFile(err):
+		warn(fmt.Sprintf("kexec_load refused (%v); falling back to kexec_file_load: the IMA list will not be carried unless the kernel does it itself", err))
+		fp := plan.FileLoad(in)
+		fp.Decision = d
+		if err = execute(fp, in); err != nil {
+			return nil, err
+		}
+		p = fp
+	case auto && p.Syscall == plan.SyscallKexecFileLoad && fallbackToLoad(err):
+		warn(fmt.Sprintf("kexec_file_load failed (%v); falling back to kexec_load", err))
+		lp, perr := planFor(o, in, plan.SyscallKexecLoad)
+		if perr != nil {
+			return nil, perr
+		}
+		lp.Decision = d
+		if err = execute(lp, in); err != nil {
+			return nil, err
+		}
+		p = lp
+	default:
 		return nil, err
 	}
 	if err := saveState(o.stateDir(), &State{Options: *o, Plan: p}); err != nil {
 		// The image is loaded but -e could not finalize it: unload rather
 		// than leave an image whose hand-over would go stale.
-		_ = kexec.UnloadLoad(archFlag(p.Arch))
+		_ = Unload(o.stateDir())
 		return nil, err
 	}
 	return p, nil
+}
+
+// execute runs a plan with the syscall it names.
+func execute(p *plan.Plan, in *plan.Inputs) error {
+	if p.Syscall == plan.SyscallKexecFileLoad {
+		return fileLoad(in)
+	}
+	return Execute(p)
+}
+
+// fileLoad hands the kernel and initrd to kexec_file_load. The original
+// files are passed when their bytes are what was read (so the kernel's own
+// IMA appraisal sees their security.ima); a kernel that had to be
+// decompressed goes through a sealed memfd.
+func fileLoad(in *plan.Inputs) error {
+	open := func(path string, data []byte) (*os.File, error) {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		// Pass the file itself only if it still holds the bytes that were
+		// read and hashed; otherwise load exactly those bytes.
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err == nil && hex.EncodeToString(h.Sum(nil)) == plan.Digest(data) {
+			if _, err := f.Seek(0, io.SeekStart); err == nil {
+				return f, nil
+			}
+		}
+		f.Close()
+		return kexec.SealedMemfd(filepath.Base(path), data)
+	}
+	k, err := open(in.KernelPath, in.Kernel)
+	if err != nil {
+		return fmt.Errorf("kernel: %w", err)
+	}
+	defer k.Close()
+	var rd *os.File
+	if in.Initrd != nil {
+		if rd, err = open(in.InitrdPath, in.Initrd); err != nil {
+			return fmt.Errorf("initrd: %w", err)
+		}
+		defer rd.Close()
+	}
+	return kexec.FileLoad(k, rd, in.Cmdline, 0)
 }
 
 func saveState(dir string, s *State) error {

@@ -129,6 +129,7 @@ type Plan struct {
 	IMA        *IMA        `json:"ima,omitempty"`
 	BootParams *BootParams `json:"boot_params,omitempty"`
 	DTB        *DTBInfo    `json:"dtb,omitempty"`
+	Decision   *Decision   `json:"decision,omitempty"`
 }
 
 // DTBInfo describes the device tree handed over (arm64).
@@ -233,6 +234,17 @@ func (p *Plan) finish(ram []segment.Range) error {
 		return fmt.Errorf("plan: %w", err)
 	}
 	return nil
+}
+
+// FileLoad describes a kexec_file_load: the kernel places everything
+// itself, so the plan has inputs but no segments.
+func FileLoad(in *Inputs) *Plan {
+	p := &Plan{Arch: in.Arch, PageSize: in.PageSize, Syscall: SyscallKexecFileLoad, Cmdline: in.Cmdline,
+		Kernel: Input{Path: in.KernelPath, Size: uint64(len(in.Kernel)), SHA256: digest(in.Kernel)}, Segments: []Segment{}}
+	if in.Initrd != nil {
+		p.Initrd = &Input{Path: in.InitrdPath, Size: uint64(len(in.Initrd)), SHA256: digest(in.Initrd)}
+	}
+	return p
 }
 
 // Digest is the hex SHA-256 the plan records for its inputs and segments.

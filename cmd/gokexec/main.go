@@ -192,7 +192,7 @@ func dispatch(c *cli, pos []string, stdout, stderr io.Writer) error {
 	if c.jsonOut {
 		return usageErr("--json goes with --dry-run")
 	}
-	p, err := loader.Load(o)
+	p, err := loader.Load(o, func(w string) { fmt.Fprintf(stderr, "gokexec: warning: %s\n", w) })
 	if err != nil {
 		return err
 	}
@@ -220,6 +220,14 @@ func options(c *cli, kernel string) (*loader.Options, error) {
 		o.Arch = plan.ArchARM64
 	default:
 		return nil, usageErr("--arch %q: want amd64 or arm64", c.arch)
+	}
+	switch {
+	case c.fileSyscall:
+		o.Mode = plan.ModeFile
+	case c.loadSyscall:
+		o.Mode = plan.ModeLoad
+	default:
+		o.Mode = plan.ModeAuto
 	}
 	o.InitrdPath = c.initrd
 	if c.ramdisk != "" {
@@ -360,6 +368,12 @@ func printPlan(p *plan.Plan, asJSON bool, w io.Writer) error {
 		return enc.Encode(p)
 	}
 	fmt.Fprintf(w, "arch %s, syscall %s, entry %#x\n", p.Arch, p.Syscall, p.Entry)
+	if d := p.Decision; d != nil {
+		fmt.Fprintf(w, "syscall choice (%s): %s\n", d.Mode, d.Reason)
+		if d.Warning != "" {
+			fmt.Fprintf(w, "warning: %s\n", d.Warning)
+		}
+	}
 	fmt.Fprintf(w, "kernel %s (%d bytes, sha256 %s) at %#x\n", p.Kernel.Path, p.Kernel.Size, p.Kernel.SHA256, p.KernelAddr)
 	if p.Initrd != nil {
 		fmt.Fprintf(w, "initrd %s (%d bytes, sha256 %s)\n", p.Initrd.Path, p.Initrd.Size, p.Initrd.SHA256)
@@ -368,9 +382,12 @@ func printPlan(p *plan.Plan, asJSON bool, w io.Writer) error {
 	for _, s := range p.Segments {
 		fmt.Fprintf(w, "  segment %-12s mem %#012x memsz %#10x bufsz %#10x\n", s.Name, s.Mem, s.Memsz, s.Bufsz)
 	}
-	if p.IMA != nil {
+	switch {
+	case p.Syscall == plan.SyscallKexecFileLoad:
+		fmt.Fprintln(w, "IMA hand-over: left to the kernel (kexec_file_load)")
+	case p.IMA != nil:
 		fmt.Fprintf(w, "IMA hand-over: %d entries, %d bytes, segment %#x bytes at %#x (headroom %d)\n", p.IMA.Entries, p.IMA.ListBytes, p.IMA.Size, p.IMA.Addr, p.IMA.Headroom)
-	} else {
+	default:
 		fmt.Fprintln(w, "IMA hand-over: none")
 	}
 	return nil

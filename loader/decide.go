@@ -1,0 +1,34 @@
+package loader
+
+import (
+	"errors"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gokexec/gokexec/kexec"
+	"github.com/gokexec/gokexec/plan"
+)
+
+// GatherFacts reads the facts of the syscall decision from the running system.
+func GatherFacts(o *Options, imaList bool) plan.Facts {
+	f := plan.Facts{Lockdown: kexec.Lockdown(), IMAList: imaList, HandoverWanted: !o.NoIMA, KexecLoadDisabled: kexec.KexecLoadDisabled()}
+	f.KernelHandsOver, _ = kexec.KernelHandsOverIMA()
+	return f
+}
+
+// fallbackToFile says whether a failed kexec_load should be retried with
+// kexec_file_load under -a: only when lockdown refused it.
+func fallbackToFile(err error) bool {
+	return errors.Is(err, kexec.ErrLockdown)
+}
+
+// fallbackToLoad says whether a failed kexec_file_load should be retried
+// with kexec_load under -a: the syscall is missing or the kernel does not
+// understand the image. Signature errors are never retried.
+func fallbackToLoad(err error) bool {
+	var ke *kexec.Error
+	if !errors.As(err, &ke) {
+		return false
+	}
+	return ke.Errno == unix.ENOSYS || ke.Errno == unix.ENOEXEC
+}
