@@ -11,11 +11,16 @@ import (
 // running kernel's hand-over and must not reach the next kernel. Each is a
 // list of <address size> pairs in the root's cell sizes, usually with a
 // matching /memreserve/ entry.
+// The KHO (kexec handover, 6.16+) properties are on the list because the
+// kernel's own loader deletes them too: they point at the previous
+// kernel's handover memory.
 var StaleProperties = []string{
 	"linux,ima-kexec-buffer",
 	"linux,tpm-kexec-buffer",
 	"linux,elfcorehdr",
 	"linux,usable-memory-range",
+	"linux,kho-fdt",
+	"linux,kho-scratch",
 }
 
 // ChosenOptions is what PrepareDTB writes into /chosen. Randomness is
