@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/gokexec/gokexec/ima"
 	"github.com/gokexec/gokexec/kexec"
@@ -29,17 +30,26 @@ type Report struct {
 	Relayout  bool        // the IMA segment had to grow
 	ListBytes uint64
 	Count     int
+	Skipped   bool // finalized before and nothing was measured since
 }
+
+const handoverFile = "handover.bin"
 
 // Finalize completes a recorded load just before the reboot (DESIGN §4):
 // it checks that the inputs are unchanged, takes a fresh snapshot of the
 // list, appends the loader's entries (a kexec_load marker, the kernel,
 // initrd and command line measurements, a kexec_execute marker), extends
-// them into every active bank of the TPM, checks that the resulting list
-// replays to the TPM's PCRs, rewrites the IMA segment (same layout while it
-// fits, a larger one when not) and loads it again. On any error nothing is
-// rebooted; once entries were extended the running kernel's own list no
-// longer matches the TPM, and the error says so.
+// them into every active bank of the TPM with the method the running kernel
+// uses for that bank, checks that the resulting list replays to the TPM's
+// PCRs, rewrites the IMA segment (same layout while it fits, a larger one
+// when not) and loads it again.
+//
+// Finalize may run more than once (--finalize from a shutdown hook, then
+// -e): a later run continues from the list the earlier one loaded, adds
+// what the kernel measured since and a new kexec_execute marker.
+//
+// On any error nothing is rebooted. Once entries were extended the running
+// kernel's own list no longer matches the TPM; the error says so.
 func Finalize(s *State) (*Report, error) {
 	if s.Plan == nil {
 		return nil, ErrNoState
@@ -63,12 +73,18 @@ func Finalize(s *State) (*Report, error) {
 	if s.Plan.IMA == nil || in.IMAList == nil {
 		return rep, nil // nothing to hand over
 	}
-	if s.FinalizedAt != 0 {
-		if uint64(len(in.IMAList)) == s.FinalizedAt {
-			return rep, nil // finalized already (--finalize), nothing new since
+	var prev []ima.Entry
+	if s.Finalized != nil {
+		b, err := os.ReadFile(filepath.Join(o.stateDir(), handoverFile))
+		if err != nil {
+			return nil, fmt.Errorf("finalize: %w", err)
 		}
-		return nil, fmt.Errorf("%w: the list grew by %d bytes since --finalize; those entries would be lost. Unload (-u) and load again",
-			ErrSelfCheck, uint64(len(in.IMAList))-s.FinalizedAt)
+		if plan.Digest(b) != s.Finalized.ListSHA256 {
+			return nil, fmt.Errorf("finalize: %s does not match the recorded hand-over", handoverFile)
+		}
+		if prev, err = ima.ParseList(b, binary.LittleEndian); err != nil {
+			return nil, fmt.Errorf("finalize: %s: %w", handoverFile, err)
+		}
 	}
 	pcr := o.pcr()
 	t, err := tpm.Open(o.TPMDevice)
@@ -79,20 +95,28 @@ func Finalize(s *State) (*Report, error) {
 		defer t.Close()
 	}
 
-	// 1. A snapshot that replays to the TPM, and each bank's method.
-	snap, methods, banks, err := stableSnapshot(t)
+	// 1. The log as the TPM knows it, and each bank's method.
+	base, nKernel, methods, banks, err := stableBase(t, prev, s.Finalized)
 	if err != nil {
 		return nil, err
 	}
 	rep.Banks = banks
+	if s.Finalized != nil && nKernel == s.Finalized.KernelEntries {
+		rep.Skipped = true
+		return rep, nil
+	}
 
 	// 2. The loader's entries, sized for the segment they will land in.
-	ms, err := measurements(s.Plan, pcr, nil)
-	if err != nil {
-		return nil, err
+	var ours []ima.Entry
+	if s.Finalized == nil {
+		ms, err := measurements(s.Plan, pcr, nil)
+		if err != nil {
+			return nil, err
+		}
+		ours = ms
 	}
-	snapBytes := uint64(len(ima.AppendList(nil, snap, binary.LittleEndian)))
-	need := uint64(ima.KexecHeaderSize) + snapBytes + listSize(ms) + uint64(maxMarkerSize(MarkerLoad)+maxMarkerSize(MarkerExecute)) + 4096
+	baseBytes := listSize(base)
+	need := uint64(ima.KexecHeaderSize) + baseBytes + listSize(ours) + uint64(maxMarkerSize(MarkerLoad)+maxMarkerSize(MarkerExecute)) + 4096
 	segSize := s.Plan.IMA.Size
 	if need > segSize {
 		if segSize, err = plan.IMASegmentSize(need, o.IMAExtra, 0, 4096); err != nil {
@@ -100,15 +124,16 @@ func Finalize(s *State) (*Report, error) {
 		}
 		rep.Relayout = true
 	}
-	ours := []ima.Entry{marker(pcr, MarkerLoad, segSize, snapBytes, uint64(len(snap)))}
-	ours = append(ours, ms...)
-	before := snapBytes + listSize(ours)
-	ours = append(ours, marker(pcr, MarkerExecute, segSize, before, uint64(len(snap)+len(ours))))
+	if s.Finalized == nil {
+		ours = append([]ima.Entry{marker(pcr, MarkerLoad, segSize, baseBytes, uint64(len(base)))}, ours...)
+	}
+	before := baseBytes + listSize(ours)
+	ours = append(ours, marker(pcr, MarkerExecute, segSize, before, uint64(len(base)+len(ours))))
 	rep.Entries = ours
 
-	// 3. Extend, then find where the kernel's own new entries (if any
-	//    arrived meanwhile) fall relative to ours, by the PCR values.
-	final := append(append([]ima.Entry(nil), snap...), ours...)
+	// 3. Extend, then place the kernel's own entries that arrived meanwhile
+	//    where the PCR values say they were extended.
+	final := append(append([]ima.Entry(nil), base...), ours...)
 	if t != nil {
 		for _, e := range ours {
 			d := map[crypto.Hash][]byte{}
@@ -120,7 +145,7 @@ func Finalize(s *State) (*Report, error) {
 			}
 		}
 		rep.Extended = true
-		if final, err = reconcile(t, snap, ours); err != nil {
+		if final, nKernel, err = reconcile(t, base, nKernel, ours); err != nil {
 			return nil, err
 		}
 	}
@@ -137,53 +162,63 @@ func Finalize(s *State) (*Report, error) {
 	if err := Execute(p); err != nil {
 		return nil, fmt.Errorf("finalize: %w; not rebooting", err)
 	}
+	p.Decision = s.Plan.Decision
 	s.Plan = p
 	rep.Plan = p
-	if now, _, err := kexec.ReadIMAList(""); err == nil {
-		s.FinalizedAt = uint64(len(now))
+	if err := os.WriteFile(filepath.Join(o.stateDir(), handoverFile), raw, 0o600); err != nil {
+		return nil, fmt.Errorf("finalize: %w", err)
 	}
+	s.Finalized = &Finalized{KernelEntries: nKernel, ListSHA256: plan.Digest(raw)}
 	if err := saveState(o.stateDir(), s); err != nil {
 		return nil, err
 	}
 	return rep, nil
 }
 
-// stableSnapshot reads the list and the PCRs until the list did not change
-// while the PCRs were read, and checks that it replays. It returns the
-// entries, the method each active bank uses and a description per bank.
-func stableSnapshot(t *tpm.TPM) ([]ima.Entry, map[crypto.Hash]ima.Method, []string, error) {
-	var last error
+// stableBase reads the running kernel's list and the PCRs until the list
+// did not change while the PCRs were read. The base log is that list, or,
+// after an earlier finalize, the list it loaded followed by what the kernel
+// measured since. The base must replay to the TPM; the method that
+// reproduces each bank is returned for extending the loader's entries.
+func stableBase(t *tpm.TPM, prev []ima.Entry, fin *Finalized) (base []ima.Entry, nKernel int, methods map[crypto.Hash]ima.Method, desc []string, err error) {
+	last := errors.New("no attempt")
 	for try := 0; try < 5; try++ {
 		raw, _, err := kexec.ReadIMAList("")
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, 0, nil, nil, err
 		}
-		es, err := ima.ParseList(raw, binary.LittleEndian)
+		kernel, err := ima.ParseList(raw, binary.LittleEndian)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("finalize: the running kernel's list: %w", err)
+			return nil, 0, nil, nil, fmt.Errorf("finalize: the running kernel's list: %w", err)
+		}
+		base = kernel
+		if fin != nil {
+			if len(kernel) < fin.KernelEntries {
+				return nil, 0, nil, nil, fmt.Errorf("%w: the running list shrank since the last finalize", ErrSelfCheck)
+			}
+			base = append(append([]ima.Entry(nil), prev...), kernel[fin.KernelEntries:]...)
 		}
 		if t == nil {
-			return es, nil, nil, nil
+			return base, len(kernel), nil, nil, nil
 		}
-		pcrs, err := readPCRs(t, es)
+		pcrs, err := readPCRs(t, base)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, 0, nil, nil, err
 		}
 		again, _, err := kexec.ReadIMAList("")
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, 0, nil, nil, err
 		}
 		if !bytes.Equal(raw, again) {
 			last = errors.New("the list kept changing while the PCRs were read")
 			continue
 		}
-		r := ima.Verify(es, pcrs)
-		if !r.Consistent || r.Prefix != len(es) {
-			return nil, nil, nil, fmt.Errorf("%w: the running kernel's own list (%d entries) already fails to replay (prefix %d; %v); not rebooting",
-				ErrSelfCheck, len(es), r.Prefix, r.Problems)
+		r := ima.Verify(base, pcrs)
+		if !r.Consistent || r.Prefix != len(base) {
+			return nil, 0, nil, nil, fmt.Errorf("%w: the log so far (%d entries) already fails to replay (prefix %d; %v); not rebooting",
+				ErrSelfCheck, len(base), r.Prefix, r.Problems)
 		}
-		methods := map[crypto.Hash]ima.Method{}
-		var desc []string
+		methods = map[crypto.Hash]ima.Method{}
 		for _, b := range r.Banks {
 			m := ima.MethodPerBank
 			if b.Method != nil {
@@ -192,9 +227,9 @@ func stableSnapshot(t *tpm.TPM) ([]ima.Entry, map[crypto.Hash]ima.Method, []stri
 			methods[b.Hash] = m
 			desc = append(desc, b.Bank+":"+m.String())
 		}
-		return es, methods, desc, nil
+		return base, len(kernel), methods, desc, nil
 	}
-	return nil, nil, nil, fmt.Errorf("finalize: %w", last)
+	return nil, 0, nil, nil, fmt.Errorf("finalize: %w", last)
 }
 
 // readPCRs reads every active bank's value of every PCR the list uses (and
@@ -215,33 +250,33 @@ func readPCRs(t *tpm.TPM, es []ima.Entry) (ima.PCRValues, error) {
 	return ima.PCRValues(v), nil
 }
 
-// reconcile reads the list and PCRs after the loader's entries were
-// extended and returns the order that reproduces the PCRs: the snapshot,
-// the kernel's entries that arrived before ours, ours, the rest.
-func reconcile(t *tpm.TPM, snap, ours []ima.Entry) ([]ima.Entry, error) {
+// reconcile reads the kernel's list and the PCRs after the loader's entries
+// were extended and returns the order that reproduces the PCRs: the base,
+// the kernel entries that arrived before ours, ours, the rest. nKernel is
+// how many kernel entries base accounts for; the new count is returned.
+func reconcile(t *tpm.TPM, base []ima.Entry, nKernel int, ours []ima.Entry) ([]ima.Entry, int, error) {
 	raw, _, err := kexec.ReadIMAList("")
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	now, err := ima.ParseList(raw, binary.LittleEndian)
 	if err != nil {
-		return nil, fmt.Errorf("finalize: %w", err)
+		return nil, 0, fmt.Errorf("finalize: %w", err)
 	}
-	if len(now) < len(snap) {
-		return nil, fmt.Errorf("%w: the running list shrank", ErrSelfCheck)
+	if len(now) < nKernel {
+		return nil, 0, fmt.Errorf("%w: the running list shrank", ErrSelfCheck)
 	}
-	newer := now[len(snap):]
-	all := append(append([]ima.Entry(nil), snap...), ours...)
-	pcrs, err := readPCRs(t, all)
+	newer := now[nKernel:]
+	pcrs, err := readPCRs(t, append(append([]ima.Entry(nil), base...), ours...))
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	for i := 0; i <= len(newer); i++ {
-		cand := append(append(append(append([]ima.Entry(nil), snap...), newer[:i]...), ours...), newer[i:]...)
+		cand := append(append(append(append([]ima.Entry(nil), base...), newer[:i]...), ours...), newer[i:]...)
 		if r := ima.Verify(cand, pcrs); r.Consistent && r.Prefix == len(cand) {
-			return cand, nil
+			return cand, len(now), nil
 		}
 	}
-	return nil, fmt.Errorf("%w after extending the loader's %d entries (%d kernel entries arrived meanwhile); not rebooting — the running kernel's list no longer matches the TPM",
+	return nil, 0, fmt.Errorf("%w after extending the loader's %d entries (%d kernel entries arrived meanwhile); not rebooting — the running kernel's list no longer matches the TPM",
 		ErrSelfCheck, len(ours), len(newer))
 }

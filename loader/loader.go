@@ -56,6 +56,12 @@ type Options struct {
 	StateDir string
 }
 
+// Finalized records a completed finalize.
+type Finalized struct {
+	KernelEntries int    `json:"kernel_entries"`
+	ListSHA256    string `json:"list_sha256"`
+}
+
 // DefaultStateDir is where a load records what -e needs.
 const DefaultStateDir = "/run/gokexec"
 
@@ -63,10 +69,11 @@ const DefaultStateDir = "/run/gokexec"
 type State struct {
 	Options Options    `json:"options"`
 	Plan    *plan.Plan `json:"plan"`
-	// FinalizedAt, once Finalize has run, is the size of the running
-	// kernel's list it accounted for; a later -e must not finalize again
-	// (the TPM already holds the loader's entries).
-	FinalizedAt uint64 `json:"finalized_at,omitempty"`
+	// Finalized, once Finalize has run, is how many of the running
+	// kernel's entries the loaded hand-over list (kept beside the state in
+	// handover.bin) accounts for. A later finalize continues from that list,
+	// since the TPM already holds the loader's entries.
+	Finalized *Finalized `json:"finalized,omitempty"`
 }
 
 // Inputs gathers and reads everything a plan needs.

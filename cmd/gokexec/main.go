@@ -344,7 +344,9 @@ func finalizeLoaded(c *cli, stderr io.Writer) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if c.debug && rep.Plan != nil && rep.Plan.IMA != nil {
+	if c.debug && rep.Skipped {
+		fmt.Fprintln(stderr, "gokexec: finalize: already finalized and nothing measured since")
+	} else if c.debug && rep.Plan != nil && rep.Plan.IMA != nil {
 		fmt.Fprintf(stderr, "gokexec: finalize: handing over %d entries (%d bytes) in a %#x-byte segment at %#x; %d entries of ours, TPM extended: %v %v\n",
 			rep.Count, rep.ListBytes, rep.Plan.IMA.Size, rep.Plan.IMA.Addr, len(rep.Entries), rep.Extended, rep.Banks)
 	}
