@@ -591,3 +591,71 @@ func TestKernelSysfsFDT(t *testing.T) {
 		t.Errorf("memory = %v, %v", mem, err)
 	}
 }
+
+// TestDifferentialLibfdt makes the same edits with fdtput (libfdt, the
+// library the kernel and QEMU use) and with this package, and compares the
+// trees dtc reads back, sorted (libfdt inserts new properties and nodes
+// first, this package appends them; order carries no meaning there).
+func TestDifferentialLibfdt(t *testing.T) {
+	if _, err := exec.LookPath("fdtput"); err != nil {
+		t.Fatalf("fdtput not found (device-tree-compiler; run scripts/setup.sh): %v", err)
+	}
+	for _, golden := range []string{"dtc-board.dtb", "linux-6.1-arm64-sysfs-fdt-qemu-virt.dtb.gz"} {
+		t.Run(golden, func(t *testing.T) {
+			in := readGolden(t, golden)
+			path := filepath.Join(t.TempDir(), "x.dtb")
+			if err := os.WriteFile(path, in, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for _, args := range [][]string{
+				{"-t", "s", path, "/chosen", "bootargs", "console=ttyAMA0 gokexec=1"},
+				{"-t", "x", path, "/chosen", "linux,ima-kexec-buffer", "0", "7e000000", "0", "10000"},
+				{"-t", "x", path, "/chosen", "kaslr-seed", "11223344", "55667788"},
+				{"-t", "bx", path, "/chosen", "rng-seed", "de", "ad", "be", "ef", "01"},
+				{"-p", "-t", "s", path, "/gokexec/deep/node", "compatible", "gokexec,test", "second"},
+				{"-d", path, "/chosen", "stdout-path"},
+				{"-r", path, "/cpus"},
+			} {
+				if out, err := exec.Command("fdtput", args...).CombinedOutput(); err != nil {
+					t.Fatalf("fdtput %v: %v: %s", args, err, out)
+				}
+			}
+			libfdt := readFile(t, path)
+
+			tr := mustParse(t, in)
+			ch, _ := tr.Lookup("/chosen")
+			must(t, ch.SetString("bootargs", "console=ttyAMA0 gokexec=1"))
+			must(t, ch.SetCells("linux,ima-kexec-buffer", 0, 0x7e000000, 0, 0x10000))
+			must(t, ch.SetCells("kaslr-seed", 0x11223344, 0x55667788))
+			must(t, ch.SetProperty("rng-seed", []byte{0xde, 0xad, 0xbe, 0xef, 0x01}))
+			n, err := tr.CreateNode("/gokexec/deep/node")
+			must(t, err)
+			must(t, n.SetStrings("compatible", "gokexec,test", "second"))
+			ch.DeleteProperty("stdout-path")
+			must(t, tr.DeleteNode("/cpus"))
+			ours := mustMarshal(t, tr)
+
+			sorted := func(b []byte) string {
+				cmd := exec.Command("dtc", "-q", "-s", "-I", "dtb", "-O", "dts", "-")
+				cmd.Stdin = bytes.NewReader(b)
+				out, err := cmd.Output()
+				if err != nil {
+					t.Fatalf("dtc -s: %v", err)
+				}
+				return string(out)
+			}
+			if got, want := sorted(ours), sorted(libfdt); got != want {
+				t.Errorf("this package and libfdt disagree.\n--- ours\n%s\n--- libfdt\n%s", got, want)
+			}
+		})
+	}
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
