@@ -127,4 +127,21 @@ cat >handwritten/keylime-runtime-policy.json <<JSON
   "verification-keys": ""
 }
 JSON
+# Fuzz seed corpus (go test fuzz v1 files) from the golden data above.
+rm -rf fuzz
+seed() { # target name < bytes
+	mkdir -p "fuzz/$1"
+	{ printf 'go test fuzz v1\n[]byte("'
+	  od -An -v -tx1 | tr -d ' \n' | sed 's/../\\x&/g'
+	  printf '")\n'; } >"fuzz/$1/$2"
+}
+for s in evmctl/hello.txt.rsa.sha256.sig evmctl/hello.txt.ec.sha384.sig \
+	evmctl/hello.txt.skid.sha256.sig openssl-sigv3/hello.txt.ec.sha256.sig; do
+	seed FuzzParseSignature "${s//\//_}" <"$s"
+done
+head -c 9 evmctl/hello.txt.ec.sha256.sig | seed FuzzParseSignature header-only
+for s in coreutils/*.txt; do seed FuzzParseChecksums "$(basename "$s")" <"$s"; done
+seed FuzzParseKeylimePolicy keylime-runtime-policy.json <handwritten/keylime-runtime-policy.json
+seed FuzzLoadCerts ec.der <openssl/ec.der
+seed FuzzLoadCerts rsa.pem <openssl/rsa.pem
 echo "gen.sh: done" >&2
