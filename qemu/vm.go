@@ -158,16 +158,23 @@ func Run(ctx context.Context, vm VM) (*Result, error) {
 	defer cancel()
 	cmd := exec.CommandContext(rctx, qbin, args...)
 	cmd.WaitDelay = 5 * time.Second
-	stdout, err := cmd.StdoutPipe()
+	// Not cmd.StdoutPipe: Wait closes that pipe and the console's last
+	// lines (the final records on arm64) would be lost. The reader below
+	// runs to EOF, which comes when QEMU exits.
+	stdout, stdoutW, err := os.Pipe()
 	if err != nil {
 		return res, fmt.Errorf("qemu: %w", err)
 	}
+	defer stdout.Close()
+	cmd.Stdout = stdoutW
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	cmd.Stdin = nil
 	start := time.Now()
 	fmt.Fprintf(serial, "# %s\n", strings.Join(res.QEMUArgs, " "))
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	stdoutW.Close()
+	if err != nil {
 		return res, fmt.Errorf("%w: start: %v", ErrQEMU, err)
 	}
 

@@ -160,12 +160,24 @@ func (a *agent) fail(err error) {
 func (a *agent) powerOff() {
 	a.mu.Lock() // never released: nothing may be sent after this
 	// Wait until the terminal has sent everything, then power off.
-	_ = unix.IoctlSetInt(int(a.out.Fd()), unix.TCSBRK, 1)
+	a.drain()
 	unix.Sync()
 	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 	// Power-off failed: halt, and never return to the caller.
 	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_HALT)
 	select {}
+}
+
+// drain is tcdrain(3): TCSBRK with a non-zero argument waits until the
+// terminal has transmitted its buffer. The wait is interruptible and the Go
+// runtime signals its threads (preemption), so retry on EINTR.
+func (a *agent) drain() {
+	for i := 0; i < 1000; i++ {
+		err := unix.IoctlSetInt(int(a.out.Fd()), unix.TCSBRK, 1)
+		if err != unix.EINTR {
+			return
+		}
+	}
 }
 
 func loadScenario() (*proto.Scenario, error) {
@@ -216,7 +228,7 @@ func (a *agent) do(act *proto.Action) error {
 	case "exec":
 		// Flush before a command that may replace the kernel.
 		a.mu.Lock()
-		_ = unix.IoctlSetInt(int(a.out.Fd()), unix.TCSBRK, 1)
+		a.drain()
 		a.mu.Unlock()
 		unix.Sync()
 		out, code, err := run(act.Exec)
