@@ -346,3 +346,66 @@ func TestOpenNamesDevice(t *testing.T) {
 		t.Fatalf("Open(%q) = %v; want ErrNoDevice wrapping ErrNotExist naming the path", p, err)
 	}
 }
+
+// sm3Proxy forwards to a real swtpm but adds an allocated SM3_256 bank to
+// the TPM_CAP_PCRS answer, as a TPM with a bank this package cannot hash
+// would report it.
+type sm3Proxy struct{ next transport.TPMCloser }
+
+func (p *sm3Proxy) Send(cmd []byte) ([]byte, error) {
+	rsp, err := p.next.Send(cmd)
+	if err != nil {
+		return rsp, err
+	}
+	// TPM2_GetCapability = 0x17A, capability TPM_CAP_PCRS = 5 at offset 10.
+	if len(cmd) >= 14 && bytes.Equal(cmd[6:10], []byte{0, 0, 0x01, 0x7a}) && bytes.Equal(cmd[10:14], []byte{0, 0, 0, 5}) {
+		// header(10) moreData(1) capability(4) count(4) selections...
+		if len(rsp) < 19 {
+			return nil, fmt.Errorf("short capability response %x", rsp)
+		}
+		out := append([]byte(nil), rsp...)
+		out[18]++ // count (< 256 in practice)
+		out = append(out, 0x00, 0x12, 3, 0xff, 0xff, 0xff)
+		n := uint32(len(out))
+		out[2], out[3], out[4], out[5] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+		return out, nil
+	}
+	return rsp, nil
+}
+
+func (p *sm3Proxy) Close() error { return p.next.Close() }
+
+func TestUnknownBank(t *testing.T) {
+	tp := startSwtpm(t, "sha1,sha256,sha384").open(t)
+	tp.t = &sm3Proxy{next: tp.t}
+	unk, err := tp.UnknownBanks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(unk, []uint16{0x0012}) {
+		t.Fatalf("UnknownBanks = %x, want [12]", unk)
+	}
+	banks, err := tp.ActiveBanks()
+	if err != nil || len(banks) != 3 {
+		t.Fatalf("lenient ActiveBanks = %v, %v; want the three known banks", banks, err)
+	}
+	ds := map[crypto.Hash][]byte{crypto.SHA1: make([]byte, 20), crypto.SHA256: make([]byte, 32), crypto.SHA384: make([]byte, 48)}
+	if err := tp.Extend(12, ds); err != nil {
+		t.Fatalf("lenient Extend: %v", err)
+	}
+	tp.Strict = true
+	if _, err := tp.ActiveBanks(); !errors.Is(err, ErrUnknownBank) || !strings.Contains(err.Error(), "0x0012") {
+		t.Fatalf("strict ActiveBanks: err = %v, want ErrUnknownBank naming 0x0012", err)
+	}
+	if _, err := tp.ReadPCRs([]uint32{12}); !errors.Is(err, ErrUnknownBank) {
+		t.Fatalf("strict ReadPCRs: err = %v", err)
+	}
+	before, _ := (&TPM{t: tp.t.(*sm3Proxy).next}).ReadPCRs([]uint32{12})
+	if err := tp.Extend(12, ds); !errors.Is(err, ErrUnknownBank) {
+		t.Fatalf("strict Extend: err = %v", err)
+	}
+	after, _ := (&TPM{t: tp.t.(*sm3Proxy).next}).ReadPCRs([]uint32{12})
+	if !bytes.Equal(before[crypto.SHA256][12], after[crypto.SHA256][12]) {
+		t.Fatal("strict Extend changed PCR 12")
+	}
+}
