@@ -45,6 +45,8 @@ type guest struct {
 	hostBin map[string]string // guest path -> host executable (with its libraries)
 	ctx     context.Context
 	timeout time.Duration
+	// appendExtra is added to the first kernel's command line only.
+	appendExtra string
 }
 
 func skipShort(t *testing.T) {
@@ -116,7 +118,7 @@ func (g *guest) run(k string, sc *proto.Scenario) *qemu.Result {
 		g.t.Fatal(err)
 	}
 	start := time.Now()
-	res, err := qemu.Run(g.ctx, qemu.VM{Kernel: k, Initrd: initrd, Step: "1", Append: guestAppend, TPM: g.tpm, ArtifactsDir: g.art, Timeout: g.timeout})
+	res, err := qemu.Run(g.ctx, qemu.VM{Kernel: k, Initrd: initrd, Step: "1", Append: strings.TrimSpace(guestAppend + " " + g.appendExtra), TPM: g.tpm, ArtifactsDir: g.art, Timeout: g.timeout})
 	g.t.Logf("scenario wall time %v (serial log %s)", time.Since(start).Round(100*time.Millisecond), filepath.Join(g.art, "serial.log"))
 	if err != nil {
 		if res != nil {

@@ -161,7 +161,7 @@ func Plan(o *Options) (*plan.Plan, *plan.Inputs, error) {
 
 func planFor(o *Options, in *plan.Inputs, syscall string) (*plan.Plan, error) {
 	if syscall == plan.SyscallKexecFileLoad {
-		return plan.FileLoad(in), nil
+		return plan.FileLoad(in)
 	}
 	if err := withLoadMarker(in, o.pcr()); err != nil {
 		return nil, err
@@ -212,7 +212,10 @@ func Load(o *Options, warn func(string)) (*plan.Plan, error) {
 	case err == nil:
 	case auto && p.Syscall == plan.SyscallKexecLoad && fallbackToFile(err):
 		warn(fmt.Sprintf("kexec_load refused (%v); falling back to kexec_file_load: the IMA list will not be carried unless the kernel does it itself", err))
-		fp := plan.FileLoad(in)
+		fp, ferr := plan.FileLoad(in)
+		if ferr != nil {
+			return nil, ferr
+		}
 		fp.Decision = d
 		if err = execute(fp, in); err != nil {
 			return nil, err

@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/gokexec/gokexec/bzimage"
 	"github.com/gokexec/gokexec/ima"
 	"github.com/gokexec/gokexec/segment"
 )
@@ -237,14 +238,44 @@ func (p *Plan) finish(ram []segment.Range) error {
 }
 
 // FileLoad describes a kexec_file_load: the kernel places everything
-// itself, so the plan has inputs but no segments.
-func FileLoad(in *Inputs) *Plan {
+// itself, so the plan has inputs but no segments. The kernel image is still
+// checked, so a bad one is refused with a clear error before any syscall.
+func FileLoad(in *Inputs) (*Plan, error) {
+	switch in.Arch {
+	case ArchAMD64, "":
+		if _, err := bzimage.Parse(in.Kernel); err != nil {
+			return nil, fmt.Errorf("kernel %s: %w", in.KernelPath, err)
+		}
+		if err := checkCmdline(in); err != nil {
+			return nil, err
+		}
+	case ArchARM64:
+		if err := checkARM64Kernel(in); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("%w: architecture %q (want amd64 or arm64)", ErrInput, in.Arch)
+	}
+	if in.Initrd != nil && len(in.Initrd) == 0 {
+		return nil, fmt.Errorf("%w: initrd %s is empty", ErrInput, in.InitrdPath)
+	}
 	p := &Plan{Arch: in.Arch, PageSize: in.PageSize, Syscall: SyscallKexecFileLoad, Cmdline: in.Cmdline,
 		Kernel: Input{Path: in.KernelPath, Size: uint64(len(in.Kernel)), SHA256: digest(in.Kernel)}, Segments: []Segment{}}
 	if in.Initrd != nil {
 		p.Initrd = &Input{Path: in.InitrdPath, Size: uint64(len(in.Initrd)), SHA256: digest(in.Initrd)}
 	}
-	return p
+	return p, nil
+}
+
+func checkCmdline(in *Inputs) error {
+	im, err := bzimage.Parse(in.Kernel)
+	if err != nil {
+		return fmt.Errorf("kernel %s: %w", in.KernelPath, err)
+	}
+	if err := im.CheckCmdline(in.Cmdline); err != nil {
+		return fmt.Errorf("command line: %w", err)
+	}
+	return nil
 }
 
 // Digest is the hex SHA-256 the plan records for its inputs and segments.
