@@ -25,7 +25,9 @@
 //     signs with that id when it can see the certificate, and otherwise with
 //     the last four bytes of SHA-1 over the subjectPublicKey bit string (which
 //     equals OpenSSL's default SKID). A Keyring indexes each certificate under
-//     both ids, so signatures made either way are found.
+//     both ids, so signatures made either way are found; Keyring.SKIDOnly
+//     restricts matching to the SKID, as the kernel's x509 parser (which
+//     takes key ids only from the SKID extension) does.
 //   - Allowlists: coreutils' `sha256sum` (and sha1/384/512sum) output, in text,
 //     binary (`*`) and `--tag` forms, and keylime's runtime-policy JSON
 //     (`meta.version`, `digests: {path: [hex...]}`, `excludes: [regex...]`).

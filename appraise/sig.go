@@ -191,14 +191,19 @@ func (s *Signature) signedDigest(h crypto.Hash, fileDigest []byte) []byte {
 
 // key is one certificate's public key in a Keyring.
 type key struct {
-	cert *x509.Certificate
-	ids  []uint32
+	cert    *x509.Certificate
+	ids     []uint32
+	hasSKID bool // ids[0] comes from the SKID extension
 }
 
 // Keyring holds verification certificates indexed by IMA key id.
 type Keyring struct {
 	byID map[uint32][]*key
 	keys []*key
+	// SKIDOnly restricts key-id matching to what the kernel does: only the
+	// tail of a certificate's Subject Key Identifier extension counts, so a
+	// certificate without one matches no signature.
+	SKIDOnly bool
 }
 
 // LoadCerts builds a keyring from certificates. Each argument is either one
@@ -298,7 +303,7 @@ func (k *Keyring) Add(c *x509.Certificate) error {
 	if k.byID == nil {
 		k.byID = map[uint32][]*key{}
 	}
-	e := &key{cert: c, ids: KeyIDs(c)}
+	e := &key{cert: c, ids: KeyIDs(c), hasSKID: len(c.SubjectKeyId) >= 4}
 	k.keys = append(k.keys, e)
 	for _, id := range e.ids {
 		k.byID[id] = append(k.byID[id], e)
@@ -343,7 +348,11 @@ func (k *Keyring) VerifySignature(fileDigest []byte, hash crypto.Hash, s *Signat
 	}
 	var cands []*key
 	if k != nil {
-		cands = k.byID[s.KeyID]
+		for _, c := range k.byID[s.KeyID] {
+			if !k.SKIDOnly || (c.hasSKID && c.ids[0] == s.KeyID) {
+				cands = append(cands, c)
+			}
+		}
 	}
 	if len(cands) == 0 {
 		return fmt.Errorf("%w: key id %08x", ErrUnknownKey, s.KeyID)

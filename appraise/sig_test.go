@@ -174,6 +174,26 @@ func TestKeyIDs(t *testing.T) {
 	if ids := KeyIDs(noskid); len(ids) != 1 || ids[0] != s.KeyID {
 		t.Fatalf("noskid ids = %x, evmctl wrote %08x", ids, s.KeyID)
 	}
+	// The kernel matches SKIDs only: with SKIDOnly the noskid signature has
+	// no key, the others still verify.
+	kr, err := LoadCerts(readTD(t, "openssl/bundle.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr.SKIDOnly = true
+	dg := digestOf(t, crypto.SHA256, readTD(t, "data/hello.txt"))
+	if err := kr.Verify(dg, crypto.SHA256, readTD(t, "evmctl/hello.txt.noskid.sha256.sig")); !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("SKIDOnly noskid: err = %v, want ErrUnknownKey", err)
+	}
+	for _, n := range []string{"rsa", "ec", "skid"} {
+		if err := kr.Verify(dg, crypto.SHA256, readTD(t, "evmctl/hello.txt."+n+".sha256.sig")); err != nil {
+			t.Fatalf("SKIDOnly %s: %v", n, err)
+		}
+	}
+	kr.SKIDOnly = false
+	if err := kr.Verify(dg, crypto.SHA256, readTD(t, "evmctl/hello.txt.noskid.sha256.sig")); err != nil {
+		t.Fatalf("noskid with key-hash fallback: %v", err)
+	}
 	// OpenSSL's default SKID is the same hash, so both ids coincide.
 	if ids := KeyIDs(certOf(t, "rsa")); len(ids) != 1 {
 		t.Fatalf("rsa cert ids = %x, want one (SKID = key hash)", ids)
