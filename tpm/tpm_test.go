@@ -27,7 +27,7 @@ type swtpm struct {
 	log  *bytes.Buffer
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -39,7 +39,7 @@ func freePort(t *testing.T) int {
 
 // startSwtpm manufactures a TPM 2.0 state with the given banks and runs
 // swtpm on it; the process is stopped at test cleanup.
-func startSwtpm(t *testing.T, banks string) *swtpm {
+func startSwtpm(t testing.TB, banks string) *swtpm {
 	t.Helper()
 	for _, tool := range []string{"swtpm", "swtpm_setup"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -107,7 +107,7 @@ func startSwtpm(t *testing.T, banks string) *swtpm {
 }
 
 // open connects a new TPM client to the swtpm data channel.
-func (s *swtpm) open(t *testing.T) *TPM {
+func (s *swtpm) open(t testing.TB) *TPM {
 	t.Helper()
 	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.port))
 	if err != nil {
@@ -407,5 +407,26 @@ func TestUnknownBank(t *testing.T) {
 	after, _ := (&TPM{t: tp.t.(*sm3Proxy).next}).ReadPCRs([]uint32{12})
 	if !bytes.Equal(before[crypto.SHA256][12], after[crypto.SHA256][12]) {
 		t.Fatal("strict Extend changed PCR 12")
+	}
+}
+
+// BenchmarkReadPCRs24 measures reading all 24 PCRs of three banks from
+// swtpm over TCP (nine PCR_Read rounds).
+func BenchmarkReadPCRs24(b *testing.B) {
+	tp := startSwtpm(b, "sha1,sha256,sha384").open(b)
+	for b.Loop() {
+		if _, err := tp.ReadPCRs(all24()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkExtend(b *testing.B) {
+	tp := startSwtpm(b, "sha1,sha256,sha384").open(b)
+	ds := map[crypto.Hash][]byte{crypto.SHA1: make([]byte, 20), crypto.SHA256: make([]byte, 32), crypto.SHA384: make([]byte, 48)}
+	for b.Loop() {
+		if err := tp.Extend(11, ds); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
