@@ -14,6 +14,7 @@ import (
 // TestBootARM64 boots Debian's arm64 kernel on QEMU virt (no TPM: tpm_tis
 // is a module there) and reads back the device tree the kernel booted with.
 func TestBootARM64(t *testing.T) {
+	skipShort(t)
 	ctx := context.Background()
 	art := ArtifactsDir(t)
 	k, err := Kernel(Deb61ARM64)

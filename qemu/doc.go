@@ -32,7 +32,8 @@
 //   - Run(ctx, VM{...}): one QEMU run, possibly several guest boots. amd64:
 //     qemu-system-x86_64 -machine q35 -cpu max -m 1024 -smp 1 -display none
 //     -no-reboot -kernel -initrd -append, ttyS0 = kernel console (stdout ->
-//     serial log), ttyS1 = protocol records only (a unix socket the host
+//     serial log; -machine q35,accel=kvm -cpu host when /dev/kvm opens),
+//     ttyS1 = protocol records only (a unix socket the host
 //     listens on), so kernel messages cannot corrupt records. arm64: -machine
 //     virt -cpu max,pauth-impdef=on (10x faster under TCG), records share ttyAMA0 with the console. The TPM is
 //     attached as tpm-tis (amd64) or tpm-tis-device (arm64). Run returns
@@ -64,6 +65,7 @@
 //	file   name: guest path; data
 //	error  error; the step stops, the agent powers off
 //	done   the step ran to its end; the agent powers off
+//	boot-info  release, cmdline again, for {"report": ["boot"]} (does not start a boot)
 //
 // # Scenario (proto.Scenario, /scenario.json)
 //
@@ -75,7 +77,7 @@
 //	{"measure_files": N, "dir": D, "owner": U}   create N small files in D (default /tmp/m), chown U:U, read each
 //	{"violation": true, "dir": D, "owner": U}    open-writers violation: read a file while a writer holds it open
 //	{"add_key": true}                   fresh self-signed RSA X.509 cert into a new keyring (KEY_CHECK -> ima-buf)
-//	{"report": ["pcrs","list","ascii"]} in the given order (read PCRs before the list)
+//	{"report": ["pcrs","list","ascii","boot"]}  in the given order (read PCRs before the list)
 //	{"run": ["/sbin/kexec", ...], "expect_exit": 0}   "cmd" record; a different exit stops the step
 //	{"file": "/path"}                   "file" record
 //	{"write_file": "/path", "data": base64}
@@ -85,6 +87,14 @@
 // A kexec chain passes DefaultAppend("amd64") + " gkt.step=NEXT" to the
 // next kernel and the repacked initramfs, which holds the same agent and
 // scenario.
+//
+// arm64 (Deb61ARM64): Debian builds tpm_tis as a module and the cache holds
+// no modules, so an arm64 guest sees no TPM even with VM.TPM set; its
+// kernel has no KEXEC_FILE, hence no IMA restore: read /sys/firmware/fdt
+// with a {"file": ...} action instead (TestBootARM64 does).
+//
+// Tests that boot QEMU skip under go test -short (the fast unit run) and
+// never because a tool is missing.
 //
 // # Artifacts
 //

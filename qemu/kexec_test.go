@@ -94,6 +94,7 @@ func countName(entries []listEntry, name string) int {
 // It shows the failure gokexec exists to fix: the TPM keeps PCR 10, the new
 // kernel's list starts over.
 func TestKexecChainKexecTools(t *testing.T) {
+	skipShort(t)
 	ctx := context.Background()
 	t0 := time.Now()
 	art := ArtifactsDir(t)

@@ -14,10 +14,20 @@ import (
 	"github.com/gokexec/gokexec/qemu/proto"
 )
 
+// skipShort skips QEMU boots under go test -short (the README's fast unit
+// test run); the full suite (scripts/test.sh) always runs them.
+func skipShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("boots QEMU; skipped with -short")
+	}
+}
+
 // bootOnce builds an agent initramfs for sc (plus busybox as /bin/busybox)
 // and runs it on the first test kernel.
 func bootOnce(t *testing.T, sc *proto.Scenario, vm VM) (*Result, error) {
 	t.Helper()
+	skipShort(t)
 	ctx := context.Background()
 	art := ArtifactsDir(t)
 	k, _, err := TestKernels()

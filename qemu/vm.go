@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -89,6 +90,9 @@ func Run(ctx context.Context, vm VM) (*Result, error) {
 	case "amd64":
 		bin = "qemu-system-x86_64"
 		args = []string{"-machine", "q35", "-cpu", "max"}
+		if runtime.GOARCH == "amd64" && kvmUsable() {
+			args = []string{"-machine", "q35,accel=kvm", "-cpu", "host"}
+		}
 	case "arm64":
 		bin = "qemu-system-aarch64"
 		// pauth-impdef: the architected pointer-auth algorithm makes TCG
@@ -280,6 +284,16 @@ func Run(ctx context.Context, vm VM) (*Result, error) {
 		return res, fmt.Errorf("%w: guest stopped without a done record (%s; serial log %s)", ErrGuest, res.lastWords(), vm.Serial)
 	}
 	return res, nil
+}
+
+// kvmUsable reports whether /dev/kvm can be opened for reading and writing.
+func kvmUsable() bool {
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
 }
 
 func (r *Result) lastWords() string {

@@ -361,7 +361,7 @@ func (a *agent) report(what string) error {
 		cmdline, _ := os.ReadFile("/proc/cmdline")
 		var uts unix.Utsname
 		_ = unix.Uname(&uts)
-		a.send(&proto.Record{Type: proto.TypeBoot + "-info", Release: unix.ByteSliceToString(uts.Release[:]), Cmdline: strings.TrimSpace(string(cmdline))})
+		a.send(&proto.Record{Type: proto.TypeBootInfo, Release: unix.ByteSliceToString(uts.Release[:]), Cmdline: strings.TrimSpace(string(cmdline))})
 	case "pcrs":
 		pcrs, err := readPCRs()
 		if err != nil {

@@ -42,6 +42,9 @@ const (
 	TypeError = "error" // Error; the step stops after an error
 	TypeDone  = "done"  // last record of a step that ran to its end
 	TypeLog   = "log"   // Message: free-form progress note
+	// TypeBootInfo answers {"report": ["boot"]}: Release and Cmdline again,
+	// without starting a new boot number.
+	TypeBootInfo = "boot-info"
 )
 
 // Record is one message from the guest.
