@@ -113,7 +113,7 @@ var algToHash = map[tpm2.TPMAlgID]crypto.Hash{
 type bank struct {
 	alg    tpm2.TPMAlgID
 	hash   crypto.Hash // 0 when unknown
-	npcrs  int         // size of the selection bitmap in bits
+	alloc  []byte      // allocation bitmap (PCR i is bit i%8 of byte i/8)
 	active bool
 }
 
@@ -133,7 +133,7 @@ func (t *TPM) banks() ([]bank, error) {
 	}
 	var out []bank
 	for _, s := range sel.PCRSelections {
-		b := bank{alg: s.Hash, npcrs: 8 * len(s.PCRSelect)}
+		b := bank{alg: s.Hash, alloc: append([]byte(nil), s.PCRSelect...)}
 		for _, x := range s.PCRSelect {
 			if x != 0 {
 				b.active = true
@@ -207,7 +207,9 @@ func selectBits(pcrs []uint32, size int) []byte {
 }
 
 // ReadPCRs reads the given PCRs from every active bank. The result maps bank
-// → PCR index → value. All values come from one pcrUpdateCounter epoch.
+// → PCR index → value. All values come from one pcrUpdateCounter epoch. A
+// PCR that a bank does not allocate (partial allocations are rare; PC
+// Client TPMs allocate all 24) is absent from that bank's map.
 func (t *TPM) ReadPCRs(pcrs []uint32) (map[crypto.Hash]map[uint32][]byte, error) {
 	for _, p := range pcrs {
 		if p > MaxPCR {
@@ -246,7 +248,15 @@ func (t *TPM) readOnce(bs []bank, pcrs []uint32) (out map[crypto.Hash]map[uint32
 	hashOf := make(map[tpm2.TPMAlgID]crypto.Hash, len(bs))
 	out = make(map[crypto.Hash]map[uint32][]byte, len(bs))
 	for _, b := range bs {
-		remaining[b.alg] = selectBits(pcrs, size)
+		want := selectBits(pcrs, size)
+		for i := range want {
+			if i < len(b.alloc) {
+				want[i] &= b.alloc[i]
+			} else {
+				want[i] = 0
+			}
+		}
+		remaining[b.alg] = want
 		hashOf[b.alg] = b.hash
 		out[b.hash] = make(map[uint32][]byte, len(pcrs))
 	}
