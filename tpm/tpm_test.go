@@ -347,6 +347,48 @@ func TestOpenNamesDevice(t *testing.T) {
 	}
 }
 
+// capProxy forwards to a real swtpm and lets edit rewrite the TPM_CAP_PCRS
+// answer (header(10) moreData(1) capability(4) count(4) selections...).
+type capProxy struct {
+	next transport.TPMCloser
+	edit func([]byte) []byte
+}
+
+func (p *capProxy) Send(cmd []byte) ([]byte, error) {
+	rsp, err := p.next.Send(cmd)
+	if err == nil && len(cmd) >= 14 && bytes.Equal(cmd[6:10], []byte{0, 0, 0x01, 0x7a}) && bytes.Equal(cmd[10:14], []byte{0, 0, 0, 5}) {
+		return p.edit(append([]byte(nil), rsp...)), nil
+	}
+	return rsp, err
+}
+
+func (p *capProxy) Close() error { return p.next.Close() }
+
+// TestPartialAllocation: a bank without PCR 0 allocated is read without it.
+func TestPartialAllocation(t *testing.T) {
+	tp := startSwtpm(t, "sha1,sha256,sha384").open(t)
+	tp.t = &capProxy{next: tp.t, edit: func(r []byte) []byte {
+		for off := 19; off+3 <= len(r); {
+			alg, n := uint16(r[off])<<8|uint16(r[off+1]), int(r[off+2])
+			if alg == 0x0004 && n > 0 && off+3 < len(r) {
+				r[off+3] &^= 1 // SHA-1: PCR 0 not allocated
+			}
+			off += 3 + n
+		}
+		return r
+	}}
+	vals, err := tp.ReadPCRs(all24())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := vals[crypto.SHA1][0]; ok || len(vals[crypto.SHA1]) != 23 {
+		t.Fatalf("SHA-1 bank has %d PCRs (PCR 0 present: %v), want 23 without PCR 0", len(vals[crypto.SHA1]), ok)
+	}
+	if len(vals[crypto.SHA256]) != 24 || len(vals[crypto.SHA384]) != 24 {
+		t.Fatal("other banks should have all 24 PCRs")
+	}
+}
+
 // sm3Proxy forwards to a real swtpm but adds an allocated SM3_256 bank to
 // the TPM_CAP_PCRS answer, as a TPM with a bank this package cannot hash
 // would report it.
