@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/gokexec/gokexec/segment"
 )
 
@@ -160,4 +162,23 @@ func HasCapSysBoot() bool {
 		}
 	}
 	return false
+}
+
+// IMAXattr returns a file's security.ima extended attribute, or nil when it
+// has none.
+func IMAXattr(path string) ([]byte, error) {
+	buf := make([]byte, 1024)
+	for {
+		n, err := unix.Getxattr(path, "security.ima", buf)
+		switch {
+		case err == unix.ERANGE && len(buf) < 1<<16:
+			buf = make([]byte, 2*len(buf))
+			continue
+		case err == unix.ENODATA || err == unix.ENOTSUP || err == unix.EOPNOTSUPP:
+			return nil, nil
+		case err != nil:
+			return nil, fmt.Errorf("security.ima of %s: %w", path, err)
+		}
+		return buf[:n], nil
+	}
 }

@@ -109,7 +109,13 @@ func Finalize(s *State) (*Report, error) {
 	// 2. The loader's entries, sized for the segment they will land in.
 	var ours []ima.Entry
 	if s.Finalized == nil {
-		ms, err := measurements(s.Plan, pcr, nil)
+		sigs := map[string][]byte{}
+		for _, a := range s.Appraisals {
+			if a.Signature != nil {
+				sigs[a.Path] = a.Signature
+			}
+		}
+		ms, err := measurements(s.Plan, pcr, sigs)
 		if err != nil {
 			return nil, err
 		}

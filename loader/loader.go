@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"runtime"
 
+	"github.com/gokexec/gokexec/appraise"
 	"github.com/gokexec/gokexec/kexec"
 	"github.com/gokexec/gokexec/plan"
 	"github.com/gokexec/gokexec/segment"
@@ -48,12 +49,19 @@ type Options struct {
 	MemMin    uint64
 	MemMax    uint64
 
+	// Appraise, Keys and Allowlists: appraisal of the kernel and initrd.
+	Appraise   appraise.Mode
+	Keys       []string
+	Allowlists []string
+
 	// Mode is the syscall choice (-a, -c, -s); "" means auto.
 	Mode plan.Mode
 
 	DryRun bool
 	// StateDir holds the state between -l and -e; default /run/gokexec.
 	StateDir string
+
+	appraisals []Appraisal // results of the last Inputs call
 }
 
 // Finalized records a completed finalize.
@@ -67,8 +75,9 @@ const DefaultStateDir = "/run/gokexec"
 
 // State is what a load leaves for the exec that follows.
 type State struct {
-	Options Options    `json:"options"`
-	Plan    *plan.Plan `json:"plan"`
+	Options    Options     `json:"options"`
+	Plan       *plan.Plan  `json:"plan"`
+	Appraisals []Appraisal `json:"appraisals,omitempty"`
 	// Finalized, once Finalize has run, is how many of the running
 	// kernel's entries the loaded hand-over list (kept beside the state in
 	// handover.bin) accounts for. A later finalize continues from that list,
@@ -98,6 +107,9 @@ func Inputs(o *Options) (*plan.Inputs, error) {
 		if len(in.Initrd) == 0 {
 			return nil, fmt.Errorf("%w: initrd %s is empty", plan.ErrInput, o.InitrdPath)
 		}
+	}
+	if err := o.appraiseInputs(in); err != nil {
+		return nil, err
 	}
 	if o.DTBPath != "" {
 		if in.DTB, err = os.ReadFile(o.DTBPath); err != nil {
@@ -135,6 +147,34 @@ func Inputs(o *Options) (*plan.Inputs, error) {
 	return in, nil
 }
 
+// appraiseInputs appraises the kernel and initrd bytes just read and keeps
+// the results (and verified signatures) in o.appraisals.
+func (o *Options) appraiseInputs(in *plan.Inputs) error {
+	o.appraisals = nil
+	pol, err := o.policy()
+	if err != nil || pol.Mode == appraise.ModeOff {
+		return err
+	}
+	files := []struct {
+		path string
+		data []byte
+	}{{in.KernelPath, in.Kernel}}
+	if in.Initrd != nil {
+		files = append(files, struct {
+			path string
+			data []byte
+		}{in.InitrdPath, in.Initrd})
+	}
+	for _, f := range files {
+		a, err := appraiseFile(pol, f.path, f.data)
+		if err != nil {
+			return fmt.Errorf("appraisal: %w; nothing loaded", err)
+		}
+		o.appraisals = append(o.appraisals, a)
+	}
+	return nil
+}
+
 func (o *Options) pcr() uint32 {
 	if o.IMAPCR == 0 {
 		return DefaultPCR
@@ -156,6 +196,9 @@ func Plan(o *Options) (*plan.Plan, *plan.Inputs, error) {
 		return nil, nil, err
 	}
 	p.Decision = &d
+	for _, a := range o.appraisals {
+		p.Appraisal = append(p.Appraisal, plan.Appraisal{Path: a.Path, Pass: a.Pass, Method: a.Method, Reason: a.Reason})
+	}
 	return p, in, nil
 }
 
@@ -235,7 +278,7 @@ func Load(o *Options, warn func(string)) (*plan.Plan, error) {
 	default:
 		return nil, err
 	}
-	if err := saveState(o.stateDir(), &State{Options: *o, Plan: p}); err != nil {
+	if err := saveState(o.stateDir(), &State{Options: *o, Plan: p, Appraisals: o.appraisals}); err != nil {
 		// The image is loaded but -e could not finalize it: unload rather
 		// than leave an image whose hand-over would go stale.
 		_ = Unload(o.stateDir())

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 
+	"github.com/gokexec/gokexec/appraise"
 	"github.com/gokexec/gokexec/ima"
 	"github.com/gokexec/gokexec/plan"
 )
@@ -57,7 +58,16 @@ func measurements(p *plan.Plan, pcr uint32, sigs map[string][]byte) ([]ima.Entry
 		tmpl := "ima-ng"
 		sig := sigs[in.Path]
 		if sig != nil {
-			tmpl = "ima-sig"
+			// The d-ng digest is sha256: carry only a signature made over
+			// a sha256 digest, so the entry is self-consistent.
+			if ps, err := appraise.ParseSignature(sig); err == nil {
+				if h, err := ps.Hash(); err == nil && h == entryHash {
+					tmpl = "ima-sig"
+				}
+			}
+			if tmpl != "ima-sig" {
+				sig = nil
+			}
 		}
 		e, err := ima.NewFileEntry(pcr, tmpl, in.Path, d, entryHash, sig)
 		if err != nil {

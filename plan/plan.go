@@ -131,6 +131,15 @@ type Plan struct {
 	BootParams *BootParams `json:"boot_params,omitempty"`
 	DTB        *DTBInfo    `json:"dtb,omitempty"`
 	Decision   *Decision   `json:"decision,omitempty"`
+	Appraisal  []Appraisal `json:"appraisal,omitempty"`
+}
+
+// Appraisal is the appraisal outcome of one input, as the loader found it.
+type Appraisal struct {
+	Path   string `json:"path"`
+	Pass   bool   `json:"pass"`
+	Method string `json:"method,omitempty"`
+	Reason string `json:"reason"`
 }
 
 // DTBInfo describes the device tree handed over (arm64).

@@ -14,6 +14,7 @@ import (
 
 	flag "github.com/spf13/pflag"
 
+	"github.com/gokexec/gokexec/appraise"
 	"github.com/gokexec/gokexec/kexec"
 	"github.com/gokexec/gokexec/loader"
 	"github.com/gokexec/gokexec/plan"
@@ -44,6 +45,8 @@ type cli struct {
 	reuseCmdline, noIMA, dryRun, jsonOut         bool
 	loadPanic, finalize                          bool
 	imaPCR                                       uint32
+	appraiseMode                                 appraise.Mode
+	keys, allowlists                             []string
 	tpmDevice                                    string
 	appendStr, commandLine, initrd, ramdisk, dtb string
 	memMin, memMax, imaExtra                     string
@@ -82,6 +85,9 @@ func newFlags(c *cli, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.memMax, "mem-max", "", "highest physical address to load into")
 	fs.StringVar(&c.imaExtra, "ima-extra", "64K", "headroom after the IMA list for entries added before -e (K/M/G suffixes)")
 	fs.BoolVar(&c.noIMA, "no-ima", false, "do not hand the IMA measurement list over")
+	fs.Var(&c.appraiseMode, "appraise", "appraise the kernel and initrd: off, log or enforce")
+	fs.StringArrayVar(&c.keys, "key", nil, "X.509 certificate (PEM or DER) for IMA signatures (repeatable)")
+	fs.StringArrayVar(&c.allowlists, "allowlist", nil, "allowed digests: sha256sum output or keylime runtime policy JSON (repeatable)")
 	fs.BoolVar(&c.finalize, "finalize", false, "do everything -e does except the reboot (for shutdown hooks)")
 	fs.Uint32Var(&c.imaPCR, "ima-pcr", 10, "PCR for gokexec's own measurements and markers")
 	fs.StringVar(&c.tpmDevice, "tpm-device", "", "TPM to extend at -e (default /dev/tpmrm0, then /dev/tpm0)")
@@ -196,6 +202,11 @@ func dispatch(c *cli, pos []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	for _, a := range p.Appraisal {
+		if !a.Pass {
+			fmt.Fprintf(stderr, "gokexec: warning: %s\n", a.Reason)
+		}
+	}
 	if c.debug {
 		_ = printPlan(p, false, stderr)
 	}
@@ -211,6 +222,7 @@ func options(c *cli, kernel string) (*loader.Options, error) {
 		return nil, usageErr("--ima-pcr %d: PCRs are 0-23", c.imaPCR)
 	}
 	o := &loader.Options{KernelPath: kernel, Arch: c.arch, DTBPath: c.dtb, NoIMA: c.noIMA, IMAPCR: c.imaPCR, TPMDevice: c.tpmDevice,
+		Appraise: c.appraiseMode, Keys: c.keys, Allowlists: c.allowlists,
 		IMALog: c.imaLog, MemMap: c.memmap, DryRun: c.dryRun, StateDir: c.stateDir}
 	switch c.arch {
 	case "", plan.ArchAMD64, plan.ArchARM64:
@@ -381,6 +393,9 @@ func printPlan(p *plan.Plan, asJSON bool, w io.Writer) error {
 		fmt.Fprintf(w, "initrd %s (%d bytes, sha256 %s)\n", p.Initrd.Path, p.Initrd.Size, p.Initrd.SHA256)
 	}
 	fmt.Fprintf(w, "cmdline %q\n", p.Cmdline)
+	for _, a := range p.Appraisal {
+		fmt.Fprintf(w, "appraisal: %s\n", a.Reason)
+	}
 	for _, s := range p.Segments {
 		fmt.Fprintf(w, "  segment %-12s mem %#012x memsz %#10x bufsz %#10x\n", s.Name, s.Mem, s.Memsz, s.Bufsz)
 	}

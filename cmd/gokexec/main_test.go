@@ -98,7 +98,7 @@ func TestHelpListsEveryOption(t *testing.T) {
 	for _, o := range []string{"-l, --load", "-e, --exec", "-u, --unload", "-f, --force", "-x, --no-ifdown", "-y, --no-sync",
 		"-s, --kexec-file-syscall", "-c, --kexec-syscall", "-a, --kexec-syscall-auto", "-S, --status", "-d, --debug",
 		"-i, --no-checks", "--append", "--command-line", "--reuse-cmdline", "--initrd", "--ramdisk", "--dtb", "--mem-min",
-		"--mem-max", "-v, --version", "-h, --help", "--ima-extra", "--no-ima", "--dry-run", "--json", "--memmap", "--ima-log", "--arch", "--finalize"} {
+		"--mem-max", "-v, --version", "-h, --help", "--ima-extra", "--no-ima", "--dry-run", "--json", "--memmap", "--ima-log", "--arch", "--finalize", "--appraise", "--key", "--allowlist", "--ima-pcr"} {
 		if !strings.Contains(out, o) {
 			t.Errorf("--help lacks %q", o)
 		}
