@@ -39,7 +39,13 @@
 //     strings block (also as the suffix of a longer string, as libfdt does)
 //     and appended only if missing; strings of deleted properties stay, as
 //     with libfdt. Pack removes all padding and free space.
-//   - A tree is not safe for concurrent mutation.
+//   - Property values returned by Node.Property alias the tree; the setters
+//     copy what they are given. A tree is not safe for concurrent mutation.
+//   - Cell sizes: Node.AddressCells/SizeCells are the values a node declares
+//     for its children (defaults 2 and 1, Devicetree Specification 2.3.5);
+//     Node.RegCells and Node.Reg use the parent's, as the format requires.
+//     EncodeRanges/DecodeRanges work for any 1- or 2-cell layout (decode
+//     also accepts 3 or 4 cells whose high cells are zero).
 //
 // # Why not u-root's pkg/dt
 //
