@@ -201,7 +201,7 @@ func TestKeyIDs(t *testing.T) {
 	// Cross-check with openssl's own SKID text for the rsa certificate.
 	out, err := exec.Command("openssl", "x509", "-in", "testdata/openssl/rsa.pem", "-noout", "-ext", "subjectKeyIdentifier").Output()
 	if err != nil {
-		t.Fatalf("openssl: %v", err)
+		t.Fatalf("openssl: %v (install openssl: scripts/setup.sh)", err)
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	skid, err := hex.DecodeString(strings.ReplaceAll(strings.TrimSpace(lines[len(lines)-1]), ":", ""))

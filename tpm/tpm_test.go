@@ -59,6 +59,7 @@ func startSwtpm(t testing.TB, banks string) *swtpm {
 	}
 	var lastErr error
 	for try := 0; try < 5; try++ {
+		lastErr = nil
 		port := freePort(t)
 		ctrl := freePort(t)
 		s := &swtpm{port: port, log: &bytes.Buffer{}}
