@@ -176,3 +176,31 @@ func TestForeignExecLosesEvents(t *testing.T) {
 }
 
 var _ = qemu.DefaultAppend
+
+// TestChangedInputRefused: a kernel file that changes between -l and -e is
+// refused at -e: no reboot, the loaded image stays as it was.
+func TestChangedInputRefused(t *testing.T) {
+	g := newGuest(t)
+	g.files["/boot/vmlinuz-2"] = g.k1
+	sc := &proto.Scenario{Steps: map[string]proto.Step{"1": {Actions: []proto.Action{
+		{Policy: basePolicy},
+		{Run: []string{"/bin/gokexec", "-l", "/boot/vmlinuz-2", "--append", nextAppend("2")}, ExpectExit: intp(0)},
+		{WriteFile: "/boot/vmlinuz-2", Data: []byte("replaced after it was loaded\n")},
+		{Run: []string{"/bin/gokexec", "-e"}, ExpectExit: intp(1)},
+		{Run: []string{"/bin/gokexec", "-S", "-l"}, ExpectExit: intp(1)},
+	}}}}
+	res := g.run(g.k1, sc)
+	if res.Boots() != 1 {
+		t.Fatalf("%d boots: -e rebooted with a changed kernel", res.Boots())
+	}
+	var out string
+	for _, c := range res.Find(1, proto.TypeCmd, "") {
+		if strings.Join(c.Argv, " ") == "/bin/gokexec -e" {
+			out = string(c.Output)
+		}
+	}
+	if !strings.Contains(out, "changed since it was loaded") || !strings.Contains(out, "/boot/vmlinuz-2") || !strings.Contains(out, "not rebooting") {
+		t.Fatalf("-e after the kernel changed said %q", out)
+	}
+	t.Logf("-e: %s", strings.TrimSpace(out))
+}

@@ -367,7 +367,10 @@ func finalizeLoaded(c *cli, stderr io.Writer) (bool, error) {
 
 func execLoaded(c *cli, stderr io.Writer) error {
 	if _, err := finalizeLoaded(c, stderr); err != nil {
-		return fmt.Errorf("-e: %w", err)
+		if strings.Contains(err.Error(), "not rebooting") {
+			return fmt.Errorf("-e: %w", err)
+		}
+		return fmt.Errorf("-e: %w; not rebooting", err)
 	}
 	if !c.noSync {
 		syncAll()
