@@ -84,10 +84,17 @@ func TestAppraisal(t *testing.T) {
 	list2 := parseList(t, res.List(2, "binary_runtime_measurements"), "boot 2")
 	requireReplays(t, list2, pcrValues(t, res.PCRs(2), "sha1", "sha256"), "boot 2")
 	sigs := map[string]string{"/boot/vmlinuz-2": signedKernel + ".sig", "/boot/next.cpio": signedInitrd + ".sig"}
+	load, exec := markers(t, list2)
+	if len(load) != 1 || len(exec) != 1 {
+		t.Fatalf("markers load %v execute %v", load, exec)
+	}
+	// The loader's own entries lie between the markers (the kernel also
+	// measured the files when gokexec read them, with its own template).
+	ours := list2[load[0]+1 : exec[0]]
 	for path, sigFile := range sigs {
 		want, _ := os.ReadFile(sigFile)
 		found := false
-		for _, e := range list2 {
+		for _, e := range ours {
 			d, err := e.Decode(binary.LittleEndian)
 			if err != nil || d.Name != path {
 				continue
