@@ -163,6 +163,12 @@
 //   - Both kernels accept template=ima-ngv2, ima-sigv2, ima-modsig, evm-sig
 //     and ima in policy rules. evmctl 1.4 (bookworm) cannot read sha384 PCR
 //     files and rejects lists mixing "ima" with other templates.
+//   - Debian 6.1 builds sha384 (CONFIG_CRYPTO_SHA512) as a module, so IMA
+//     has no sha384 hash at init: it extends the sha384 bank with the SHA-1
+//     template digest zero-padded to 48 bytes, but violations with 48 0xff
+//     bytes (its preset digest of the bank's full size). 6.12 (built-in)
+//     uses sha384 itself. Seen in both captures on every run; the harness
+//     tests replay all three banks (TestCapturesReplay).
 //   - After kexec-tools' kexec_load + kexec -e, the TPM keeps every PCR
 //     (PCR 10 continues from the value at exec) while the new kernel's list
 //     holds only its own boot_aggregate.

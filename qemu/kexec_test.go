@@ -3,8 +3,7 @@ package qemu
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
+	"crypto"
 	"encoding/hex"
 	"fmt"
 	"path/filepath"
@@ -14,79 +13,6 @@ import (
 
 	"github.com/gokexec/gokexec/qemu/proto"
 )
-
-// listEntry is the little the self-test needs from an IMA binary list; the
-// real codec lives in package ima.
-type listEntry struct {
-	pcr      uint32
-	template string
-	data     []byte // template data
-	violated bool   // all-zero SHA-1 template digest
-}
-
-func parseList(t *testing.T, b []byte) []listEntry {
-	t.Helper()
-	var out []listEntry
-	le := binary.LittleEndian
-	for len(b) > 0 {
-		if len(b) < 28 {
-			t.Fatalf("list: truncated header (%d bytes left)", len(b))
-		}
-		e := listEntry{pcr: le.Uint32(b), violated: bytes.Equal(b[4:24], make([]byte, 20))}
-		n := le.Uint32(b[24:])
-		b = b[28:]
-		if uint64(n) > uint64(len(b)) || n > 255 {
-			t.Fatalf("list: bad template name length %d", n)
-		}
-		e.template = string(b[:n])
-		b = b[n:]
-		if e.template == "ima" {
-			t.Fatal("list: legacy ima template not expected here")
-		}
-		if len(b) < 4 {
-			t.Fatal("list: truncated data length")
-		}
-		d := le.Uint32(b)
-		b = b[4:]
-		if uint64(d) > uint64(len(b)) {
-			t.Fatalf("list: bad template data length %d", d)
-		}
-		e.data = b[:d]
-		b = b[d:]
-		out = append(out, e)
-	}
-	return out
-}
-
-// replaySHA256 extends the sha256 bank of PCR pcr from start over the list
-// (violations extend all-0xff, as the kernel does).
-func replaySHA256(entries []listEntry, pcr uint32, start []byte) []byte {
-	v := append([]byte(nil), start...)
-	for _, e := range entries {
-		if e.pcr != pcr {
-			continue
-		}
-		d := sha256.Sum256(e.data)
-		if e.violated {
-			d = [32]byte(bytes.Repeat([]byte{0xff}, 32))
-		}
-		h := sha256.New()
-		h.Write(v)
-		h.Write(d[:])
-		v = h.Sum(nil)
-	}
-	return v
-}
-
-func countName(entries []listEntry, name string) int {
-	n := 0
-	for _, e := range entries {
-		if bytes.Contains(e.data, []byte(name+"\x00")) {
-			n++
-		}
-	}
-	return n
-}
 
 // TestKexecChainKexecTools is the harness self-test: boot the first test
 // kernel with swtpm, measure, load the second kernel with Debian's
@@ -180,14 +106,14 @@ func TestKexecChainKexecTools(t *testing.T) {
 	zero := make([]byte, 32)
 	b1, _ := hex.DecodeString(p1["sha256"][10])
 	b2, _ := hex.DecodeString(p2["sha256"][10])
-	if got := replaySHA256(l1, 10, zero); !bytes.Equal(got, b1) {
+	if got := replay(l1, crypto.SHA256, perBank, 10, zero); !bytes.Equal(got, b1) {
 		t.Errorf("boot 1: list replays to %x, PCR 10 is %x", got, b1)
 	}
 	// The TPM was not reset: boot 2's PCR 10 continues from boot 1's.
-	if got := replaySHA256(l2, 10, b1); !bytes.Equal(got, b2) {
+	if got := replay(l2, crypto.SHA256, perBank, 10, b1); !bytes.Equal(got, b2) {
 		t.Errorf("boot 2: PCR 10 %x is not boot 1's %x extended by boot 2's list (%x)", b2, b1, got)
 	}
-	if fresh := replaySHA256(l2, 10, zero); bytes.Equal(fresh, b2) {
+	if fresh := replay(l2, crypto.SHA256, perBank, 10, zero); bytes.Equal(fresh, b2) {
 		t.Error("boot 2: PCR 10 equals a fresh boot's value: the TPM was reset")
 	}
 	for i := 0; i < 8; i++ { // firmware PCRs are untouched by a kexec
