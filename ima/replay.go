@@ -206,15 +206,15 @@ type PCRValues map[crypto.Hash]map[uint32][]byte
 type BankResult struct {
 	Bank       string            `json:"bank"`
 	Hash       crypto.Hash       `json:"-"`
-	PCRs       []uint32          `json:"pcrs"`              // PCRs both used by the list and quoted
-	Method     *Method           `json:"method"`            // method matching at the common prefix (nil: none)
-	Methods    []Method          `json:"methods,omitempty"` // every method matching at the common prefix
-	OwnPrefix  int               `json:"own_prefix"`        // longest prefix this bank alone reproduces, -1 if none
-	OwnMethod  *Method           `json:"own_method"`        // method of OwnPrefix
-	Quoted     map[uint32]string `json:"quoted"`            // hex, checked PCRs only
-	Replayed   map[uint32]string `json:"replayed"`          // hex values after the whole list, per-bank method
-	ReplayedP  map[uint32]string `json:"replayed_sha1_padded,omitempty"`
-	Unverified []uint32          `json:"unverified,omitempty"` // PCRs the list uses that this bank does not quote
+	PCRs       []uint32          `json:"pcrs"`                           // PCRs both used by the list and quoted
+	Method     *Method           `json:"method"`                         // method matching at the common prefix (nil: none)
+	Methods    []Method          `json:"methods,omitempty"`              // every method matching at the common prefix
+	OwnPrefix  int               `json:"own_prefix"`                     // longest prefix this bank alone reproduces, -1 if none
+	OwnMethod  *Method           `json:"own_method"`                     // method of OwnPrefix
+	Quoted     map[uint32]string `json:"quoted"`                         // hex, checked PCRs only
+	Replayed   map[uint32]string `json:"replayed"`                       // hex values after the whole list, per-bank method
+	ReplayedP  map[uint32]string `json:"replayed_sha1_padded,omitempty"` // only when the padded method was tried
+	Unverified []uint32          `json:"unverified,omitempty"`           // PCRs the list uses that this bank does not quote
 }
 
 // VerifyResult is the outcome of Verify.
@@ -298,8 +298,10 @@ func runBank(entries []Entry, bank crypto.Hash, method Method, check map[uint32]
 }
 
 // Verify finds the longest prefix of entries that reproduces every quoted
-// PCR the list uses, in every quoted bank, trying both extension methods per
-// bank. Quoted PCRs the list never extends (firmware PCRs) are not compared.
+// PCR the list uses, in every quoted bank. Each bank is replayed with its own
+// hash first; the padded SHA-1 method is tried for a bank only when its own
+// hash reproduces no non-empty prefix (a kernel uses one method per bank, and
+// the methods coincide only on violations). Banks replay in parallel. Quoted PCRs the list never extends (firmware PCRs) are not compared.
 // The result is consistent when that prefix holds at least one entry (or the
 // list is empty), every quoted bank checks at least one PCR, and no entry in
 // the prefix carries a stored SHA-1 digest that differs from its data.
@@ -317,21 +319,27 @@ func Verify(entries []Entry, quoted PCRValues) VerifyResult {
 	slices.SortFunc(banks, func(a, b crypto.Hash) int { return a.Size() - b.Size() })
 
 	// SHA-1 template digests serve the SHA-1 bank, every padded method and
-	// the stored-digest check; compute them once.
+	// the stored-digest check; they are computed once, while the other banks
+	// replay their own hashes.
 	sha1s := make([][20]byte, len(entries))
-	h := sha1.New()
-	for i := range entries {
-		e := &entries[i]
-		if e.Violation() {
-			continue
+	sha1Done := make(chan struct{})
+	var mismatches []int
+	go func() {
+		defer close(sha1Done)
+		h := sha1.New()
+		for i := range entries {
+			e := &entries[i]
+			if e.Violation() {
+				continue
+			}
+			h.Reset()
+			writeTemplateInput(h, e)
+			h.Sum(sha1s[i][:0])
+			if sha1s[i] != e.TemplateDigest {
+				mismatches = append(mismatches, i)
+			}
 		}
-		h.Reset()
-		writeTemplateInput(h, e)
-		h.Sum(sha1s[i][:0])
-		if sha1s[i] != e.TemplateDigest {
-			res.DigestMismatches = append(res.DigestMismatches, i)
-		}
-	}
+	}()
 
 	type job struct {
 		bank  crypto.Hash
@@ -368,18 +376,35 @@ func Verify(entries []Entry, quoted PCRValues) VerifyResult {
 			res.Problems = append(res.Problems, "bank "+br.Bank+": quotes none of the PCRs the list uses")
 			continue
 		}
-		methods := []Method{MethodPerBank, MethodSHA1Padded}
-		if b == crypto.SHA1 {
-			methods = methods[:1]
+		// Phase 1: every bank with its own hash.
+		j.runs = make([]bankRun, 1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if b == crypto.SHA1 {
+				<-sha1Done
+			}
+			j.runs[0] = runBank(entries, b, MethodPerBank, j.check, sha1s)
+		}()
+	}
+	wg.Wait()
+	<-sha1Done
+	res.DigestMismatches = mismatches
+
+	// Phase 2: the padded SHA-1 method, only for banks whose own hash
+	// reproduces no non-empty prefix. A kernel uses one method per bank, and
+	// the two methods yield the same digests only for violations, so a bank
+	// that matches with its own hash somewhere cannot match longer padded.
+	for _, j := range jobs {
+		if len(j.runs) != 1 || j.bank == crypto.SHA1 || slices.Contains(j.runs[0].matches[1:], true) {
+			continue
 		}
-		j.runs = make([]bankRun, len(methods))
-		for mi, m := range methods {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				j.runs[mi] = runBank(entries, b, m, j.check, sha1s)
-			}()
-		}
+		j.runs = append(j.runs, bankRun{})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			j.runs[1] = runBank(entries, j.bank, MethodSHA1Padded, j.check, sha1s)
+		}()
 	}
 	wg.Wait()
 
