@@ -159,7 +159,7 @@ func (t *Tree) MemoryRanges() ([]Range, error) {
 		if err != nil || dt != "memory" {
 			continue
 		}
-		if st, err := c.String("status"); err == nil && st != "okay" && st != "ok" {
+		if !c.enabled() {
 			continue
 		}
 		r, err := c.Reg()
@@ -192,9 +192,9 @@ func (t *Tree) MemoryRanges() ([]Range, error) {
 }
 
 // ReservedRanges returns what the tree reserves from the kernel: the memory
-// reservation block plus the reg ranges of the children of
-// /reserved-memory (decoded with that node's cell sizes), in that order.
-// Children without reg (dynamically placed pools) are skipped.
+// reservation block plus the non-empty reg ranges of the enabled children
+// of /reserved-memory (decoded with that node's cell sizes), in that
+// order. Children without reg (dynamically placed pools) are skipped.
 func (t *Tree) ReservedRanges() ([]Range, error) {
 	rs := slices.Clone(t.Reservations)
 	rm, ok := t.Lookup("/reserved-memory")
@@ -202,14 +202,24 @@ func (t *Tree) ReservedRanges() ([]Range, error) {
 		return rs, nil
 	}
 	for _, c := range rm.children {
-		if !c.HasProperty("reg") {
+		if !c.HasProperty("reg") || !c.enabled() {
 			continue
 		}
 		r, err := c.Reg()
 		if err != nil {
 			return nil, err
 		}
-		rs = append(rs, r...)
+		for _, x := range r {
+			if x.Size != 0 {
+				rs = append(rs, x)
+			}
+		}
 	}
 	return rs, nil
+}
+
+// enabled reports whether the node has no status or status "okay"/"ok".
+func (n *Node) enabled() bool {
+	st, err := n.String("status")
+	return err != nil || st == "okay" || st == "ok"
 }

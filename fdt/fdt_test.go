@@ -659,3 +659,36 @@ func readFile(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+// TestKernelBuiltDTBs reads two of the DTBs Debian's linux-image-6.1.0-56-arm64
+// ships (built by the kernel's dtc): a memreserve and two memory banks on
+// the Arm Foundation model; on the Raspberry Pi 4 an empty memory node (the
+// firmware fills it) and a /reserved-memory with 2/1 cells.
+func TestKernelBuiltDTBs(t *testing.T) {
+	fv := mustParse(t, readGolden(t, "linux-6.1.192-build-foundation-v8.dtb"))
+	if want := []Range{{0x80000000, 0x10000}}; !slices.Equal(fv.Reservations, want) {
+		t.Errorf("foundation reservations = %v", fv.Reservations)
+	}
+	if mem, err := fv.MemoryRanges(); err != nil || !slices.Equal(mem, []Range{{0x80000000, 0x80000000}, {0x8_8000_0000, 0x80000000}}) {
+		t.Errorf("foundation memory = %v, %v", mem, err)
+	}
+	rpi := mustParse(t, readGolden(t, "linux-6.1.192-build-bcm2711-rpi-4-b.dtb"))
+	if _, err := rpi.MemoryRanges(); !errors.Is(err, ErrNoMemory) {
+		t.Errorf("rpi4 memory: %v, want ErrNoMemory (reg size 0 until the firmware fills it)", err)
+	}
+	rm, ok := rpi.Lookup("/reserved-memory")
+	if !ok {
+		t.Fatal("no /reserved-memory")
+	}
+	if ac, _ := rm.AddressCells(); ac != 2 {
+		t.Errorf("#address-cells = %d", ac)
+	}
+	if sc, _ := rm.SizeCells(); sc != 1 {
+		t.Errorf("#size-cells = %d", sc)
+	}
+	// Only the /memreserve/ of the spin tables: the CMA pool has no reg,
+	// nvram@0 is disabled with an empty reg.
+	if r, err := rpi.ReservedRanges(); err != nil || !slices.Equal(r, []Range{{0, 0x1000}}) {
+		t.Errorf("rpi4 reserved = %v, %v; want [0, +0x1000)", r, err)
+	}
+}
