@@ -79,6 +79,11 @@ func restoreCheck(e *Entry, order binary.ByteOrder) (p RestoreProblem, bad, stop
 	if _, err := checkFields(e.TemplateData, order, len(t.Fields)); err != nil {
 		return RestoreProblem{Kind: KindRejected, Reason: err.Error()}, true, true
 	}
+	if t.Name != "" && t.Name != name {
+		// lookup_template_desc matches built-in formats too; the restored
+		// entry carries the built-in name.
+		return RestoreProblem{Kind: KindAltered, Reason: fmt.Sprintf("format %q is restored under the built-in name %q", name, t.Name)}, true, false
+	}
 	if !e.Violation() {
 		h := sha1.New()
 		writeTemplateInput(h, e)
@@ -271,10 +276,7 @@ func SimulateRestore(b []byte, order binary.ByteOrder) KexecReport {
 		if err != nil {
 			return fail(KindDropped, "template %q resolves to no template (%v); the kernel stops without an error", clip(name), err)
 		}
-		e.TemplateName = t.Name
-		if e.TemplateName == "" {
-			e.TemplateName = t.Format
-		}
+		e.TemplateName = string(name)
 		e.TemplateData = parts[1]
 		if _, err := checkFields(parts[1], order, len(t.Fields)); err != nil {
 			return fail(KindRejected, "template %s: %v", e.TemplateName, err)

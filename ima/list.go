@@ -91,15 +91,13 @@ func parseEntry(b []byte, order binary.ByteOrder, tc *templateCache) (Entry, int
 		return e, 0, 24, fmt.Errorf("%w: template name length %d, %d bytes remain", ErrLength, nameLen, len(b)-off)
 	}
 	nameB := b[off : off+int(nameLen)]
-	t, err := tc.lookup(nameB)
+	t, name, err := tc.lookupName(nameB)
 	if err != nil {
 		return e, 0, off, fmt.Errorf("template name %q: %w", clip(nameB), err)
 	}
-	if t.Name != "" {
-		e.TemplateName = t.Name
-	} else {
-		e.TemplateName = t.Format
-	}
+	// The name as written: a format string stays a format string even when
+	// it equals a built-in template's format.
+	e.TemplateName = name
 	off += int(nameLen)
 	if t.Legacy() {
 		// 20-byte digest | u32 len | name (no NUL)

@@ -318,3 +318,25 @@ func TestASCIIFieldRules(t *testing.T) {
 		t.Errorf("pcr 7 rendered %q", one)
 	}
 }
+
+// A list may name a built-in template by its format string (a kernel booted
+// with ima_template_fmt=d-ng|n-ng does); the name must survive a round trip
+// and show in the ASCII list, and a restoring kernel renames it.
+func TestFormatNameOfBuiltin(t *testing.T) {
+	order := binary.LittleEndian
+	e := synthList(t, order)[1]
+	e.TemplateName = "d-ng|n-ng"
+	b := AppendList(nil, []Entry{e}, order)
+	es, err := ParseList(b, order)
+	if err != nil || es[0].TemplateName != "d-ng|n-ng" || !bytes.Equal(AppendList(nil, es, order), b) {
+		t.Fatalf("%v %+v", err, es)
+	}
+	out, _ := AppendASCII(nil, es, order)
+	if !strings.Contains(string(out), " d-ng|n-ng sha256:") {
+		t.Errorf("ascii %q", out)
+	}
+	var re *RestoreError
+	if err := CheckRestorable(es); !errors.As(err, &re) || re.Problems[0].Kind != KindAltered || !strings.Contains(re.Problems[0].Reason, `"ima-ng"`) {
+		t.Errorf("restore: %v", err)
+	}
+}

@@ -151,26 +151,39 @@ func lookupBuiltin(name string) *Template {
 // templateCache resolves names seen in one parse without allocating for the
 // built-in ones and at most once for each custom one.
 type templateCache struct {
-	custom map[string]*Template
+	custom map[string]cacheEntry
 }
 
 func (c *templateCache) lookup(b []byte) (*Template, error) {
+	t, _, err := c.lookupName(b)
+	return t, err
+}
+
+// lookupName also returns the name as a string equal to b, shared between
+// entries (built-in names and each distinct custom name are stored once).
+func (c *templateCache) lookupName(b []byte) (*Template, string, error) {
 	// string(b) in a comparison does not allocate.
 	for _, t := range builtinTemplates {
 		if t.Name == string(b) {
-			return t, nil
+			return t, t.Name, nil
 		}
 	}
-	if t, ok := c.custom[string(b)]; ok {
-		return t, nil
+	if ce, ok := c.custom[string(b)]; ok {
+		return ce.t, ce.name, nil
 	}
-	t, err := LookupTemplate(string(b))
+	name := string(b)
+	t, err := LookupTemplate(name)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if c.custom == nil {
-		c.custom = make(map[string]*Template)
+		c.custom = make(map[string]cacheEntry)
 	}
-	c.custom[string(b)] = t
-	return t, nil
+	c.custom[name] = cacheEntry{t, name}
+	return t, name, nil
+}
+
+type cacheEntry struct {
+	t    *Template
+	name string
 }

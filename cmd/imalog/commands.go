@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 
@@ -271,10 +272,12 @@ func loadPCRArg(arg string, stdin io.Reader) (ima.PCRValues, error) {
 	file := arg
 	if b, f, ok := strings.Cut(arg, ","); ok {
 		h, err := ima.ParseHashName(b)
-		if err != nil {
+		if err == nil {
+			bank, file = h, f
+		} else if _, statErr := os.Stat(arg); statErr != nil {
+			// neither BANK,FILE nor a file whose name has a comma
 			return nil, usagef("--pcrs %q: %v", arg, err)
 		}
-		bank, file = h, f
 	}
 	data, err := readInput(file, stdin)
 	if err != nil {
