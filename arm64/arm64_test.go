@@ -568,3 +568,27 @@ func TestPrepareKernelSysfs(t *testing.T) {
 		t.Errorf("memreserve block:\n%s", got[:min(len(got), 200)])
 	}
 }
+
+// TestPrepareAgain: finalize may have to move the IMA buffer after the DTB
+// was prepared. Preparing the prepared tree again with new ranges must give
+// the same tree as preparing the original once with them.
+func TestPrepareAgain(t *testing.T) {
+	base, err := fdt.Parse(readFile(t, "testdata/dtc-stale-chosen.dtb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := ChosenOptions{Bootargs: "a", Initrd: &fdt.Range{Start: 0x44000000, Size: 0x1000}, KASLRSeed: 1, RNGSeed: []byte{1}, IMABuffer: &fdt.Range{Start: 0xb0000000, Size: 0x2000}}
+	second := ChosenOptions{Bootargs: "b", Initrd: &fdt.Range{Start: 0x45000000, Size: 0x3000}, KASLRSeed: 2, RNGSeed: []byte{2, 2}, IMABuffer: &fdt.Range{Start: 0xb1000000, Size: 0x9000}}
+	twice := base.Clone()
+	must(t, PrepareDTB(twice, first))
+	must(t, PrepareDTB(twice, second))
+	once := base.Clone()
+	must(t, PrepareDTB(once, second))
+	a, err := BuildDTB(twice)
+	must(t, err)
+	b, err := BuildDTB(once)
+	must(t, err)
+	if sa, sb := dtc(t, a, "-s", "-I", "dtb", "-O", "dts"), dtc(t, b, "-s", "-I", "dtb", "-O", "dts"); sa != sb {
+		t.Errorf("prepared twice:\n%s\nprepared once:\n%s", sa, sb)
+	}
+}

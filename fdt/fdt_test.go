@@ -692,3 +692,22 @@ func TestKernelBuiltDTBs(t *testing.T) {
 		t.Errorf("rpi4 reserved = %v, %v; want [0, +0x1000)", r, err)
 	}
 }
+
+func TestClone(t *testing.T) {
+	in := readGolden(t, "qemu-virt-cortex-a57.dtb.gz")
+	tr := mustParse(t, in)
+	c := tr.Clone()
+	ch, _ := c.Lookup("/chosen")
+	must(t, ch.SetString("bootargs", "changed"))
+	must(t, c.AddReservation(Range{0x1000, 0x1000}))
+	must(t, c.DeleteNode("/psci"))
+	if out := mustMarshal(t, tr); !bytes.Equal(out, in) {
+		t.Error("editing the clone changed the original")
+	}
+	if n, ok := c.Lookup("/chosen"); !ok || n.Parent() != c.Root() {
+		t.Error("clone's parent links point outside the clone")
+	}
+	if out := mustMarshal(t, c); bytes.Equal(out, in) {
+		t.Error("clone edits lost")
+	}
+}

@@ -429,3 +429,37 @@ func (n *Node) SetCells(name string, cells ...uint32) error {
 
 // SetEmpty sets a boolean (zero-length) property.
 func (n *Node) SetEmpty(name string) error { return n.SetProperty(name, nil) }
+
+// Clone returns a deep copy of the tree, layout and all.
+func (t *Tree) Clone() *Tree {
+	c := *t
+	c.Reservations = slices.Clone(t.Reservations)
+	c.strings = bytes.Clone(t.strings)
+	c.layout.gapHdr = bytes.Clone(t.layout.gapHdr)
+	c.layout.gapRsv = bytes.Clone(t.layout.gapRsv)
+	c.layout.gapStruct = bytes.Clone(t.layout.gapStruct)
+	c.layout.tail = bytes.Clone(t.layout.tail)
+	c.layout.structTrailer = bytes.Clone(t.layout.structTrailer)
+	if t.root != nil {
+		c.root = t.root.clone(nil)
+	}
+	return &c
+}
+
+func (n *Node) clone(parent *Node) *Node {
+	c := *n
+	c.parent = parent
+	c.namePad = bytes.Clone(n.namePad)
+	c.props = make([]*Property, len(n.props))
+	for i, p := range n.props {
+		q := *p
+		q.Value = bytes.Clone(p.Value)
+		q.pad = bytes.Clone(p.pad)
+		c.props[i] = &q
+	}
+	c.children = make([]*Node, len(n.children))
+	for i, ch := range n.children {
+		c.children[i] = ch.clone(&c)
+	}
+	return &c
+}
