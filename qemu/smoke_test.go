@@ -3,6 +3,8 @@ package qemu
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"encoding/hex"
 	"errors"
 	"os"
 	"os/exec"
@@ -173,4 +175,45 @@ func TestAgentRefusesOutsideGuest(t *testing.T) {
 	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !bytes.Contains(out, []byte("not PID 1")) {
 		t.Fatalf("agent on the host: %v %s", err, out)
 	}
+}
+
+// One TPM serves several QEMU runs; each run is a cold boot (QEMU
+// re-initialises swtpm, so PCRs start over), unlike a kexec inside a run.
+func TestTPMAcrossRuns(t *testing.T) {
+	skipShort(t)
+	ctx := context.Background()
+	// Not under ArtifactsDir: bootOnce makes that afresh for every run.
+	tpm, err := StartTPM(ctx, t.TempDir(), []string{"sha256"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tpm.Stop()
+	sc := &proto.Scenario{Steps: map[string]proto.Step{"1": {Actions: []proto.Action{
+		{Policy: pseudoFS + "measure func=FILE_CHECK mask=MAY_READ uid=0 template=ima-ng\n"},
+		{MeasureFiles: 3},
+		{Report: []string{"pcrs", "list"}},
+	}}}}
+	var pcr10 []string
+	for i := 0; i < 2; i++ {
+		res, err := bootOnce(t, sc, VM{Step: "1", TPM: tpm})
+		if err != nil {
+			t.Fatalf("run %d: %v", i+1, err)
+		}
+		p := res.PCRs(1)
+		if len(p) != 1 || len(p["sha256"]) != 24 {
+			t.Fatalf("run %d: banks %v, want only sha256", i+1, p)
+		}
+		es := parseList(t, res.List(1, "binary_runtime_measurements"))
+		b, _ := hex.DecodeString(p["sha256"][10])
+		if got := replay(es, crypto.SHA256, perBank, 10, make([]byte, 32)); !bytes.Equal(got, b) {
+			t.Errorf("run %d: PCR 10 %x does not start from zero (replay %x)", i+1, b, got)
+		}
+		pcr10 = append(pcr10, p["sha256"][10])
+	}
+	// Same measurements from reset PCRs: the same value (a kexec would
+	// have continued from the first).
+	if pcr10[0] != pcr10[1] {
+		t.Errorf("PCR 10 differs between two cold boots: %v", pcr10)
+	}
+	t.Logf("PCR 10 per cold boot: %v", pcr10)
 }

@@ -17,14 +17,18 @@ var lookPath = exec.LookPath
 // DefaultBanks are the PCR banks StartTPM allocates when none are given.
 var DefaultBanks = []string{"sha1", "sha256", "sha384"}
 
-// TPM is a running swtpm (TPM 2.0) serving one QEMU at a time through a
-// control socket. Its state lives in Dir, so PCRs and NV persist across QEMU
-// runs until Stop; a guest kexec keeps them too (the TPM is never reset).
+// TPM is a swtpm (TPM 2.0) serving one QEMU at a time through a control
+// socket, with its state in Dir. Within one Run the PCRs survive guest
+// kexecs (the TPM is never reset); every Run starts with QEMU initialising
+// the TPM, a cold boot that resets the PCRs. swtpm exits when QEMU shuts the
+// TPM down; Run restarts it on the same state when needed.
 type TPM struct {
 	Dir    string   // state directory
 	Socket string   // the unixio control socket QEMU connects to
 	Log    string   // swtpm log file
 	Banks  []string // active PCR banks
+	swtpm  string
+	state  string
 	cmd    *exec.Cmd
 	done   chan struct{}
 	err    error
@@ -70,38 +74,68 @@ func StartTPM(ctx context.Context, dir string, banks []string) (*TPM, error) {
 		Socket: filepath.Join(dir, "swtpm.sock"),
 		Log:    filepath.Join(dir, "swtpm.log"),
 		Banks:  append([]string(nil), banks...),
-		done:   make(chan struct{}),
+		swtpm:  swtpm,
+		state:  state,
 	}
+	if err := t.start(ctx); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// start runs swtpm on the state directory and waits for its socket.
+func (t *TPM) start(ctx context.Context) error {
 	_ = os.Remove(t.Socket)
-	t.cmd = exec.Command(swtpm, "socket", "--tpm2",
-		"--tpmstate", "dir="+state,
+	t.done = make(chan struct{})
+	t.cmd = exec.Command(t.swtpm, "socket", "--tpm2",
+		"--tpmstate", "dir="+t.state,
 		"--ctrl", "type=unixio,path="+t.Socket,
 		"--log", "file="+t.Log+",level=1",
 		"--runas", "root")
 	var serr bytes.Buffer
 	t.cmd.Stdout, t.cmd.Stderr = &serr, &serr
 	if err := t.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("qemu: swtpm: %w", err)
+		return fmt.Errorf("qemu: swtpm: %w", err)
 	}
-	go func() { t.err = t.cmd.Wait(); close(t.done) }()
+	cmd, done := t.cmd, t.done
+	go func() { t.err = cmd.Wait(); close(done) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if _, err := os.Stat(t.Socket); err == nil {
-			return t, nil
+			return nil
 		}
 		select {
-		case <-t.done:
-			return nil, fmt.Errorf("qemu: swtpm exited at start: %v: %s", t.err, serr.Bytes())
+		case <-done:
+			return fmt.Errorf("qemu: swtpm exited at start: %v: %s", t.err, serr.Bytes())
 		case <-ctx.Done():
 			t.Stop()
-			return nil, fmt.Errorf("qemu: swtpm: %w", ctx.Err())
+			return fmt.Errorf("qemu: swtpm: %w", ctx.Err())
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			t.Stop()
-			return nil, fmt.Errorf("qemu: swtpm: control socket %s did not appear within 10s: %s", t.Socket, serr.Bytes())
+			return fmt.Errorf("qemu: swtpm: control socket %s did not appear within 10s: %s", t.Socket, serr.Bytes())
 		}
 	}
+}
+
+// ensure restarts swtpm on the same state if it has ended: swtpm exits
+// when QEMU shuts the emulated TPM down at the end of a run. PCRs start over
+// anyway at the next QEMU start (a cold boot); persistent state is kept.
+func (t *TPM) ensure(ctx context.Context) error {
+	if t.Running() {
+		if _, err := os.Stat(t.Socket); err == nil {
+			return nil
+		}
+		// Shutting down: give it a moment, then make sure it is gone.
+		select {
+		case <-t.done:
+		case <-time.After(3 * time.Second):
+			_ = t.cmd.Process.Kill()
+			<-t.done
+		}
+	}
+	return t.start(ctx)
 }
 
 // Running reports whether swtpm is still alive.

@@ -148,6 +148,9 @@ func Run(ctx context.Context, vm VM) (*Result, error) {
 		args = append(args, "-chardev", "socket,id=gkt,path="+sock, "-serial", "chardev:gkt")
 	}
 	if vm.TPM != nil {
+		if err := vm.TPM.ensure(ctx); err != nil {
+			return res, err
+		}
 		dev := "tpm-tis"
 		if vm.Arch == "arm64" {
 			dev = "tpm-tis-device"
