@@ -18,8 +18,10 @@
 //   - StartTPM(ctx, dir, banks): swtpm_setup (fresh state, PCR banks, default
 //     sha1,sha256,sha384) then `swtpm socket --tpm2 --ctrl type=unixio,...
 //     --runas root`. No --flags startup-*: SeaBIOS (amd64) or the kernel
-//     sends TPM2_Startup. TPM.Stop kills and waits. State (PCRs) lives as long
-//     as the TPM, across QEMU runs and guest kexecs.
+//     sends TPM2_Startup. TPM.Stop kills and waits. PCRs survive guest
+//     kexecs within one Run; every Run is a cold boot (QEMU initialises the
+//     TPM, PCRs reset). swtpm exits when QEMU shuts the TPM down; the next
+//     Run restarts it on the same state, so one TPM serves many runs.
 //   - BuildGuestBinaries(ctx, outDir, pkgs...): static, stripped, -trimpath
 //     builds of main packages ("./qemu/agent" = AgentPackage, "./cmd/gokexec",
 //     ...), cached per test process. BuildGuest takes a GOARCH.
