@@ -67,7 +67,11 @@ func Lockdown() string {
 	if err != nil {
 		return ""
 	}
-	s := string(b)
+	return parseLockdown(string(b))
+}
+
+// parseLockdown picks the bracketed mode out of "none [integrity] confidentiality".
+func parseLockdown(s string) string {
 	if i := strings.IndexByte(s, '['); i >= 0 {
 		if j := strings.IndexByte(s[i:], ']'); j > 0 {
 			return s[i+1 : i+j]

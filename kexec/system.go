@@ -95,8 +95,13 @@ func ACPIRSDP() uint64 {
 	if err != nil {
 		return 0
 	}
+	return parseSystab(string(b))
+}
+
+// parseSystab returns ACPI20= (preferred) or ACPI= from an EFI systab file.
+func parseSystab(s string) uint64 {
 	var acpi uint64
-	for _, l := range strings.Split(string(b), "\n") {
+	for _, l := range strings.Split(s, "\n") {
 		k, v, ok := strings.Cut(l, "=")
 		if !ok {
 			continue

@@ -1,0 +1,169 @@
+package loader
+
+import (
+	"crypto"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gokexec/gokexec/appraise"
+	"github.com/gokexec/gokexec/ima"
+	"github.com/gokexec/gokexec/kexec"
+	"github.com/gokexec/gokexec/plan"
+)
+
+func TestMeasurementsAndMarkers(t *testing.T) {
+	kd := sha256.Sum256([]byte("kernel"))
+	id := sha256.Sum256([]byte("initrd"))
+	p := &plan.Plan{Cmdline: "console=ttyS0 quiet",
+		Kernel: plan.Input{Path: "/boot/vmlinuz", SHA256: hex.EncodeToString(kd[:])},
+		Initrd: &plan.Input{Path: "/boot/initrd.img", SHA256: hex.EncodeToString(id[:])}}
+	es, err := measurements(p, 10, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 3 {
+		t.Fatalf("%d entries, want kernel, initrd, command line", len(es))
+	}
+	for i, want := range []struct {
+		tmpl, name string
+		digest     []byte
+	}{{"ima-ng", "/boot/vmlinuz", kd[:]}, {"ima-ng", "/boot/initrd.img", id[:]}} {
+		d, err := es[i].Decode(binary.LittleEndian)
+		if err != nil || es[i].TemplateName != want.tmpl || d.Name != want.name || d.DigestAlgo != "sha256" || string(d.Digest) != string(want.digest) {
+			t.Fatalf("entry %d: %s %+v %v", i, es[i].TemplateName, d, err)
+		}
+	}
+	d, _ := es[2].Decode(binary.LittleEndian)
+	if es[2].TemplateName != "ima-buf" || d.Name != CmdlineEvent || string(d.Buf) != p.Cmdline || es[2].PCR != 10 {
+		t.Fatalf("cmdline entry %s %+v", es[2].TemplateName, d)
+	}
+	m := marker(11, MarkerExecute, 69632, 3941, 36)
+	md, _ := m.Decode(binary.LittleEndian)
+	if m.PCR != 11 || md.Name != "kexec_execute" || string(md.Buf) != "kexec_segment_size=69632;ima_binary_runtime_size=3941;ima_runtime_measurements_count=36;" {
+		t.Fatalf("marker %+v", md)
+	}
+	if m.EncodedSize() > maxMarkerSize(MarkerExecute) {
+		t.Fatal("maxMarkerSize is not an upper bound")
+	}
+	if err := ima.CheckRestorable(append(es, m)); err != nil {
+		t.Fatalf("the loader's entries must survive the restoring kernel: %v", err)
+	}
+}
+
+func TestWithLoadMarker(t *testing.T) {
+	raw, err := os.ReadFile("../ima/testdata/captures/linux-image-6.1.0-56-cloud-amd64/binary_runtime_measurements")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &plan.Inputs{IMAList: raw, IMAExtra: 64 << 10, PageSize: 4096}
+	if err := withLoadMarker(in, 10); err != nil {
+		t.Fatal(err)
+	}
+	es, err := ima.ParseList(in.IMAList, binary.LittleEndian)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, _ := ima.ParseList(raw, binary.LittleEndian)
+	last := es[len(es)-1]
+	d, _ := last.Decode(binary.LittleEndian)
+	if len(es) != len(orig)+1 || d.Name != MarkerLoad {
+		t.Fatalf("%d entries, last %q", len(es), d.Name)
+	}
+	seg, size, count, err := ima.ParseMarkerPayload(string(d.Buf))
+	if err != nil || seg != in.IMAMinSegment || size != uint64(len(raw)) || count != uint64(len(orig)) || seg%4096 != 0 || seg < uint64(len(in.IMAList))+64<<10 {
+		t.Fatalf("payload %q (segment %d) err %v", d.Buf, in.IMAMinSegment, err)
+	}
+}
+
+func TestAppraiseFile(t *testing.T) {
+	dir := t.TempDir()
+	data, err := os.ReadFile("../appraise/testdata/data/hello.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := os.ReadFile("../appraise/testdata/evmctl/hello.txt.rsa.sha256.sig")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(dir, "vmlinuz")
+	os.WriteFile(f, data, 0o644)
+	os.WriteFile(f+".sig", sig, 0o644)
+	o := &Options{Appraise: appraise.ModeEnforce, Keys: []string{"../appraise/testdata/openssl/rsa.pem"}}
+	pol, err := o.policy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := appraiseFile(pol, f, data)
+	if err != nil || !a.Pass || a.Method != "signature" || string(a.Signature) != string(sig) {
+		t.Fatalf("good file: %+v %v", a, err)
+	}
+	tampered := append([]byte(nil), data...)
+	tampered[0] ^= 1
+	if _, err := appraiseFile(pol, f, tampered); !errors.Is(err, appraise.ErrBadSignature) || !strings.Contains(err.Error(), f) {
+		t.Fatalf("tampered bytes: %v", err)
+	}
+	o.Appraise = appraise.ModeLog
+	pol, _ = o.policy()
+	if a, err := appraiseFile(pol, f, tampered); err != nil || a.Pass {
+		t.Fatalf("log mode must report but allow: %+v %v", a, err)
+	}
+	// An allowlist vouches for an unsigned file.
+	os.Remove(f + ".sig")
+	sum := sha256.Sum256(data)
+	al := filepath.Join(dir, "allow.txt")
+	os.WriteFile(al, []byte(hex.EncodeToString(sum[:])+"  "+f+"\n"), 0o644)
+	o = &Options{Appraise: appraise.ModeEnforce, Allowlists: []string{al}}
+	pol, err = o.policy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err := appraiseFile(pol, f, data); err != nil || a.Method != "allowlist" {
+		t.Fatalf("allowlisted: %+v %v", a, err)
+	}
+	if _, err := appraiseFile(pol, f, tampered); err == nil {
+		t.Fatal("a digest not on the allowlist was accepted")
+	}
+	_ = crypto.SHA256
+}
+
+func TestFallbacks(t *testing.T) {
+	lock := kexec.Explain("kexec_load", unix.EPERM, "integrity", "")
+	if !fallbackToFile(lock) || fallbackToFile(kexec.Explain("kexec_load", unix.EINVAL, "none", "")) {
+		t.Fatal("kexec_load falls back to kexec_file_load only on a lockdown refusal")
+	}
+	for errno, want := range map[unix.Errno]bool{unix.ENOSYS: true, unix.ENOEXEC: true, unix.EKEYREJECTED: false, unix.ENOKEY: false, unix.EBADMSG: false, unix.EPERM: false} {
+		if got := fallbackToLoad(kexec.Explain("kexec_file_load", errno, "none", "")); got != want {
+			t.Errorf("kexec_file_load %v: fallback %v, want %v", errno, got, want)
+		}
+	}
+}
+
+func TestStateRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := LoadState(dir); !errors.Is(err, ErrNoState) {
+		t.Fatalf("empty dir: %v", err)
+	}
+	s := &State{Options: Options{KernelPath: "/boot/vmlinuz", IMAExtra: 4096, Appraise: appraise.ModeEnforce}, Plan: &plan.Plan{Arch: "amd64", Syscall: "kexec_load"},
+		Finalized: &Finalized{KernelEntries: 7, ListSHA256: "ab"}}
+	if err := saveState(dir, s); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadState(dir)
+	if err != nil || got.Options.KernelPath != "/boot/vmlinuz" || got.Options.Appraise != appraise.ModeEnforce || got.Plan.Syscall != "kexec_load" || got.Finalized.KernelEntries != 7 {
+		t.Fatalf("%+v %v", got, err)
+	}
+	if err := ClearState(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadState(dir); !errors.Is(err, ErrNoState) {
+		t.Fatal("state survived ClearState")
+	}
+}
