@@ -1,6 +1,7 @@
 package ima
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"strconv"
@@ -13,6 +14,11 @@ const (
 	BootAggregateLate = "boot_aggregate_late"
 	MarkerKexecLoad   = "kexec_load"
 	MarkerKexecExec   = "kexec_execute"
+)
+
+var (
+	bootAggregateB = []byte(BootAggregate)
+	kexecB         = []byte("kexec_")
 )
 
 // Marker is a decoded kexec_load or kexec_execute event.
@@ -106,7 +112,12 @@ func BuildTimelineOrder(entries []Entry, order binary.ByteOrder) Timeline {
 	cur := -1
 	for i := range entries {
 		e := &entries[i]
-		name := e.EventName(order)
+		name := ""
+		// Only four event names matter here; skip the field walk for the
+		// entries that cannot carry them.
+		if bytes.Contains(e.TemplateData, bootAggregateB) || bytes.Contains(e.TemplateData, kexecB) {
+			name = e.EventName(order)
+		}
 		if name == BootAggregate || name == BootAggregateLate {
 			if cur >= 0 {
 				tl.Boots[cur].End = i
