@@ -89,7 +89,7 @@ func Explain(op string, errno unix.Errno, lockdown string, detail string) error 
 		switch {
 		case lockdown != "" && lockdown != "none" && op == "kexec_load":
 			e.Reason = fmt.Sprintf("kernel lockdown (%s) forbids kexec_load; use kexec_file_load (-s) with a signed kernel", lockdown)
-			return fmt.Errorf("%w: %w", ErrLockdown, e)
+			e.Lockdown = true
 		case lockdown != "" && lockdown != "none":
 			e.Reason = fmt.Sprintf("refused under kernel lockdown (%s): the kernel must be signed by a trusted key", lockdown)
 		case !HasCapSysBoot():
