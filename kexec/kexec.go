@@ -45,7 +45,13 @@ type Error struct {
 	Errno  unix.Errno // the kernel's answer
 	Reason string     // what it most likely means here
 	Detail string     // offending values, if known
+	// Lockdown is set when kernel lockdown caused the refusal; such an
+	// error matches ErrLockdown.
+	Lockdown bool
 }
+
+// Is lets errors.Is(err, ErrLockdown) match a refusal caused by lockdown.
+func (e *Error) Is(target error) bool { return target == ErrLockdown && e.Lockdown }
 
 func (e *Error) Error() string {
 	s := fmt.Sprintf("%s: %v: %s", e.Op, e.Errno, e.Reason)
