@@ -64,7 +64,8 @@ var (
 // guest that kexecs into the next kernel should pass it on too.
 func DefaultAppend(arch string) string {
 	if arch == "arm64" {
-		return "console=ttyAMA0 panic=-1 gkt.out=/dev/console"
+		// quiet: records share the console; fewer kernel lines to cut into them.
+		return "console=ttyAMA0 quiet panic=-1 gkt.out=/dev/console"
 	}
 	// ttyS0: kernel console; ttyS1: protocol records only.
 	return "console=ttyS0 panic=-1 gkt.out=/dev/ttyS1"
