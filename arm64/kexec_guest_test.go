@@ -169,4 +169,3 @@ func reservedCovers(iomem string, r fdt.Range) bool {
 	}
 	return false
 }
-
