@@ -10,22 +10,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gokexec/gokexec/internal/testkernel"
 	"github.com/gokexec/gokexec/segment"
 )
 
-// fixture returns a kernel image made of a real kernel's setup sectors and
-// as many stand-in bytes as the header says the protected-mode part has.
-func fixture(t testing.TB, name string) []byte {
-	t.Helper()
-	setup, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sys := binary.LittleEndian.Uint32(setup[offSyssize:]) * 16
-	return append(append([]byte(nil), setup...), bytes.Repeat([]byte{0x90}, int(sys))...)
-}
+func fixture(t testing.TB, name string) []byte { return testkernel.Bytes(t, name, 0x90) }
 
-var fixtures = []string{"debian-6.1.0-56-cloud-amd64.setup", "debian-6.12.117+deb12-cloud-amd64.setup"}
+var fixtures = testkernel.Names
 
 func TestParseDebianKernels(t *testing.T) {
 	for _, name := range fixtures {

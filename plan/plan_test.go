@@ -14,18 +14,11 @@ import (
 
 	"github.com/gokexec/gokexec/bzimage"
 	"github.com/gokexec/gokexec/ima"
+	"github.com/gokexec/gokexec/internal/testkernel"
 	"github.com/gokexec/gokexec/segment"
 )
 
-func kernelFixture(t testing.TB) []byte {
-	t.Helper()
-	setup, err := os.ReadFile("../bzimage/testdata/debian-6.1.0-56-cloud-amd64.setup")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sys := binary.LittleEndian.Uint32(setup[0x1f4:]) * 16
-	return append(append([]byte(nil), setup...), bytes.Repeat([]byte{0xcc}, int(sys))...)
-}
+func kernelFixture(t testing.TB) []byte { return testkernel.Bytes(t, testkernel.Deb61, 0xcc) }
 
 func qemuMap(t testing.TB) segment.Map {
 	t.Helper()

@@ -2,30 +2,15 @@ package main
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/gokexec/gokexec/internal/testkernel"
 	"github.com/gokexec/gokexec/plan"
 )
 
-// kernelFile writes a kernel made of a real setup header and stand-in bytes.
-func kernelFile(t *testing.T) string {
-	t.Helper()
-	setup, err := os.ReadFile("../../bzimage/testdata/debian-6.1.0-56-cloud-amd64.setup")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sys := binary.LittleEndian.Uint32(setup[0x1f4:]) * 16
-	p := filepath.Join(t.TempDir(), "vmlinuz")
-	if err := os.WriteFile(p, append(setup, make([]byte, sys)...), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+func kernelFile(t *testing.T) string { return testkernel.File(t, testkernel.Deb61) }
 
 func runCLI(args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
