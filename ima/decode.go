@@ -106,7 +106,9 @@ func (e *Entry) Decode(order binary.ByteOrder) (Decoded, error) {
 				d.XattrLengths = append(d.XattrLengths, order.Uint32(f.Data[i:]))
 			}
 		case FieldXattrValues:
-			d.XattrValues = [][]byte{f.Data}
+			if len(f.Data) > 0 {
+				d.XattrValues = [][]byte{f.Data}
+			}
 		case FieldIUID:
 			d.UID, err = decodeUint(f.Data, order)
 		case FieldIGID:
