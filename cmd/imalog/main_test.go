@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gokexec/gokexec/ima"
 )
 
 func imalog(t *testing.T, args ...string) (int, string, string) {
@@ -163,5 +165,49 @@ func TestReplayAndRestore(t *testing.T) {
 		if (code == 1) != legacy || (legacy && !strings.Contains(out, "legacy")) {
 			t.Errorf("%s: restore --list exit %d\n%s", dir, code, out)
 		}
+	}
+}
+
+func TestRestoreBuffer(t *testing.T) {
+	dir := captures(t)[0]
+	list, _ := os.ReadFile(filepath.Join(dir, "binary_runtime_measurements"))
+	es, err := ima.ParseList(list, binary.LittleEndian)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ok []ima.Entry
+	for _, e := range es {
+		if e.TemplateName != "ima" {
+			ok = append(ok, e)
+		}
+	}
+	buf, err := ima.MarshalKexecBuffer(ok, binary.LittleEndian)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	good := filepath.Join(tmp, "good")
+	os.WriteFile(good, buf, 0o644)
+	code, out, _ := imalog(t, "restore", good)
+	if code != 0 || !strings.Contains(out, "would restore") {
+		t.Errorf("good buffer: exit %d %s", code, out)
+	}
+	// header count one higher than the entries: the kernel stops silently
+	bad := bytes.Clone(buf)
+	binary.LittleEndian.PutUint64(bad[16:], uint64(len(ok)+1))
+	badf := filepath.Join(tmp, "bad")
+	os.WriteFile(badf, bad, 0o644)
+	code, out, _ = imalog(t, "restore", badf)
+	if code != 1 || !strings.Contains(out, "dropped") {
+		t.Errorf("count+1: exit %d %s", code, out)
+	}
+	// show/verify read the buffer too
+	code, _, errs := imalog(t, "show", "--kexec", good)
+	if code != 0 {
+		t.Errorf("show --kexec: %d %s", code, errs)
+	}
+	code, _, errs = imalog(t, "show", "--kexec", badf)
+	if code != 2 || !strings.Contains(errs, "count") {
+		t.Errorf("show --kexec on a lying count: %d %s", code, errs)
 	}
 }
