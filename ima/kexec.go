@@ -409,9 +409,8 @@ func NewFileEntry(pcr uint32, template, path string, digest []byte, hash crypto.
 // given template: all-zero template digest, d-ng of the hash algorithm with a
 // 20-byte zero digest, and the file name.
 func NewViolation(pcr uint32, template, path string, hash crypto.Hash) (Entry, error) {
-	e, err := NewFileEntry(pcr, "ima-ng", path, make([]byte, hash.Size()), hash, nil)
-	if err != nil {
-		return e, err
+	if err := checkBank(hash); err != nil {
+		return Entry{}, err
 	}
 	order := binary.LittleEndian
 	var data []byte
