@@ -223,3 +223,39 @@ func firstDiff(a, b []byte) string {
 	}
 	return fmt.Sprintf("lengths differ: %d vs %d", len(a), len(b))
 }
+
+// NewViolation must produce the kernel's violation entries byte for byte.
+func TestGoldenViolationShape(t *testing.T) {
+	found := 0
+	for _, dir := range captureDirs(t) {
+		es, err := ParseList(readCapture(t, dir, "binary_runtime_measurements"), binary.LittleEndian)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range es {
+			e := &es[i]
+			if !e.Violation() || (e.TemplateName != "ima-sig" && e.TemplateName != "ima-ng") {
+				continue
+			}
+			d, err := e.Decode(binary.LittleEndian)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, err := ParseHashName(d.DigestAlgo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := NewViolation(e.PCR, e.TemplateName, d.Name, h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(v.TemplateData, e.TemplateData) || v.TemplateDigest != e.TemplateDigest {
+				t.Errorf("%s entry %d: NewViolation differs from the kernel's", dir, i)
+			}
+			found++
+		}
+	}
+	if found == 0 {
+		t.Fatal("captures hold no ima-ng/ima-sig violation")
+	}
+}

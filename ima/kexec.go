@@ -406,15 +406,16 @@ func NewFileEntry(pcr uint32, template, path string, digest []byte, hash crypto.
 }
 
 // NewViolation builds the entry the kernel records for a violation in the
-// given template: all-zero template digest, d-ng of the hash algorithm with a
-// 20-byte zero digest, and the file name.
+// given template: all-zero template digest, d-ng of the hash algorithm with an
+// all-zero digest of that algorithm's size (as Debian's 6.1 and 6.12 kernels
+// write it), the file name and, for ima-sig, an empty signature.
 func NewViolation(pcr uint32, template, path string, hash crypto.Hash) (Entry, error) {
 	if err := checkBank(hash); err != nil {
 		return Entry{}, err
 	}
 	order := binary.LittleEndian
 	var data []byte
-	data = appendField(data, order, digestNG("", hash, make([]byte, 20)))
+	data = appendField(data, order, digestNG("", hash, make([]byte, hash.Size())))
 	data = appendField(data, order, []byte(strings.ReplaceAll(path, " ", "_")), []byte{0})
 	switch template {
 	case "ima-ng":

@@ -71,7 +71,7 @@ func synthList(t testing.TB, order binary.ByteOrder) []Entry {
 	add(mkEntry(12, "d-ng|n-ng|iuid|imode", fieldBytes(order, digestNG("", crypto.SHA512, make([]byte, 64)), name("/custom"), u32(order, 0), u16(order, 0o755))))
 	add(legacyEntry(order, 10, sha1.Sum([]byte("legacy")), "/legacy/file"))
 	// violation: zero digest, d-ng with 20 zero bytes
-	add(Entry{PCR: 10, TemplateName: "ima-ng", TemplateData: fieldBytes(order, digestNG("", crypto.SHA256, make([]byte, 20)), name("/tmp/tomtou"))})
+	add(Entry{PCR: 10, TemplateName: "ima-ng", TemplateData: fieldBytes(order, digestNG("", crypto.SHA256, make([]byte, 32)), name("/tmp/tomtou"))})
 	add(mkEntry(10, "ima-buf", fieldBytes(order, digestNG("", crypto.SHA256, dg(KexecMarkerPayload(8192, 4000, 13))), name("kexec_load"), []byte(KexecMarkerPayload(8192, 4000, 13)))))
 	add(mkEntry(10, "ima-buf", fieldBytes(order, dng("cmdline"), name("kexec-cmdline"), []byte("console=ttyS0"))))
 	add(mkEntry(10, "ima-buf", fieldBytes(order, dng("exec"), name("kexec_execute"), []byte(KexecMarkerPayload(8192, 4200, 15)))))
