@@ -16,12 +16,15 @@ import (
 // kernel could not render (a d-ng digest without its "algo:" NUL prefix) is
 // an error naming the entry.
 func AppendASCII(dst []byte, entries []Entry, order binary.ByteOrder) ([]byte, error) {
+	off := int64(0)
 	for i := range entries {
 		var err error
 		dst, err = appendASCIIEntry(dst, &entries[i], order)
 		if err != nil {
-			return dst, fmt.Errorf("entry %d: %w", i, err)
+			// The offset is where the entry starts in the binary list.
+			return dst, &ParseError{Offset: off, Index: i, Err: err}
 		}
+		off += int64(entries[i].EncodedSize())
 	}
 	return dst, nil
 }

@@ -340,3 +340,16 @@ func TestFormatNameOfBuiltin(t *testing.T) {
 		t.Errorf("restore: %v", err)
 	}
 }
+
+func TestASCIIErrorNamesEntry(t *testing.T) {
+	order := binary.LittleEndian
+	es := synthList(t, order)[:3]
+	bad := es[2]
+	bad.TemplateData = fieldBytes(order, []byte("sha256-no-colon"), []byte("/x\x00"), nil)
+	es[2] = bad
+	_, err := AppendASCII(nil, es, order)
+	var pe *ParseError
+	if !errors.As(err, &pe) || pe.Index != 2 || pe.Offset != int64(es[0].EncodedSize()+es[1].EncodedSize()) || !errors.Is(err, ErrMalformed) {
+		t.Errorf("error %v", err)
+	}
+}
