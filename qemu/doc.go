@@ -110,6 +110,19 @@
 // boot-N/ascii_runtime_measurements, boot-N/file-<path>, boot-N/cmd-<prog>.txt;
 // a second report of the same kind in one boot gets ".2", ".3"...
 //
+// # Golden captures
+//
+// TestCaptureGolden (GOKEXEC_CAPTURE=1; GOKEXEC_CAPTURE_DIR and
+// GOKEXEC_CAPTURE_VARIANT for trial runs) writes
+// ima/testdata/captures/<Debian kernel package>/ for deb61-amd64 and
+// deb612-amd64: the main capture (ima-ng, ima-sig, ima-ngv2, ima-buf from
+// KEY_CHECK, PCR 11, violations), templates/ (ima-sigv2, ima-modsig,
+// evm-sig, legacy ima) and large/ (3512 entries). Each holds both lists,
+// pcr-<bank>.txt (PCRs read just before the lists) and pcr-<bank>-prefix.txt
+// (read earlier: a strict prefix) for sha1, sha256, sha384, and info.txt
+// (versions, policy, scenario, evmctl and harness replay results).
+// TestCapturesReplay checks every committed capture on each run.
+//
 // # Example: a scenario test (integration/)
 //
 //	func TestSoftReboot(t *testing.T) {
