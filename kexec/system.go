@@ -22,6 +22,7 @@ const (
 	IMAListAlt  = "/sys/kernel/security/integrity/ima/binary_runtime_measurements"
 	EFISystab   = "/sys/firmware/efi/systab"
 	ProcCmdline = "/proc/cmdline"
+	SysfsFDT    = "/sys/firmware/fdt"
 )
 
 // ReadMemoryMap reads the memory map from path, which may name a

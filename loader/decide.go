@@ -2,6 +2,7 @@ package loader
 
 import (
 	"errors"
+	"runtime"
 
 	"golang.org/x/sys/unix"
 
@@ -11,6 +12,9 @@ import (
 
 // GatherFacts reads the facts of the syscall decision from the running system.
 func GatherFacts(o *Options, imaList bool) plan.Facts {
+	if o.Arch != "" && o.Arch != runtime.GOARCH {
+		return plan.Facts{IMAList: imaList, HandoverWanted: !o.NoIMA, CrossArch: true}
+	}
 	f := plan.Facts{Lockdown: kexec.Lockdown(), IMAList: imaList, HandoverWanted: !o.NoIMA, KexecLoadDisabled: kexec.KexecLoadDisabled()}
 	f.KernelHandsOver, _ = kexec.KernelHandsOverIMA()
 	return f

@@ -111,13 +111,26 @@ func Inputs(o *Options) (*plan.Inputs, error) {
 	if err := o.appraiseInputs(in); err != nil {
 		return nil, err
 	}
-	if o.DTBPath != "" {
+	native := in.Arch == runtime.GOARCH
+	switch {
+	case o.DTBPath != "":
 		if in.DTB, err = os.ReadFile(o.DTBPath); err != nil {
 			return nil, fmt.Errorf("dtb: %w", err)
 		}
+	case in.Arch == plan.ArchARM64 && native:
+		if in.DTB, err = os.ReadFile(kexec.SysfsFDT); err != nil {
+			return nil, fmt.Errorf("dtb: the running system's device tree: %w (give one with --dtb)", err)
+		}
 	}
-	if in.Memory, _, err = kexec.ReadMemoryMap(o.MemMap); err != nil {
-		return nil, err
+	switch {
+	case o.MemMap != "" || native:
+		if in.Memory, _, err = kexec.ReadMemoryMap(o.MemMap); err != nil {
+			return nil, err
+		}
+	case in.Arch == plan.ArchARM64:
+		// Planning for another machine: the DTB's /memory nodes serve.
+	default:
+		return nil, fmt.Errorf("%w: planning for %s on %s needs the target's memory map (--memmap)", plan.ErrInput, in.Arch, runtime.GOARCH)
 	}
 	if !o.NoIMA {
 		list, _, err := kexec.ReadIMAList(o.IMALog)

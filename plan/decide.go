@@ -19,6 +19,9 @@ type Facts struct {
 	HandoverWanted    bool   `json:"handover_wanted"`     // not --no-ima
 	KernelHandsOver   bool   `json:"kernel_hands_over"`   // CONFIG_IMA_KEXEC: ima_add_kexec_buffer in /proc/kallsyms
 	KexecLoadDisabled bool   `json:"kexec_load_disabled"` // sysctl kernel.kexec_load_disabled
+	// CrossArch: planning for another architecture than this machine's;
+	// the other facts describe this machine and do not apply.
+	CrossArch bool `json:"cross_arch,omitempty"`
 }
 
 // Decision is the syscall chosen and why.
@@ -53,6 +56,9 @@ func Decide(mode Mode, f Facts) Decision {
 	default:
 		d.Mode = ModeAuto
 		switch {
+		case f.CrossArch:
+			d.Syscall = SyscallKexecLoad
+			d.Reason = "planning for another architecture: the layout gokexec itself would load with kexec_load"
 		case lockedDown(f.Lockdown):
 			d.Syscall = SyscallKexecFileLoad
 			d.Reason = fmt.Sprintf("kernel lockdown (%s) forbids kexec_load", f.Lockdown)

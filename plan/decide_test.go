@@ -22,6 +22,7 @@ func TestDecide(t *testing.T) {
 		{"-c under lockdown", ModeLoad, Facts{Lockdown: "integrity"}, SyscallKexecLoad, "forbids kexec_load"},
 		{"-s with IMA", ModeFile, Facts{IMAList: true, HandoverWanted: true}, SyscallKexecFileLoad, "will not be carried"},
 		{"-s, kernel hands over", ModeFile, Facts{IMAList: true, HandoverWanted: true, KernelHandsOver: true}, SyscallKexecFileLoad, ""},
+		{"cross-arch dry run", ModeAuto, Facts{CrossArch: true}, SyscallKexecLoad, ""},
 		{"empty mode is auto", "", Facts{IMAList: true, HandoverWanted: true}, SyscallKexecLoad, ""},
 	}
 	for _, c := range cases {

@@ -50,7 +50,7 @@ type cli struct {
 	tpmDevice                                    string
 	appendStr, commandLine, initrd, ramdisk, dtb string
 	memMin, memMax, imaExtra                     string
-	memmap, imaLog, arch, stateDir, typ          string
+	memmap, imaLog, arch, stateDir, typ, dtbOut  string
 }
 
 func main() {
@@ -80,7 +80,8 @@ func newFlags(c *cli, stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&c.reuseCmdline, "reuse-cmdline", false, "start from the running kernel's command line")
 	fs.StringVar(&c.initrd, "initrd", "", "initial ramdisk FILE")
 	fs.StringVar(&c.ramdisk, "ramdisk", "", "same as --initrd")
-	fs.StringVar(&c.dtb, "dtb", "", "device tree blob FILE (arm64)")
+	fs.StringVar(&c.dtb, "dtb", "", "device tree blob FILE to start from (arm64; default /sys/firmware/fdt)")
+	fs.StringVar(&c.dtbOut, "dtb-out", "", "write the device tree that is (or would be) loaded to FILE (arm64)")
 	fs.StringVar(&c.memMin, "mem-min", "", "lowest physical address to load into")
 	fs.StringVar(&c.memMax, "mem-max", "", "highest physical address to load into")
 	fs.StringVar(&c.imaExtra, "ima-extra", "64K", "headroom after the IMA list for entries added before -e (K/M/G suffixes)")
@@ -193,6 +194,9 @@ func dispatch(c *cli, pos []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
+		if err := writeDTB(c.dtbOut, p); err != nil {
+			return err
+		}
 		return printPlan(p, c.jsonOut, stdout)
 	}
 	if c.jsonOut {
@@ -200,6 +204,9 @@ func dispatch(c *cli, pos []string, stdout, stderr io.Writer) error {
 	}
 	p, err := loader.Load(o, func(w string) { fmt.Fprintf(stderr, "gokexec: warning: %s\n", w) })
 	if err != nil {
+		return err
+	}
+	if err := writeDTB(c.dtbOut, p); err != nil {
 		return err
 	}
 	for _, a := range p.Appraisal {
@@ -378,6 +385,21 @@ func execLoaded(c *cli, stderr io.Writer) error {
 	return kexec.Exec()
 }
 
+// writeDTB writes the plan's device tree to path (--dtb-out).
+func writeDTB(path string, p *plan.Plan) error {
+	if path == "" {
+		return nil
+	}
+	b := p.DTBBytes()
+	if b == nil {
+		return usageErr("--dtb-out: the plan has no device tree (arm64 only)")
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return fmt.Errorf("--dtb-out: %w", err)
+	}
+	return nil
+}
+
 func printPlan(p *plan.Plan, asJSON bool, w io.Writer) error {
 	if asJSON {
 		enc := json.NewEncoder(w)
@@ -392,6 +414,9 @@ func printPlan(p *plan.Plan, asJSON bool, w io.Writer) error {
 		}
 	}
 	fmt.Fprintf(w, "kernel %s (%d bytes, sha256 %s) at %#x\n", p.Kernel.Path, p.Kernel.Size, p.Kernel.SHA256, p.KernelAddr)
+	if p.DTB != nil {
+		fmt.Fprintf(w, "device tree: %d bytes at %#x\n", p.DTB.Size, p.DTB.Addr)
+	}
 	if p.Initrd != nil {
 		fmt.Fprintf(w, "initrd %s (%d bytes, sha256 %s)\n", p.Initrd.Path, p.Initrd.Size, p.Initrd.SHA256)
 	}
