@@ -1,9 +1,9 @@
 // Package tpm reads and extends TPM 2.0 PCRs for gokexec's finalize step,
-// through go-tpm's direct tpm2 API.
+// speaking the TPM 2.0 command protocol (TPM 2.0 Library, Part 3) itself.
 //
 // Invariants:
-//   - Only four commands are ever sent: TPM2_GetCapability(TPM_CAP_PCRS),
-//     TPM2_PCR_Read, TPM2_PCR_Extend and nothing that changes any other
+//   - Only three commands are ever sent: TPM2_GetCapability(TPM_CAP_PCRS),
+//     TPM2_PCR_Read and TPM2_PCR_Extend; nothing that changes any other
 //     state. PCR_Extend uses the empty password authorization, which is what
 //     PCRs 0-23 accept on a PC Client TPM.
 //   - A bank is "active" when its allocation selects at least one PCR.
@@ -20,10 +20,23 @@
 //     have a digest of exactly its size, or nothing is extended. Digests for
 //     banks that are not allocated are ignored.
 //   - Every returned digest is a fresh copy; errors wrap with %w.
+//   - Responses are untrusted input: a response whose header size disagrees
+//     with the bytes received, or whose fields run past its end or exceed
+//     the structure bounds, is ErrBadResponse, never a panic. A non-zero
+//     response code is a *ResponseError (errors.Is ErrTPM), except the
+//     TPM_RC_RETRY, TPM_RC_YIELDED and TPM_RC_TESTING warnings, which are
+//     retried a bounded number of times.
 //
 // Only Open touches the host (it opens a device node); everything else talks
 // through the io.ReadWriteCloser given to New, so tests drive a real swtpm over
 // its TCP data channel.
+//
+// The three commands are marshalled by hand (wire.go) rather than through
+// go-tpm: go-tpm's tpm2 package, which also links its legacy/tpm2 and
+// tpmutil packages, adds about 360 KB to the static gokexec binary, about
+// 8% of it, and pushed it past the size target of DESIGN.md section 7; the
+// commands used here are fixed-format and small. The tests check the codec
+// against go-tpm's (a test-only dependency) on a real swtpm.
 package tpm
 
 import (
@@ -33,9 +46,6 @@ import (
 	"io"
 	"os"
 	"sort"
-
-	"github.com/google/go-tpm/tpm2"
-	"github.com/google/go-tpm/tpm2/transport"
 )
 
 // Sentinel errors; match with errors.Is.
@@ -55,6 +65,9 @@ var (
 	ErrBadResponse = errors.New("tpm: malformed TPM response")
 	// ErrNoDevice: no TPM device node could be opened.
 	ErrNoDevice = errors.New("tpm: cannot open TPM device")
+	// ErrTPM: the TPM answered a command with an error response code; the
+	// error is also a *ResponseError.
+	ErrTPM = errors.New("tpm: command failed")
 )
 
 // MaxPCR is the highest PCR index accepted (PC Client TPMs have 24 PCRs).
@@ -65,7 +78,7 @@ const readAttempts = 8
 
 // TPM is a connection to one TPM. It is not safe for concurrent use.
 type TPM struct {
-	t transport.TPMCloser
+	t conn
 	// Strict makes active banks with an unknown algorithm an error
 	// (ErrUnknownBank) instead of being skipped.
 	Strict bool
@@ -95,23 +108,23 @@ func Open(path string) (*TPM, error) {
 // New wraps an open TPM byte stream (a device node, swtpm's TCP data channel,
 // ...). Close closes rw.
 func New(rw io.ReadWriteCloser) *TPM {
-	return &TPM{t: transport.FromReadWriteCloser(rw)}
+	return &TPM{t: &stream{rw: rw}}
 }
 
 // Close closes the underlying stream.
 func (t *TPM) Close() error { return t.t.Close() }
 
 // algToHash maps the TPM algorithms this package knows to crypto.Hash.
-var algToHash = map[tpm2.TPMAlgID]crypto.Hash{
-	tpm2.TPMAlgSHA1:   crypto.SHA1,
-	tpm2.TPMAlgSHA256: crypto.SHA256,
-	tpm2.TPMAlgSHA384: crypto.SHA384,
-	tpm2.TPMAlgSHA512: crypto.SHA512,
+var algToHash = map[uint16]crypto.Hash{
+	algSHA1:   crypto.SHA1,
+	algSHA256: crypto.SHA256,
+	algSHA384: crypto.SHA384,
+	algSHA512: crypto.SHA512,
 }
 
 // bank is one allocated PCR bank as the TPM reports it.
 type bank struct {
-	alg    tpm2.TPMAlgID
+	alg    uint16
 	hash   crypto.Hash // 0 when unknown
 	alloc  []byte      // allocation bitmap (PCR i is bit i%8 of byte i/8)
 	active bool
@@ -119,27 +132,19 @@ type bank struct {
 
 // banks asks the TPM for its PCR allocation (TPM2_GetCapability, TPM_CAP_PCRS).
 func (t *TPM) banks() ([]bank, error) {
-	rsp, err := tpm2.GetCapability{
-		Capability:    tpm2.TPMCapPCRs,
-		Property:      0,
-		PropertyCount: 1,
-	}.Execute(t.t)
+	sels, err := t.getCapabilityPCRs()
 	if err != nil {
-		return nil, fmt.Errorf("tpm: GetCapability(PCRS): %w", err)
-	}
-	sel, err := rsp.CapabilityData.Data.AssignedPCR()
-	if err != nil {
-		return nil, fmt.Errorf("%w: GetCapability(PCRS): %w", ErrBadResponse, err)
+		return nil, err
 	}
 	var out []bank
-	for _, s := range sel.PCRSelections {
-		b := bank{alg: s.Hash, alloc: append([]byte(nil), s.PCRSelect...)}
-		for _, x := range s.PCRSelect {
+	for _, s := range sels {
+		b := bank{alg: s.alg, alloc: s.bits}
+		for _, x := range s.bits {
 			if x != 0 {
 				b.active = true
 			}
 		}
-		b.hash = algToHash[s.Hash]
+		b.hash = algToHash[s.alg]
 		out = append(out, b)
 	}
 	return out, nil
@@ -158,7 +163,7 @@ func (t *TPM) activeKnown() ([]bank, error) {
 		}
 		if b.hash == 0 {
 			if t.Strict {
-				return nil, fmt.Errorf("%w: algorithm 0x%04x", ErrUnknownBank, uint16(b.alg))
+				return nil, fmt.Errorf("%w: algorithm 0x%04x", ErrUnknownBank, b.alg)
 			}
 			continue
 		}
@@ -192,7 +197,7 @@ func (t *TPM) UnknownBanks() ([]uint16, error) {
 	var out []uint16
 	for _, b := range all {
 		if b.active && b.hash == 0 {
-			out = append(out, uint16(b.alg))
+			out = append(out, b.alg)
 		}
 	}
 	return out, nil
@@ -244,8 +249,8 @@ func (t *TPM) ReadPCRs(pcrs []uint32) (map[crypto.Hash]map[uint32][]byte, error)
 func (t *TPM) readOnce(bs []bank, pcrs []uint32) (out map[crypto.Hash]map[uint32][]byte, again bool, err error) {
 	// remaining[alg] is the selection bitmap still to read.
 	size := 3 // 24 PCRs
-	remaining := make(map[tpm2.TPMAlgID][]byte, len(bs))
-	hashOf := make(map[tpm2.TPMAlgID]crypto.Hash, len(bs))
+	remaining := make(map[uint16][]byte, len(bs))
+	hashOf := make(map[uint16]crypto.Hash, len(bs))
 	out = make(map[crypto.Hash]map[uint32][]byte, len(bs))
 	for _, b := range bs {
 		want := selectBits(pcrs, size)
@@ -264,52 +269,50 @@ func (t *TPM) readOnce(bs []bank, pcrs []uint32) (out map[crypto.Hash]map[uint32
 	first := true
 	// Each round reads at least one digest, so len(bs)*24 rounds bound it.
 	for round := 0; round <= len(bs)*(MaxPCR+1); round++ {
-		var sel tpm2.TPMLPCRSelection
+		var sel []pcrSelection
 		for _, b := range bs {
 			if !allZero(remaining[b.alg]) {
-				sel.PCRSelections = append(sel.PCRSelections, tpm2.TPMSPCRSelection{
-					Hash: b.alg, PCRSelect: append([]byte(nil), remaining[b.alg]...),
-				})
+				sel = append(sel, pcrSelection{alg: b.alg, bits: append([]byte(nil), remaining[b.alg]...)})
 			}
 		}
-		if len(sel.PCRSelections) == 0 {
+		if len(sel) == 0 {
 			return out, false, nil
 		}
-		rsp, err := tpm2.PCRRead{PCRSelectionIn: sel}.Execute(t.t)
+		rsp, err := t.pcrRead(sel)
 		if err != nil {
-			return nil, false, fmt.Errorf("tpm: PCR_Read: %w", err)
+			return nil, false, err
 		}
 		if first {
-			counter, first = rsp.PCRUpdateCounter, false
-		} else if rsp.PCRUpdateCounter != counter {
+			counter, first = rsp.counter, false
+		} else if rsp.counter != counter {
 			return nil, true, nil
 		}
-		vals := rsp.PCRValues.Digests
+		vals := rsp.digests
 		n := 0
 		// Digests come in selection order: banks in pcrSelectionOut order,
 		// PCRs ascending within a bank.
-		for _, s := range rsp.PCRSelectionOut.PCRSelections {
-			h, ok := hashOf[s.Hash]
+		for _, s := range rsp.sel {
+			h, ok := hashOf[s.alg]
 			if !ok {
-				return nil, false, fmt.Errorf("%w: PCR_Read returned unrequested bank 0x%04x", ErrBadResponse, uint16(s.Hash))
+				return nil, false, fmt.Errorf("%w: PCR_Read returned unrequested bank 0x%04x", ErrBadResponse, s.alg)
 			}
-			for i := 0; i < 8*len(s.PCRSelect); i++ {
-				if s.PCRSelect[i/8]&(1<<(i%8)) == 0 {
+			for i := 0; i < 8*len(s.bits); i++ {
+				if s.bits[i/8]&(1<<(i%8)) == 0 {
 					continue
 				}
-				rem := remaining[s.Hash]
+				rem := remaining[s.alg]
 				if i/8 >= len(rem) || rem[i/8]&(1<<(i%8)) == 0 {
 					return nil, false, fmt.Errorf("%w: PCR_Read returned unrequested PCR %d", ErrBadResponse, i)
 				}
 				if n >= len(vals) {
 					return nil, false, fmt.Errorf("%w: PCR_Read selection has more PCRs than digests", ErrBadResponse)
 				}
-				d := vals[n].Buffer
+				d := vals[n]
 				n++
 				if len(d) != h.Size() {
 					return nil, false, fmt.Errorf("%w: PCR %d of %v has %d bytes", ErrBadResponse, i, h, len(d))
 				}
-				out[h][uint32(i)] = append([]byte(nil), d...)
+				out[h][uint32(i)] = d
 				rem[i/8] &^= 1 << (i % 8)
 			}
 		}
@@ -347,7 +350,7 @@ func (t *TPM) Extend(pcr uint32, digests map[crypto.Hash][]byte) error {
 	if err != nil {
 		return err
 	}
-	var vals tpm2.TPMLDigestValues
+	var vals []taggedDigest
 	for _, b := range bs {
 		d, ok := digests[b.hash]
 		if !ok {
@@ -356,17 +359,7 @@ func (t *TPM) Extend(pcr uint32, digests map[crypto.Hash][]byte) error {
 		if len(d) != b.hash.Size() {
 			return fmt.Errorf("%w: %v digest has %d bytes, want %d", ErrDigestSize, b.hash, len(d), b.hash.Size())
 		}
-		vals.Digests = append(vals.Digests, tpm2.TPMTHA{HashAlg: b.alg, Digest: append([]byte(nil), d...)})
+		vals = append(vals, taggedDigest{alg: b.alg, digest: d})
 	}
-	_, err = tpm2.PCRExtend{
-		PCRHandle: tpm2.AuthHandle{
-			Handle: tpm2.TPMHandle(pcr),
-			Auth:   tpm2.PasswordAuth(nil),
-		},
-		Digests: vals,
-	}.Execute(t.t)
-	if err != nil {
-		return fmt.Errorf("tpm: PCR_Extend(%d): %w", pcr, err)
-	}
-	return nil
+	return t.pcrExtend(pcr, vals)
 }

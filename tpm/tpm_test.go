@@ -16,8 +16,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/google/go-tpm/tpm2/transport"
 )
 
 // swtpm is one running software TPM with its TCP data channel.
@@ -310,7 +308,7 @@ func TestReadPCRsCounterRestart(t *testing.T) {
 // PCR 0 behind the reader's back (swtpm serves one connection at a time, so
 // the extend goes through the same stream).
 type injectRW struct {
-	next     transport.TPMCloser
+	next     conn
 	reads    int
 	injected bool
 	digest   map[crypto.Hash][]byte
@@ -351,7 +349,7 @@ func TestOpenNamesDevice(t *testing.T) {
 // capProxy forwards to a real swtpm and lets edit rewrite the TPM_CAP_PCRS
 // answer (header(10) moreData(1) capability(4) count(4) selections...).
 type capProxy struct {
-	next transport.TPMCloser
+	next conn
 	edit func([]byte) []byte
 }
 
@@ -393,7 +391,7 @@ func TestPartialAllocation(t *testing.T) {
 // sm3Proxy forwards to a real swtpm but adds an allocated SM3_256 bank to
 // the TPM_CAP_PCRS answer, as a TPM with a bank this package cannot hash
 // would report it.
-type sm3Proxy struct{ next transport.TPMCloser }
+type sm3Proxy struct{ next conn }
 
 func (p *sm3Proxy) Send(cmd []byte) ([]byte, error) {
 	rsp, err := p.next.Send(cmd)
