@@ -46,6 +46,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"syscall"
 )
 
 // Sentinel errors; match with errors.Is.
@@ -96,17 +97,23 @@ func Open(path string) (*TPM, error) {
 	}
 	var errs []error
 	for _, p := range paths {
-		f, err := os.OpenFile(p, os.O_RDWR, 0)
+		// Opened blocking on purpose: os.OpenFile would put the descriptor
+		// in O_NONBLOCK mode for the runtime poller, and the kernel then
+		// runs TPM commands asynchronously, answering a read that comes
+		// before the response with 0 bytes (which reads as EOF). Blocking,
+		// write runs the command and read returns the whole response.
+		fd, err := syscall.Open(p, syscall.O_RDWR|syscall.O_CLOEXEC, 0)
 		if err == nil {
-			return New(f), nil
+			return New(os.NewFile(uintptr(fd), p)), nil
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", p, err))
+		errs = append(errs, &os.PathError{Op: "open", Path: p, Err: err})
 	}
 	return nil, fmt.Errorf("%w: %w", ErrNoDevice, errors.Join(errs...))
 }
 
 // New wraps an open TPM byte stream (a device node, swtpm's TCP data channel,
-// ...). Close closes rw.
+// ...). Close closes rw. A device node must be in blocking mode (as Open
+// opens it): in O_NONBLOCK mode the kernel answers early reads with nothing.
 func New(rw io.ReadWriteCloser) *TPM {
 	return &TPM{t: &stream{rw: rw}}
 }
