@@ -6,7 +6,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"crypto/sha1"
-	"crypto/x509"
 	"encoding/asn1"
 	"encoding/binary"
 	"encoding/pem"
@@ -191,7 +190,7 @@ func (s *Signature) signedDigest(h crypto.Hash, fileDigest []byte) []byte {
 
 // key is one certificate's public key in a Keyring.
 type key struct {
-	cert    *x509.Certificate
+	cert    *Certificate
 	ids     []uint32
 	hasSKID bool // ids[0] comes from the SKID extension
 }
@@ -229,16 +228,16 @@ func LoadCerts(data ...[]byte) (*Keyring, error) {
 	return k, nil
 }
 
-func parseCerts(d []byte) ([]*x509.Certificate, error) {
+func parseCerts(d []byte) ([]*Certificate, error) {
 	trimmed := bytes.TrimSpace(d)
 	if !bytes.HasPrefix(trimmed, []byte("-----BEGIN")) {
-		c, err := x509.ParseCertificate(d)
+		c, err := ParseCertificate(d)
 		if err != nil {
-			return nil, fmt.Errorf("%w: DER certificate: %w", ErrMalformed, err)
+			return nil, fmt.Errorf("DER certificate: %w", err)
 		}
-		return []*x509.Certificate{c}, nil
+		return []*Certificate{c}, nil
 	}
-	var out []*x509.Certificate
+	var out []*Certificate
 	rest := trimmed
 	for {
 		var blk *pem.Block
@@ -249,9 +248,9 @@ func parseCerts(d []byte) ([]*x509.Certificate, error) {
 		if blk.Type != "CERTIFICATE" {
 			continue
 		}
-		c, err := x509.ParseCertificate(blk.Bytes)
+		c, err := ParseCertificate(blk.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("%w: PEM certificate %d: %w", ErrMalformed, len(out), err)
+			return nil, fmt.Errorf("PEM certificate %d: %w", len(out), err)
 		}
 		out = append(out, c)
 	}
@@ -263,7 +262,7 @@ func parseCerts(d []byte) ([]*x509.Certificate, error) {
 
 // spkiBits returns the subjectPublicKey BIT STRING contents of a
 // certificate: the bytes evmctl and OpenSSL hash for a key id.
-func spkiBits(c *x509.Certificate) ([]byte, bool) {
+func spkiBits(c *Certificate) ([]byte, bool) {
 	var spki struct {
 		Algorithm asn1.RawValue
 		PublicKey asn1.BitString
@@ -278,7 +277,7 @@ func spkiBits(c *x509.Certificate) ([]byte, bool) {
 // KeyIDs returns the IMA key ids a certificate answers to: the last four
 // bytes of its Subject Key Identifier (when it has one of at least four
 // bytes) and the last four bytes of SHA-1 over its public key bits.
-func KeyIDs(c *x509.Certificate) []uint32 {
+func KeyIDs(c *Certificate) []uint32 {
 	var ids []uint32
 	if n := len(c.SubjectKeyId); n >= 4 {
 		ids = append(ids, binary.BigEndian.Uint32(c.SubjectKeyId[n-4:]))
@@ -294,11 +293,11 @@ func KeyIDs(c *x509.Certificate) []uint32 {
 }
 
 // Add puts one certificate into the keyring.
-func (k *Keyring) Add(c *x509.Certificate) error {
+func (k *Keyring) Add(c *Certificate) error {
 	switch c.PublicKey.(type) {
 	case *rsa.PublicKey, *ecdsa.PublicKey:
 	default:
-		return fmt.Errorf("%w: public key type %v", ErrUnsupported, c.PublicKeyAlgorithm)
+		return fmt.Errorf("%w: public key type %s", ErrUnsupported, c.PublicKeyAlgorithm)
 	}
 	if k.byID == nil {
 		k.byID = map[uint32][]*key{}
