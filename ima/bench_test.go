@@ -233,3 +233,10 @@ func BenchmarkImalogVerify200k(b *testing.B) {
 			"--pcrs", "sha256,"+filepath.Join(dir, "pcr-sha256.txt"))
 	}
 }
+
+func BenchmarkTimeline200k(b *testing.B) {
+	es, _ := benchmarkList(b)
+	for b.Loop() {
+		BuildTimelineOrder(es, binary.LittleEndian)
+	}
+}

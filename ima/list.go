@@ -4,6 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
 )
 
 // Sentinel errors; every error the package returns wraps one of them.
@@ -53,27 +56,166 @@ const entryHeaderMin = 4 + 20 + 4
 // custom format) and checks that the template data splits into exactly the
 // template's fields. Errors are *ParseError values naming offset, entry
 // index and problem. TemplateData aliases b.
+//
+// Large lists are parsed by GOMAXPROCS goroutines: one quick pass reads only
+// the length fields to find where every parseChunk-th entry starts, then the
+// chunks are parsed in full in parallel. A chunk must end exactly where the
+// next one starts after exactly parseChunk entries, which makes the result
+// (entries, error, offset and index) the one a sequential parse returns;
+// if the quick pass was wrong, ParseList parses sequentially.
 func ParseList(b []byte, order binary.ByteOrder) ([]Entry, error) {
 	if order == nil {
 		return nil, errors.New("ima: nil byte order")
 	}
-	var tc templateCache
-	// An entry takes at least entryHeaderMin+1 bytes, so this bound is safe.
-	est := len(b) / 96
-	if est > 1<<20 {
-		est = 1 << 20
+	if len(b) >= parallelParseMin && runtime.GOMAXPROCS(0) > 1 {
+		if es, ok, err := parseListParallel(b, order); ok {
+			return es, err
+		}
 	}
-	entries := make([]Entry, 0, est)
-	off := 0
+	return parseListFrom(b, order, 0, 0, nil)
+}
+
+// parseListFrom parses sequentially from off (entry index idx) to the end of
+// b, appending to entries.
+func parseListFrom(b []byte, order binary.ByteOrder, off, idx int, entries []Entry) ([]Entry, error) {
+	var tc templateCache
+	if entries == nil {
+		// An entry takes at least entryHeaderMin+1 bytes, so this bound is safe.
+		est := (len(b) - off) / 96
+		if est > 1<<20 {
+			est = 1 << 20
+		}
+		entries = make([]Entry, 0, est)
+	}
 	for off < len(b) {
 		e, n, errOff, err := parseEntry(b[off:], order, &tc)
 		if err != nil {
-			return entries, &ParseError{Offset: int64(off + errOff), Index: len(entries), Err: err}
+			return entries, &ParseError{Offset: int64(off + errOff), Index: idx, Err: err}
 		}
 		entries = append(entries, e)
 		off += n
+		idx++
 	}
 	return entries, nil
+}
+
+// Parallel parsing parameters (variables so that tests can force many
+// chunks on small inputs).
+var (
+	parallelParseMin = 1 << 20 // bytes
+	parseChunk       = 4096    // entries
+)
+
+// frameSize returns the size of the entry at the start of b judging by its
+// length fields only, or false where a full parse is needed to tell.
+func frameSize(b []byte, order binary.ByteOrder, tc *templateCache) (int, bool) {
+	if len(b) < entryHeaderMin {
+		return 0, false
+	}
+	nameLen := order.Uint32(b[24:28])
+	off := entryHeaderMin
+	if uint64(nameLen) > uint64(len(b)-off) {
+		return 0, false
+	}
+	t, _, err := tc.lookupName(b[off : off+int(nameLen)])
+	if err != nil {
+		return 0, false
+	}
+	off += int(nameLen)
+	if t.Legacy() {
+		if len(b)-off < 24 {
+			return 0, false
+		}
+		nl := order.Uint32(b[off+20 : off+24])
+		if nl > eventNameLenMax || uint64(nl) > uint64(len(b)-off-24) {
+			return 0, false
+		}
+		return off + 24 + int(nl), true
+	}
+	if len(b)-off < 4 {
+		return 0, false
+	}
+	dl := order.Uint32(b[off : off+4])
+	if uint64(dl) > uint64(len(b)-off-4) {
+		return 0, false
+	}
+	return off + 4 + int(dl), true
+}
+
+// parseListParallel returns ok=false when the chunk boundaries of the quick
+// pass turned out wrong (the caller then parses sequentially).
+func parseListParallel(b []byte, order binary.ByteOrder) (entries []Entry, ok bool, err error) {
+	per := max(parseChunk, 1)
+	// Quick pass: the start of every per-th entry, up to the first entry
+	// whose framing needs a closer look (the last chunk takes the rest).
+	starts := []int{0}
+	var tc templateCache
+	off, k, complete := 0, 0, true
+	for off < len(b) {
+		n, fine := frameSize(b[off:], order, &tc)
+		if !fine {
+			complete = false
+			break
+		}
+		off += n
+		k++
+		if k%per == 0 && off < len(b) {
+			starts = append(starts, off)
+		}
+	}
+	nc := len(starts)
+	if nc < 2 {
+		return nil, false, nil
+	}
+	full := (nc - 1) * per // entries in the chunks before the last
+	capacity := full + per
+	if complete {
+		capacity = k
+	}
+	entries = make([]Entry, full, capacity)
+	var last []Entry
+	errs := make([]error, nc)
+	bad := make([]bool, nc) // chunk did not end where the next starts
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), nc) {
+		wg.Go(func() {
+			var tc templateCache
+			for {
+				c := int(next.Add(1) - 1)
+				if c >= nc {
+					return
+				}
+				if c == nc-1 {
+					last, errs[c] = parseListFrom(b, order, starts[c], full, make([]Entry, 0, capacity-full))
+					continue
+				}
+				off := starts[c]
+				for j := 0; j < per; j++ {
+					e, n, errOff, err := parseEntry(b[off:], order, &tc)
+					if err != nil {
+						errs[c] = &ParseError{Offset: int64(off + errOff), Index: c*per + j, Err: err}
+						break
+					}
+					entries[c*per+j] = e
+					off += n
+				}
+				bad[c] = errs[c] == nil && off != starts[c+1]
+			}
+		})
+	}
+	wg.Wait()
+	for c := 0; c < nc-1; c++ {
+		if bad[c] {
+			return nil, false, nil
+		}
+		if errs[c] != nil {
+			var pe *ParseError
+			errors.As(errs[c], &pe)
+			return entries[:pe.Index], true, errs[c]
+		}
+	}
+	return append(entries, last...), true, errs[nc-1]
 }
 
 // parseEntry parses one entry at the start of b and returns it, its size,

@@ -2,12 +2,17 @@ package ima
 
 import (
 	"bytes"
+	"cmp"
 	"crypto"
 	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/hex"
 	"hash"
+	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // Method is how a kernel derives the digest it extends into a PCR bank.
@@ -257,6 +262,147 @@ func usedPCRs(entries []Entry) []uint32 {
 	return out
 }
 
+// verifyChunk is the number of entries hashed as one unit of work by Verify.
+// A variable so that tests can exercise many chunk boundaries on small lists.
+var verifyChunk = 2048
+
+// sumTo writes H_bank(p) to dst (bank.Size() bytes). The common banks use
+// the stack-allocated one-shot functions; others go through h, a reusable
+// hasher of bank (created on first use).
+func sumTo(bank crypto.Hash, dst, p []byte, h *hash.Hash) {
+	switch bank {
+	case crypto.SHA1:
+		s := sha1.Sum(p)
+		copy(dst, s[:])
+	case crypto.SHA256:
+		s := sha256.Sum256(p)
+		copy(dst, s[:])
+	case crypto.SHA384:
+		s := sha512.Sum384(p)
+		copy(dst, s[:])
+	case crypto.SHA512:
+		s := sha512.Sum512(p)
+		copy(dst, s[:])
+	default:
+		if *h == nil {
+			*h = bank.New()
+		}
+		(*h).Reset()
+		(*h).Write(p)
+		(*h).Sum(dst[:0])
+	}
+}
+
+// templateSumTo writes H_bank(template input of e) to dst.
+func templateSumTo(bank crypto.Hash, dst []byte, e *Entry, h *hash.Hash) {
+	if e.TemplateName == legacyTemplateName && len(e.TemplateData) >= 24 {
+		if *h == nil {
+			*h = bank.New()
+		}
+		(*h).Reset()
+		writeTemplateInput(*h, e)
+		(*h).Sum(dst[:0])
+		return
+	}
+	sumTo(bank, dst, e.TemplateData, h)
+}
+
+// verifyDigests holds the template digests Verify needs, computed chunk by
+// chunk by GOMAXPROCS workers while the banks' extend chains consume the
+// finished chunks in order.
+type verifyDigests struct {
+	entries []Entry
+	chunk   int
+	sha1s   [][20]byte             // SHA-1 template digests (zero for violations)
+	own     map[crypto.Hash][]byte // bank -> n*size own-hash digests (banks other than SHA-1)
+	done    []chan struct{}        // done[c] closes when chunk c is hashed
+	mism    [][]int                // per chunk: entries whose stored digest differs
+}
+
+func newVerifyDigests(entries []Entry, banks []crypto.Hash) *verifyDigests {
+	chunk := max(verifyChunk, 1)
+	nc := (len(entries) + chunk - 1) / chunk
+	v := &verifyDigests{
+		entries: entries,
+		chunk:   chunk,
+		sha1s:   make([][20]byte, len(entries)),
+		own:     map[crypto.Hash][]byte{},
+		done:    make([]chan struct{}, nc),
+		mism:    make([][]int, nc),
+	}
+	for _, b := range banks {
+		if b != crypto.SHA1 {
+			v.own[b] = make([]byte, len(entries)*b.Size())
+		}
+	}
+	for c := range v.done {
+		v.done[c] = make(chan struct{})
+	}
+	return v
+}
+
+// run hashes every chunk with up to GOMAXPROCS workers and returns at once;
+// wait(c) blocks until chunk c is done.
+func (v *verifyDigests) run() {
+	var next atomic.Int64
+	workers := min(runtime.GOMAXPROCS(0), len(v.done))
+	type ownBank struct {
+		bank crypto.Hash
+		size int
+		out  []byte
+		h    hash.Hash
+	}
+	for range workers {
+		go func() {
+			var s1 hash.Hash
+			banks := make([]ownBank, 0, len(v.own))
+			for b, out := range v.own {
+				banks = append(banks, ownBank{bank: b, size: b.Size(), out: out})
+			}
+			for {
+				c := int(next.Add(1) - 1)
+				if c >= len(v.done) {
+					return
+				}
+				lo, hi := c*v.chunk, min((c+1)*v.chunk, len(v.entries))
+				for i := lo; i < hi; i++ {
+					e := &v.entries[i]
+					if e.Violation() {
+						continue
+					}
+					templateSumTo(crypto.SHA1, v.sha1s[i][:], e, &s1)
+					if v.sha1s[i] != e.TemplateDigest {
+						v.mism[c] = append(v.mism[c], i)
+					}
+					for k := range banks {
+						b := &banks[k]
+						templateSumTo(b.bank, b.out[i*b.size:(i+1)*b.size], e, &b.h)
+					}
+				}
+				close(v.done[c])
+			}
+		}()
+	}
+}
+
+func (v *verifyDigests) wait(c int) { <-v.done[c] }
+
+func (v *verifyDigests) waitAll() {
+	for c := range v.done {
+		<-v.done[c]
+	}
+}
+
+// mismatches returns, in entry order, the entries whose stored SHA-1
+// template digest differs from their data (after waitAll).
+func (v *verifyDigests) mismatches() []int {
+	var out []int
+	for _, m := range v.mism {
+		out = append(out, m...)
+	}
+	return out
+}
+
 // bankRun is one bank replayed with one method while tracking, after each
 // entry, whether every checked PCR equals its quoted value.
 type bankRun struct {
@@ -265,33 +411,67 @@ type bankRun struct {
 	final   map[uint32][]byte
 }
 
-func runBank(entries []Entry, bank crypto.Hash, method Method, check map[uint32][]byte, sha1s [][20]byte) bankRun {
-	x := newExtender(bank, method, sha1s)
-	st := newPCRState(bank.Size())
+// runBank extends, in entry order, the digest of every entry whose PCR is
+// checked into bank with method, using the digests of dg as their chunks
+// complete. The extend chain is inherently sequential; only it runs here.
+func runBank(dg *verifyDigests, bank crypto.Hash, method Method, check map[uint32][]byte) bankRun {
+	entries := dg.entries
+	size := bank.Size()
+	padded := method == MethodSHA1Padded || bank == crypto.SHA1 // identical for SHA-1
+	own := dg.own[bank]
+	var small [32][]byte // quoted values of checked PCRs below 32
+	for p, q := range check {
+		if p < uint32(len(small)) {
+			small[p] = q
+		}
+	}
+	st := newPCRState(size)
 	mism := 0
 	for p, q := range check {
 		if !bytes.Equal(st.get(p), q) {
 			mism++
 		}
 	}
+	var h hash.Hash
+	var buf [2 * 64]byte // old value | digest; 64 is the largest bank size
+	ff := bytes.Repeat([]byte{0xff}, size)
 	r := bankRun{method: method, matches: make([]bool, len(entries)+1)}
 	r.matches[0] = mism == 0
-	for i := range entries {
-		e := &entries[i]
-		q, ok := check[e.PCR]
-		if ok {
-			old := st.get(e.PCR)
-			was := bytes.Equal(old, q)
-			nv := x.extend(old, x.digest(i, e))
-			st.set(e.PCR, nv)
-			now := bytes.Equal(nv, q)
-			if was && !now {
-				mism++
-			} else if !was && now {
-				mism--
+	for c := range dg.done {
+		dg.wait(c)
+		lo, hi := c*dg.chunk, min((c+1)*dg.chunk, len(entries))
+		for i := lo; i < hi; i++ {
+			e := &entries[i]
+			var q []byte
+			if e.PCR < uint32(len(small)) {
+				q = small[e.PCR]
+			} else {
+				q = check[e.PCR]
 			}
+			if q != nil {
+				old := st.get(e.PCR)
+				was := bytes.Equal(old, q)
+				copy(buf[:size], old)
+				d := buf[size : 2*size]
+				switch {
+				case e.Violation():
+					copy(d, ff)
+				case padded:
+					clear(d)
+					copy(d, dg.sha1s[i][:])
+				default:
+					copy(d, own[i*size:(i+1)*size])
+				}
+				sumTo(bank, old, buf[:2*size], &h)
+				now := bytes.Equal(old, q)
+				if was && !now {
+					mism++
+				} else if !was && now {
+					mism--
+				}
+			}
+			r.matches[i+1] = mism == 0
 		}
-		r.matches[i+1] = mism == 0
 	}
 	r.final = st.values()
 	return r
@@ -301,10 +481,16 @@ func runBank(entries []Entry, bank crypto.Hash, method Method, check map[uint32]
 // PCR the list uses, in every quoted bank. Each bank is replayed with its own
 // hash first; the padded SHA-1 method is tried for a bank only when its own
 // hash reproduces no non-empty prefix (a kernel uses one method per bank, and
-// the methods coincide only on violations). Banks replay in parallel. Quoted PCRs the list never extends (firmware PCRs) are not compared.
+// the methods coincide only on violations). Quoted PCRs the list never
+// extends (firmware PCRs) are not compared.
 // The result is consistent when that prefix holds at least one entry (or the
 // list is empty), every quoted bank checks at least one PCR, and no entry in
 // the prefix carries a stored SHA-1 digest that differs from its data.
+//
+// Work is split so that it scales with GOMAXPROCS: template digests (the
+// bulk of the hashing, independent per entry) are computed by parallel
+// workers over chunks of entries, while one goroutine per bank runs the
+// sequential extend chain over the chunks already hashed.
 func Verify(entries []Entry, quoted PCRValues) VerifyResult {
 	res := VerifyResult{Entries: len(entries), Prefix: -1}
 	if len(quoted) == 0 {
@@ -316,30 +502,7 @@ func Verify(entries []Entry, quoted PCRValues) VerifyResult {
 	for b := range quoted {
 		banks = append(banks, b)
 	}
-	slices.SortFunc(banks, func(a, b crypto.Hash) int { return a.Size() - b.Size() })
-
-	// SHA-1 template digests serve the SHA-1 bank, every padded method and
-	// the stored-digest check; they are computed once, while the other banks
-	// replay their own hashes.
-	sha1s := make([][20]byte, len(entries))
-	sha1Done := make(chan struct{})
-	var mismatches []int
-	go func() {
-		defer close(sha1Done)
-		h := sha1.New()
-		for i := range entries {
-			e := &entries[i]
-			if e.Violation() {
-				continue
-			}
-			h.Reset()
-			writeTemplateInput(h, e)
-			h.Sum(sha1s[i][:0])
-			if sha1s[i] != e.TemplateDigest {
-				mismatches = append(mismatches, i)
-			}
-		}
-	}()
+	slices.SortFunc(banks, func(a, b crypto.Hash) int { return cmp.Or(bankSize(a)-bankSize(b), int(a)-int(b)) })
 
 	type job struct {
 		bank  crypto.Hash
@@ -347,7 +510,7 @@ func Verify(entries []Entry, quoted PCRValues) VerifyResult {
 		runs  []bankRun
 	}
 	jobs := make([]*job, len(banks))
-	var wg sync.WaitGroup
+	var replayed []crypto.Hash // banks replayed in phase 1
 	for bi, b := range banks {
 		j := &job{bank: b, check: map[uint32][]byte{}}
 		jobs[bi] = j
@@ -376,20 +539,27 @@ func Verify(entries []Entry, quoted PCRValues) VerifyResult {
 			res.Problems = append(res.Problems, "bank "+br.Bank+": quotes none of the PCRs the list uses")
 			continue
 		}
-		// Phase 1: every bank with its own hash.
 		j.runs = make([]bankRun, 1)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if b == crypto.SHA1 {
-				<-sha1Done
-			}
-			j.runs[0] = runBank(entries, b, MethodPerBank, j.check, sha1s)
-		}()
+		replayed = append(replayed, b)
+	}
+
+	// SHA-1 template digests serve the SHA-1 bank, every padded method and
+	// the stored-digest check; they are computed for every entry.
+	dg := newVerifyDigests(entries, replayed)
+	dg.run()
+
+	// Phase 1: every bank with its own hash, chains in parallel with the
+	// digest workers.
+	var wg sync.WaitGroup
+	for _, j := range jobs {
+		if len(j.runs) != 1 {
+			continue
+		}
+		wg.Go(func() { j.runs[0] = runBank(dg, j.bank, MethodPerBank, j.check) })
 	}
 	wg.Wait()
-	<-sha1Done
-	res.DigestMismatches = mismatches
+	dg.waitAll()
+	res.DigestMismatches = dg.mismatches()
 
 	// Phase 2: the padded SHA-1 method, only for banks whose own hash
 	// reproduces no non-empty prefix. A kernel uses one method per bank, and
@@ -400,11 +570,7 @@ func Verify(entries []Entry, quoted PCRValues) VerifyResult {
 			continue
 		}
 		j.runs = append(j.runs, bankRun{})
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			j.runs[1] = runBank(entries, j.bank, MethodSHA1Padded, j.check, sha1s)
-		}()
+		wg.Go(func() { j.runs[1] = runBank(dg, j.bank, MethodSHA1Padded, j.check) })
 	}
 	wg.Wait()
 
@@ -476,6 +642,15 @@ func Verify(entries []Entry, quoted PCRValues) VerifyResult {
 		}
 	}
 	return res
+}
+
+// bankSize is h.Size(), or 0 for a hash unknown to this package (Size
+// panics on values outside crypto's table).
+func bankSize(h crypto.Hash) int {
+	if checkBank(h) != nil {
+		return 0
+	}
+	return h.Size()
 }
 
 func hexMap(m map[uint32][]byte) map[uint32]string {

@@ -1,0 +1,96 @@
+package ima
+
+import (
+	"crypto"
+	"encoding/binary"
+	"fmt"
+	"reflect"
+	"slices"
+	"testing"
+)
+
+// TestVerifyMatchesReference compares the chunked, parallel Verify with the
+// previous single-pass implementation (verifyReference) on a list that spans
+// many chunks: every template (legacy "ima" included), violations, PCRs 10,
+// 11 and 12, quotes at prefixes on and next to chunk boundaries, both
+// methods, banks served by one-shot sums (sha1, sha256, sha384, sha512) and
+// by a hash.Hash (sha3-256, md5), tampered data and digests, wrong-size and
+// missing quotes.
+func TestVerifyMatchesReference(t *testing.T) {
+	defer func(c int) { verifyChunk = c }(verifyChunk)
+	base := synthList(t, binary.LittleEndian)
+	var es []Entry
+	for len(es) < 120 {
+		es = append(es, base...)
+	}
+	n := len(es)
+	tamperData := slices.Clone(es)
+	td := slices.Clone(tamperData[40].TemplateData)
+	td[len(td)-1] ^= 1
+	tamperData[40].TemplateData = td
+	tamperDigest := slices.Clone(es)
+	tamperDigest[77].TemplateDigest[0] ^= 1
+
+	type tc struct {
+		name string
+		es   []Entry
+		q    PCRValues
+	}
+	var cases []tc
+	for _, k := range []int{0, 1, 6, 7, 8, 13, 14, 40, 41, 77, 78, n - 1, n} {
+		cases = append(cases,
+			tc{fmt.Sprintf("sha1+sha256 at %d", k), es, PCRValues{
+				crypto.SHA1:   quote(es, k, crypto.SHA1, MethodPerBank),
+				crypto.SHA256: quote(es, k, crypto.SHA256, MethodPerBank)}},
+			tc{fmt.Sprintf("padded sha256+sha384, sha512 at %d", k), es, PCRValues{
+				crypto.SHA256: quote(es, k, crypto.SHA256, MethodSHA1Padded),
+				crypto.SHA384: quote(es, k, crypto.SHA384, MethodSHA1Padded),
+				crypto.SHA512: quote(es, k, crypto.SHA512, MethodPerBank)}},
+			tc{fmt.Sprintf("sha3-256+md5 at %d", k), es, PCRValues{
+				crypto.SHA3_256: quote(es, k, crypto.SHA3_256, MethodPerBank),
+				crypto.MD5:      quote(es, k, crypto.MD5, MethodSHA1Padded)}},
+			tc{fmt.Sprintf("banks disagree at %d", k), es, PCRValues{
+				crypto.SHA1:   quote(es, k, crypto.SHA1, MethodPerBank),
+				crypto.SHA256: quote(es, max(k-1, 0), crypto.SHA256, MethodPerBank)}},
+			tc{fmt.Sprintf("tampered data at %d", k), tamperData, PCRValues{
+				crypto.SHA1:   quote(es, k, crypto.SHA1, MethodPerBank),
+				crypto.SHA256: quote(tamperData, k, crypto.SHA256, MethodPerBank)}},
+			tc{fmt.Sprintf("tampered digest at %d", k), tamperDigest, PCRValues{
+				crypto.SHA1:   quote(es, k, crypto.SHA1, MethodPerBank),
+				crypto.SHA256: quote(es, k, crypto.SHA256, MethodPerBank)}},
+		)
+	}
+	partial := quote(es, n, crypto.SHA256, MethodPerBank)
+	delete(partial, 12)
+	wrong := quote(es, n, crypto.SHA1, MethodPerBank)
+	wrong[11] = wrong[11][:10]
+	cases = append(cases,
+		tc{"PCR 12 not quoted", es, PCRValues{crypto.SHA256: partial}},
+		tc{"wrong-size value", es, PCRValues{crypto.SHA1: wrong, crypto.SHA256: quote(es, n, crypto.SHA256, MethodPerBank)}},
+		tc{"firmware PCRs only", es, PCRValues{crypto.SHA256: {0: make([]byte, 32)}}},
+		tc{"unknown bank", es, PCRValues{crypto.Hash(99): {10: make([]byte, 20)}, crypto.SHA1: quote(es, n, crypto.SHA1, MethodPerBank)}},
+		tc{"empty list", nil, PCRValues{crypto.SHA256: {10: make([]byte, 32)}}},
+		tc{"no quote", es, nil},
+	)
+	for _, chunk := range []int{1, 7, 64, 2048} {
+		verifyChunk = chunk
+		for _, c := range cases {
+			got, want := Verify(c.es, c.q), verifyReference(c.es, c.q)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("chunk %d, %s:\n got  %+v\n want %+v", chunk, c.name, got, want)
+			}
+		}
+	}
+	// The cases must cover both outcomes, or the comparison proves little.
+	var ok, bad int
+	for _, c := range cases {
+		if verifyReference(c.es, c.q).Consistent {
+			ok++
+		} else {
+			bad++
+		}
+	}
+	if ok < 10 || bad < 10 {
+		t.Errorf("%d consistent and %d inconsistent cases", ok, bad)
+	}
+}
