@@ -240,3 +240,17 @@ func BenchmarkTimeline200k(b *testing.B) {
 		BuildTimelineOrder(es, binary.LittleEndian)
 	}
 }
+
+// BenchmarkVerifyList200k: VerifyList (parse, verify against sha1 and
+// sha256 quotes, timeline in one pass), what `imalog verify` runs.
+func BenchmarkVerifyList200k(b *testing.B) {
+	es, raw := benchmarkList(b)
+	q := benchQuote(es)
+	delete(q, crypto.SHA384)
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		if r, _, err := VerifyList(raw, binary.LittleEndian, q); err != nil || !r.Consistent {
+			b.Fatal("not consistent", err)
+		}
+	}
+}

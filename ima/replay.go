@@ -9,10 +9,7 @@ import (
 	"crypto/sha512"
 	"encoding/hex"
 	"hash"
-	"runtime"
 	"slices"
-	"sync"
-	"sync/atomic"
 )
 
 // Method is how a kernel derives the digest it extends into a PCR bank.
@@ -258,13 +255,13 @@ func usedPCRs(entries []Entry) []uint32 {
 			out = append(out, p)
 		}
 	}
-	slices.Sort(out)
-	return out
+	return sortedPCRs(out)
 }
 
-// verifyChunk is the number of entries hashed as one unit of work by Verify.
-// A variable so that tests can exercise many chunk boundaries on small lists.
-var verifyChunk = 2048
+func sortedPCRs(p []uint32) []uint32 {
+	slices.Sort(p)
+	return p
+}
 
 // sumTo writes H_bank(p) to dst (bank.Size() bytes). The common banks use
 // the stack-allocated one-shot functions; others go through h, a reusable
@@ -307,174 +304,12 @@ func templateSumTo(bank crypto.Hash, dst []byte, e *Entry, h *hash.Hash) {
 	sumTo(bank, dst, e.TemplateData, h)
 }
 
-// verifyDigests holds the template digests Verify needs, computed chunk by
-// chunk by GOMAXPROCS workers while the banks' extend chains consume the
-// finished chunks in order.
-type verifyDigests struct {
-	entries []Entry
-	chunk   int
-	sha1s   [][20]byte             // SHA-1 template digests (zero for violations)
-	own     map[crypto.Hash][]byte // bank -> n*size own-hash digests (banks other than SHA-1)
-	done    []chan struct{}        // done[c] closes when chunk c is hashed
-	mism    [][]int                // per chunk: entries whose stored digest differs
-}
-
-func newVerifyDigests(entries []Entry, banks []crypto.Hash) *verifyDigests {
-	chunk := max(verifyChunk, 1)
-	nc := (len(entries) + chunk - 1) / chunk
-	v := &verifyDigests{
-		entries: entries,
-		chunk:   chunk,
-		sha1s:   make([][20]byte, len(entries)),
-		own:     map[crypto.Hash][]byte{},
-		done:    make([]chan struct{}, nc),
-		mism:    make([][]int, nc),
-	}
-	for _, b := range banks {
-		if b != crypto.SHA1 {
-			v.own[b] = make([]byte, len(entries)*b.Size())
-		}
-	}
-	for c := range v.done {
-		v.done[c] = make(chan struct{})
-	}
-	return v
-}
-
-// run hashes every chunk with up to GOMAXPROCS workers and returns at once;
-// wait(c) blocks until chunk c is done.
-func (v *verifyDigests) run() {
-	var next atomic.Int64
-	workers := min(runtime.GOMAXPROCS(0), len(v.done))
-	type ownBank struct {
-		bank crypto.Hash
-		size int
-		out  []byte
-		h    hash.Hash
-	}
-	for range workers {
-		go func() {
-			var s1 hash.Hash
-			banks := make([]ownBank, 0, len(v.own))
-			for b, out := range v.own {
-				banks = append(banks, ownBank{bank: b, size: b.Size(), out: out})
-			}
-			for {
-				c := int(next.Add(1) - 1)
-				if c >= len(v.done) {
-					return
-				}
-				lo, hi := c*v.chunk, min((c+1)*v.chunk, len(v.entries))
-				for i := lo; i < hi; i++ {
-					e := &v.entries[i]
-					if e.Violation() {
-						continue
-					}
-					templateSumTo(crypto.SHA1, v.sha1s[i][:], e, &s1)
-					if v.sha1s[i] != e.TemplateDigest {
-						v.mism[c] = append(v.mism[c], i)
-					}
-					for k := range banks {
-						b := &banks[k]
-						templateSumTo(b.bank, b.out[i*b.size:(i+1)*b.size], e, &b.h)
-					}
-				}
-				close(v.done[c])
-			}
-		}()
-	}
-}
-
-func (v *verifyDigests) wait(c int) { <-v.done[c] }
-
-func (v *verifyDigests) waitAll() {
-	for c := range v.done {
-		<-v.done[c]
-	}
-}
-
-// mismatches returns, in entry order, the entries whose stored SHA-1
-// template digest differs from their data (after waitAll).
-func (v *verifyDigests) mismatches() []int {
-	var out []int
-	for _, m := range v.mism {
-		out = append(out, m...)
-	}
-	return out
-}
-
 // bankRun is one bank replayed with one method while tracking, after each
 // entry, whether every checked PCR equals its quoted value.
 type bankRun struct {
 	method  Method
 	matches []bool // matches[k]: prefix of k entries reproduces the quote
 	final   map[uint32][]byte
-}
-
-// runBank extends, in entry order, the digest of every entry whose PCR is
-// checked into bank with method, using the digests of dg as their chunks
-// complete. The extend chain is inherently sequential; only it runs here.
-func runBank(dg *verifyDigests, bank crypto.Hash, method Method, check map[uint32][]byte) bankRun {
-	entries := dg.entries
-	size := bank.Size()
-	padded := method == MethodSHA1Padded || bank == crypto.SHA1 // identical for SHA-1
-	own := dg.own[bank]
-	var small [32][]byte // quoted values of checked PCRs below 32
-	for p, q := range check {
-		if p < uint32(len(small)) {
-			small[p] = q
-		}
-	}
-	st := newPCRState(size)
-	mism := 0
-	for p, q := range check {
-		if !bytes.Equal(st.get(p), q) {
-			mism++
-		}
-	}
-	var h hash.Hash
-	var buf [2 * 64]byte // old value | digest; 64 is the largest bank size
-	ff := bytes.Repeat([]byte{0xff}, size)
-	r := bankRun{method: method, matches: make([]bool, len(entries)+1)}
-	r.matches[0] = mism == 0
-	for c := range dg.done {
-		dg.wait(c)
-		lo, hi := c*dg.chunk, min((c+1)*dg.chunk, len(entries))
-		for i := lo; i < hi; i++ {
-			e := &entries[i]
-			var q []byte
-			if e.PCR < uint32(len(small)) {
-				q = small[e.PCR]
-			} else {
-				q = check[e.PCR]
-			}
-			if q != nil {
-				old := st.get(e.PCR)
-				was := bytes.Equal(old, q)
-				copy(buf[:size], old)
-				d := buf[size : 2*size]
-				switch {
-				case e.Violation():
-					copy(d, ff)
-				case padded:
-					clear(d)
-					copy(d, dg.sha1s[i][:])
-				default:
-					copy(d, own[i*size:(i+1)*size])
-				}
-				sumTo(bank, old, buf[:2*size], &h)
-				now := bytes.Equal(old, q)
-				if was && !now {
-					mism++
-				} else if !was && now {
-					mism--
-				}
-			}
-			r.matches[i+1] = mism == 0
-		}
-	}
-	r.final = st.values()
-	return r
 }
 
 // Verify finds the longest prefix of entries that reproduces every quoted
@@ -492,12 +327,20 @@ func runBank(dg *verifyDigests, bank crypto.Hash, method Method, check map[uint3
 // workers over chunks of entries, while one goroutine per bank runs the
 // sequential extend chain over the chunks already hashed.
 func Verify(entries []Entry, quoted PCRValues) VerifyResult {
-	res := VerifyResult{Entries: len(entries), Prefix: -1}
+	res, _, _ := verifyPipelined(&pipeline{entries: entries, n: len(entries)}, usedPCRs(entries), quoted)
+	return res
+}
+
+// verifyPipelined is Verify over the source of src (entries or a framed raw
+// list, see pipeline) whose entries use the PCRs used. For a raw source it
+// also builds the timeline; ok is false when a raw chunk failed to parse.
+func verifyPipelined(src *pipeline, used []uint32, quoted PCRValues) (res VerifyResult, tl Timeline, ok bool) {
+	n := src.n
+	res = VerifyResult{Entries: n, Prefix: -1}
 	if len(quoted) == 0 {
 		res.Problems = append(res.Problems, "no quoted PCR values")
-		return res
+		return res, tl, true
 	}
-	used := usedPCRs(entries)
 	banks := make([]crypto.Hash, 0, len(quoted))
 	for b := range quoted {
 		banks = append(banks, b)
@@ -510,7 +353,9 @@ func Verify(entries []Entry, quoted PCRValues) VerifyResult {
 		runs  []bankRun
 	}
 	jobs := make([]*job, len(banks))
-	var replayed []crypto.Hash // banks replayed in phase 1
+	var own []crypto.Hash // banks other than SHA-1 replayed with their own hash
+	var chains []*chain
+	var runs []*bankRun
 	for bi, b := range banks {
 		j := &job{bank: b, check: map[uint32][]byte{}}
 		jobs[bi] = j
@@ -539,40 +384,50 @@ func Verify(entries []Entry, quoted PCRValues) VerifyResult {
 			res.Problems = append(res.Problems, "bank "+br.Bank+": quotes none of the PCRs the list uses")
 			continue
 		}
+		// Phase 1: every bank with its own hash.
 		j.runs = make([]bankRun, 1)
-		replayed = append(replayed, b)
-	}
-
-	// SHA-1 template digests serve the SHA-1 bank, every padded method and
-	// the stored-digest check; they are computed for every entry.
-	dg := newVerifyDigests(entries, replayed)
-	dg.run()
-
-	// Phase 1: every bank with its own hash, chains in parallel with the
-	// digest workers.
-	var wg sync.WaitGroup
-	for _, j := range jobs {
-		if len(j.runs) != 1 {
-			continue
+		oi := -1
+		if b != crypto.SHA1 {
+			oi = len(own)
+			own = append(own, b)
 		}
-		wg.Go(func() { j.runs[0] = runBank(dg, j.bank, MethodPerBank, j.check) })
+		chains = append(chains, newChain(b, MethodPerBank, oi, j.check, n))
+		runs = append(runs, &j.runs[0])
 	}
-	wg.Wait()
-	dg.waitAll()
-	res.DigestMismatches = dg.mismatches()
+
+	// The SHA-1 template digests (the SHA-1 bank, the padded method, the
+	// stored-digest check) and the other banks' own digests are computed
+	// by the pipeline's workers while the chains extend.
+	p1 := newPipeline(src.entries, src.raw, src.order, src.starts, n, own, src.timeline, len(chains))
+	col := runPipeline(p1, chains, runs)
+	if col.failed {
+		return res, tl, false
+	}
+	res.DigestMismatches = col.mismatches
+	if col.timeline != nil {
+		tl = col.timeline.finish(n)
+	}
 
 	// Phase 2: the padded SHA-1 method, only for banks whose own hash
 	// reproduces no non-empty prefix. A kernel uses one method per bank, and
 	// the two methods yield the same digests only for violations, so a bank
 	// that matches with its own hash somewhere cannot match longer padded.
+	// The pass recomputes the SHA-1 digests rather than keeping them all.
+	chains, runs = nil, nil
 	for _, j := range jobs {
 		if len(j.runs) != 1 || j.bank == crypto.SHA1 || slices.Contains(j.runs[0].matches[1:], true) {
 			continue
 		}
 		j.runs = append(j.runs, bankRun{})
-		wg.Go(func() { j.runs[1] = runBank(dg, j.bank, MethodSHA1Padded, j.check) })
+		chains = append(chains, newChain(j.bank, MethodSHA1Padded, -1, j.check, n))
+		runs = append(runs, &j.runs[1])
 	}
-	wg.Wait()
+	if len(chains) > 0 {
+		p2 := newPipeline(src.entries, src.raw, src.order, src.starts, n, nil, false, len(chains))
+		if runPipeline(p2, chains, runs).failed {
+			return res, tl, false
+		}
+	}
 
 	for bi, j := range jobs {
 		br := &res.Banks[bi]
@@ -583,7 +438,7 @@ func Verify(entries []Entry, quoted PCRValues) VerifyResult {
 		if len(j.runs) > 1 {
 			br.ReplayedP = hexMap(j.runs[1].final)
 		}
-		for k := len(entries); k >= 0; k-- {
+		for k := n; k >= 0; k-- {
 			for _, r := range j.runs {
 				if r.matches[k] {
 					br.OwnPrefix = k
@@ -599,7 +454,7 @@ func Verify(entries []Entry, quoted PCRValues) VerifyResult {
 	}
 
 	if len(res.Problems) == 0 {
-		for k := len(entries); k >= 0 && res.Prefix < 0; k-- {
+		for k := n; k >= 0 && res.Prefix < 0; k-- {
 			all := true
 			for _, j := range jobs {
 				any := false
@@ -630,8 +485,8 @@ func Verify(entries []Entry, quoted PCRValues) VerifyResult {
 			}
 		}
 	}
-	res.Consistent = len(res.Problems) == 0 && res.Prefix >= 0 && (res.Prefix > 0 || len(entries) == 0)
-	if res.Prefix == 0 && len(entries) > 0 {
+	res.Consistent = len(res.Problems) == 0 && res.Prefix >= 0 && (res.Prefix > 0 || n == 0)
+	if res.Prefix == 0 && n > 0 {
 		res.Problems = append(res.Problems, "only the empty prefix matches the quoted PCRs")
 	}
 	for _, i := range res.DigestMismatches {
@@ -641,7 +496,7 @@ func Verify(entries []Entry, quoted PCRValues) VerifyResult {
 			break
 		}
 	}
-	return res
+	return res, tl, true
 }
 
 // bankSize is h.Size(), or 0 for a hash unknown to this package (Size

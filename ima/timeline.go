@@ -108,43 +108,70 @@ func BuildTimeline(entries []Entry) Timeline {
 
 // BuildTimelineOrder is BuildTimeline for a list in the given byte order.
 func BuildTimelineOrder(entries []Entry, order binary.ByteOrder) Timeline {
-	tl := Timeline{Entries: len(entries)}
-	cur := -1
+	tb := newTimelineBuilder(order)
 	for i := range entries {
-		e := &entries[i]
-		name := ""
-		// Only four event names matter here; skip the field walk for the
-		// entries that cannot carry them.
-		if bytes.Contains(e.TemplateData, bootAggregateB) || bytes.Contains(e.TemplateData, kexecB) {
-			name = e.EventName(order)
-		}
-		if name == BootAggregate || name == BootAggregateLate {
-			if cur >= 0 {
-				tl.Boots[cur].End = i
-			}
-			tl.Boots = append(tl.Boots, Boot{Start: i, BootAggregate: true})
-			cur++
-		} else if cur < 0 {
-			tl.Boots = append(tl.Boots, Boot{Start: 0})
-			cur = 0
-		}
-		b := &tl.Boots[cur]
-		if e.Violation() {
-			b.Violations++
-		}
-		if (name == MarkerKexecLoad || name == MarkerKexecExec) && e.TemplateName == "ima-buf" {
-			m := Marker{Index: i, PCR: e.PCR, Name: name}
-			if d, err := e.Decode(order); err == nil {
-				m.Payload = string(d.Buf)
-				if s, l, c, err := ParseMarkerPayload(m.Payload); err == nil {
-					m.SegmentSize, m.ListSize, m.Count, m.Decoded = s, l, c, true
-				}
-			}
-			b.Markers = append(b.Markers, m)
-		}
+		tb.add(i, &entries[i])
 	}
-	if cur >= 0 {
-		tl.Boots[cur].End = len(entries)
+	return tb.finish(len(entries))
+}
+
+// timelineCandidate reports whether e can carry one of the four event names
+// the timeline looks for (a cheap test that spares the field walk).
+func timelineCandidate(e *Entry) bool {
+	return bytes.Contains(e.TemplateData, bootAggregateB) || bytes.Contains(e.TemplateData, kexecB)
+}
+
+// timelineBuilder builds a Timeline from entries fed in list order. Only
+// entry 0, violations and timeline candidates change the result, so a
+// caller may feed just those.
+type timelineBuilder struct {
+	tl    Timeline
+	cur   int
+	order binary.ByteOrder
+}
+
+func newTimelineBuilder(order binary.ByteOrder) *timelineBuilder {
+	return &timelineBuilder{cur: -1, order: order}
+}
+
+func (tb *timelineBuilder) add(i int, e *Entry) {
+	tl := &tb.tl
+	name := ""
+	if timelineCandidate(e) {
+		name = e.EventName(tb.order)
+	}
+	if name == BootAggregate || name == BootAggregateLate {
+		if tb.cur >= 0 {
+			tl.Boots[tb.cur].End = i
+		}
+		tl.Boots = append(tl.Boots, Boot{Start: i, BootAggregate: true})
+		tb.cur++
+	} else if tb.cur < 0 {
+		tl.Boots = append(tl.Boots, Boot{Start: 0})
+		tb.cur = 0
+	}
+	b := &tl.Boots[tb.cur]
+	if e.Violation() {
+		b.Violations++
+	}
+	if (name == MarkerKexecLoad || name == MarkerKexecExec) && e.TemplateName == "ima-buf" {
+		m := Marker{Index: i, PCR: e.PCR, Name: name}
+		if d, err := e.Decode(tb.order); err == nil {
+			m.Payload = string(d.Buf)
+			if s, l, c, err := ParseMarkerPayload(m.Payload); err == nil {
+				m.SegmentSize, m.ListSize, m.Count, m.Decoded = s, l, c, true
+			}
+		}
+		b.Markers = append(b.Markers, m)
+	}
+}
+
+// finish classifies the boots of a list of n entries.
+func (tb *timelineBuilder) finish(n int) Timeline {
+	tl := tb.tl
+	tl.Entries = n
+	if tb.cur >= 0 {
+		tl.Boots[tb.cur].End = n
 	}
 	tl.Verdict = VerdictEmpty
 	tl.Reason = "the list is empty"

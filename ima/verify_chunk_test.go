@@ -94,3 +94,64 @@ func TestVerifyMatchesReference(t *testing.T) {
 		t.Errorf("%d consistent and %d inconsistent cases", ok, bad)
 	}
 }
+
+// TestVerifyListMatchesParseVerify checks that VerifyList returns what
+// ParseList, Verify and BuildTimelineOrder return, on raw lists (both byte
+// orders) verified against quotes at several prefixes and with both methods,
+// on lists with corrupted bytes and on truncations, for several chunk sizes.
+func TestVerifyListMatchesParseVerify(t *testing.T) {
+	defer func(c int) { verifyChunk = c }(verifyChunk)
+	for _, order := range []binary.ByteOrder{binary.LittleEndian, binary.BigEndian} {
+		base := synthList(t, order)
+		var es []Entry
+		for len(es) < 60 {
+			es = append(es, base...)
+		}
+		raw := AppendList(nil, es, order)
+		n := len(es)
+		var quotes []PCRValues
+		for _, k := range []int{0, 1, 9, n / 2, n} {
+			quotes = append(quotes, PCRValues{
+				crypto.SHA1:   quote(es, k, crypto.SHA1, MethodPerBank),
+				crypto.SHA256: quote(es, k, crypto.SHA256, MethodPerBank),
+				crypto.SHA384: quote(es, k, crypto.SHA384, MethodSHA1Padded)})
+		}
+		quotes = append(quotes, nil, PCRValues{crypto.SHA256: {0: make([]byte, 32)}})
+		inputs := [][]byte{raw, nil}
+		for i := 0; i < len(raw); i += 97 {
+			c := append([]byte(nil), raw...)
+			c[i] ^= 0x40
+			inputs = append(inputs, c, raw[:i])
+		}
+		var parsed, failed, consistent int
+		for _, chunk := range []int{1, 5, 16, 2048} {
+			verifyChunk = chunk
+			for _, in := range inputs {
+				for _, q := range quotes {
+					res, tl, err := VerifyList(in, order, q)
+					list, perr := ParseList(in, order)
+					if (err == nil) != (perr == nil) || (err != nil && err.Error() != perr.Error()) {
+						t.Fatalf("chunk %d: error %v, ParseList %v", chunk, err, perr)
+					}
+					if perr != nil {
+						failed++
+						continue
+					}
+					parsed++
+					if wres := Verify(list, q); !reflect.DeepEqual(res, wres) {
+						t.Fatalf("chunk %d, %d bytes: VerifyList %+v\nVerify %+v", chunk, len(in), res, wres)
+					}
+					if res.Consistent {
+						consistent++
+					}
+					if wtl := BuildTimelineOrder(list, order); !reflect.DeepEqual(tl, wtl) {
+						t.Fatalf("chunk %d, %d bytes: timeline %+v\nwant %+v", chunk, len(in), tl, wtl)
+					}
+				}
+			}
+		}
+		if parsed == 0 || failed == 0 || consistent == 0 {
+			t.Errorf("parsed %d, failed %d, consistent %d: the inputs do not cover every outcome", parsed, failed, consistent)
+		}
+	}
+}

@@ -331,19 +331,31 @@ func cmdVerify(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 		}
 		quoted.Merge(v)
 	}
-	entries, err := loadList(name, stdin, order, *kexec)
-	if err != nil {
-		return exitBad, err
-	}
-	for _, a := range *pcrs {
-		v, err := loadPCRArg(a, stdin)
+	var res ima.VerifyResult
+	var tl ima.Timeline
+	if *kexec {
+		entries, err := loadList(name, stdin, order, true)
 		if err != nil {
 			return exitBad, err
 		}
-		quoted.Merge(v)
+		if err := mergePCRArgs(quoted, *pcrs, stdin); err != nil {
+			return exitBad, err
+		}
+		res, tl = ima.Verify(entries, quoted), ima.BuildTimelineOrder(entries, order)
+	} else {
+		// One parallel pass over the raw list: parse, hash, extend and
+		// timeline without materializing the entries.
+		b, err := readInput(name, stdin)
+		if err != nil {
+			return exitBad, err
+		}
+		if err := mergePCRArgs(quoted, *pcrs, stdin); err != nil {
+			return exitBad, err
+		}
+		if res, tl, err = ima.VerifyList(b, order, quoted); err != nil {
+			return exitBad, fmt.Errorf("%s: %w", name, err)
+		}
 	}
-	res := ima.Verify(entries, quoted)
-	tl := ima.BuildTimelineOrder(entries, order)
 	code := exitMismatch
 	if res.Consistent {
 		code = exitOK
@@ -356,6 +368,17 @@ func cmdVerify(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 	printTimeline(stdout, name, tl)
 	printVerify(stdout, res, tl)
 	return code, nil
+}
+
+func mergePCRArgs(quoted ima.PCRValues, args []string, stdin io.Reader) error {
+	for _, a := range args {
+		v, err := loadPCRArg(a, stdin)
+		if err != nil {
+			return err
+		}
+		quoted.Merge(v)
+	}
+	return nil
 }
 
 func printTimeline(w io.Writer, name string, tl ima.Timeline) {
