@@ -117,8 +117,21 @@ func BuildTimelineOrder(entries []Entry, order binary.ByteOrder) Timeline {
 
 // timelineCandidate reports whether e can carry one of the four event names
 // the timeline looks for (a cheap test that spares the field walk).
+// Both names contain '_' ("boot_aggregate" at 4, "kexec_" at 5), so only
+// the places of that byte are checked; this equals
+// Contains(boot_aggregate) || Contains(kexec_).
 func timelineCandidate(e *Entry) bool {
-	return bytes.Contains(e.TemplateData, bootAggregateB) || bytes.Contains(e.TemplateData, kexecB)
+	d := e.TemplateData
+	for k := 0; ; k++ {
+		i := bytes.IndexByte(d[k:], '_')
+		if i < 0 {
+			return false
+		}
+		k += i
+		if k >= 4 && bytes.HasPrefix(d[k-4:], bootAggregateB) || k >= 5 && bytes.HasPrefix(d[k-5:], kexecB) {
+			return true
+		}
+	}
 }
 
 // timelineBuilder builds a Timeline from entries fed in list order. Only

@@ -1,6 +1,7 @@
 package ima
 
 import (
+	"bytes"
 	"crypto"
 	"encoding/binary"
 	"fmt"
@@ -152,6 +153,22 @@ func TestVerifyListMatchesParseVerify(t *testing.T) {
 		}
 		if parsed == 0 || failed == 0 || consistent == 0 {
 			t.Errorf("parsed %d, failed %d, consistent %d: the inputs do not cover every outcome", parsed, failed, consistent)
+		}
+	}
+}
+
+// timelineCandidate must equal the two substring searches it replaces.
+func TestTimelineCandidate(t *testing.T) {
+	inputs := []string{"", "_", "boot_aggregate", "xboot_aggregatey", "kexec_", "kexec", "_kexec_", "boot_aggregat",
+		"oot_aggregate", "__boot__aggregate_kexec", "a_b_c_kexec_load", "/usr/lib/x86_64-linux-gnu/boot_aggregate",
+		"exec_", "kexe_c", "boot_aggregate_late", "\\x00boot_aggregate\\x00"}
+	for _, in := range inputs {
+		for _, pre := range []string{"", "_", "k", "boot"} {
+			d := []byte(pre + in)
+			want := bytes.Contains(d, []byte("boot_aggregate")) || bytes.Contains(d, []byte("kexec_"))
+			if got := timelineCandidate(&Entry{TemplateData: d}); got != want {
+				t.Errorf("%q: %v, want %v", d, got, want)
+			}
 		}
 	}
 }
