@@ -96,7 +96,7 @@ func Finalize(s *State) (*Report, error) {
 	}
 
 	// 1. The log as the TPM knows it, and each bank's method.
-	base, nKernel, methods, banks, err := stableBase(t, prev, s.Finalized)
+	base, nKernel, plans, banks, err := stableBase(t, prev, s.Finalized)
 	if err != nil {
 		return nil, err
 	}
@@ -141,6 +141,7 @@ func Finalize(s *State) (*Report, error) {
 	//    where the PCR values say they were extended.
 	final := append(append([]ima.Entry(nil), base...), ours...)
 	if t != nil {
+		methods := current(plans)
 		for _, e := range ours {
 			d := map[crypto.Hash][]byte{}
 			for h, m := range methods {
@@ -151,7 +152,7 @@ func Finalize(s *State) (*Report, error) {
 			}
 		}
 		rep.Extended = true
-		if final, nKernel, err = reconcile(t, base, nKernel, ours); err != nil {
+		if final, nKernel, err = reconcile(t, base, nKernel, ours, plans); err != nil {
 			return nil, err
 		}
 	}
@@ -186,7 +187,7 @@ func Finalize(s *State) (*Report, error) {
 // after an earlier finalize, the list it loaded followed by what the kernel
 // measured since. The base must replay to the TPM; the method that
 // reproduces each bank is returned for extending the loader's entries.
-func stableBase(t *tpm.TPM, prev []ima.Entry, fin *Finalized) (base []ima.Entry, nKernel int, methods map[crypto.Hash]ima.Method, desc []string, err error) {
+func stableBase(t *tpm.TPM, prev []ima.Entry, fin *Finalized) (base []ima.Entry, nKernel int, plans []bankPlan, desc []string, err error) {
 	last := errors.New("no attempt")
 	for try := 0; try < 5; try++ {
 		raw, _, err := kexec.ReadIMAList("")
@@ -219,21 +220,11 @@ func stableBase(t *tpm.TPM, prev []ima.Entry, fin *Finalized) (base []ima.Entry,
 			last = errors.New("the list kept changing while the PCRs were read")
 			continue
 		}
-		r := ima.Verify(base, pcrs)
-		if !r.Consistent || r.Prefix != len(base) {
-			return nil, 0, nil, nil, fmt.Errorf("%w: the log so far (%d entries) already fails to replay (prefix %d; %v); not rebooting",
-				ErrSelfCheck, len(base), r.Prefix, r.Problems)
+		plans, err := planBanks(base, pcrs)
+		if err != nil {
+			return nil, 0, nil, nil, fmt.Errorf("%w; the log so far (%d entries) does not replay; not rebooting", err, len(base))
 		}
-		methods = map[crypto.Hash]ima.Method{}
-		for _, b := range r.Banks {
-			m := ima.MethodPerBank
-			if b.Method != nil {
-				m = *b.Method
-			}
-			methods[b.Hash] = m
-			desc = append(desc, b.Bank+":"+m.String())
-		}
-		return base, len(kernel), methods, desc, nil
+		return base, len(kernel), plans, describePlans(plans), nil
 	}
 	return nil, 0, nil, nil, fmt.Errorf("finalize: %w", last)
 }
@@ -260,7 +251,7 @@ func readPCRs(t *tpm.TPM, es []ima.Entry) (ima.PCRValues, error) {
 // were extended and returns the order that reproduces the PCRs: the base,
 // the kernel entries that arrived before ours, ours, the rest. nKernel is
 // how many kernel entries base accounts for; the new count is returned.
-func reconcile(t *tpm.TPM, base []ima.Entry, nKernel int, ours []ima.Entry) ([]ima.Entry, int, error) {
+func reconcile(t *tpm.TPM, base []ima.Entry, nKernel int, ours []ima.Entry, plans []bankPlan) ([]ima.Entry, int, error) {
 	raw, _, err := kexec.ReadIMAList("")
 	if err != nil {
 		return nil, 0, err
@@ -279,7 +270,7 @@ func reconcile(t *tpm.TPM, base []ima.Entry, nKernel int, ours []ima.Entry) ([]i
 	}
 	for i := 0; i <= len(newer); i++ {
 		cand := append(append(append(append([]ima.Entry(nil), base...), newer[:i]...), ours...), newer[i:]...)
-		if r := ima.Verify(cand, pcrs); r.Consistent && r.Prefix == len(cand) {
+		if replaysWith(cand, pcrs, plans) {
 			return cand, len(now), nil
 		}
 	}

@@ -1,0 +1,69 @@
+package loader
+
+import (
+	"crypto"
+	"crypto/sha256"
+	"fmt"
+	"testing"
+
+	"github.com/gokexec/gokexec/ima"
+)
+
+// mixedLog builds three boots whose sha384 extends alternate between the
+// SHA-1-padded and per-bank methods, as Debian 6.1 -> 6.12 -> 6.1 does.
+func mixedLog(t *testing.T) ([]ima.Entry, []int) {
+	var es []ima.Entry
+	var starts []int
+	for b := 0; b < 3; b++ {
+		starts = append(starts, len(es))
+		d := sha256.Sum256([]byte(fmt.Sprint("boot", b)))
+		e, err := ima.NewFileEntry(10, "ima-ng", "boot_aggregate", d[:], crypto.SHA256, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		es = append(es, e)
+		for i := 0; i < 4; i++ {
+			d := sha256.Sum256([]byte(fmt.Sprint(b, i)))
+			e, _ := ima.NewFileEntry(10, "ima-ng", fmt.Sprintf("/f%d-%d", b, i), d[:], crypto.SHA256, nil)
+			es = append(es, e)
+		}
+	}
+	return es, starts
+}
+
+func TestPlanBanksMixedMethods(t *testing.T) {
+	es, starts := mixedLog(t)
+	want := []ima.Method{ima.MethodSHA1Padded, ima.MethodPerBank, ima.MethodSHA1Padded}
+	quoted := ima.PCRValues{
+		crypto.SHA1:   replayMixed(es, starts, crypto.SHA1, []ima.Method{0, 0, 0}),
+		crypto.SHA256: replayMixed(es, starts, crypto.SHA256, []ima.Method{0, 0, 0}),
+		crypto.SHA384: replayMixed(es, starts, crypto.SHA384, want),
+	}
+	if r := ima.Verify(es, quoted); r.Consistent && r.Prefix == len(es) {
+		t.Fatal("a single method reproduced a mixed log; the fixture is wrong")
+	}
+	plans, err := planBanks(es, quoted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := current(plans)[crypto.SHA384]; got != ima.MethodSHA1Padded {
+		t.Fatalf("running kernel's sha384 method %v", got)
+	}
+	for _, p := range plans {
+		if p.bank == crypto.SHA384 {
+			for i := range want {
+				if p.methods[i] != want[i] {
+					t.Fatalf("sha384 methods %v, want %v", p.methods, want)
+				}
+			}
+		}
+	}
+	if !replaysWith(es, quoted, plans) {
+		t.Fatal("replaysWith rejects the plans planBanks found")
+	}
+	// One flipped PCR value: no plan.
+	quoted[crypto.SHA256][10] = make([]byte, 32)
+	if _, err := planBanks(es, quoted); err == nil {
+		t.Fatal("a wrong sha256 PCR was accepted")
+	}
+}
