@@ -252,11 +252,12 @@ func (p *Plan) finish(ram []segment.Range) error {
 func FileLoad(in *Inputs) (*Plan, error) {
 	switch in.Arch {
 	case ArchAMD64, "":
-		if _, err := bzimage.Parse(in.Kernel); err != nil {
+		im, err := bzimage.Parse(in.Kernel)
+		if err != nil {
 			return nil, fmt.Errorf("kernel %s: %w", in.KernelPath, err)
 		}
-		if err := checkCmdline(in); err != nil {
-			return nil, err
+		if err := im.CheckCmdline(in.Cmdline); err != nil {
+			return nil, fmt.Errorf("command line: %w", err)
 		}
 	case ArchARM64:
 		if err := checkARM64Kernel(in); err != nil {
@@ -274,17 +275,6 @@ func FileLoad(in *Inputs) (*Plan, error) {
 		p.Initrd = &Input{Path: in.InitrdPath, Size: uint64(len(in.Initrd)), SHA256: digest(in.Initrd)}
 	}
 	return p, nil
-}
-
-func checkCmdline(in *Inputs) error {
-	im, err := bzimage.Parse(in.Kernel)
-	if err != nil {
-		return fmt.Errorf("kernel %s: %w", in.KernelPath, err)
-	}
-	if err := im.CheckCmdline(in.Cmdline); err != nil {
-		return fmt.Errorf("command line: %w", err)
-	}
-	return nil
 }
 
 // Digest is the hex SHA-256 the plan records for its inputs and segments.
