@@ -43,43 +43,66 @@ type chunkOut struct {
 	refs   atomic.Int32
 }
 
-// pipeline is one pass over the entries.
+// pipeline is one pass over the entries. For a raw list, a framing
+// goroutine walks the length fields ahead of the workers and publishes where
+// every chunk starts; the number of entries and the PCRs they use are known
+// only when it is done, which is why the chains track every quoted PCR (see
+// chain). All shared state below mu is published with cond.
 type pipeline struct {
-	// Source: entries, or raw list bytes with the chunk starts found by
-	// frameList.
+	// Source: entries, or raw list bytes.
 	entries []Entry
 	raw     []byte
 	order   binary.ByteOrder
-	starts  []int
 
-	n, per, nc int
-	ownBanks   []crypto.Hash // banks other than SHA-1 whose own digests are needed
-	timeline   bool          // collect timeline candidates
+	per      int
+	ownBanks []crypto.Hash // banks other than SHA-1 whose own digests are needed
+	timeline bool          // collect timeline candidates
+	refs     int32         // consumers of every chunk: chains + collector
 
-	outs []*chunkOut
-	done []chan struct{}
+	mu      sync.Mutex
+	cond    *sync.Cond
+	starts  []int // raw: start offset of each chunk found so far
+	framed  bool  // starts, n, nc and used are final
+	frameOK bool  // raw: every entry framed (else the caller parses in full)
+	n, nc   int
+	used    []uint32
+	outs    []*chunkOut // finished chunks
+
 	free chan *chunkOut
-	refs int32 // consumers of every chunk: chains + collector
+	quit chan struct{} // closed when the consumers are done
 	next atomic.Int64
 }
 
-func newPipeline(entries []Entry, raw []byte, order binary.ByteOrder, starts []int, n int, own []crypto.Hash, timeline bool, chains int) *pipeline {
-	per := max(verifyChunk, 1)
-	p := &pipeline{entries: entries, raw: raw, order: order, starts: starts, n: n, per: per,
-		nc: (n + per - 1) / per, ownBanks: own, timeline: timeline, refs: int32(chains + 1)}
-	p.outs = make([]*chunkOut, p.nc)
-	p.done = make([]chan struct{}, p.nc)
-	for c := range p.done {
-		p.done[c] = make(chan struct{})
+// newPipeline prepares a pass over entries, or over raw if entries is nil.
+// framed carries the framing of an earlier pass over the same raw list (nil:
+// frame while running).
+func newPipeline(entries []Entry, raw []byte, order binary.ByteOrder, framed *pipeline, own []crypto.Hash, timeline bool, chains int) *pipeline {
+	p := &pipeline{entries: entries, raw: raw, order: order, per: max(verifyChunk, 1),
+		ownBanks: own, timeline: timeline, refs: int32(chains + 1), quit: make(chan struct{})}
+	p.cond = sync.NewCond(&p.mu)
+	switch {
+	case entries != nil || raw == nil:
+		p.framed, p.frameOK, p.n = true, true, len(entries)
+		p.nc = (p.n + p.per - 1) / p.per
+	case framed != nil:
+		p.starts, p.framed, p.frameOK, p.n, p.nc, p.used = framed.starts, true, framed.frameOK, framed.n, framed.nc, framed.used
 	}
 	return p
 }
 
-// start launches the workers. A worker takes a free buffer before it claims
-// a chunk, so the lowest unfinished chunk always holds a buffer and the
-// in-order consumers can always progress.
+// start launches the framing goroutine (raw lists not yet framed) and the
+// workers. A worker takes a free buffer before it claims a chunk, so the
+// lowest unfinished chunk always holds a buffer and the in-order consumers
+// can always progress.
 func (p *pipeline) start() {
-	workers := min(runtime.GOMAXPROCS(0), p.nc)
+	workers := runtime.GOMAXPROCS(0)
+	p.mu.Lock()
+	if p.framed {
+		workers = min(workers, p.nc)
+	} else {
+		go p.frame()
+	}
+	p.mu.Unlock()
 	bufs := workers + 4
 	p.free = make(chan *chunkOut, bufs)
 	for range bufs {
@@ -90,30 +113,105 @@ func (p *pipeline) start() {
 	}
 }
 
+// frame walks the raw list's length fields, publishing every chunk start,
+// then the entry count and the PCRs used, or frameOK=false at the first
+// entry that needs a full parse to judge.
+func (p *pipeline) frame() {
+	b, order, per := p.raw, p.order, p.per
+	var tc templateCache
+	var seen [32]bool
+	var more map[uint32]bool
+	var used []uint32
+	off, n, ok := 0, 0, true
+	for off < len(b) {
+		if n%per == 0 {
+			p.mu.Lock()
+			p.starts = append(p.starts, off)
+			p.cond.Broadcast()
+			p.mu.Unlock()
+		}
+		size, fine := frameSize(b[off:], order, &tc)
+		if !fine {
+			ok = false
+			break
+		}
+		pcr := order.Uint32(b[off:])
+		if pcr < 32 {
+			if !seen[pcr] {
+				seen[pcr] = true
+				used = append(used, pcr)
+			}
+		} else {
+			if more == nil {
+				more = map[uint32]bool{}
+			}
+			if !more[pcr] {
+				more[pcr] = true
+				used = append(used, pcr)
+			}
+		}
+		off += size
+		n++
+	}
+	p.mu.Lock()
+	p.framed, p.frameOK, p.n, p.nc, p.used = true, ok, n, (n+per-1)/per, sortedPCRs(used)
+	p.cond.Broadcast()
+	p.mu.Unlock()
+}
+
+// bounds waits until chunk c's extent is known: its start, end and entry
+// count, or ok=false if there is no such chunk.
+func (p *pipeline) bounds(c int) (start, end, count int, ok bool) {
+	if p.entries != nil {
+		lo, hi := c*p.per, min((c+1)*p.per, p.n)
+		return lo, hi, hi - lo, c < p.nc
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for !p.framed && len(p.starts) <= c+1 {
+		p.cond.Wait()
+	}
+	if p.framed && (!p.frameOK || c >= p.nc) {
+		return 0, 0, 0, false
+	}
+	start, end, count = p.starts[c], len(p.raw), p.per
+	if c+1 < len(p.starts) {
+		end = p.starts[c+1]
+	} else {
+		count = p.n - c*p.per
+	}
+	return start, end, count, true
+}
+
 func (p *pipeline) work() {
 	var tc templateCache
 	var buf []Entry
 	hs := make([]hash.Hash, len(p.ownBanks))
 	var s1 hash.Hash
 	for {
-		o := <-p.free
+		var o *chunkOut
+		select {
+		case o = <-p.free:
+		case <-p.quit:
+			return
+		}
 		c := int(p.next.Add(1) - 1)
-		if c >= p.nc {
+		start, end, count, ok := p.bounds(c)
+		if !ok {
 			p.free <- o
 			return
 		}
-		lo, hi := c*p.per, min((c+1)*p.per, p.n)
-		o.base, o.n, o.failed = lo, hi-lo, false
+		o.base, o.n, o.failed = c*p.per, count, false
 		o.mism, o.tlIdx, o.tlEnt = o.mism[:0], o.tlIdx[:0], o.tlEnt[:0]
 		var es []Entry
 		if p.entries != nil {
-			es = p.entries[lo:hi]
+			es = p.entries[start:end]
 		} else {
 			if buf == nil {
 				buf = make([]Entry, p.per)
 			}
-			es = buf[:o.n]
-			off := p.starts[c]
+			es = buf[:count]
+			off := start
 			for j := range es {
 				e, size, _, err := parseEntry(p.raw[off:], p.order, &tc)
 				if err != nil {
@@ -123,18 +221,19 @@ func (p *pipeline) work() {
 				es[j] = e
 				off += size
 			}
-			end := len(p.raw)
-			if c+1 < p.nc {
-				end = p.starts[c+1]
-			}
 			o.failed = o.failed || off != end
 		}
 		if !o.failed {
 			p.fill(o, es, &s1, hs)
 		}
 		o.refs.Store(p.refs)
+		p.mu.Lock()
+		for len(p.outs) <= c {
+			p.outs = append(p.outs, nil)
+		}
 		p.outs[c] = o
-		close(p.done[c])
+		p.cond.Broadcast()
+		p.mu.Unlock()
 	}
 }
 
@@ -180,10 +279,20 @@ func grow[T any](s []T, n int) []T {
 	return s[:n]
 }
 
-// chunk waits for chunk c.
-func (p *pipeline) chunk(c int) *chunkOut {
-	<-p.done[c]
-	return p.outs[c]
+// chunk waits for chunk c, or returns false if there is none (the list
+// ended, or framing stopped before it).
+func (p *pipeline) chunk(c int) (*chunkOut, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for {
+		if c < len(p.outs) && p.outs[c] != nil {
+			return p.outs[c], true
+		}
+		if p.framed && (!p.frameOK || c >= p.nc) {
+			return nil, false
+		}
+		p.cond.Wait()
+	}
 }
 
 // release marks chunk result o as seen by one consumer.
@@ -193,28 +302,35 @@ func (p *pipeline) release(o *chunkOut) {
 	}
 }
 
-// chain is the extend chain of one bank with one method, tracking after
-// each entry whether every checked PCR equals its quoted value.
+// chain is the extend chain of one bank with one method. It tracks every
+// PCR in check (for a raw list: every quoted PCR of the right size, since
+// the PCRs the list uses are known only at the end) and records after each
+// entry how many of them differ from their quoted values, saturated at 255.
+// A quoted PCR the list never extends stays zero, so it adds the same
+// amount to every count; bankRun subtracts it once the list is known.
 type chain struct {
-	bank    crypto.Hash
-	size    int
-	method  Method
-	padded  bool // digest is the zero-padded SHA-1 template digest
-	own     int  // index into chunkOut.own when !padded
-	check   map[uint32][]byte
-	small   [32][]byte // quoted values of checked PCRs below 32
-	st      *pcrState
-	mism    int
-	matches []bool // matches[k]: prefix of k entries reproduces the quote
-	h       hash.Hash
-	ff      []byte
-	buf     [2 * 64]byte // old value | digest; 64 is the largest bank size
+	bank   crypto.Hash
+	size   int
+	method Method
+	padded bool // digest is the zero-padded SHA-1 template digest
+	own    int  // index into chunkOut.own when !padded
+	check  map[uint32][]byte
+	small  [32][]byte // quoted values of checked PCRs below 32
+	st     *pcrState
+	mism   int
+	counts []uint8 // counts[k]: mismatching PCRs after k entries
+	h      hash.Hash
+	ff     []byte
+	buf    [2 * 64]byte // old value | digest; 64 is the largest bank size
 }
 
-func newChain(bank crypto.Hash, method Method, own int, check map[uint32][]byte, n int) *chain {
+// maxChainPCRs bounds the PCRs a chain tracks so that its counts fit a byte.
+const maxChainPCRs = 254
+
+func newChain(bank crypto.Hash, method Method, own int, check map[uint32][]byte, capacity int) *chain {
 	x := &chain{bank: bank, size: bank.Size(), method: method, own: own, check: check,
 		padded: method == MethodSHA1Padded || bank == crypto.SHA1, // identical for SHA-1
-		st:     newPCRState(bank.Size()), matches: make([]bool, n+1)}
+		st:     newPCRState(bank.Size()), counts: make([]uint8, 1, capacity+1)}
 	x.ff = bytes.Repeat([]byte{0xff}, x.size)
 	for p, q := range check {
 		if p < uint32(len(x.small)) {
@@ -224,7 +340,7 @@ func newChain(bank crypto.Hash, method Method, own int, check map[uint32][]byte,
 			x.mism++
 		}
 	}
-	x.matches[0] = x.mism == 0
+	x.counts[0] = uint8(min(x.mism, 255))
 	return x
 }
 
@@ -260,42 +376,78 @@ func (x *chain) consume(o *chunkOut) {
 				x.mism--
 			}
 		}
-		x.matches[o.base+j+1] = x.mism == 0
+		x.counts = append(x.counts, uint8(min(x.mism, 255)))
 	}
 }
 
-func (x *chain) run(p *pipeline) bankRun {
-	for c := 0; c < p.nc; c++ {
-		o := p.chunk(c)
+// run consumes every chunk in order.
+func (x *chain) run(p *pipeline) {
+	for c := 0; ; c++ {
+		o, ok := p.chunk(c)
+		if !ok {
+			return
+		}
 		if !o.failed {
 			x.consume(o)
 		}
 		p.release(o)
 	}
-	return bankRun{method: x.method, matches: x.matches, final: x.st.values()}
+}
+
+// result is the chain's bankRun for the PCRs in checked (a subset of the
+// chain's check holding every PCR the list extends), or ok=false if the
+// untracked PCRs' constant share does not fit the counts.
+func (x *chain) result(checked map[uint32][]byte) (r bankRun, ok bool) {
+	offset := 0
+	for p, q := range x.check {
+		if _, in := checked[p]; !in && !bytes.Equal(x.st.get(p), q) {
+			offset++
+		}
+	}
+	if offset >= 255 {
+		return r, false
+	}
+	// Reuse the counts as the match flags.
+	m := x.counts
+	for k, c := range m {
+		m[k] = 0
+		if int(c) == offset {
+			m[k] = 1
+		}
+	}
+	final := make(map[uint32][]byte, len(checked))
+	for p := range checked {
+		final[p] = bytes.Clone(x.st.get(p))
+	}
+	return bankRun{method: x.method, matches: m, final: final}, true
 }
 
 // collected is what the calling goroutine gathers from a pipeline pass.
 type collected struct {
 	mismatches []int
 	timeline   *timelineBuilder
-	failed     bool
+	failed     bool // a chunk failed to parse or framing stopped early
+	n          int
+	used       []uint32
 }
 
-// runPipeline runs one pass with the given chains (results in runs) and
-// collects mismatches and the timeline in the calling goroutine.
-func runPipeline(p *pipeline, chains []*chain, runs []*bankRun) collected {
+// runPipeline runs one pass with the given chains and collects mismatches
+// and the timeline in the calling goroutine.
+func runPipeline(p *pipeline, chains []*chain) collected {
 	var col collected
 	if p.timeline {
 		col.timeline = newTimelineBuilder(p.order)
 	}
 	p.start()
 	var wg sync.WaitGroup
-	for i, x := range chains {
-		wg.Go(func() { *runs[i] = x.run(p) })
+	for _, x := range chains {
+		wg.Go(func() { x.run(p) })
 	}
-	for c := 0; c < p.nc; c++ {
-		o := p.chunk(c)
+	for c := 0; ; c++ {
+		o, ok := p.chunk(c)
+		if !ok {
+			break
+		}
 		if o.failed {
 			col.failed = true
 		} else {
@@ -309,62 +461,25 @@ func runPipeline(p *pipeline, chains []*chain, runs []*bankRun) collected {
 		p.release(o)
 	}
 	wg.Wait()
+	close(p.quit)
+	p.mu.Lock()
+	col.failed = col.failed || !p.frameOK
+	col.n, col.used = p.n, p.used
+	p.mu.Unlock()
 	return col
-}
-
-// frameList walks the length fields of a binary list and returns the start
-// offset of every verifyChunk-th entry, the number of entries and the PCRs
-// they use, or ok=false if some entry needs a full parse to judge.
-func frameList(b []byte, order binary.ByteOrder) (starts []int, n int, used []uint32, ok bool) {
-	per := max(verifyChunk, 1)
-	var tc templateCache
-	var seen [32]bool
-	var more map[uint32]bool
-	off := 0
-	for off < len(b) {
-		if n%per == 0 {
-			starts = append(starts, off)
-		}
-		size, fine := frameSize(b[off:], order, &tc)
-		if !fine {
-			return nil, 0, nil, false
-		}
-		p := order.Uint32(b[off:])
-		if p < 32 {
-			if !seen[p] {
-				seen[p] = true
-				used = append(used, p)
-			}
-		} else {
-			if more == nil {
-				more = map[uint32]bool{}
-			}
-			if !more[p] {
-				more[p] = true
-				used = append(used, p)
-			}
-		}
-		off += size
-		n++
-	}
-	return starts, n, sortedPCRs(used), true
 }
 
 // VerifyList is ParseList followed by Verify and BuildTimelineOrder, with
 // the same results and the same error for a list that does not parse, in
-// one parallel pass that never holds more than a few chunks of entries in
-// memory. TemplateData in the timeline's markers aliases nothing: markers
-// carry copies of their payloads.
+// one parallel pass that holds only a few chunks of entries in memory at a
+// time.
 func VerifyList(b []byte, order binary.ByteOrder, quoted PCRValues) (VerifyResult, Timeline, error) {
 	if order == nil {
 		return VerifyResult{}, Timeline{}, errors.New("ima: nil byte order")
 	}
 	if len(quoted) > 0 {
-		if starts, n, used, ok := frameList(b, order); ok {
-			src := &pipeline{raw: b, order: order, starts: starts, n: n, timeline: true}
-			if res, tl, ok := verifyPipelined(src, used, quoted); ok {
-				return res, tl, nil
-			}
+		if res, tl, ok := verifyPipelined(nil, b, order, quoted, true); ok {
+			return res, tl, nil
 		}
 	}
 	// Unusual or malformed lists: the plain path, which also yields the

@@ -7,6 +7,7 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
+	"encoding/binary"
 	"encoding/hex"
 	"hash"
 	"slices"
@@ -308,7 +309,7 @@ func templateSumTo(bank crypto.Hash, dst []byte, e *Entry, h *hash.Hash) {
 // entry, whether every checked PCR equals its quoted value.
 type bankRun struct {
 	method  Method
-	matches []bool // matches[k]: prefix of k entries reproduces the quote
+	matches []uint8 // matches[k] == 1: prefix of k entries reproduces the quote
 	final   map[uint32][]byte
 }
 
@@ -327,16 +328,19 @@ type bankRun struct {
 // workers over chunks of entries, while one goroutine per bank runs the
 // sequential extend chain over the chunks already hashed.
 func Verify(entries []Entry, quoted PCRValues) VerifyResult {
-	res, _, _ := verifyPipelined(&pipeline{entries: entries, n: len(entries)}, usedPCRs(entries), quoted)
+	res, _, _ := verifyPipelined(entries, nil, nil, quoted, false)
 	return res
 }
 
-// verifyPipelined is Verify over the source of src (entries or a framed raw
-// list, see pipeline) whose entries use the PCRs used. For a raw source it
-// also builds the timeline; ok is false when a raw chunk failed to parse.
-func verifyPipelined(src *pipeline, used []uint32, quoted PCRValues) (res VerifyResult, tl Timeline, ok bool) {
-	n := src.n
-	res = VerifyResult{Entries: n, Prefix: -1}
+// verifyPipelined is Verify over entries, or with fromRaw over the raw list
+// raw (then it also builds the timeline). ok is false
+// when the raw list needs the plain path: an entry the framing pass cannot
+// judge, a chunk that fails to parse, or too many quoted PCRs to track.
+func verifyPipelined(entries []Entry, raw []byte, order binary.ByteOrder, quoted PCRValues, fromRaw bool) (res VerifyResult, tl Timeline, ok bool) {
+	if fromRaw {
+		entries = nil
+	}
+	res = VerifyResult{Entries: len(entries), Prefix: -1}
 	if len(quoted) == 0 {
 		res.Problems = append(res.Problems, "no quoted PCR values")
 		return res, tl, true
@@ -347,15 +351,66 @@ func verifyPipelined(src *pipeline, used []uint32, quoted PCRValues) (res Verify
 	}
 	slices.SortFunc(banks, func(a, b crypto.Hash) int { return cmp.Or(bankSize(a)-bankSize(b), int(a)-int(b)) })
 
+	// Phase 1: every bank with its own hash. The chains start before a raw
+	// list's PCRs are known, so they track every quoted PCR.
+	var used []uint32
+	if !fromRaw {
+		used = usedPCRs(entries)
+	}
+	var own []crypto.Hash // banks other than SHA-1 replayed with their own hash
+	var chains []*chain
+	chainOf := map[crypto.Hash]*chain{}
+	capacity := len(entries)
+	if fromRaw {
+		capacity = len(raw) / 128
+	}
+	for _, b := range banks {
+		if checkBank(b) != nil {
+			continue
+		}
+		track := map[uint32][]byte{}
+		for p, q := range quoted[b] {
+			if len(q) == b.Size() && (fromRaw || slices.Contains(used, p)) {
+				track[p] = q
+			}
+		}
+		if len(track) == 0 {
+			continue
+		}
+		if fromRaw && len(track) > maxChainPCRs {
+			return res, tl, false
+		}
+		oi := -1
+		if b != crypto.SHA1 {
+			oi = len(own)
+			own = append(own, b)
+		}
+		x := newChain(b, MethodPerBank, oi, track, capacity)
+		chains = append(chains, x)
+		chainOf[b] = x
+	}
+	// The SHA-1 template digests (the SHA-1 bank, the padded method, the
+	// stored-digest check) and the other banks' own digests are computed
+	// by the pipeline's workers while the chains extend.
+	p1 := newPipeline(entries, raw, order, nil, own, fromRaw, len(chains))
+	col := runPipeline(p1, chains)
+	if col.failed {
+		return res, tl, false
+	}
+	n := len(entries)
+	if fromRaw {
+		n, used = col.n, col.used
+		tl = col.timeline.finish(n)
+	}
+	res.Entries = n
+	res.DigestMismatches = col.mismatches
+
 	type job struct {
 		bank  crypto.Hash
 		check map[uint32][]byte
 		runs  []bankRun
 	}
 	jobs := make([]*job, len(banks))
-	var own []crypto.Hash // banks other than SHA-1 replayed with their own hash
-	var chains []*chain
-	var runs []*bankRun
 	for bi, b := range banks {
 		j := &job{bank: b, check: map[uint32][]byte{}}
 		jobs[bi] = j
@@ -384,28 +439,11 @@ func verifyPipelined(src *pipeline, used []uint32, quoted PCRValues) (res Verify
 			res.Problems = append(res.Problems, "bank "+br.Bank+": quotes none of the PCRs the list uses")
 			continue
 		}
-		// Phase 1: every bank with its own hash.
-		j.runs = make([]bankRun, 1)
-		oi := -1
-		if b != crypto.SHA1 {
-			oi = len(own)
-			own = append(own, b)
+		r, fits := chainOf[b].result(j.check)
+		if !fits {
+			return res, tl, false
 		}
-		chains = append(chains, newChain(b, MethodPerBank, oi, j.check, n))
-		runs = append(runs, &j.runs[0])
-	}
-
-	// The SHA-1 template digests (the SHA-1 bank, the padded method, the
-	// stored-digest check) and the other banks' own digests are computed
-	// by the pipeline's workers while the chains extend.
-	p1 := newPipeline(src.entries, src.raw, src.order, src.starts, n, own, src.timeline, len(chains))
-	col := runPipeline(p1, chains, runs)
-	if col.failed {
-		return res, tl, false
-	}
-	res.DigestMismatches = col.mismatches
-	if col.timeline != nil {
-		tl = col.timeline.finish(n)
+		j.runs = []bankRun{r}
 	}
 
 	// Phase 2: the padded SHA-1 method, only for banks whose own hash
@@ -413,19 +451,23 @@ func verifyPipelined(src *pipeline, used []uint32, quoted PCRValues) (res Verify
 	// the two methods yield the same digests only for violations, so a bank
 	// that matches with its own hash somewhere cannot match longer padded.
 	// The pass recomputes the SHA-1 digests rather than keeping them all.
-	chains, runs = nil, nil
+	chains = chains[:0]
+	var padded []*job
 	for _, j := range jobs {
-		if len(j.runs) != 1 || j.bank == crypto.SHA1 || slices.Contains(j.runs[0].matches[1:], true) {
+		if len(j.runs) != 1 || j.bank == crypto.SHA1 || slices.Contains(j.runs[0].matches[1:], 1) {
 			continue
 		}
-		j.runs = append(j.runs, bankRun{})
 		chains = append(chains, newChain(j.bank, MethodSHA1Padded, -1, j.check, n))
-		runs = append(runs, &j.runs[1])
+		padded = append(padded, j)
 	}
 	if len(chains) > 0 {
-		p2 := newPipeline(src.entries, src.raw, src.order, src.starts, n, nil, false, len(chains))
-		if runPipeline(p2, chains, runs).failed {
+		p2 := newPipeline(entries, raw, order, p1, nil, false, len(chains))
+		if runPipeline(p2, chains).failed {
 			return res, tl, false
+		}
+		for i, j := range padded {
+			r, _ := chains[i].result(j.check) // tracks exactly j.check: fits
+			j.runs = append(j.runs, r)
 		}
 	}
 
@@ -440,7 +482,7 @@ func verifyPipelined(src *pipeline, used []uint32, quoted PCRValues) (res Verify
 		}
 		for k := n; k >= 0; k-- {
 			for _, r := range j.runs {
-				if r.matches[k] {
+				if r.matches[k] != 0 {
 					br.OwnPrefix = k
 					m := r.method
 					br.OwnMethod = &m
@@ -459,7 +501,7 @@ func verifyPipelined(src *pipeline, used []uint32, quoted PCRValues) (res Verify
 			for _, j := range jobs {
 				any := false
 				for _, r := range j.runs {
-					any = any || r.matches[k]
+					any = any || r.matches[k] != 0
 				}
 				if !any {
 					all = false
@@ -475,7 +517,7 @@ func verifyPipelined(src *pipeline, used []uint32, quoted PCRValues) (res Verify
 		for bi, j := range jobs {
 			br := &res.Banks[bi]
 			for _, r := range j.runs {
-				if r.matches[res.Prefix] {
+				if r.matches[res.Prefix] != 0 {
 					br.Methods = append(br.Methods, r.method)
 				}
 			}

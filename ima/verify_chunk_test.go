@@ -6,8 +6,10 @@ import (
 	"encoding/binary"
 	"fmt"
 	"reflect"
+	"runtime"
 	"slices"
 	"testing"
+	"time"
 )
 
 // TestVerifyMatchesReference compares the chunked, parallel Verify with the
@@ -102,6 +104,16 @@ func TestVerifyMatchesReference(t *testing.T) {
 // on lists with corrupted bytes and on truncations, for several chunk sizes.
 func TestVerifyListMatchesParseVerify(t *testing.T) {
 	defer func(c int) { verifyChunk = c }(verifyChunk)
+	before := runtime.NumGoroutine()
+	defer func() {
+		// Every pipeline goroutine ends, also after a failed pass.
+		for i := 0; i < 200 && runtime.NumGoroutine() > before; i++ {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if g := runtime.NumGoroutine(); g > before {
+			t.Errorf("%d goroutines left running (%d before)", g, before)
+		}
+	}()
 	for _, order := range []binary.ByteOrder{binary.LittleEndian, binary.BigEndian} {
 		base := synthList(t, order)
 		var es []Entry
@@ -118,6 +130,27 @@ func TestVerifyListMatchesParseVerify(t *testing.T) {
 				crypto.SHA384: quote(es, k, crypto.SHA384, MethodSHA1Padded)})
 		}
 		quotes = append(quotes, nil, PCRValues{crypto.SHA256: {0: make([]byte, 32)}})
+		// Quoted PCRs the list never extends (zero and non-zero), a missing
+		// one, a wrong-size one, and more PCRs than a chain tracks.
+		for _, k := range []int{n / 3, n} {
+			q := PCRValues{
+				crypto.SHA1:   quote(es, k, crypto.SHA1, MethodPerBank),
+				crypto.SHA256: quote(es, k, crypto.SHA256, MethodPerBank)}
+			q[crypto.SHA1][0] = bytes.Repeat([]byte{7}, 20)
+			q[crypto.SHA1][5] = make([]byte, 20)
+			q[crypto.SHA256][1] = bytes.Repeat([]byte{9}, 32)
+			delete(q[crypto.SHA256], 12)
+			quotes = append(quotes, q)
+			many := PCRValues{crypto.SHA256: quote(es, k, crypto.SHA256, MethodPerBank)}
+			for p := uint32(100); p < 400; p++ {
+				many[crypto.SHA256][p] = bytes.Repeat([]byte{byte(p)}, 32)
+			}
+			quotes = append(quotes, many)
+			wrong := PCRValues{crypto.SHA256: quote(es, k, crypto.SHA256, MethodPerBank)}
+			wrong[crypto.SHA256][11] = wrong[crypto.SHA256][11][:5]
+			wrong[crypto.SHA256][3] = []byte{1}
+			quotes = append(quotes, wrong)
+		}
 		inputs := [][]byte{raw, nil}
 		for i := 0; i < len(raw); i += 97 {
 			c := append([]byte(nil), raw...)
