@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"sort"
 	"strings"
 )
@@ -28,7 +27,7 @@ type Allowlist struct {
 	// implied by the length (20 sha1, 28 sha224, 32 sha256, 48 sha384,
 	// 64 sha512), as in keylime's policies and sha*sum files.
 	digests  map[string][][]byte
-	excludes []*regexp.Regexp
+	excludes []*pattern
 }
 
 // maxAllowlistBytes bounds the input size the parsers accept.
@@ -79,7 +78,7 @@ func (a *Allowlist) Merge(b *Allowlist) {
 // (keylime semantics: an excluded path is not checked).
 func (a *Allowlist) Excluded(path string) bool {
 	for _, re := range a.excludes {
-		if re.MatchString(path) {
+		if re.matchPrefix(path) {
 			return true
 		}
 	}
@@ -284,8 +283,8 @@ const keylimeMaxVersion = 1
 // ParseKeylimePolicy reads a keylime runtime policy: meta.version (must be
 // present and at most 1), digests (path → hex digests; legacy "hashes" is
 // accepted too) and excludes (regular expressions matched at the start of a
-// path, as keylime's re.match does; Go's RE2 syntax, so Perl-only constructs
-// are refused as malformed). Other members (keyrings, ima-buf, ima,
+// path, as keylime's re.match does, in the syntax pattern.go describes: what
+// RE2 and Python share; other constructs are refused as malformed). Other members (keyrings, ima-buf, ima,
 // verification-keys) are not about files and are ignored.
 func ParseKeylimePolicy(data []byte) (*Allowlist, error) {
 	if len(data) > maxAllowlistBytes {
@@ -317,9 +316,9 @@ func ParseKeylimePolicy(data []byte) (*Allowlist, error) {
 		}
 	}
 	for _, ex := range p.Excludes {
-		re, err := regexp.Compile(`^(?:` + ex + `)`)
+		re, err := compilePattern(ex)
 		if err != nil {
-			return nil, fmt.Errorf("%w: keylime exclude %q: %w", ErrMalformed, ex, err)
+			return nil, fmt.Errorf("keylime exclude: %w", err)
 		}
 		a.excludes = append(a.excludes, re)
 	}

@@ -30,7 +30,9 @@
 //     takes key ids only from the SKID extension) does.
 //   - Allowlists: coreutils' `sha256sum` (and sha1/384/512sum) output, in text,
 //     binary (`*`) and `--tag` forms, and keylime's runtime-policy JSON
-//     (`meta.version`, `digests: {path: [hex...]}`, `excludes: [regex...]`).
+//     (`meta.version`, `digests: {path: [hex...]}`, `excludes: [regex...]`;
+//     excludes are matched at the start of a path, in the syntax pattern.go
+//     lists).
 //
 // Invariants: parsers check every length before slicing or allocating and
 // never panic on input; a signature is accepted only if its header is exactly
@@ -46,5 +48,8 @@
 // encoding/asn1 rather than crypto/x509, which would add about 180 KB to the
 // static loader and take it past DESIGN.md section 7's size target; only the
 // subject, Subject Key Identifier and public key are extracted, and the tests
-// hold the result equal to crypto/x509's.
+// hold the result equal to crypto/x509's. Keylime excludes are matched by
+// pattern.go, a linear-time NFA for the syntax RE2 and Python's re share,
+// rather than by regexp, which links the Unicode tables (about 250 KB);
+// the tests and a fuzz target hold it to regexp's answers.
 package appraise
