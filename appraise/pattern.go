@@ -9,7 +9,7 @@ import (
 
 // This file matches keylime exclude patterns. It implements the part of
 // regular-expression syntax that Go's RE2 and Python's re agree on and that
-// path patterns use, with RE2's meaning wherever the two differ:
+// path patterns use:
 //
 //	literals, escaped punctuation (\. \/ \+ ...), \t \n \r \f \v \a \xHH
 //	.  (any character but newline)   ^ $  (start and end of the path)
@@ -18,8 +18,11 @@ import (
 //	forms, which match the same paths
 //
 // Anything else (flags, named groups, lookaround, backreferences, \b, \p{..},
-// nested repetition) is refused as malformed, so a policy never means
-// something other than what its author wrote. Matching is a Thompson NFA
+// nested repetition, Python's {,n}) is refused as malformed, so a policy
+// does not silently mean something other than what its author wrote. Where
+// accepted syntax differs between the two, RE2's meaning holds: \d \w \s are
+// ASCII (Python's are Unicode) and $ is only the end of the path (Python's
+// also matches before a final newline). Matching is a Thompson NFA
 // simulation over runes: time linear in path length times pattern size, no
 // backtracking. Go's regexp package is not used because it links the Unicode
 // tables and costs the static loader about 250 KB, 6% of it (DESIGN.md
@@ -162,7 +165,10 @@ func (p *parser) quantifiers(a *node) (*node, error) {
 	case '{':
 		lo, hi, n, ok := parseBraces(p.s[p.pos:])
 		if !ok {
-			return a, nil // a literal '{', as in RE2
+			if pythonOnlyBraces(p.s[p.pos:]) {
+				return nil, p.fail("{,n} (a repetition in Python, a literal in RE2)")
+			}
+			return a, nil // a literal '{', as in RE2 and Python
 		}
 		if lo > maxRepeat || hi > maxRepeat || (hi >= 0 && hi < lo) {
 			return nil, p.fail("bad repetition {%d,%d}", lo, hi)
@@ -256,6 +262,16 @@ func parseBraces(s string) (lo, hi, n int, ok bool) {
 	return lo, hi, i + 1, true
 }
 
+// pythonOnlyBraces reports whether s starts with {,n}: Python repeats 0 to
+// n times, RE2 reads the characters literally, so the pattern is refused.
+func pythonOnlyBraces(s string) bool {
+	i := 2
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	return len(s) > 2 && s[1] == ',' && i > 2 && i < len(s) && s[i] == '}'
+}
+
 var (
 	digitRanges = []rune{'0', '9'}
 	wordRanges  = []rune{'0', '9', 'A', 'Z', '_', '_', 'a', 'z'}
@@ -298,7 +314,7 @@ func (p *parser) atom(depth int) (*node, error) {
 	case '*', '+', '?':
 		return nil, p.fail("missing argument to repetition")
 	case '{':
-		if _, _, _, ok := parseBraces(p.s[p.pos:]); ok {
+		if _, _, _, ok := parseBraces(p.s[p.pos:]); ok || pythonOnlyBraces(p.s[p.pos:]) {
 			return nil, p.fail("missing argument to repetition")
 		}
 	case '\\':
@@ -330,7 +346,14 @@ func (p *parser) escape(inClass bool) (r rune, ranges []rune, neg bool, err erro
 		if inClass && c <= 'Z' {
 			return 0, nil, false, p.fail(`\%c inside []`, c)
 		}
-		ranges = map[byte][]rune{'d': digitRanges, 'w': wordRanges, 's': spaceRanges}[c|0x20]
+		switch c | 0x20 {
+		case 'd':
+			ranges = digitRanges
+		case 'w':
+			ranges = wordRanges
+		default:
+			ranges = spaceRanges
+		}
 		return 0, ranges, c <= 'Z', nil
 	case 't':
 		return '\t', nil, false, nil

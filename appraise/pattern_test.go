@@ -22,7 +22,7 @@ func goMatch(t testing.TB, pat, s string) bool {
 var patternCases = []string{
 	`boot_aggregate`, `/tmp/.*`, `/var/log/.*`, `/root/.bash_history`, `.*\.pyc`,
 	`/usr/lib/python3\.[0-9]+/__pycache__/.*`, `/proc/.*|/sys/.*`, `^/run/`, `/var/(lib|cache)/apt/.*`,
-	`/etc/(?:passwd|shadow)-?$`, `/home/[^/]+/\.cache/.*`, `[a-z]{3}`, `x{2,}y`, `x{1,3}?y`, `a{,2}`, `a{x}`, `{`,
+	`/etc/(?:passwd|shadow)-?$`, `/home/[^/]+/\.cache/.*`, `[a-z]{3}`, `x{2,}y`, `x{1,3}?y`, `a{,}`, `a{,x}`, `a{x}`, `{`,
 	`\d+\.\d*`, `\w+`, `\W`, `\s`, `\S+`, `[\d_-]+`, `[-a]`, `[a-]`, `[]a]`, `[^]a]`, `\x41\t`, `a$`, `$`, `^`,
 	`()`, `(|a)b`, `(a*)*b`, `(^)*a`, `a|`, `|`, `.`, `\.`, `\/usr`, `é+`, `[é-ü]x`, `(a|ab)(c|bcd)(d*)`,
 	`((a{0,3}){2}b)+`, `a*?`, `a+?`, `a??`, `[\s\w]`,
@@ -54,7 +54,7 @@ func TestPatternsAgreeWithRegexp(t *testing.T) {
 func TestPatternsRefused(t *testing.T) {
 	for _, pat := range []string{
 		`(?=perl)`, `(?i)abc`, `(?P<n>a)`, `(a)\1`, `\bword`, `\p{L}`, `[[:alpha:]]`, `a)`, `(a`, `[a`, `*a`,
-		`a{2}{3}`, `a**`, `a{1001}`, `[z-a]`, `[a-\d]`, `[\D]`, `\`, `\q`, `\x4`, "\xff", `((((a{100}){100}){100}))`,
+		`a{2}{3}`, `a**`, `a{,2}`, `{,10}`, `a{1001}`, `[z-a]`, `[a-\d]`, `[\D]`, `\`, `\q`, `\x4`, "\xff", `((((a{100}){100}){100}))`,
 	} {
 		if _, err := compilePattern(pat); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%q: err = %v, want ErrMalformed", pat, err)
