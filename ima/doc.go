@@ -21,6 +21,13 @@
 //   - Parse followed by Append is byte-identical: Entry.TemplateData holds the
 //     template data exactly as it appeared in the list (it aliases the input
 //     slice; copy it if the input will be reused).
+//   - Verify, VerifyList and ParseList (for lists of 1 MiB and more) use up to
+//     GOMAXPROCS goroutines over chunks of entries; none outlives the call,
+//     and the results (entries, errors with offsets and indices, verdicts)
+//     are those of a sequential pass, which tests check chunk size by chunk
+//     size. Only the PCR extend chain of each bank is sequential.
+//     VerifyList holds a bounded pool of chunks, never the whole list's
+//     entries or digests.
 //   - Errors wrap sentinels (ErrTruncated, ErrUnknownTemplate, ErrMalformed,
 //     ErrNotRestorable, ErrBadPCRFile ...) that errors.Is matches; positional
 //     parse errors are *ParseError values that errors.As extracts.
