@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -57,6 +58,11 @@ type inst struct {
 type pattern struct {
 	src  string
 	prog []inst
+	// prefix is the literal text every match starts with, the runes of
+	// prog[:start]: matching checks it with strings.HasPrefix and runs the
+	// NFA from start.
+	prefix string
+	start  int
 }
 
 func (p *pattern) String() string { return p.src }
@@ -94,7 +100,30 @@ func compilePattern(src string) (*pattern, error) {
 		return nil, fmt.Errorf("%w: %q: %w", ErrMalformed, src, c.err)
 	}
 	c.prog = append(c.prog, inst{op: opMatch})
-	return &pattern{src: src, prog: c.prog}, nil
+	pat := &pattern{src: src, prog: c.prog}
+	pat.literalPrefix()
+	return pat, nil
+}
+
+// literalPrefix finds the leading single-rune instructions that no jump
+// targets (the compiler never jumps backwards into its first atoms, but
+// this is checked rather than assumed).
+func (p *pattern) literalPrefix() {
+	k := 0
+	var b []byte
+	for ; k < len(p.prog); k++ {
+		in := &p.prog[k]
+		if in.op != opClass || in.neg || len(in.ranges) != 2 || in.ranges[0] != in.ranges[1] || in.ranges[0] == utf8.RuneError {
+			break
+		}
+		b = utf8.AppendRune(b, in.ranges[0])
+	}
+	for i := range p.prog {
+		if in := &p.prog[i]; (in.op == opSplit || in.op == opJmp) && (in.x < k || (in.op == opSplit && in.y < k)) {
+			return
+		}
+	}
+	p.prefix, p.start = string(b), k
 }
 
 func (p *parser) fail(format string, a ...any) error {
@@ -531,6 +560,9 @@ func (c *compiler) patch(at, x, y int) {
 // matchPrefix reports whether the pattern matches a prefix of s (keylime's
 // re.match).
 func (p *pattern) matchPrefix(s string) bool {
+	if !strings.HasPrefix(s, p.prefix) {
+		return false
+	}
 	n := len(p.prog)
 	cur, next := make([]int, 0, n), make([]int, 0, n)
 	mark := make([]int, n) // generation a pc was last added in
@@ -567,8 +599,8 @@ func (p *pattern) matchPrefix(s string) bool {
 		}
 	}
 	gen++
-	cur, matched := add(cur, 0, 0)
-	for pos := 0; !matched && len(cur) > 0 && pos < len(s); {
+	cur, matched := add(cur, p.start, len(p.prefix))
+	for pos := len(p.prefix); !matched && len(cur) > 0 && pos < len(s); {
 		r, size := utf8.DecodeRuneInString(s[pos:])
 		pos += size
 		gen++
