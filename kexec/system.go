@@ -2,6 +2,7 @@ package kexec
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -141,8 +142,9 @@ func KernelHandsOverIMA() (bool, error) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	sym := []byte(" ima_add_kexec_buffer")
 	for sc.Scan() {
-		if strings.HasSuffix(sc.Text(), " ima_add_kexec_buffer") {
+		if bytes.HasSuffix(sc.Bytes(), sym) {
 			return true, nil
 		}
 	}
