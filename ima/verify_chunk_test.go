@@ -205,3 +205,37 @@ func TestTimelineCandidate(t *testing.T) {
 		}
 	}
 }
+
+// FuzzVerifyList: on any input, VerifyList (chunks of 3 entries, so that
+// small inputs span several) returns what ParseList, Verify and
+// BuildTimelineOrder return.
+func FuzzVerifyList(f *testing.F) {
+	es := synthList(f, binary.LittleEndian)
+	f.Add(AppendList(nil, es, binary.LittleEndian), false, uint8(len(es)))
+	f.Add(AppendList(nil, synthList(f, binary.BigEndian), binary.BigEndian), true, uint8(3))
+	f.Fuzz(func(t *testing.T, b []byte, big bool, k uint8) {
+		defer func(c int) { verifyChunk = c }(verifyChunk)
+		verifyChunk = 3
+		order := fuzzOrder(big)
+		ref := synthList(t, order)
+		n := min(int(k), len(ref))
+		q := PCRValues{
+			crypto.SHA1:   quote(ref, n, crypto.SHA1, MethodPerBank),
+			crypto.SHA256: quote(ref, n, crypto.SHA256, MethodPerBank),
+			crypto.SHA384: quote(ref, n, crypto.SHA384, MethodSHA1Padded)}
+		res, tl, err := VerifyList(b, order, q)
+		list, perr := ParseList(b, order)
+		if (err == nil) != (perr == nil) || (err != nil && err.Error() != perr.Error()) {
+			t.Fatalf("error %v, ParseList %v", err, perr)
+		}
+		if perr != nil {
+			return
+		}
+		if want := Verify(list, q); !reflect.DeepEqual(res, want) {
+			t.Fatalf("VerifyList %+v\nVerify %+v", res, want)
+		}
+		if want := BuildTimelineOrder(list, order); !reflect.DeepEqual(tl, want) {
+			t.Fatalf("timeline %+v\nwant %+v", tl, want)
+		}
+	})
+}
