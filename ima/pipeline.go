@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash"
+	"io"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -32,7 +33,8 @@ var verifyChunk = 2048
 type chunkOut struct {
 	base   int // index of the chunk's first entry
 	n      int
-	failed bool // raw source: the chunk did not parse as the framing pass predicted
+	data   []byte // reader: the chunk's bytes (whole entries)
+	failed bool   // raw source: the chunk did not parse as the framing pass predicted
 	pcr    []uint32
 	viol   []bool
 	sha1s  [][20]byte
@@ -49,9 +51,12 @@ type chunkOut struct {
 // only when it is done, which is why the chains track every quoted PCR (see
 // chain). All shared state below mu is published with cond.
 type pipeline struct {
-	// Source: entries, or raw list bytes.
+	// Source: entries, raw list bytes, or a list read through ra (size
+	// bytes) segment by segment (see pipeline_reader.go).
 	entries []Entry
 	raw     []byte
+	ra      io.ReaderAt
+	size    int64
 	order   binary.ByteOrder
 
 	per      int
@@ -67,20 +72,34 @@ type pipeline struct {
 	n, nc   int
 	used    []uint32
 	outs    []*chunkOut // finished chunks
+	segs    []*chunkOut // reader: chunks read and framed, not yet parsed
 
 	free chan *chunkOut
 	quit chan struct{} // closed when the consumers are done
 	next atomic.Int64
 }
 
-// newPipeline prepares a pass over entries, or over raw if entries is nil.
-// framed carries the framing of an earlier pass over the same raw list (nil:
-// frame while running).
-func newPipeline(entries []Entry, raw []byte, order binary.ByteOrder, framed *pipeline, own []crypto.Hash, timeline bool, chains int) *pipeline {
-	p := &pipeline{entries: entries, raw: raw, order: order, per: max(verifyChunk, 1),
+// listSource is what a pipeline reads: entries, raw list bytes, or a list
+// behind an io.ReaderAt.
+type listSource struct {
+	entries []Entry
+	raw     []byte
+	ra      io.ReaderAt
+	size    int64
+	order   binary.ByteOrder
+	fromRaw bool // raw or ra: parse, and build the timeline
+}
+
+// newPipeline prepares a pass over src. framed carries the framing of an
+// earlier pass over the same raw list (nil: frame while running).
+func newPipeline(src listSource, framed *pipeline, own []crypto.Hash, timeline bool, chains int) *pipeline {
+	entries, raw := src.entries, src.raw
+	p := &pipeline{entries: entries, raw: raw, ra: src.ra, size: src.size, order: src.order, per: max(verifyChunk, 1),
 		ownBanks: own, timeline: timeline, refs: int32(chains + 1), quit: make(chan struct{})}
 	p.cond = sync.NewCond(&p.mu)
 	switch {
+	case src.ra != nil:
+		// framed while running, always
 	case entries != nil || raw == nil:
 		p.framed, p.frameOK, p.n = true, true, len(entries)
 		p.nc = (p.n + p.per - 1) / p.per
@@ -96,6 +115,10 @@ func newPipeline(entries []Entry, raw []byte, order binary.ByteOrder, framed *pi
 // can always progress.
 func (p *pipeline) start() {
 	workers := runtime.GOMAXPROCS(0)
+	if p.ra != nil {
+		p.startReader(workers)
+		return
+	}
 	p.mu.Lock()
 	if p.framed {
 		workers = min(workers, p.nc)
@@ -119,9 +142,7 @@ func (p *pipeline) start() {
 func (p *pipeline) frame() {
 	b, order, per := p.raw, p.order, p.per
 	var tc templateCache
-	var seen [32]bool
-	var more map[uint32]bool
-	var used []uint32
+	var used pcrSet
 	off, n, ok := 0, 0, true
 	for off < len(b) {
 		if n%per == 0 {
@@ -135,29 +156,41 @@ func (p *pipeline) frame() {
 			ok = false
 			break
 		}
-		pcr := order.Uint32(b[off:])
-		if pcr < 32 {
-			if !seen[pcr] {
-				seen[pcr] = true
-				used = append(used, pcr)
-			}
-		} else {
-			if more == nil {
-				more = map[uint32]bool{}
-			}
-			if !more[pcr] {
-				more[pcr] = true
-				used = append(used, pcr)
-			}
-		}
+		used.add(order.Uint32(b[off:]))
 		off += size
 		n++
 	}
 	p.mu.Lock()
-	p.framed, p.frameOK, p.n, p.nc, p.used = true, ok, n, (n+per-1)/per, sortedPCRs(used)
+	p.framed, p.frameOK, p.n, p.nc, p.used = true, ok, n, (n+per-1)/per, used.sorted()
 	p.cond.Broadcast()
 	p.mu.Unlock()
 }
+
+// pcrSet collects the PCR indices entries use.
+type pcrSet struct {
+	seen [32]bool
+	more map[uint32]bool
+	list []uint32
+}
+
+func (u *pcrSet) add(p uint32) {
+	if p < 32 {
+		if !u.seen[p] {
+			u.seen[p] = true
+			u.list = append(u.list, p)
+		}
+		return
+	}
+	if u.more == nil {
+		u.more = map[uint32]bool{}
+	}
+	if !u.more[p] {
+		u.more[p] = true
+		u.list = append(u.list, p)
+	}
+}
+
+func (u *pcrSet) sorted() []uint32 { return sortedPCRs(u.list) }
 
 // bounds waits until chunk c's extent is known: its start, end and entry
 // count, or ok=false if there is no such chunk.
@@ -478,7 +511,7 @@ func VerifyList(b []byte, order binary.ByteOrder, quoted PCRValues) (VerifyResul
 		return VerifyResult{}, Timeline{}, errors.New("ima: nil byte order")
 	}
 	if len(quoted) > 0 {
-		if res, tl, ok := verifyPipelined(nil, b, order, quoted, true); ok {
+		if res, tl, ok := verifyPipelined(listSource{raw: b, order: order, fromRaw: true}, quoted); ok {
 			return res, tl, nil
 		}
 	}

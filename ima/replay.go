@@ -7,7 +7,6 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
-	"encoding/binary"
 	"encoding/hex"
 	"hash"
 	"slices"
@@ -328,17 +327,18 @@ type bankRun struct {
 // workers over chunks of entries, while one goroutine per bank runs the
 // sequential extend chain over the chunks already hashed.
 func Verify(entries []Entry, quoted PCRValues) VerifyResult {
-	res, _, _ := verifyPipelined(entries, nil, nil, quoted, false)
+	res, _, _ := verifyPipelined(listSource{entries: entries}, quoted)
 	return res
 }
 
-// verifyPipelined is Verify over entries, or with fromRaw over the raw list
-// raw (then it also builds the timeline). ok is false
+// verifyPipelined is Verify over src (for a raw list or a reader it also
+// builds the timeline). ok is false
 // when the raw list needs the plain path: an entry the framing pass cannot
 // judge, a chunk that fails to parse, or too many quoted PCRs to track.
-func verifyPipelined(entries []Entry, raw []byte, order binary.ByteOrder, quoted PCRValues, fromRaw bool) (res VerifyResult, tl Timeline, ok bool) {
+func verifyPipelined(src listSource, quoted PCRValues) (res VerifyResult, tl Timeline, ok bool) {
+	fromRaw, entries := src.fromRaw, src.entries
 	if fromRaw {
-		entries = nil
+		entries, src.entries = nil, nil
 	}
 	res = VerifyResult{Entries: len(entries), Prefix: -1}
 	if len(quoted) == 0 {
@@ -362,7 +362,7 @@ func verifyPipelined(entries []Entry, raw []byte, order binary.ByteOrder, quoted
 	chainOf := map[crypto.Hash]*chain{}
 	capacity := len(entries)
 	if fromRaw {
-		capacity = len(raw) / 128
+		capacity = int(min(int64(len(src.raw))+src.size, 1<<30) / 128)
 	}
 	for _, b := range banks {
 		if checkBank(b) != nil {
@@ -392,7 +392,7 @@ func verifyPipelined(entries []Entry, raw []byte, order binary.ByteOrder, quoted
 	// The SHA-1 template digests (the SHA-1 bank, the padded method, the
 	// stored-digest check) and the other banks' own digests are computed
 	// by the pipeline's workers while the chains extend.
-	p1 := newPipeline(entries, raw, order, nil, own, fromRaw, len(chains))
+	p1 := newPipeline(src, nil, own, fromRaw, len(chains))
 	col := runPipeline(p1, chains)
 	if col.failed {
 		return res, tl, false
@@ -461,7 +461,7 @@ func verifyPipelined(entries []Entry, raw []byte, order binary.ByteOrder, quoted
 		padded = append(padded, j)
 	}
 	if len(chains) > 0 {
-		p2 := newPipeline(entries, raw, order, p1, nil, false, len(chains))
+		p2 := newPipeline(src, p1, nil, false, len(chains))
 		if runPipeline(p2, chains).failed {
 			return res, tl, false
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"reflect"
 	"runtime"
@@ -103,7 +104,7 @@ func TestVerifyMatchesReference(t *testing.T) {
 // orders) verified against quotes at several prefixes and with both methods,
 // on lists with corrupted bytes and on truncations, for several chunk sizes.
 func TestVerifyListMatchesParseVerify(t *testing.T) {
-	defer func(c int) { verifyChunk = c }(verifyChunk)
+	defer func(c, r int) { verifyChunk, readSegment = c, r }(verifyChunk, readSegment)
 	before := runtime.NumGoroutine()
 	defer func() {
 		// Every pipeline goroutine ends, also after a failed pass.
@@ -166,6 +167,14 @@ func TestVerifyListMatchesParseVerify(t *testing.T) {
 					list, perr := ParseList(in, order)
 					if (err == nil) != (perr == nil) || (err != nil && err.Error() != perr.Error()) {
 						t.Fatalf("chunk %d: error %v, ParseList %v", chunk, err, perr)
+					}
+					// The same through a reader, in segments of 40 bytes
+					// (smaller than most entries) to 64 KiB.
+					readSegment = []int{40, 97, 1000, 64 << 10}[(chunk+len(in))%4]
+					rres, rtl, rerr := VerifyReaderAt(bytes.NewReader(in), int64(len(in)), order, q)
+					if (rerr == nil) != (err == nil) || (rerr != nil && rerr.Error() != err.Error()) ||
+						!reflect.DeepEqual(rres, res) || !reflect.DeepEqual(rtl, tl) {
+						t.Fatalf("chunk %d, segment %d, %d bytes: VerifyReaderAt %+v %v, VerifyList %+v %v", chunk, readSegment, len(in), rres, rerr, res, err)
 					}
 					if perr != nil {
 						failed++
@@ -238,4 +247,39 @@ func FuzzVerifyList(f *testing.F) {
 			t.Fatalf("timeline %+v\nwant %+v", tl, want)
 		}
 	})
+}
+
+// failingReader fails every read that reaches past limit.
+type failingReader struct {
+	b     []byte
+	limit int64
+}
+
+var errInjected = errors.New("injected read error")
+
+func (r failingReader) ReadAt(p []byte, off int64) (int, error) {
+	if off+int64(len(p)) > r.limit {
+		n := max(0, min(len(p), int(r.limit-off)))
+		copy(p, r.b[off:off+int64(n)])
+		return n, errInjected
+	}
+	return copy(p, r.b[off:]), nil
+}
+
+// A read error anywhere in the list is VerifyReaderAt's error.
+func TestVerifyReaderAtReadError(t *testing.T) {
+	defer func(r int) { readSegment = r }(readSegment)
+	readSegment = 100
+	order := binary.LittleEndian
+	es := synthList(t, order)
+	raw := AppendList(nil, es, order)
+	q := PCRValues{crypto.SHA256: quote(es, len(es), crypto.SHA256, MethodPerBank)}
+	if r, _, err := VerifyReaderAt(failingReader{raw, int64(len(raw))}, int64(len(raw)), order, q); err != nil || !r.Consistent {
+		t.Fatalf("no failure injected: %v %+v", err, r)
+	}
+	for _, limit := range []int64{0, 1, 99, 100, 1000, int64(len(raw)) - 1} {
+		if _, _, err := VerifyReaderAt(failingReader{raw, limit}, int64(len(raw)), order, q); !errors.Is(err, errInjected) {
+			t.Errorf("read error at %d: %v", limit, err)
+		}
+	}
 }

@@ -343,16 +343,40 @@ func cmdVerify(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 		}
 		res, tl = ima.Verify(entries, quoted), ima.BuildTimelineOrder(entries, order)
 	} else {
-		// One parallel pass over the raw list: parse, hash, extend and
-		// timeline without materializing the entries.
-		b, err := readInput(name, stdin)
-		if err != nil {
-			return exitBad, err
+		// One parallel pass over the list: parse, hash, extend and
+		// timeline without materializing the entries. A regular file is
+		// read in segments through small buffers (cheaper than touching a
+		// mapping page by page); stdin and securityfs are read whole.
+		var f *os.File
+		var size int64
+		if name != "-" {
+			if f, err = os.Open(name); err != nil {
+				return exitBad, err
+			}
+			defer f.Close()
+			if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Size() > 0 && st.Size() <= maxInput {
+				size = st.Size()
+			}
+		}
+		var b []byte
+		if size == 0 {
+			var r io.Reader = stdin
+			if f != nil {
+				r = f
+			}
+			if b, err = readAll(name, r); err != nil {
+				return exitBad, err
+			}
 		}
 		if err := mergePCRArgs(quoted, *pcrs, stdin); err != nil {
 			return exitBad, err
 		}
-		if res, tl, err = ima.VerifyList(b, order, quoted); err != nil {
+		if size > 0 {
+			res, tl, err = ima.VerifyReaderAt(f, size, order, quoted)
+		} else {
+			res, tl, err = ima.VerifyList(b, order, quoted)
+		}
+		if err != nil {
 			return exitBad, fmt.Errorf("%s: %w", name, err)
 		}
 	}

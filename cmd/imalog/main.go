@@ -128,6 +128,11 @@ func readInput(name string, stdin io.Reader) ([]byte, error) {
 		}
 		r = f
 	}
+	return readAll(name, r)
+}
+
+// readAll reads r whole, up to maxInput bytes.
+func readAll(name string, r io.Reader) ([]byte, error) {
 	b, err := io.ReadAll(io.LimitReader(r, maxInput+1))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
