@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -103,5 +105,40 @@ func TestParseSize(t *testing.T) {
 		if _, err := parseSize(in); err == nil {
 			t.Errorf("parseSize(%q) accepted", in)
 		}
+	}
+}
+
+func TestDryRunARM64(t *testing.T) {
+	hdr, err := os.ReadFile("../../arm64/testdata/deb61-arm64-Image-header.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	k := filepath.Join(dir, "Image")
+	os.WriteFile(k, append(hdr, make([]byte, 1<<20)...), 0o644)
+	dtb := filepath.Join(dir, "board.dtb")
+	b, err := os.ReadFile("../../fdt/testdata/dtc-board.dtb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(dtb, b, 0o644)
+	out := filepath.Join(dir, "next.dtb")
+	code, stdout, errs := runCLI("-l", k, "--arch", "arm64", "--dtb", dtb, "--dry-run", "--json", "--ima-log", imaList, "--append", "console=ttyAMA0", "--dtb-out", out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var p plan.Plan
+	if err := json.Unmarshal([]byte(stdout), &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Arch != "arm64" || p.DTB == nil || p.IMA == nil || p.Decision == nil || !p.Decision.Facts.CrossArch {
+		t.Fatalf("plan %+v", p)
+	}
+	written, err := os.ReadFile(out)
+	if err != nil || len(written) != int(p.DTB.Size) || !bytes.Contains(written, []byte("linux,ima-kexec-buffer")) {
+		t.Fatalf("--dtb-out wrote %d bytes (plan says %d): %v", len(written), p.DTB.Size, err)
+	}
+	if code, _, errs := runCLI("-l", k, "--dtb", dtb, "--dry-run", "--dtb-out", out, "--arch", "amd64", "--memmap", memmap); code == 0 {
+		t.Fatalf("an arm64 Image planned for amd64: %s", errs)
 	}
 }
