@@ -21,13 +21,15 @@
 //   - Parse followed by Append is byte-identical: Entry.TemplateData holds the
 //     template data exactly as it appeared in the list (it aliases the input
 //     slice; copy it if the input will be reused).
-//   - Verify, VerifyList and ParseList (for lists of 1 MiB and more) use up to
-//     GOMAXPROCS goroutines over chunks of entries; none outlives the call,
-//     and the results (entries, errors with offsets and indices, verdicts)
-//     are those of a sequential pass, which tests check chunk size by chunk
-//     size. Only the PCR extend chain of each bank is sequential.
-//     VerifyList holds a bounded pool of chunks, never the whole list's
-//     entries or digests.
+//   - Verify, VerifyList, VerifyReaderAt and ParseList (lists of 1 MiB and
+//     more) run up to GOMAXPROCS goroutines over chunks of entries, all of
+//     which exit once the call has returned; the results (entries, errors
+//     with offsets and indices, verdicts) are those of a sequential pass,
+//     which tests check chunk size by chunk size. Only each bank's PCR
+//     extend chain is sequential. VerifyList and VerifyReaderAt hold a
+//     bounded pool of chunks, never the whole list's entries or digests
+//     (VerifyReaderAt not even its bytes, unless the list is malformed and
+//     the exact parse error must be reported).
 //   - Errors wrap sentinels (ErrTruncated, ErrUnknownTemplate, ErrMalformed,
 //     ErrNotRestorable, ErrBadPCRFile ...) that errors.Is matches; positional
 //     parse errors are *ParseError values that errors.As extracts.
