@@ -16,7 +16,11 @@ func GatherFacts(o *Options, imaList bool) plan.Facts {
 		return plan.Facts{IMAList: imaList, HandoverWanted: !o.NoIMA, CrossArch: true}
 	}
 	f := plan.Facts{Lockdown: kexec.Lockdown(), IMAList: imaList, HandoverWanted: !o.NoIMA, KexecLoadDisabled: kexec.KexecLoadDisabled()}
-	f.KernelHandsOver, _ = kexec.KernelHandsOverIMA()
+	// Scanning /proc/kallsyms (100,000+ lines) is the slowest fact; read it
+	// only when the decision turns on it (-a, a list to carry).
+	if (o.Mode == "" || o.Mode == plan.ModeAuto) && f.IMAList && f.HandoverWanted {
+		f.KernelHandsOver, _ = kexec.KernelHandsOverIMA()
+	}
 	return f
 }
 

@@ -151,8 +151,7 @@ func buildARM64(in *Inputs) (*Plan, error) {
 			return nil, fmt.Errorf("initrd %s: %w", in.InitrdPath, err)
 		}
 		p.Initrd = &Input{Path: in.InitrdPath, Size: uint64(len(in.Initrd)), SHA256: digest(in.Initrd)}
-		initrdSeg := newSegmentDigest("initrd", r, in.Initrd, p.Initrd.SHA256)
-		p.Segments = append(p.Segments, initrdSeg)
+		p.Segments = append(p.Segments, newSegmentDigest("initrd", r, in.Initrd, p.Initrd.SHA256))
 		opt.Initrd = &fdt.Range{Start: r.Start, Size: uint64(len(in.Initrd))}
 	}
 

@@ -17,7 +17,7 @@ type Facts struct {
 	Lockdown          string `json:"lockdown"`            // "none", "integrity", "confidentiality" or "" (no lockdown LSM)
 	IMAList           bool   `json:"ima_list"`            // the running kernel has a measurement list to hand over
 	HandoverWanted    bool   `json:"handover_wanted"`     // not --no-ima
-	KernelHandsOver   bool   `json:"kernel_hands_over"`   // CONFIG_IMA_KEXEC: ima_add_kexec_buffer in /proc/kallsyms
+	KernelHandsOver   bool   `json:"kernel_hands_over"`   // CONFIG_IMA_KEXEC: ima_add_kexec_buffer in /proc/kallsyms (looked up only when it decides)
 	KexecLoadDisabled bool   `json:"kexec_load_disabled"` // sysctl kernel.kexec_load_disabled
 	// CrossArch: planning for another architecture than this machine's;
 	// the other facts describe this machine and do not apply.

@@ -80,7 +80,7 @@ type Segment struct {
 	Mem    uint64 `json:"mem"`
 	Memsz  uint64 `json:"memsz"`
 	Bufsz  uint64 `json:"bufsz"`
-	SHA256 string `json:"sha256"`
+	SHA256 string `json:"sha256,omitempty"` // see Plan.FillDigests
 	Buf    []byte `json:"-"`
 }
 
@@ -178,12 +178,15 @@ func digest(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
+// newSegment describes a segment; its digest is filled in by FillDigests
+// when the plan is shown, so a load does not hash tens of MiB it never
+// prints.
 func newSegment(name string, r segment.Range, buf []byte) Segment {
-	return newSegmentDigest(name, r, buf, digest(buf))
+	return newSegmentDigest(name, r, buf, "")
 }
 
 // newSegmentDigest is newSegment for a buffer whose digest is known already
-// (the initrd: hashing 30 MiB twice is a third of a plan's cost).
+// (the initrd's, from its input record).
 func newSegmentDigest(name string, r segment.Range, buf []byte, sha string) Segment {
 	return Segment{Name: name, Mem: r.Start, Memsz: r.Size(), Bufsz: uint64(len(buf)), SHA256: sha, Buf: buf}
 }
@@ -250,6 +253,17 @@ func (p *Plan) finish(ram []segment.Range) error {
 		return fmt.Errorf("plan: %w", err)
 	}
 	return nil
+}
+
+// FillDigests computes every segment's SHA-256 that is not known yet. The
+// digests are a pure function of the plan; they are left out of a load's
+// hot path and computed for --dry-run, --debug and anyone who shows a plan.
+func (p *Plan) FillDigests() {
+	for i := range p.Segments {
+		if p.Segments[i].SHA256 == "" {
+			p.Segments[i].SHA256 = digest(p.Segments[i].Buf)
+		}
+	}
 }
 
 // FileLoad describes a kexec_file_load: the kernel places everything

@@ -81,6 +81,7 @@ func TestX86Layout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	p.FillDigests()
 	k, im, bp, tr := seg(t, p, "kernel"), seg(t, p, "ima"), seg(t, p, "boot_params"), seg(t, p, "trampoline")
 	if k.Mem > 512<<20 || k.Mem%(2<<20) != 0 || k.Mem < 16<<20 {
 		t.Fatalf("kernel at %#x: want 2 MiB aligned in [16 MiB, 512 MiB]", k.Mem)
@@ -129,6 +130,8 @@ func TestDeterministic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	a.FillDigests()
+	b.FillDigests()
 	ja, _ := json.Marshal(a)
 	jb, _ := json.Marshal(b)
 	if !bytes.Equal(ja, jb) {

@@ -117,8 +117,7 @@ func buildX86(in *Inputs) (*Plan, error) {
 		}
 		initrdR = r
 		p.Initrd = &Input{Path: in.InitrdPath, Size: uint64(len(in.Initrd)), SHA256: digest(in.Initrd)}
-		initrdSeg := newSegmentDigest("initrd", r, in.Initrd, p.Initrd.SHA256)
-		p.Segments = append(p.Segments, initrdSeg)
+		p.Segments = append(p.Segments, newSegmentDigest("initrd", r, in.Initrd, p.Initrd.SHA256))
 	}
 
 	// 4. Zero page + command line + setup_data, below 4 GiB.

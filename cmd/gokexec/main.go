@@ -401,6 +401,7 @@ func writeDTB(path string, p *plan.Plan) error {
 }
 
 func printPlan(p *plan.Plan, asJSON bool, w io.Writer) error {
+	p.FillDigests()
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
