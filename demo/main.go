@@ -127,7 +127,7 @@ func run() (int, error) {
 	dir := filepath.Join(art, "boot-2")
 	say("\n-- the attestation side: imalog verify on the second kernel's list against its TPM PCRs")
 	args := []string{"verify", filepath.Join(dir, "binary_runtime_measurements")}
-	for _, b := range []string{"sha1", "sha256"} {
+	for _, b := range []string{"sha1", "sha256", "sha384"} {
 		args = append(args, "--pcrs", b+","+filepath.Join(dir, "pcr-"+b+".txt"))
 	}
 	say("$ imalog %s", strings.Join(args, " "))

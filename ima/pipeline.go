@@ -512,6 +512,11 @@ func VerifyList(b []byte, order binary.ByteOrder, quoted PCRValues) (VerifyResul
 	}
 	if len(quoted) > 0 {
 		if res, tl, ok := verifyPipelined(listSource{raw: b, order: order, fromRaw: true}, quoted); ok {
+			if needsBootMethods(res) {
+				if es, err := ParseList(b, order); err == nil {
+					res = withBootMethods(res, es, quoted)
+				}
+			}
 			return res, tl, nil
 		}
 	}

@@ -166,7 +166,7 @@ func VerifyReaderAt(r io.ReaderAt, size int64, order binary.ByteOrder, quoted PC
 	}
 	if len(quoted) > 0 {
 		src := listSource{ra: r, size: size, order: order, fromRaw: true}
-		if res, tl, ok := verifyPipelined(src, quoted); ok {
+		if res, tl, ok := verifyPipelined(src, quoted); ok && !needsBootMethods(res) {
 			return res, tl, nil
 		}
 	}

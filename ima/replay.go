@@ -217,6 +217,10 @@ type BankResult struct {
 	Replayed   map[uint32]string `json:"replayed"`                       // hex values after the whole list, per-bank method
 	ReplayedP  map[uint32]string `json:"replayed_sha1_padded,omitempty"` // only when the padded method was tried
 	Unverified []uint32          `json:"unverified,omitempty"`           // PCRs the list uses that this bank does not quote
+	// BootMethods is set when the bank reproduces the whole list only with
+	// a method per boot (kernels that hash this bank differently were
+	// kexec'ed into one another): one method per boot, in order.
+	BootMethods []Method `json:"boot_methods,omitempty"`
 }
 
 // VerifyResult is the outcome of Verify.
@@ -328,7 +332,23 @@ type bankRun struct {
 // sequential extend chain over the chunks already hashed.
 func Verify(entries []Entry, quoted PCRValues) VerifyResult {
 	res, _, _ := verifyPipelined(listSource{entries: entries}, quoted)
-	return res
+	return withBootMethods(res, entries, quoted)
+}
+
+const emptyPrefixProblem = "only the empty prefix matches the quoted PCRs"
+
+// needsBootMethods says whether withBootMethods could change res, so that
+// the raw-list paths parse the list only then.
+func needsBootMethods(res VerifyResult) bool {
+	if res.Entries == 0 || res.Prefix == res.Entries || len(res.DigestMismatches) > 0 {
+		return false
+	}
+	for _, p := range res.Problems {
+		if p != emptyPrefixProblem {
+			return false
+		}
+	}
+	return true
 }
 
 // verifyPipelined is Verify over src (for a raw list or a reader it also
@@ -529,7 +549,7 @@ func verifyPipelined(src listSource, quoted PCRValues) (res VerifyResult, tl Tim
 	}
 	res.Consistent = len(res.Problems) == 0 && res.Prefix >= 0 && (res.Prefix > 0 || n == 0)
 	if res.Prefix == 0 && n > 0 {
-		res.Problems = append(res.Problems, "only the empty prefix matches the quoted PCRs")
+		res.Problems = append(res.Problems, emptyPrefixProblem)
 	}
 	for _, i := range res.DigestMismatches {
 		if i < res.Prefix {

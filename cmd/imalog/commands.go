@@ -434,13 +434,19 @@ func printVerify(w io.Writer, res ima.VerifyResult, tl ima.Timeline) {
 			pcrs[i] = fmt.Sprint(p)
 		}
 		fmt.Fprintf(w, "bank %s: PCRs [%s]: ", b.Bank, strings.Join(pcrs, ","))
-		if b.Method != nil {
+		if len(b.BootMethods) > 0 {
+			names := make([]string, len(b.BootMethods))
+			for i, m := range b.BootMethods {
+				names[i] = m.String()
+			}
+			fmt.Fprintf(w, "matches the whole list with a method per boot: %s (the kernels hashed this bank differently)", strings.Join(names, ", "))
+		} else if b.Method != nil {
 			fmt.Fprintf(w, "matches at the common prefix with %s", methodName(b.Method))
 		} else {
 			fmt.Fprintf(w, "no match at the common prefix")
 		}
 		fmt.Fprintf(w, "; alone: longest prefix %d (%s)\n", b.OwnPrefix, methodName(b.OwnMethod))
-		if b.Method == nil {
+		if b.Method == nil && len(b.BootMethods) == 0 {
 			for _, p := range b.PCRs {
 				fmt.Fprintf(w, "  PCR-%02d quoted   %s\n", p, b.Quoted[p])
 				fmt.Fprintf(w, "  PCR-%02d replayed %s (per-bank, whole list)\n", p, b.Replayed[p])
