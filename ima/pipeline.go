@@ -259,18 +259,23 @@ func (p *pipeline) work() {
 		if !o.failed {
 			p.fill(o, es, &s1, hs)
 		}
-		o.refs.Store(p.refs)
-		p.mu.Lock()
-		for len(p.outs) <= c {
-			p.outs = append(p.outs, nil)
-		}
-		p.outs[c] = o
-		p.cond.Broadcast()
-		p.mu.Unlock()
+		p.publish(c, o)
 	}
 }
 
 // fill computes the per-entry results of one chunk.
+// publish hands chunk c's results to the extend chains.
+func (p *pipeline) publish(c int, o *chunkOut) {
+	o.refs.Store(p.refs)
+	p.mu.Lock()
+	for len(p.outs) <= c {
+		p.outs = append(p.outs, nil)
+	}
+	p.outs[c] = o
+	p.cond.Broadcast()
+	p.mu.Unlock()
+}
+
 func (p *pipeline) fill(o *chunkOut, es []Entry, s1 *hash.Hash, hs []hash.Hash) {
 	n := len(es)
 	o.pcr = grow(o.pcr, n)

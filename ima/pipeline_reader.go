@@ -143,14 +143,7 @@ func (p *pipeline) workReader() {
 		if !o.failed {
 			p.fill(o, es, &s1, hs)
 		}
-		o.refs.Store(p.refs)
-		p.mu.Lock()
-		for len(p.outs) <= c {
-			p.outs = append(p.outs, nil)
-		}
-		p.outs[c] = o
-		p.cond.Broadcast()
-		p.mu.Unlock()
+		p.publish(c, o)
 	}
 }
 
