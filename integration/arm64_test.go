@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -163,7 +162,6 @@ func TestARM64Handover(t *testing.T) {
 	writeFile(t, filepath.Join(art, "ima-buffer-from-boot-2.bin"), mem[0].Data)
 	t.Logf("buffer %v: %d entries (boot 1 reported %d) read back in boot 2 via /proc/kcore; boot 2's own list: %s (no restore side on Debian arm64)",
 		buf, len(entries), len(first), describe(list2))
-	_ = os.Getpid
 }
 
 func parseDTB(t *testing.T, recs []proto.Record) *fdt.Tree {

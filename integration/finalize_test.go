@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/gokexec/gokexec/ima"
-	"github.com/gokexec/gokexec/qemu"
 	"github.com/gokexec/gokexec/qemu/proto"
 )
 
@@ -174,8 +173,6 @@ func TestForeignExecLosesEvents(t *testing.T) {
 	}
 	t.Logf("verdict %s: %s\nimalog in the guest:\n%s", tl.Verdict, tl.Reason, cmds[0].Output)
 }
-
-var _ = qemu.DefaultAppend
 
 // TestChangedInputRefused: a kernel file that changes between -l and -e is
 // refused at -e: no reboot, the loaded image stays as it was.

@@ -3,7 +3,6 @@ package integration
 import (
 	"bytes"
 	"context"
-	"crypto"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -185,7 +184,6 @@ func pcrValues(t *testing.T, rep map[string][]string, banks ...string) ima.PCRVa
 		}
 		out[h] = m
 	}
-	_ = crypto.SHA256
 	return out
 }
 

@@ -7,8 +7,6 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/gokexec/gokexec/segment"
 )
 
 func TestParseLockdown(t *testing.T) {
@@ -88,7 +86,6 @@ func TestReadMemoryMapFromFiles(t *testing.T) {
 	if _, _, err := ReadMemoryMap("/nonexistent/memmap"); !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "/nonexistent/memmap") {
 		t.Fatalf("missing: %v", err)
 	}
-	_ = segment.TypeRAM
 }
 
 func TestReadIMAListOverride(t *testing.T) {

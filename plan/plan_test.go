@@ -202,8 +202,6 @@ func TestErrors(t *testing.T) {
 
 func TestLegacyTemplateRefused(t *testing.T) {
 	in := inputs(t, 3)
-	d := sha256.Sum256([]byte("x"))
-	_ = d
 	legacy := ima.Entry{PCR: 10, TemplateName: "ima", TemplateData: append(make([]byte, 20), 4, 0, 0, 0, 'a', 'b', 'c', 'd')}
 	h := ima.TemplateDigest(legacy, crypto.SHA1, ima.MethodPerBank)
 	copy(legacy.TemplateDigest[:], h)
