@@ -30,6 +30,10 @@
 //     bounded pool of chunks, never the whole list's entries or digests
 //     (VerifyReaderAt not even its bytes, unless the list is malformed and
 //     the exact parse error must be reported).
+//   - A stored SHA-1 template digest is compared with its data wherever a
+//     quoted bank does not already bind both: within the matched prefix,
+//     entries of PCRs that the SHA-1 bank and a bank hashed with its own
+//     algorithm both reproduce are taken as the kernel extended them.
 //   - Errors wrap sentinels (ErrTruncated, ErrUnknownTemplate, ErrMalformed,
 //     ErrNotRestorable, ErrBadPCRFile ...) that errors.Is matches; positional
 //     parse errors are *ParseError values that errors.As extracts.

@@ -62,7 +62,18 @@ type pipeline struct {
 	per      int
 	ownBanks []crypto.Hash // banks other than SHA-1 whose own digests are needed
 	timeline bool          // collect timeline candidates
-	refs     int32         // consumers of every chunk: chains + collector
+	// storedSHA1: the SHA-1 chains extend the stored SHA-1 digests and no
+	// entry's stored digest is checked against its data (see sha1Check).
+	storedSHA1 bool
+	// check, when set, makes the pass a stored-digest check only: no
+	// chains, and only the entries check selects are hashed.
+	check *sha1Check
+	// reader: where the pass starts reading (a chunk start of an earlier
+	// pass), and every chunk's start as this pass reads them.
+	startOff  int64
+	startBase int
+	chunkPos  []chunkPos
+	refs      int32 // consumers of every chunk: chains + collector
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -77,6 +88,12 @@ type pipeline struct {
 	free chan *chunkOut
 	quit chan struct{} // closed when the consumers are done
 	next atomic.Int64
+}
+
+// chunkPos is where a chunk starts: its first entry's index and offset.
+type chunkPos struct {
+	base int
+	off  int64
 }
 
 // listSource is what a pipeline reads: entries, raw list bytes, or a list
@@ -236,6 +253,10 @@ func (p *pipeline) work() {
 		}
 		o.base, o.n, o.failed = c*p.per, count, false
 		o.mism, o.tlIdx, o.tlEnt = o.mism[:0], o.tlIdx[:0], o.tlEnt[:0]
+		if p.check != nil && p.check.skips(o.base, count) {
+			p.publish(c, o) // an earlier pass parsed it; nothing to check
+			continue
+		}
 		var es []Entry
 		if p.entries != nil {
 			es = p.entries[start:end]
@@ -296,12 +317,16 @@ func (p *pipeline) fill(o *chunkOut, es []Entry, s1 *hash.Hash, hs []hash.Hash) 
 			o.tlIdx = append(o.tlIdx, o.base+j)
 			o.tlEnt = append(o.tlEnt, *e)
 		}
-		if v {
+		if v || p.check != nil && !p.check.needs(o.base+j, e.PCR) {
 			continue
 		}
-		templateSumTo(crypto.SHA1, o.sha1s[j][:], e, s1)
-		if o.sha1s[j] != e.TemplateDigest {
-			o.mism = append(o.mism, o.base+j)
+		if p.storedSHA1 {
+			o.sha1s[j] = e.TemplateDigest
+		} else {
+			templateSumTo(crypto.SHA1, o.sha1s[j][:], e, s1)
+			if o.sha1s[j] != e.TemplateDigest {
+				o.mism = append(o.mism, o.base+j)
+			}
 		}
 		for k, b := range p.ownBanks {
 			size := b.Size()
@@ -532,4 +557,43 @@ func VerifyList(b []byte, order binary.ByteOrder, quoted PCRValues) (VerifyResul
 		return VerifyResult{}, Timeline{}, err
 	}
 	return Verify(es, quoted), BuildTimelineOrder(es, order), nil
+}
+
+// sha1Check selects the entries whose stored SHA-1 template digest a
+// check-only pass compares with the SHA-1 of their data: every entry from
+// index from on, and before it those whose PCR bound does not hold.
+type sha1Check struct {
+	from  int
+	bound pcrFilter
+	all   bool // bound holds every PCR the list uses
+}
+
+func (c *sha1Check) needs(i int, pcr uint32) bool { return i >= c.from || !c.bound.has(pcr) }
+
+// skips says whether a chunk of count entries from base holds no entry
+// the check needs.
+func (c *sha1Check) skips(base, count int) bool { return c.all && base+count <= c.from }
+
+// pcrFilter is a set of PCR indices.
+type pcrFilter struct {
+	small uint32
+	big   map[uint32]bool
+}
+
+func (f *pcrFilter) add(p uint32) {
+	if p < 32 {
+		f.small |= 1 << p
+		return
+	}
+	if f.big == nil {
+		f.big = map[uint32]bool{}
+	}
+	f.big[p] = true
+}
+
+func (f *pcrFilter) has(p uint32) bool {
+	if p < 32 {
+		return f.small&(1<<p) != 0
+	}
+	return f.big[p]
 }

@@ -43,7 +43,7 @@ func (p *pipeline) startReader(workers int) {
 func (p *pipeline) frameReader() {
 	var tc templateCache
 	var used pcrSet
-	off, n, ok := int64(0), 0, true
+	off, n, ok := p.startOff, p.startBase, true
 	for off < p.size && ok {
 		var o *chunkOut
 		select {
@@ -87,6 +87,7 @@ func (p *pipeline) frameReader() {
 		o.base, o.n = n, count
 		p.mu.Lock()
 		p.segs = append(p.segs, o)
+		p.chunkPos = append(p.chunkPos, chunkPos{base: n, off: off})
 		p.cond.Broadcast()
 		p.mu.Unlock()
 		off += int64(pos)

@@ -232,7 +232,12 @@ type VerifyResult struct {
 	Prefix int          `json:"prefix"`
 	Banks  []BankResult `json:"banks"`
 	// DigestMismatches lists entries whose stored SHA-1 template digest is
-	// not the SHA-1 of their template data.
+	// not the SHA-1 of their template data. When the SHA-1 bank and a bank
+	// hashed with its own algorithm both reproduce the prefix, the entries
+	// of the PCRs both check are not hashed with SHA-1 again: the kernel
+	// extends the stored digest into the SHA-1 bank and hashes every bank
+	// from the same data, so such an entry matches its data unless the
+	// PCRs were extended by something else (see verifyPipelined).
 	DigestMismatches []int    `json:"digest_mismatches,omitempty"`
 	Problems         []string `json:"problems,omitempty"`
 }
@@ -355,7 +360,65 @@ func needsBootMethods(res VerifyResult) bool {
 // builds the timeline). ok is false
 // when the raw list needs the plain path: an entry the framing pass cannot
 // judge, a chunk that fails to parse, or too many quoted PCRs to track.
+//
+// When the SHA-1 bank and a bank that hashes the template data itself are
+// both quoted, the first pass skips the SHA-1 of every entry's data: the
+// SHA-1 chain extends the stored digests, which is what the kernel extends
+// (it stores the SHA-1 digest it computed for every bank from the same
+// data). Within the matched prefix, an entry whose PCR both banks check
+// then cannot carry a stored digest that differs from its data: its data
+// is bound by the other bank's chain and its stored digest by the SHA-1
+// chain, and the one extender of both computed them from the same bytes.
+// Only the other entries (those after the prefix, those of PCRs the two
+// banks do not both check) are compared, by a second, check-only pass that
+// usually reads a few chunks; if one differs, verification starts again
+// the plain way, so the result is always the one a pass hashing every
+// entry yields (see VerifyResult.DigestMismatches).
 func verifyPipelined(src listSource, quoted PCRValues) (res VerifyResult, tl Timeline, ok bool) {
+	res, tl, ok, p1, check := verifyPass(src, quoted, true)
+	if !ok || check == nil {
+		return res, tl, ok
+	}
+	mism, ok := checkStoredSHA1(src, p1, check)
+	if !ok {
+		return res, tl, false
+	}
+	if len(mism) == 0 {
+		return res, tl, true
+	}
+	res, tl, ok, _, _ = verifyPass(src, quoted, false)
+	return res, tl, ok
+}
+
+// checkStoredSHA1 runs a check-only pass over the entries check selects
+// and returns those whose stored SHA-1 digest differs from their data.
+func checkStoredSHA1(src listSource, p1 *pipeline, check *sha1Check) ([]int, bool) {
+	if check.all && check.from >= p1.n {
+		return nil, true
+	}
+	p := newPipeline(src, p1, nil, false, 0)
+	p.check = check
+	if src.ra != nil && check.all {
+		// Start at the last chunk of the first pass that begins at or
+		// before the first entry to check.
+		for _, c := range p1.chunkPos {
+			if c.base > check.from {
+				break
+			}
+			p.startBase, p.startOff = c.base, c.off
+		}
+	}
+	col := runPipeline(p, nil)
+	if col.failed {
+		return nil, false
+	}
+	return col.mismatches, true
+}
+
+// verifyPass is one verification. With deferSHA1 it may skip comparing
+// stored SHA-1 digests with the data (see verifyPipelined) and then
+// returns the check that must follow; p1 is its first pipeline pass.
+func verifyPass(src listSource, quoted PCRValues, deferSHA1 bool) (res VerifyResult, tl Timeline, ok bool, p1 *pipeline, check *sha1Check) {
 	fromRaw, entries := src.fromRaw, src.entries
 	if fromRaw {
 		entries, src.entries = nil, nil
@@ -363,7 +426,7 @@ func verifyPipelined(src listSource, quoted PCRValues) (res VerifyResult, tl Tim
 	res = VerifyResult{Entries: len(entries), Prefix: -1}
 	if len(quoted) == 0 {
 		res.Problems = append(res.Problems, "no quoted PCR values")
-		return res, tl, true
+		return res, tl, true, nil, nil
 	}
 	banks := make([]crypto.Hash, 0, len(quoted))
 	for b := range quoted {
@@ -398,7 +461,7 @@ func verifyPipelined(src listSource, quoted PCRValues) (res VerifyResult, tl Tim
 			continue
 		}
 		if fromRaw && len(track) > maxChainPCRs {
-			return res, tl, false
+			return res, tl, false, nil, nil
 		}
 		oi := -1
 		if b != crypto.SHA1 {
@@ -412,10 +475,11 @@ func verifyPipelined(src listSource, quoted PCRValues) (res VerifyResult, tl Tim
 	// The SHA-1 template digests (the SHA-1 bank, the padded method, the
 	// stored-digest check) and the other banks' own digests are computed
 	// by the pipeline's workers while the chains extend.
-	p1 := newPipeline(src, nil, own, fromRaw, len(chains))
+	p1 = newPipeline(src, nil, own, fromRaw, len(chains))
+	p1.storedSHA1 = deferSHA1 && chainOf[crypto.SHA1] != nil && len(own) > 0
 	col := runPipeline(p1, chains)
 	if col.failed {
-		return res, tl, false
+		return res, tl, false, nil, nil
 	}
 	n := len(entries)
 	if fromRaw {
@@ -425,14 +489,9 @@ func verifyPipelined(src listSource, quoted PCRValues) (res VerifyResult, tl Tim
 	res.Entries = n
 	res.DigestMismatches = col.mismatches
 
-	type job struct {
-		bank  crypto.Hash
-		check map[uint32][]byte
-		runs  []bankRun
-	}
-	jobs := make([]*job, len(banks))
+	jobs := make([]*verifyJob, len(banks))
 	for bi, b := range banks {
-		j := &job{bank: b, check: map[uint32][]byte{}}
+		j := &verifyJob{bank: b, check: map[uint32][]byte{}}
 		jobs[bi] = j
 		br := BankResult{Bank: HashName(b), Hash: b, OwnPrefix: -1, Quoted: map[uint32]string{}}
 		if err := checkBank(b); err != nil {
@@ -461,7 +520,7 @@ func verifyPipelined(src listSource, quoted PCRValues) (res VerifyResult, tl Tim
 		}
 		r, fits := chainOf[b].result(j.check)
 		if !fits {
-			return res, tl, false
+			return res, tl, false, nil, nil
 		}
 		j.runs = []bankRun{r}
 	}
@@ -472,7 +531,7 @@ func verifyPipelined(src listSource, quoted PCRValues) (res VerifyResult, tl Tim
 	// that matches with its own hash somewhere cannot match longer padded.
 	// The pass recomputes the SHA-1 digests rather than keeping them all.
 	chains = chains[:0]
-	var padded []*job
+	var padded []*verifyJob
 	for _, j := range jobs {
 		if len(j.runs) != 1 || j.bank == crypto.SHA1 || slices.Contains(j.runs[0].matches[1:], 1) {
 			continue
@@ -483,7 +542,7 @@ func verifyPipelined(src listSource, quoted PCRValues) (res VerifyResult, tl Tim
 	if len(chains) > 0 {
 		p2 := newPipeline(src, p1, nil, false, len(chains))
 		if runPipeline(p2, chains).failed {
-			return res, tl, false
+			return res, tl, false, nil, nil
 		}
 		for i, j := range padded {
 			r, _ := chains[i].result(j.check) // tracks exactly j.check: fits
@@ -558,7 +617,51 @@ func verifyPipelined(src listSource, quoted PCRValues) (res VerifyResult, tl Tim
 			break
 		}
 	}
-	return res, tl, true
+	if p1.storedSHA1 {
+		check = deferredCheck(res.Prefix, jobs, used)
+	}
+	return res, tl, true, p1, check
+}
+
+// deferredCheck is what remains to compare after a pass that extended the
+// stored SHA-1 digests and matched prefix entries: the entries before it
+// are bound where the SHA-1 bank (checking sha1PCRs) and a bank that
+// reproduced the prefix with its own hash both check their PCR.
+func deferredCheck(prefix int, jobs []*verifyJob, used []uint32) *sha1Check {
+	c := &sha1Check{}
+	var sha1PCRs map[uint32][]byte
+	for _, j := range jobs {
+		if j.bank == crypto.SHA1 {
+			sha1PCRs = j.check
+		}
+	}
+	if prefix < 0 {
+		return c // nothing bound: check every entry
+	}
+	c.from = prefix
+	for _, j := range jobs {
+		if j.bank == crypto.SHA1 || len(j.runs) == 0 || j.runs[0].method != MethodPerBank || j.runs[0].matches[prefix] == 0 {
+			continue
+		}
+		for p := range j.check {
+			if _, ok := sha1PCRs[p]; ok {
+				c.bound.add(p)
+			}
+		}
+	}
+	c.all = true
+	for _, p := range used {
+		c.all = c.all && c.bound.has(p)
+	}
+	return c
+}
+
+// verifyJob is one quoted bank during verification: the PCRs it checks
+// and its runs (its own hash first, then the padded method if tried).
+type verifyJob struct {
+	bank  crypto.Hash
+	check map[uint32][]byte
+	runs  []bankRun
 }
 
 // bankSize is h.Size(), or 0 for a hash unknown to this package (Size

@@ -34,6 +34,12 @@ func TestVerifyMatchesReference(t *testing.T) {
 	tamperData[40].TemplateData = td
 	tamperDigest := slices.Clone(es)
 	tamperDigest[77].TemplateDigest[0] ^= 1
+	// Entry 72 extends PCR 12.
+	tamperData12 := slices.Clone(es)
+	td12 := slices.Clone(tamperData12[72].TemplateData)
+	td12[len(td12)-1] ^= 1
+	tamperData12[72].TemplateData = td12
+	noPCR12 := func(q map[uint32][]byte) map[uint32][]byte { delete(q, 12); return q }
 
 	type tc struct {
 		name string
@@ -41,7 +47,7 @@ func TestVerifyMatchesReference(t *testing.T) {
 		q    PCRValues
 	}
 	var cases []tc
-	for _, k := range []int{0, 1, 6, 7, 8, 13, 14, 40, 41, 77, 78, n - 1, n} {
+	for _, k := range []int{0, 1, 6, 7, 8, 13, 14, 40, 41, 72, 73, 77, 78, n - 1, n} {
 		cases = append(cases,
 			tc{fmt.Sprintf("sha1+sha256 at %d", k), es, PCRValues{
 				crypto.SHA1:   quote(es, k, crypto.SHA1, MethodPerBank),
@@ -56,9 +62,25 @@ func TestVerifyMatchesReference(t *testing.T) {
 			tc{fmt.Sprintf("banks disagree at %d", k), es, PCRValues{
 				crypto.SHA1:   quote(es, k, crypto.SHA1, MethodPerBank),
 				crypto.SHA256: quote(es, max(k-1, 0), crypto.SHA256, MethodPerBank)}},
+			// The kernel extended the original data; the list shows other
+			// data under the original stored digest.
 			tc{fmt.Sprintf("tampered data at %d", k), tamperData, PCRValues{
 				crypto.SHA1:   quote(es, k, crypto.SHA1, MethodPerBank),
+				crypto.SHA256: quote(es, k, crypto.SHA256, MethodPerBank)}},
+			// PCRs extended from the tampered data in every bank, under
+			// the original stored digest.
+			tc{fmt.Sprintf("tampered data, measured at %d", k), tamperData, PCRValues{
+				crypto.SHA1:   quote(tamperData, k, crypto.SHA1, MethodPerBank),
 				crypto.SHA256: quote(tamperData, k, crypto.SHA256, MethodPerBank)}},
+			// Only the SHA-1 bank checks PCR 12, and its chain extends the
+			// stored digests: the tampered entry must still be found.
+			tc{fmt.Sprintf("tampered PCR 12 data, sha256 without PCR 12 at %d", k), tamperData12, PCRValues{
+				crypto.SHA1:   quote(es, k, crypto.SHA1, MethodPerBank),
+				crypto.SHA256: noPCR12(quote(es, k, crypto.SHA256, MethodPerBank))}},
+			tc{fmt.Sprintf("tampered digest, sha256+sha384 at %d", k), tamperDigest, PCRValues{
+				crypto.SHA1:   quote(es, k, crypto.SHA1, MethodPerBank),
+				crypto.SHA256: quote(es, k, crypto.SHA256, MethodPerBank),
+				crypto.SHA384: quote(es, k, crypto.SHA384, MethodSHA1Padded)}},
 			tc{fmt.Sprintf("tampered digest at %d", k), tamperDigest, PCRValues{
 				crypto.SHA1:   quote(es, k, crypto.SHA1, MethodPerBank),
 				crypto.SHA256: quote(es, k, crypto.SHA256, MethodPerBank)}},
@@ -96,6 +118,46 @@ func TestVerifyMatchesReference(t *testing.T) {
 	}
 	if ok < 10 || bad < 10 {
 		t.Errorf("%d consistent and %d inconsistent cases", ok, bad)
+	}
+}
+
+// TestVerifyTrustsOneExtender pins down the one case where Verify departs
+// from hashing every entry (see verifyPipelined): PCR values that no
+// kernel produces, because the SHA-1 bank was extended with an entry's
+// stored digest and the SHA-256 bank with the hash of other data. Both
+// chains then reproduce their quotes, and the entry's stored digest is not
+// compared with its data. The same list against the PCRs a kernel would
+// have extended (the original data in both banks, or the tampered data in
+// both) is inconsistent, and the mismatch is reported. The first case also
+// shows that the fast path is taken at all.
+func TestVerifyTrustsOneExtender(t *testing.T) {
+	es := synthList(t, binary.LittleEndian)
+	n := len(es)
+	tampered := slices.Clone(es)
+	td := slices.Clone(tampered[3].TemplateData)
+	td[len(td)-1] ^= 1
+	tampered[3].TemplateData = td
+
+	split := PCRValues{
+		crypto.SHA1:   quote(es, n, crypto.SHA1, MethodPerBank),
+		crypto.SHA256: quote(tampered, n, crypto.SHA256, MethodPerBank)}
+	if r := Verify(tampered, split); !r.Consistent || r.Prefix != n || len(r.DigestMismatches) != 0 {
+		t.Errorf("banks extended from different data: %+v", r)
+	}
+	if r := verifyReference(tampered, split); r.Consistent || !slices.Equal(r.DigestMismatches, []int{3}) {
+		t.Errorf("reference, banks extended from different data: %+v", r)
+	}
+	for name, src := range map[string][]Entry{"original": es, "tampered": tampered} {
+		q := PCRValues{
+			crypto.SHA1:   quote(src, n, crypto.SHA1, MethodPerBank),
+			crypto.SHA256: quote(src, n, crypto.SHA256, MethodPerBank)}
+		r := Verify(tampered, q)
+		if r.Consistent || !slices.Equal(r.DigestMismatches, []int{3}) {
+			t.Errorf("PCRs extended from the %s data: %+v", name, r)
+		}
+		if ref := verifyReference(tampered, q); !reflect.DeepEqual(r, ref) {
+			t.Errorf("PCRs extended from the %s data:\n got  %+v\n want %+v", name, r, ref)
+		}
 	}
 }
 
@@ -183,6 +245,9 @@ func TestVerifyListMatchesParseVerify(t *testing.T) {
 					parsed++
 					if wres := Verify(list, q); !reflect.DeepEqual(res, wres) {
 						t.Fatalf("chunk %d, %d bytes: VerifyList %+v\nVerify %+v", chunk, len(in), res, wres)
+					}
+					if ref := verifyReference(list, q); !reflect.DeepEqual(res, ref) {
+						t.Fatalf("chunk %d, %d bytes: VerifyList %+v\nreference %+v", chunk, len(in), res, ref)
 					}
 					if res.Consistent {
 						consistent++
