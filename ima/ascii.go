@@ -71,7 +71,7 @@ func splitFields(e *Entry, t *Template, order binary.ByteOrder, out []Field) ([]
 		}
 		return append(out, Field{FieldD, d[:20]}, Field{FieldN, d[24:]}), nil
 	}
-	if _, err := checkFields(d, order, len(t.Fields)); err != nil {
+	if _, err := checkFields(d, endianOf(order), len(t.Fields)); err != nil {
 		return nil, err
 	}
 	off := 0

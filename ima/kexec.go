@@ -76,7 +76,7 @@ func restoreCheck(e *Entry, order binary.ByteOrder) (p RestoreProblem, bad, stop
 	if err != nil {
 		return RestoreProblem{Kind: KindDropped, Reason: fmt.Sprintf("template %q is neither built in nor a valid format: %v", clip([]byte(name)), err)}, true, true
 	}
-	if _, err := checkFields(e.TemplateData, order, len(t.Fields)); err != nil {
+	if _, err := checkFields(e.TemplateData, endianOf(order), len(t.Fields)); err != nil {
 		return RestoreProblem{Kind: KindRejected, Reason: err.Error()}, true, true
 	}
 	if t.Name != "" && t.Name != name {
@@ -278,7 +278,7 @@ func SimulateRestore(b []byte, order binary.ByteOrder) KexecReport {
 		}
 		e.TemplateName = string(name)
 		e.TemplateData = parts[1]
-		if _, err := checkFields(parts[1], order, len(t.Fields)); err != nil {
+		if _, err := checkFields(parts[1], endianOf(order), len(t.Fields)); err != nil {
 			return fail(KindRejected, "template %s: %v", e.TemplateName, err)
 		}
 		if len(name) != len(parts[0]) {

@@ -67,17 +67,18 @@ func ParseList(b []byte, order binary.ByteOrder) ([]Entry, error) {
 	if order == nil {
 		return nil, errors.New("ima: nil byte order")
 	}
+	end := endianOf(order)
 	if len(b) >= parallelParseMin && runtime.GOMAXPROCS(0) > 1 {
-		if es, ok, err := parseListParallel(b, order); ok {
+		if es, ok, err := parseListParallel(b, end); ok {
 			return es, err
 		}
 	}
-	return parseListFrom(b, order, 0, 0, nil)
+	return parseListFrom(b, end, 0, 0, nil)
 }
 
 // parseListFrom parses sequentially from off (entry index idx) to the end of
 // b, appending to entries.
-func parseListFrom(b []byte, order binary.ByteOrder, off, idx int, entries []Entry) ([]Entry, error) {
+func parseListFrom(b []byte, order endian, off, idx int, entries []Entry) ([]Entry, error) {
 	var tc templateCache
 	if entries == nil {
 		// An entry takes at least entryHeaderMin+1 bytes, so this bound is safe.
@@ -108,7 +109,7 @@ var (
 
 // frameSize returns the size of the entry at the start of b judging by its
 // length fields only, or false where a full parse is needed to tell.
-func frameSize(b []byte, order binary.ByteOrder, tc *templateCache) (int, bool) {
+func frameSize(b []byte, order endian, tc *templateCache) (int, bool) {
 	if len(b) < entryHeaderMin {
 		return 0, false
 	}
@@ -144,7 +145,7 @@ func frameSize(b []byte, order binary.ByteOrder, tc *templateCache) (int, bool) 
 
 // parseListParallel returns ok=false when the chunk boundaries of the quick
 // pass turned out wrong (the caller then parses sequentially).
-func parseListParallel(b []byte, order binary.ByteOrder) (entries []Entry, ok bool, err error) {
+func parseListParallel(b []byte, order endian) (entries []Entry, ok bool, err error) {
 	per := max(parseChunk, 1)
 	// Quick pass: the start of every per-th entry, up to the first entry
 	// whose framing needs a closer look (the last chunk takes the rest).
@@ -220,7 +221,7 @@ func parseListParallel(b []byte, order binary.ByteOrder) (entries []Entry, ok bo
 
 // parseEntry parses one entry at the start of b and returns it, its size,
 // and on error the offset within b where the problem lies.
-func parseEntry(b []byte, order binary.ByteOrder, tc *templateCache) (Entry, int, int, error) {
+func parseEntry(b []byte, order endian, tc *templateCache) (Entry, int, int, error) {
 	var e Entry
 	if len(b) < entryHeaderMin {
 		return e, 0, 0, fmt.Errorf("%w: entry header needs %d bytes, %d remain", ErrTruncated, entryHeaderMin, len(b))
@@ -276,7 +277,7 @@ func parseEntry(b []byte, order binary.ByteOrder, tc *templateCache) (Entry, int
 // checkFields verifies that data is exactly n length-prefixed fields, as the
 // kernel's ima_parse_buf with ENFORCE_FIELDS|ENFORCE_BUFEND does. On error
 // it returns the offset of the offending length.
-func checkFields(data []byte, order binary.ByteOrder, n int) (int, error) {
+func checkFields(data []byte, order endian, n int) (int, error) {
 	off := 0
 	for i := 0; i < n; i++ {
 		if len(data)-off < 4 {
@@ -355,7 +356,7 @@ func (e *Entry) Fields(order binary.ByteOrder) ([]Field, error) {
 		}
 		return []Field{{FieldD, d[:20]}, {FieldN, d[24:]}}, nil
 	}
-	if _, err := checkFields(e.TemplateData, order, len(t.Fields)); err != nil {
+	if _, err := checkFields(e.TemplateData, endianOf(order), len(t.Fields)); err != nil {
 		return nil, err
 	}
 	out := make([]Field, len(t.Fields))
@@ -372,4 +373,21 @@ func appendU32(dst []byte, order binary.ByteOrder, v uint32) []byte {
 	var b [4]byte
 	order.PutUint32(b[:], v)
 	return append(dst, b[:]...)
+}
+
+// endian is a byte order that the parsers' inner loops call directly: a
+// binary.ByteOrder is an interface, and its calls (several length fields
+// per entry) are neither inlined nor cheap. endianOf maps the caller's
+// order onto it once per call.
+type endian struct{ big bool }
+
+func endianOf(order binary.ByteOrder) endian {
+	return endian{big: order != nil && order.Uint16([]byte{0, 1}) == 1}
+}
+
+func (e endian) Uint32(b []byte) uint32 {
+	if e.big {
+		return binary.BigEndian.Uint32(b)
+	}
+	return binary.LittleEndian.Uint32(b)
 }

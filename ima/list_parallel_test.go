@@ -39,9 +39,9 @@ func TestParseListParallelMatchesSequential(t *testing.T) {
 		for _, chunk := range []int{1, 2, 3, 5} {
 			parseChunk = chunk
 			for _, in := range inputs {
-				want, werr := parseListFrom(in, order, 0, 0, nil)
+				want, werr := parseListFrom(in, endianOf(order), 0, 0, nil)
 				got, gerr := ParseList(in, order)
-				if _, ok, _ := parseListParallel(in, order); ok {
+				if _, ok, _ := parseListParallel(in, endianOf(order)); ok {
 					parallelRuns++
 				}
 				if (werr == nil) != (gerr == nil) || (werr != nil && werr.Error() != gerr.Error()) {

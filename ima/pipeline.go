@@ -58,6 +58,7 @@ type pipeline struct {
 	ra      io.ReaderAt
 	size    int64
 	order   binary.ByteOrder
+	end     endian // order, for the parsers
 
 	per      int
 	ownBanks []crypto.Hash // banks other than SHA-1 whose own digests are needed
@@ -111,7 +112,7 @@ type listSource struct {
 // earlier pass over the same raw list (nil: frame while running).
 func newPipeline(src listSource, framed *pipeline, own []crypto.Hash, timeline bool, chains int) *pipeline {
 	entries, raw := src.entries, src.raw
-	p := &pipeline{entries: entries, raw: raw, ra: src.ra, size: src.size, order: src.order, per: max(verifyChunk, 1),
+	p := &pipeline{entries: entries, raw: raw, ra: src.ra, size: src.size, order: src.order, end: endianOf(src.order), per: max(verifyChunk, 1),
 		ownBanks: own, timeline: timeline, refs: int32(chains + 1), quit: make(chan struct{})}
 	p.cond = sync.NewCond(&p.mu)
 	switch {
@@ -157,7 +158,7 @@ func (p *pipeline) start() {
 // then the entry count and the PCRs used, or frameOK=false at the first
 // entry that needs a full parse to judge.
 func (p *pipeline) frame() {
-	b, order, per := p.raw, p.order, p.per
+	b, order, per := p.raw, p.end, p.per
 	var tc templateCache
 	var used pcrSet
 	off, n, ok := 0, 0, true
@@ -267,7 +268,7 @@ func (p *pipeline) work() {
 			es = buf[:count]
 			off := start
 			for j := range es {
-				e, size, _, err := parseEntry(p.raw[off:], p.order, &tc)
+				e, size, _, err := parseEntry(p.raw[off:], p.end, &tc)
 				if err != nil {
 					o.failed = true
 					break
@@ -384,7 +385,7 @@ type chain struct {
 	counts []uint8 // counts[k]: mismatching PCRs after k entries
 	h      hash.Hash
 	ff     []byte
-	buf    [2 * 64]byte // old value | digest; 64 is the largest bank size
+	eq     [32]bool // PCRs below 32: the value equals the quoted one
 }
 
 // maxChainPCRs bounds the PCRs a chain tracks so that its counts fit a byte.
@@ -396,10 +397,12 @@ func newChain(bank crypto.Hash, method Method, own int, check map[uint32][]byte,
 		st:     newPCRState(bank.Size()), counts: make([]uint8, 1, capacity+1)}
 	x.ff = bytes.Repeat([]byte{0xff}, x.size)
 	for p, q := range check {
+		eq := bytes.Equal(x.st.get(p), q)
 		if p < uint32(len(x.small)) {
 			x.small[p] = q
+			x.eq[p] = eq
 		}
-		if !bytes.Equal(x.st.get(p), q) {
+		if !eq {
 			x.mism++
 		}
 	}
@@ -418,10 +421,17 @@ func (x *chain) consume(o *chunkOut) {
 			q = x.check[p]
 		}
 		if q != nil {
-			old := x.st.get(p)
-			was := bytes.Equal(old, q)
-			copy(x.buf[:size], old)
-			d := x.buf[size : 2*size]
+			// v has room for the digest after the value: hash the two
+			// in place and write the result over the value.
+			v := x.st.get(p)
+			var was bool
+			if p < uint32(len(x.eq)) {
+				was = x.eq[p]
+			} else {
+				was = bytes.Equal(v, q)
+			}
+			w := v[:2*size]
+			d := w[size:]
 			switch {
 			case o.viol[j]:
 				copy(d, x.ff)
@@ -431,8 +441,11 @@ func (x *chain) consume(o *chunkOut) {
 			default:
 				copy(d, o.own[x.own][j*size:(j+1)*size])
 			}
-			sumTo(x.bank, old, x.buf[:2*size], &x.h)
-			now := bytes.Equal(old, q)
+			sumTo(x.bank, v, w, &x.h)
+			now := bytes.Equal(v, q)
+			if p < uint32(len(x.eq)) {
+				x.eq[p] = now
+			}
 			if was && !now {
 				x.mism++
 			} else if !was && now {

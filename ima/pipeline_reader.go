@@ -64,11 +64,11 @@ func (p *pipeline) frameReader() {
 			}
 			pos, count = 0, 0
 			for pos < want {
-				size, fine := frameSize(o.data[pos:], p.order, &tc)
+				size, fine := frameSize(o.data[pos:], p.end, &tc)
 				if !fine {
 					break
 				}
-				used.add(p.order.Uint32(o.data[pos:]))
+				used.add(p.end.Uint32(o.data[pos:]))
 				pos += size
 				count++
 			}
@@ -132,7 +132,7 @@ func (p *pipeline) workReader() {
 		es := buf[:o.n]
 		off := 0
 		for j := range es {
-			e, size, _, err := parseEntry(o.data[off:], p.order, &tc)
+			e, size, _, err := parseEntry(o.data[off:], p.end, &tc)
 			if err != nil {
 				o.failed = true
 				break
