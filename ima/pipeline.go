@@ -49,7 +49,9 @@ type chunkOut struct {
 // goroutine walks the length fields ahead of the workers and publishes where
 // every chunk starts; the number of entries and the PCRs they use are known
 // only when it is done, which is why the chains track every quoted PCR (see
-// chain). All shared state below mu is published with cond.
+// chain). All shared state below mu is published with framing (chunk
+// starts, read segments, the end of framing) or outsCond (finished chunks,
+// the end of framing), so that a publication wakes only its waiters.
 type pipeline struct {
 	// Source: entries, raw list bytes, or a list read through ra (size
 	// bytes) segment by segment (see pipeline_reader.go).
@@ -76,15 +78,15 @@ type pipeline struct {
 	chunkPos  []chunkPos
 	refs      int32 // consumers of every chunk: chains + collector
 
-	mu      sync.Mutex
-	cond    *sync.Cond
-	starts  []int // raw: start offset of each chunk found so far
-	framed  bool  // starts, n, nc and used are final
-	frameOK bool  // raw: every entry framed (else the caller parses in full)
-	n, nc   int
-	used    []uint32
-	outs    []*chunkOut // finished chunks
-	segs    []*chunkOut // reader: chunks read and framed, not yet parsed
+	mu                sync.Mutex
+	framing, outsCond *sync.Cond
+	starts            []int // raw: start offset of each chunk found so far
+	framed            bool  // starts, n, nc and used are final
+	frameOK           bool  // raw: every entry framed (else the caller parses in full)
+	n, nc             int
+	used              []uint32
+	outs              []*chunkOut // finished chunks
+	segs              []*chunkOut // reader: chunks read and framed, not yet parsed
 
 	free chan *chunkOut
 	quit chan struct{} // closed when the consumers are done
@@ -114,7 +116,7 @@ func newPipeline(src listSource, framed *pipeline, own []crypto.Hash, timeline b
 	entries, raw := src.entries, src.raw
 	p := &pipeline{entries: entries, raw: raw, ra: src.ra, size: src.size, order: src.order, end: endianOf(src.order), per: max(verifyChunk, 1),
 		ownBanks: own, timeline: timeline, refs: int32(chains + 1), quit: make(chan struct{})}
-	p.cond = sync.NewCond(&p.mu)
+	p.framing, p.outsCond = sync.NewCond(&p.mu), sync.NewCond(&p.mu)
 	switch {
 	case src.ra != nil:
 		// framed while running, always
@@ -166,7 +168,7 @@ func (p *pipeline) frame() {
 		if n%per == 0 {
 			p.mu.Lock()
 			p.starts = append(p.starts, off)
-			p.cond.Broadcast()
+			p.framing.Broadcast()
 			p.mu.Unlock()
 		}
 		size, fine := frameSize(b[off:], order, &tc)
@@ -180,7 +182,8 @@ func (p *pipeline) frame() {
 	}
 	p.mu.Lock()
 	p.framed, p.frameOK, p.n, p.nc, p.used = true, ok, n, (n+per-1)/per, used.sorted()
-	p.cond.Broadcast()
+	p.framing.Broadcast()
+	p.outsCond.Broadcast()
 	p.mu.Unlock()
 }
 
@@ -220,7 +223,7 @@ func (p *pipeline) bounds(c int) (start, end, count int, ok bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for !p.framed && len(p.starts) <= c+1 {
-		p.cond.Wait()
+		p.framing.Wait()
 	}
 	if p.framed && (!p.frameOK || c >= p.nc) {
 		return 0, 0, 0, false
@@ -236,7 +239,6 @@ func (p *pipeline) bounds(c int) (start, end, count int, ok bool) {
 
 func (p *pipeline) work() {
 	var tc templateCache
-	var buf []Entry
 	hs := make([]hash.Hash, len(p.ownBanks))
 	var s1 hash.Hash
 	for {
@@ -258,34 +260,28 @@ func (p *pipeline) work() {
 			p.publish(c, o) // an earlier pass parsed it; nothing to check
 			continue
 		}
-		var es []Entry
+		p.prepare(o)
 		if p.entries != nil {
-			es = p.entries[start:end]
-		} else {
-			if buf == nil {
-				buf = make([]Entry, p.per)
+			for j := range count {
+				p.fillOne(o, j, &p.entries[start+j], &s1, hs)
 			}
-			es = buf[:count]
+		} else {
 			off := start
-			for j := range es {
+			for j := range count {
 				e, size, _, err := parseEntry(p.raw[off:], p.end, &tc)
 				if err != nil {
 					o.failed = true
 					break
 				}
-				es[j] = e
+				p.fillOne(o, j, &e, &s1, hs)
 				off += size
 			}
 			o.failed = o.failed || off != end
-		}
-		if !o.failed {
-			p.fill(o, es, &s1, hs)
 		}
 		p.publish(c, o)
 	}
 }
 
-// fill computes the per-entry results of one chunk.
 // publish hands chunk c's results to the extend chains.
 func (p *pipeline) publish(c int, o *chunkOut) {
 	o.refs.Store(p.refs)
@@ -294,12 +290,13 @@ func (p *pipeline) publish(c int, o *chunkOut) {
 		p.outs = append(p.outs, nil)
 	}
 	p.outs[c] = o
-	p.cond.Broadcast()
+	p.outsCond.Broadcast()
 	p.mu.Unlock()
 }
 
-func (p *pipeline) fill(o *chunkOut, es []Entry, s1 *hash.Hash, hs []hash.Hash) {
-	n := len(es)
+// prepare sizes chunk result o's per-entry arrays for o.n entries.
+func (p *pipeline) prepare(o *chunkOut) {
+	n := o.n
 	o.pcr = grow(o.pcr, n)
 	o.viol = grow(o.viol, n)
 	o.sha1s = grow(o.sha1s, n)
@@ -309,30 +306,32 @@ func (p *pipeline) fill(o *chunkOut, es []Entry, s1 *hash.Hash, hs []hash.Hash) 
 	for k, b := range p.ownBanks {
 		o.own[k] = grow(o.own[k], n*b.Size())
 	}
-	for j := range es {
-		e := &es[j]
-		o.pcr[j] = e.PCR
-		v := e.Violation()
-		o.viol[j] = v
-		if p.timeline && (o.base+j == 0 || v || timelineCandidate(e)) {
-			o.tlIdx = append(o.tlIdx, o.base+j)
-			o.tlEnt = append(o.tlEnt, *e)
+}
+
+// fillOne computes the results of entry j of chunk o, right after it was
+// parsed (no chunk of Entry values is kept).
+func (p *pipeline) fillOne(o *chunkOut, j int, e *Entry, s1 *hash.Hash, hs []hash.Hash) {
+	o.pcr[j] = e.PCR
+	v := e.Violation()
+	o.viol[j] = v
+	if p.timeline && (o.base+j == 0 || v || timelineCandidate(e)) {
+		o.tlIdx = append(o.tlIdx, o.base+j)
+		o.tlEnt = append(o.tlEnt, *e)
+	}
+	if v || p.check != nil && !p.check.needs(o.base+j, e.PCR) {
+		return
+	}
+	if p.storedSHA1 {
+		o.sha1s[j] = e.TemplateDigest
+	} else {
+		templateSumTo(crypto.SHA1, o.sha1s[j][:], e, s1)
+		if o.sha1s[j] != e.TemplateDigest {
+			o.mism = append(o.mism, o.base+j)
 		}
-		if v || p.check != nil && !p.check.needs(o.base+j, e.PCR) {
-			continue
-		}
-		if p.storedSHA1 {
-			o.sha1s[j] = e.TemplateDigest
-		} else {
-			templateSumTo(crypto.SHA1, o.sha1s[j][:], e, s1)
-			if o.sha1s[j] != e.TemplateDigest {
-				o.mism = append(o.mism, o.base+j)
-			}
-		}
-		for k, b := range p.ownBanks {
-			size := b.Size()
-			templateSumTo(b, o.own[k][j*size:(j+1)*size], e, &hs[k])
-		}
+	}
+	for k, b := range p.ownBanks {
+		size := b.Size()
+		templateSumTo(b, o.own[k][j*size:(j+1)*size], e, &hs[k])
 	}
 }
 
@@ -355,7 +354,7 @@ func (p *pipeline) chunk(c int) (*chunkOut, bool) {
 		if p.framed && (!p.frameOK || c >= p.nc) {
 			return nil, false
 		}
-		p.cond.Wait()
+		p.outsCond.Wait()
 	}
 }
 

@@ -14,11 +14,11 @@ import (
 // did not fit), so the list's bytes pass through a few small buffers that
 // stay in cache, instead of being mapped and touched page by page: on this
 // project's test VM the first touch of a 28 MB mapping costs 15-25 ms of
-// CPU, reading it through a 128 KiB buffer 7-10 ms.
+// CPU, reading it through a 64 KiB buffer 7-10 ms.
 
 // readSegment is the size of one read. A variable so that tests can force
 // many segments, and entries larger than a segment, on small lists.
-var readSegment = 128 << 10
+var readSegment = 64 << 10
 
 // startReader launches the reading and framing goroutine and the workers.
 // Here the framing goroutine takes the free buffers (a chunk's bytes live in
@@ -88,14 +88,15 @@ func (p *pipeline) frameReader() {
 		p.mu.Lock()
 		p.segs = append(p.segs, o)
 		p.chunkPos = append(p.chunkPos, chunkPos{base: n, off: off})
-		p.cond.Broadcast()
+		p.framing.Broadcast()
 		p.mu.Unlock()
 		off += int64(pos)
 		n += count
 	}
 	p.mu.Lock()
 	p.framed, p.frameOK, p.n, p.nc, p.used = true, ok, n, len(p.segs), used.sorted()
-	p.cond.Broadcast()
+	p.framing.Broadcast()
+	p.outsCond.Broadcast()
 	p.mu.Unlock()
 }
 
@@ -111,13 +112,12 @@ func (p *pipeline) framedChunk(c int) (*chunkOut, bool) {
 		if p.framed {
 			return nil, false
 		}
-		p.cond.Wait()
+		p.framing.Wait()
 	}
 }
 
 func (p *pipeline) workReader() {
 	var tc templateCache
-	var buf []Entry
 	hs := make([]hash.Hash, len(p.ownBanks))
 	var s1 hash.Hash
 	for {
@@ -128,22 +128,18 @@ func (p *pipeline) workReader() {
 		}
 		o.failed = false
 		o.mism, o.tlIdx, o.tlEnt = o.mism[:0], o.tlIdx[:0], o.tlEnt[:0]
-		buf = grow(buf, o.n)
-		es := buf[:o.n]
+		p.prepare(o)
 		off := 0
-		for j := range es {
+		for j := range o.n {
 			e, size, _, err := parseEntry(o.data[off:], p.end, &tc)
 			if err != nil {
 				o.failed = true
 				break
 			}
-			es[j] = e
+			p.fillOne(o, j, &e, &s1, hs)
 			off += size
 		}
 		o.failed = o.failed || off != len(o.data)
-		if !o.failed {
-			p.fill(o, es, &s1, hs)
-		}
 		p.publish(c, o)
 	}
 }
