@@ -5,11 +5,12 @@ import (
 	"cmp"
 	"crypto"
 	"crypto/sha1"
-	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/hex"
 	"hash"
 	"slices"
+
+	"github.com/gokexec/gokexec/internal/sha256ni"
 )
 
 // Method is how a kernel derives the digest it extends into a PCR bank.
@@ -281,7 +282,7 @@ func sumTo(bank crypto.Hash, dst, p []byte, h *hash.Hash) {
 		s := sha1.Sum(p)
 		copy(dst, s[:])
 	case crypto.SHA256:
-		s := sha256.Sum256(p)
+		s := sha256ni.Sum256(p)
 		copy(dst, s[:])
 	case crypto.SHA384:
 		s := sha512.Sum384(p)
