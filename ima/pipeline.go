@@ -263,7 +263,7 @@ func (p *pipeline) work() {
 		p.prepare(o)
 		if p.entries != nil {
 			for j := range count {
-				p.fillOne(o, j, &p.entries[start+j], &s1, hs)
+				p.fillOne(o, j, &p.entries[start+j], nil, &s1, hs)
 			}
 		} else {
 			off := start
@@ -273,7 +273,7 @@ func (p *pipeline) work() {
 					o.failed = true
 					break
 				}
-				p.fillOne(o, j, &e, &s1, hs)
+				p.fillOne(o, j, &e, tc.last, &s1, hs)
 				off += size
 			}
 			o.failed = o.failed || off != end
@@ -310,11 +310,11 @@ func (p *pipeline) prepare(o *chunkOut) {
 
 // fillOne computes the results of entry j of chunk o, right after it was
 // parsed (no chunk of Entry values is kept).
-func (p *pipeline) fillOne(o *chunkOut, j int, e *Entry, s1 *hash.Hash, hs []hash.Hash) {
+func (p *pipeline) fillOne(o *chunkOut, j int, e *Entry, t *Template, s1 *hash.Hash, hs []hash.Hash) {
 	o.pcr[j] = e.PCR
 	v := e.Violation()
 	o.viol[j] = v
-	if p.timeline && (o.base+j == 0 || v || timelineCandidate(e)) {
+	if p.timeline && (o.base+j == 0 || v || nameCandidate(e, t, p.end)) {
 		o.tlIdx = append(o.tlIdx, o.base+j)
 		o.tlEnt = append(o.tlEnt, *e)
 	}

@@ -136,7 +136,7 @@ func (p *pipeline) workReader() {
 				o.failed = true
 				break
 			}
-			p.fillOne(o, j, &e, &s1, hs)
+			p.fillOne(o, j, &e, tc.last, &s1, hs)
 			off += size
 		}
 		o.failed = o.failed || off != len(o.data)

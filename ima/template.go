@@ -152,6 +152,7 @@ func lookupBuiltin(name string) *Template {
 // built-in ones and at most once for each custom one.
 type templateCache struct {
 	custom map[string]cacheEntry
+	last   *Template // the template lookupName returned last
 }
 
 func (c *templateCache) lookup(b []byte) (*Template, error) {
@@ -165,10 +166,12 @@ func (c *templateCache) lookupName(b []byte) (*Template, string, error) {
 	// string(b) in a comparison does not allocate.
 	for _, t := range builtinTemplates {
 		if t.Name == string(b) {
+			c.last = t
 			return t, t.Name, nil
 		}
 	}
 	if ce, ok := c.custom[string(b)]; ok {
+		c.last = ce.t
 		return ce.t, ce.name, nil
 	}
 	name := string(b)
@@ -180,6 +183,7 @@ func (c *templateCache) lookupName(b []byte) (*Template, string, error) {
 		c.custom = make(map[string]cacheEntry)
 	}
 	c.custom[name] = cacheEntry{t, name}
+	c.last = t
 	return t, name, nil
 }
 

@@ -134,6 +134,26 @@ func timelineCandidate(e *Entry) bool {
 	}
 }
 
+// nameCandidate is timelineCandidate for an entry parsed with template t
+// (nil: unknown), which looks only at the event name: the first n-ng or n
+// field, as EventName finds it, must start with "boot_aggregate" or
+// "kexec_". The entry's fields must have passed checkFields.
+func nameCandidate(e *Entry, t *Template, order endian) bool {
+	if t == nil || t.Legacy() {
+		return timelineCandidate(e)
+	}
+	d, off := e.TemplateData, 0
+	for _, f := range t.Fields {
+		l := int(order.Uint32(d[off:]))
+		if f == FieldNNG || f == FieldN {
+			name := d[off+4 : off+4+l]
+			return bytes.HasPrefix(name, bootAggregateB) || bytes.HasPrefix(name, kexecB)
+		}
+		off += 4 + l
+	}
+	return false
+}
+
 // timelineBuilder builds a Timeline from entries fed in list order. Only
 // entry 0, violations and timeline candidates change the result, so a
 // caller may feed just those.

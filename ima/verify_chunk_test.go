@@ -280,6 +280,47 @@ func TestTimelineCandidate(t *testing.T) {
 	}
 }
 
+// nameCandidate, which reads only the event-name field, must select every
+// entry whose event name the timeline acts on, in every template (the
+// name first, second or third, legacy "ima") and both byte orders.
+func TestNameCandidate(t *testing.T) {
+	names := []string{BootAggregate, BootAggregateLate, MarkerKexecLoad, MarkerKexecExec, "kexec-cmdline", "/usr/bin/boot_aggregate", "x"}
+	for _, order := range []binary.ByteOrder{binary.LittleEndian, binary.BigEndian} {
+		es := synthList(t, order)
+		for _, n := range names {
+			nul := append([]byte(n), 0)
+			d := digestNG("", crypto.SHA256, make([]byte, 32))
+			es = append(es,
+				mkEntry(10, "ima-buf", fieldBytes(order, d, nul, []byte("payload"))),
+				mkEntry(10, "n-ng|d-ng", fieldBytes(order, nul, d)),
+				mkEntry(10, "d-ng|iuid|n", fieldBytes(order, d, u32(order, 0), []byte(n))),
+				mkEntry(10, "d-ng|iuid", fieldBytes(order, d, u32(order, 0))),
+				legacyEntry(order, 10, [20]byte{1}, n))
+		}
+		var tc templateCache
+		found := 0
+		for i := range es {
+			e := &es[i]
+			tpl, err := tc.lookup([]byte(e.TemplateName))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := false
+			switch e.EventName(order) {
+			case BootAggregate, BootAggregateLate, MarkerKexecLoad, MarkerKexecExec:
+				want = true
+				found++
+			}
+			if want && !nameCandidate(e, tpl, endianOf(order)) {
+				t.Errorf("entry %d (%s, %q) is not a candidate", i, e.TemplateName, e.EventName(order))
+			}
+		}
+		if found < 15 {
+			t.Errorf("only %d entries carry a timeline event name", found)
+		}
+	}
+}
+
 // FuzzVerifyList: on any input, VerifyList (chunks of 3 entries, so that
 // small inputs span several) returns what ParseList, Verify and
 // BuildTimelineOrder return.
