@@ -3,6 +3,8 @@ package ima
 import (
 	"bytes"
 	"crypto"
+	"crypto/sha1"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"hash"
@@ -10,6 +12,8 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+
+	"github.com/gokexec/gokexec/internal/sha256ni"
 )
 
 // The verification pipeline. Entries are processed in chunks of
@@ -410,46 +414,119 @@ func newChain(bank crypto.Hash, method Method, own int, check map[uint32][]byte,
 }
 
 func (x *chain) consume(o *chunkOut) {
+	switch x.bank {
+	case crypto.SHA1:
+		x.consumeSHA1(o)
+	case crypto.SHA256:
+		x.consumeSHA256(o)
+	default:
+		for j := 0; j < o.n; j++ {
+			x.step(o, j)
+		}
+	}
+}
+
+// step extends entry j of chunk o (any bank, any PCR).
+func (x *chain) step(o *chunkOut, j int) {
 	size := x.size
+	p := o.pcr[j]
+	var q []byte
+	if p < uint32(len(x.small)) {
+		q = x.small[p]
+	} else {
+		q = x.check[p]
+	}
+	if q != nil {
+		// v has room for the digest after the value: hash the two
+		// in place and write the result over the value.
+		v := x.st.get(p)
+		var was bool
+		if p < uint32(len(x.eq)) {
+			was = x.eq[p]
+		} else {
+			was = bytes.Equal(v, q)
+		}
+		w := v[:2*size]
+		d := w[size:]
+		switch {
+		case o.viol[j]:
+			copy(d, x.ff)
+		case x.padded:
+			clear(d)
+			copy(d, o.sha1s[j][:])
+		default:
+			copy(d, o.own[x.own][j*size:(j+1)*size])
+		}
+		sumTo(x.bank, v, w, &x.h)
+		x.settle(p, was, bytes.Equal(v, q))
+	}
+	x.counts = append(x.counts, uint8(min(x.mism, 255)))
+}
+
+// settle records whether checked PCR p, which did (was) or did not equal
+// its quoted value before an extend, does now.
+func (x *chain) settle(p uint32, was, now bool) {
+	if p < uint32(len(x.eq)) {
+		x.eq[p] = now
+	}
+	if was && !now {
+		x.mism++
+	} else if !was && now {
+		x.mism--
+	}
+}
+
+// consumeSHA1 and consumeSHA256 are consume for the two common banks:
+// step with fixed-size arrays for PCRs below 32, which lets the compiler
+// drop the bounds checks, the hash dispatch and the comparison calls.
+func (x *chain) consumeSHA1(o *chunkOut) {
 	for j := 0; j < o.n; j++ {
 		p := o.pcr[j]
-		var q []byte
-		if p < uint32(len(x.small)) {
-			q = x.small[p]
-		} else {
-			q = x.check[p]
+		if p >= uint32(len(x.small)) {
+			x.step(o, j)
+			continue
 		}
-		if q != nil {
-			// v has room for the digest after the value: hash the two
-			// in place and write the result over the value.
-			v := x.st.get(p)
-			var was bool
-			if p < uint32(len(x.eq)) {
-				was = x.eq[p]
+		if q := x.small[p]; q != nil {
+			v := (*[2 * sha1.Size]byte)(x.st.get(p)[:2*sha1.Size])
+			if o.viol[j] {
+				copy(v[sha1.Size:], x.ff)
 			} else {
-				was = bytes.Equal(v, q)
+				*(*[sha1.Size]byte)(v[sha1.Size:]) = o.sha1s[j]
 			}
-			w := v[:2*size]
-			d := w[size:]
+			s := sha1.Sum(v[:])
+			*(*[sha1.Size]byte)(v[:]) = s
+			x.settle(p, x.eq[p], s == [sha1.Size]byte(q))
+		}
+		x.counts = append(x.counts, uint8(min(x.mism, 255)))
+	}
+}
+
+func (x *chain) consumeSHA256(o *chunkOut) {
+	var own []byte
+	if !x.padded {
+		own = o.own[x.own]
+	}
+	for j := 0; j < o.n; j++ {
+		p := o.pcr[j]
+		if p >= uint32(len(x.small)) {
+			x.step(o, j)
+			continue
+		}
+		if q := x.small[p]; q != nil {
+			v := (*[2 * sha256.Size]byte)(x.st.get(p)[:2*sha256.Size])
+			d := (*[sha256.Size]byte)(v[sha256.Size:])
 			switch {
 			case o.viol[j]:
-				copy(d, x.ff)
+				copy(d[:], x.ff)
 			case x.padded:
-				clear(d)
-				copy(d, o.sha1s[j][:])
+				*d = [sha256.Size]byte{}
+				copy(d[:], o.sha1s[j][:])
 			default:
-				copy(d, o.own[x.own][j*size:(j+1)*size])
+				*d = [sha256.Size]byte(own[j*sha256.Size:])
 			}
-			sumTo(x.bank, v, w, &x.h)
-			now := bytes.Equal(v, q)
-			if p < uint32(len(x.eq)) {
-				x.eq[p] = now
-			}
-			if was && !now {
-				x.mism++
-			} else if !was && now {
-				x.mism--
-			}
+			s := sha256ni.Sum256(v[:])
+			*(*[sha256.Size]byte)(v[:]) = s
+			x.settle(p, x.eq[p], s == [sha256.Size]byte(q))
 		}
 		x.counts = append(x.counts, uint8(min(x.mism, 255)))
 	}
