@@ -19,11 +19,21 @@ import (
 const MaxBootMethodSearch = 12
 
 // BootStarts returns the index where each boot begins: 0, then every later
-// boot_aggregate entry.
+// boot_aggregate (or boot_aggregate_late) entry, reading field lengths
+// little-endian; BootStartsOrder takes the list's byte order.
 func BootStarts(entries []Entry) []int {
+	return BootStartsOrder(entries, binary.LittleEndian)
+}
+
+// BootStartsOrder is BootStarts for a list in the given byte order. The
+// boots are those the timeline splits the list into.
+func BootStartsOrder(entries []Entry, order binary.ByteOrder) []int {
 	starts := []int{0}
 	for i := 1; i < len(entries); i++ {
-		if entries[i].EventName(binary.LittleEndian) == "boot_aggregate" {
+		if !timelineCandidate(&entries[i]) {
+			continue
+		}
+		if n := entries[i].EventName(order); n == BootAggregate || n == BootAggregateLate {
 			starts = append(starts, i)
 		}
 	}
@@ -34,7 +44,10 @@ func BootStarts(entries []Entry) []int {
 // entries of boot i (boots as BootStarts splits them). It returns nil if
 // methods does not have one method per boot or the bank is unknown.
 func ReplayBootMethods(entries []Entry, bank crypto.Hash, methods []Method) map[uint32][]byte {
-	starts := BootStarts(entries)
+	return replayBoots(entries, bank, methods, BootStarts(entries))
+}
+
+func replayBoots(entries []Entry, bank crypto.Hash, methods []Method, starts []int) map[uint32][]byte {
 	if len(methods) != len(starts) || checkBank(bank) != nil {
 		return nil
 	}
@@ -63,9 +76,13 @@ func ReplayBootMethods(entries []Entry, bank crypto.Hash, methods []Method) map[
 // choices are tried first; mixed ones only for banks other than SHA-1 and
 // lists of at most MaxBootMethodSearch boots.
 func BootMethods(entries []Entry, bank crypto.Hash, quoted map[uint32][]byte) ([]Method, bool) {
-	n := len(BootStarts(entries))
+	return bootMethods(entries, bank, quoted, BootStarts(entries))
+}
+
+func bootMethods(entries []Entry, bank crypto.Hash, quoted map[uint32][]byte, starts []int) ([]Method, bool) {
+	n := len(starts)
 	match := func(ms []Method) bool {
-		got := ReplayBootMethods(entries, bank, ms)
+		got := replayBoots(entries, bank, ms, starts)
 		if got == nil {
 			return false
 		}
@@ -104,7 +121,8 @@ func BootMethods(entries []Entry, bank crypto.Hash, quoted map[uint32][]byte) ([
 // reproduces the whole list, each failing bank is searched for a method per
 // boot. If all succeed, the whole list is the matched prefix and those banks
 // record their methods in BootMethods. Otherwise res is returned unchanged.
-func withBootMethods(res VerifyResult, entries []Entry, quoted PCRValues) VerifyResult {
+// order is the list's byte order (for the boot_aggregate names).
+func withBootMethods(res VerifyResult, entries []Entry, quoted PCRValues, order binary.ByteOrder) VerifyResult {
 	n := len(entries)
 	if n == 0 || res.Prefix == n || len(res.DigestMismatches) > 0 {
 		return res
@@ -120,13 +138,14 @@ func withBootMethods(res VerifyResult, entries []Entry, quoted PCRValues) Verify
 			failing = append(failing, i)
 		}
 	}
-	if len(failing) == 0 || len(BootStarts(entries)) < 2 {
+	starts := BootStartsOrder(entries, order)
+	if len(failing) == 0 || len(starts) < 2 {
 		return res
 	}
 	found := map[int][]Method{}
 	for _, i := range failing {
 		b := res.Banks[i]
-		ms, ok := BootMethods(entries, b.Hash, quoted[b.Hash])
+		ms, ok := bootMethods(entries, b.Hash, quoted[b.Hash], starts)
 		if !ok {
 			return res
 		}

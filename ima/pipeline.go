@@ -633,7 +633,7 @@ func VerifyList(b []byte, order binary.ByteOrder, quoted PCRValues) (VerifyResul
 		if res, tl, ok := verifyPipelined(listSource{raw: b, order: order, fromRaw: true}, quoted); ok {
 			if needsBootMethods(res) {
 				if es, err := ParseList(b, order); err == nil {
-					res = withBootMethods(res, es, quoted)
+					res = withBootMethods(res, es, quoted, order)
 				}
 			}
 			return res, tl, nil
@@ -645,7 +645,7 @@ func VerifyList(b []byte, order binary.ByteOrder, quoted PCRValues) (VerifyResul
 	if err != nil {
 		return VerifyResult{}, Timeline{}, err
 	}
-	return Verify(es, quoted), BuildTimelineOrder(es, order), nil
+	return VerifyOrder(es, quoted, order), BuildTimelineOrder(es, order), nil
 }
 
 // sha1Check selects the entries whose stored SHA-1 template digest a

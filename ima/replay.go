@@ -6,6 +6,7 @@ import (
 	"crypto"
 	"crypto/sha1"
 	"crypto/sha512"
+	"encoding/binary"
 	"encoding/hex"
 	"hash"
 	"slices"
@@ -336,9 +337,18 @@ type bankRun struct {
 // bulk of the hashing, independent per entry) are computed by parallel
 // workers over chunks of entries, while one goroutine per bank runs the
 // sequential extend chain over the chunks already hashed.
+//
+// Event names (for the boots of a list whose banks change method between
+// kernels, see BootMethods) are read with little-endian field lengths;
+// VerifyOrder takes the list's byte order.
 func Verify(entries []Entry, quoted PCRValues) VerifyResult {
+	return VerifyOrder(entries, quoted, binary.LittleEndian)
+}
+
+// VerifyOrder is Verify for entries of a list in the given byte order.
+func VerifyOrder(entries []Entry, quoted PCRValues, order binary.ByteOrder) VerifyResult {
 	res, _, _ := verifyPipelined(listSource{entries: entries}, quoted)
-	return withBootMethods(res, entries, quoted)
+	return withBootMethods(res, entries, quoted, order)
 }
 
 const emptyPrefixProblem = "only the empty prefix matches the quoted PCRs"

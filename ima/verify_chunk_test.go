@@ -243,7 +243,7 @@ func TestVerifyListMatchesParseVerify(t *testing.T) {
 						continue
 					}
 					parsed++
-					if wres := Verify(list, q); !reflect.DeepEqual(res, wres) {
+					if wres := VerifyOrder(list, q, order); !reflect.DeepEqual(res, wres) {
 						t.Fatalf("chunk %d, %d bytes: VerifyList %+v\nVerify %+v", chunk, len(in), res, wres)
 					}
 					if ref := verifyReference(list, q); !reflect.DeepEqual(res, ref) {
@@ -347,7 +347,7 @@ func FuzzVerifyList(f *testing.F) {
 		if perr != nil {
 			return
 		}
-		if want := Verify(list, q); !reflect.DeepEqual(res, want) {
+		if want := VerifyOrder(list, q, order); !reflect.DeepEqual(res, want) {
 			t.Fatalf("VerifyList %+v\nVerify %+v", res, want)
 		}
 		// The quotes come from a list a kernel could have extended, so

@@ -341,7 +341,7 @@ func cmdVerify(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 		if err := mergePCRArgs(quoted, *pcrs, stdin); err != nil {
 			return exitBad, err
 		}
-		res, tl = ima.Verify(entries, quoted), ima.BuildTimelineOrder(entries, order)
+		res, tl = ima.VerifyOrder(entries, quoted, order), ima.BuildTimelineOrder(entries, order)
 	} else {
 		// One parallel pass over the list: parse, hash, extend and
 		// timeline without materializing the entries. A regular file is
