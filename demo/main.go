@@ -21,13 +21,6 @@ import (
 	"github.com/gokexec/gokexec/qemu/proto"
 )
 
-const policy = `dont_measure fsmagic=0x9fa0
-dont_measure fsmagic=0x62656572
-dont_measure fsmagic=0x73636673
-dont_measure fsmagic=0x64626720
-measure func=FILE_CHECK mask=MAY_READ uid=0
-`
-
 func main() {
 	code, err := run()
 	if err != nil {
@@ -84,7 +77,7 @@ func run() (int, error) {
 	next := qemu.DefaultAppend("amd64") + " gkt.step=2"
 	sc := &proto.Scenario{Steps: map[string]proto.Step{
 		"1": {Actions: []proto.Action{
-			{Policy: policy},
+			{Policy: qemu.BasePolicy},
 			{MeasureFiles: 25},
 			{Report: []string{"pcrs", "list"}},
 			{RepackInitrd: "/run/next.cpio"},

@@ -20,13 +20,7 @@ import (
 
 // basePolicy measures what root reads, in PCR 10, and keeps the pseudo file
 // systems out so that reading PCRs and lists does not itself add entries.
-const basePolicy = `dont_measure fsmagic=0x9fa0
-dont_measure fsmagic=0x62656572
-dont_measure fsmagic=0x73636673
-dont_measure fsmagic=0x64626720
-dont_measure fsmagic=0x1cd1
-measure func=FILE_CHECK mask=MAY_READ uid=0
-`
+const basePolicy = qemu.BasePolicy
 
 // guest is one prepared scenario: binaries, kernels, TPM and artifacts.
 type guest struct {

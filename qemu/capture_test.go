@@ -15,7 +15,9 @@ import (
 )
 
 // pseudoFS excludes proc, sysfs, securityfs and devpts so that reading PCRs
-// and lists measures nothing.
+// and lists measures nothing. It is the policy the committed captures were
+// made with (their info.txt quotes it), which is why it is not
+// PseudoFSPolicy (that also excludes debugfs).
 const pseudoFS = `dont_measure fsmagic=0x9fa0
 dont_measure fsmagic=0x62656572
 dont_measure fsmagic=0x73636673

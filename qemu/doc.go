@@ -135,8 +135,7 @@
 //		next := qemu.DefaultAppend("amd64") + " gkt.step=2"
 //		sc := &proto.Scenario{Steps: map[string]proto.Step{
 //			"1": {Actions: []proto.Action{
-//				{Policy: "dont_measure fsmagic=0x9fa0\ndont_measure fsmagic=0x62656572\n" +
-//					"dont_measure fsmagic=0x73636673\nmeasure func=FILE_CHECK mask=MAY_READ uid=0\n"},
+//				{Policy: qemu.BasePolicy},
 //				{MeasureFiles: 10},
 //				{RepackInitrd: "/run/next.cpio"},
 //				{Run: []string{"/bin/gokexec", "-l", "/boot/vmlinuz-2", "--initrd", "/run/next.cpio",
