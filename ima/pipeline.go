@@ -389,6 +389,7 @@ type chain struct {
 	h      hash.Hash
 	ff     []byte
 	eq     [32]bool // PCRs below 32: the value equals the quoted one
+	all    bool     // replay: extend every PCR, compare none, keep no counts
 }
 
 // maxChainPCRs bounds the PCRs a chain tracks so that its counts fit a byte.
@@ -436,7 +437,11 @@ func (x *chain) step(o *chunkOut, j int) {
 	} else {
 		q = x.check[p]
 	}
-	if q != nil {
+	if q == nil && !x.all {
+		x.counts = append(x.counts, uint8(min(x.mism, 255)))
+		return
+	}
+	{
 		// v has room for the digest after the value: hash the two
 		// in place and write the result over the value.
 		v := x.st.get(p)
@@ -458,6 +463,9 @@ func (x *chain) step(o *chunkOut, j int) {
 			copy(d, o.own[x.own][j*size:(j+1)*size])
 		}
 		sumTo(x.bank, v, w, &x.h)
+		if x.all {
+			return
+		}
 		x.settle(p, was, bytes.Equal(v, q))
 	}
 	x.counts = append(x.counts, uint8(min(x.mism, 255)))
@@ -486,7 +494,7 @@ func (x *chain) consumeSHA1(o *chunkOut) {
 			x.step(o, j)
 			continue
 		}
-		if q := x.small[p]; q != nil {
+		if q := x.small[p]; q != nil || x.all {
 			v := (*[2 * sha1.Size]byte)(x.st.get(p)[:2*sha1.Size])
 			if o.viol[j] {
 				copy(v[sha1.Size:], x.ff)
@@ -495,6 +503,9 @@ func (x *chain) consumeSHA1(o *chunkOut) {
 			}
 			s := sha1.Sum(v[:])
 			*(*[sha1.Size]byte)(v[:]) = s
+			if x.all {
+				continue
+			}
 			x.settle(p, x.eq[p], s == [sha1.Size]byte(q))
 		}
 		x.counts = append(x.counts, uint8(min(x.mism, 255)))
@@ -512,7 +523,7 @@ func (x *chain) consumeSHA256(o *chunkOut) {
 			x.step(o, j)
 			continue
 		}
-		if q := x.small[p]; q != nil {
+		if q := x.small[p]; q != nil || x.all {
 			v := (*[2 * sha256.Size]byte)(x.st.get(p)[:2*sha256.Size])
 			d := (*[sha256.Size]byte)(v[sha256.Size:])
 			switch {
@@ -526,6 +537,9 @@ func (x *chain) consumeSHA256(o *chunkOut) {
 			}
 			s := sha256ni.Sum256(v[:])
 			*(*[sha256.Size]byte)(v[:]) = s
+			if x.all {
+				continue
+			}
 			x.settle(p, x.eq[p], s == [sha256.Size]byte(q))
 		}
 		x.counts = append(x.counts, uint8(min(x.mism, 255)))

@@ -8,7 +8,10 @@ import (
 	"crypto/sha512"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"hash"
+	"io"
 	"slices"
 
 	"github.com/gokexec/gokexec/internal/sha256ni"
@@ -201,6 +204,103 @@ func Replay(entries []Entry, bank crypto.Hash, method Method) map[uint32][]byte 
 		st.set(e.PCR, x.extend(st.get(e.PCR), d))
 	}
 	return st.values()
+}
+
+// BankMethod is one bank replayed with one method.
+type BankMethod struct {
+	Bank   crypto.Hash
+	Method Method
+}
+
+// ReplayAll is Replay for several banks and methods in one pass: parallel
+// workers compute the template digests over chunks of entries while one
+// goroutine per bank and method extends. out[i] equals
+// Replay(entries, runs[i].Bank, runs[i].Method) (nil for an unavailable
+// bank).
+func ReplayAll(entries []Entry, runs []BankMethod) []map[uint32][]byte {
+	out, _, _ := replayPipelined(listSource{entries: entries}, runs)
+	return out
+}
+
+// ReplayList is ParseList followed by ReplayAll, in one parallel pass that
+// holds only a few chunks of entries at a time. It returns the number of
+// entries, and for a list that does not parse ParseList's error.
+func ReplayList(b []byte, order binary.ByteOrder, runs []BankMethod) ([]map[uint32][]byte, int, error) {
+	if order == nil {
+		return nil, 0, errors.New("ima: nil byte order")
+	}
+	if out, n, ok := replayPipelined(listSource{raw: b, order: order, fromRaw: true}, runs); ok {
+		return out, n, nil
+	}
+	es, err := ParseList(b, order)
+	if err != nil {
+		return nil, 0, err
+	}
+	return ReplayAll(es, runs), len(es), nil
+}
+
+// ReplayReaderAt is ReplayList for the size-byte list behind r, read in
+// segments through a few small buffers rather than held whole.
+func ReplayReaderAt(r io.ReaderAt, size int64, order binary.ByteOrder, runs []BankMethod) ([]map[uint32][]byte, int, error) {
+	if order == nil {
+		return nil, 0, errors.New("ima: nil byte order")
+	}
+	if size < 0 {
+		return nil, 0, fmt.Errorf("ima: negative list size %d", size)
+	}
+	if out, n, ok := replayPipelined(listSource{ra: r, size: size, order: order, fromRaw: true}, runs); ok {
+		return out, n, nil
+	}
+	// Malformed lists, read errors: read whole, take the plain path.
+	b, err := io.ReadAll(io.NewSectionReader(r, 0, size))
+	if err != nil {
+		return nil, 0, err
+	}
+	return ReplayList(b, order, runs)
+}
+
+// replayPipelined replays src into every run in one pipeline pass; ok is
+// false when a raw list needs the plain path.
+func replayPipelined(src listSource, runs []BankMethod) (out []map[uint32][]byte, n int, ok bool) {
+	out = make([]map[uint32][]byte, len(runs))
+	var own []crypto.Hash
+	ownIdx := map[crypto.Hash]int{}
+	var chains []*chain
+	var runOf []int
+	for i, r := range runs {
+		if checkBank(r.Bank) != nil {
+			continue
+		}
+		oi := -1
+		if r.Bank != crypto.SHA1 && r.Method != MethodSHA1Padded {
+			k, ok := ownIdx[r.Bank]
+			if !ok {
+				k = len(own)
+				ownIdx[r.Bank] = k
+				own = append(own, r.Bank)
+			}
+			oi = k
+		}
+		x := newChain(r.Bank, r.Method, oi, nil, 0)
+		x.all = true
+		chains = append(chains, x)
+		runOf = append(runOf, i)
+	}
+	if src.fromRaw {
+		src.entries = nil
+	}
+	col := runPipeline(newPipeline(src, nil, own, false, len(chains)), chains)
+	if col.failed {
+		return nil, 0, false
+	}
+	for k, x := range chains {
+		out[runOf[k]] = x.st.values()
+	}
+	n = col.n
+	if !src.fromRaw {
+		n = len(src.entries)
+	}
+	return out, n, true
 }
 
 // PCRValues holds quoted PCR values: bank -> PCR index -> value.

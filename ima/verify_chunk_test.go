@@ -395,3 +395,87 @@ func TestVerifyReaderAtReadError(t *testing.T) {
 		}
 	}
 }
+
+// ReplayAll returns what Replay returns for every bank and method, on a
+// list with every template, violations and PCRs past 31, for several chunk
+// sizes; an unavailable bank gives nil, an empty list empty maps.
+func TestReplayAllMatchesReplay(t *testing.T) {
+	defer func(c int) { verifyChunk = c }(verifyChunk)
+	es := synthList(t, binary.LittleEndian)
+	for i := 0; i < 40; i++ {
+		e := es[i%len(es)]
+		e.PCR = uint32(i % 50)
+		es = append(es, e)
+	}
+	var runs []BankMethod
+	for _, b := range []crypto.Hash{crypto.SHA1, crypto.SHA256, crypto.SHA384, crypto.SHA512, crypto.SHA3_256, crypto.Hash(99)} {
+		for _, m := range []Method{MethodPerBank, MethodSHA1Padded} {
+			runs = append(runs, BankMethod{b, m})
+		}
+	}
+	for _, chunk := range []int{1, 7, 2048} {
+		verifyChunk = chunk
+		for _, list := range [][]Entry{es, nil} {
+			got := ReplayAll(list, runs)
+			for i, r := range runs {
+				want := Replay(list, r.Bank, r.Method)
+				if !reflect.DeepEqual(got[i], want) {
+					t.Fatalf("chunk %d, %d entries, %v %v: %x, want %x", chunk, len(list), HashName(r.Bank), r.Method, got[i], want)
+				}
+			}
+		}
+	}
+}
+
+// ReplayList and ReplayReaderAt return what ParseList and ReplayAll
+// return, on valid, truncated and corrupted lists in both byte orders,
+// with segments smaller and larger than entries.
+func TestReplayListMatchesParseReplay(t *testing.T) {
+	defer func(c, r int) { verifyChunk, readSegment = c, r }(verifyChunk, readSegment)
+	runs := []BankMethod{{crypto.SHA1, MethodPerBank}, {crypto.SHA256, MethodPerBank}, {crypto.SHA384, MethodSHA1Padded}, {crypto.SHA512, MethodPerBank}}
+	for _, order := range []binary.ByteOrder{binary.LittleEndian, binary.BigEndian} {
+		var es []Entry
+		for len(es) < 50 {
+			es = append(es, synthList(t, order)...)
+		}
+		raw := AppendList(nil, es, order)
+		inputs := [][]byte{raw, nil}
+		for i := 0; i < len(raw); i += 131 {
+			c := bytes.Clone(raw)
+			c[i] ^= 0x20
+			inputs = append(inputs, c, raw[:i])
+		}
+		var ok, bad int
+		for k, in := range inputs {
+			verifyChunk = []int{1, 5, 2048}[k%3]
+			readSegment = []int{40, 333, 64 << 10}[k%3]
+			list, perr := ParseList(in, order)
+			got, n, err := ReplayList(in, order, runs)
+			rgot, rn, rerr := ReplayReaderAt(bytes.NewReader(in), int64(len(in)), order, runs)
+			for _, c := range []struct {
+				name string
+				got  []map[uint32][]byte
+				n    int
+				err  error
+			}{{"ReplayList", got, n, err}, {"ReplayReaderAt", rgot, rn, rerr}} {
+				if (c.err == nil) != (perr == nil) || c.err != nil && c.err.Error() != perr.Error() {
+					t.Fatalf("%s, input %d: error %v, ParseList %v", c.name, k, c.err, perr)
+				}
+				if perr != nil {
+					continue
+				}
+				if want := ReplayAll(list, runs); c.n != len(list) || !reflect.DeepEqual(c.got, want) {
+					t.Fatalf("%s, input %d: %d entries %x, want %d %x", c.name, k, c.n, c.got, len(list), want)
+				}
+			}
+			if perr != nil {
+				bad++
+			} else {
+				ok++
+			}
+		}
+		if ok == 0 || bad == 0 {
+			t.Errorf("%d inputs parsed, %d failed: not every outcome covered", ok, bad)
+		}
+	}
+}

@@ -222,9 +222,34 @@ func cmdReplay(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 	default:
 		return exitBad, usagef("replay: --method %q: want per-bank, sha1-padded or both", *methodF)
 	}
-	entries, err := loadList(name, stdin, order, *kexec)
-	if err != nil {
-		return exitBad, err
+	var runs []ima.BankMethod
+	for _, b := range banks {
+		for _, m := range methods {
+			runs = append(runs, ima.BankMethod{Bank: b, Method: m})
+		}
+	}
+	var replayed []map[uint32][]byte
+	var n int
+	if *kexec {
+		entries, err := loadList(name, stdin, order, true)
+		if err != nil {
+			return exitBad, err
+		}
+		replayed, n = ima.ReplayAll(entries, runs), len(entries)
+	} else {
+		f, size, b, err := openList(name, stdin)
+		if err != nil {
+			return exitBad, err
+		}
+		if f != nil {
+			defer f.Close()
+			replayed, n, err = ima.ReplayReaderAt(f, size, order, runs)
+		} else {
+			replayed, n, err = ima.ReplayList(b, order, runs)
+		}
+		if err != nil {
+			return exitBad, fmt.Errorf("%s: %w", name, err)
+		}
 	}
 	type result struct {
 		Bank   string            `json:"bank"`
@@ -232,22 +257,19 @@ func cmdReplay(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 		PCRs   map[uint32]string `json:"pcrs"`
 	}
 	var results []result
-	for _, b := range banks {
-		for _, m := range methods {
-			v := ima.Replay(entries, b, m)
-			r := result{Bank: ima.HashName(b), Method: m.String(), PCRs: map[uint32]string{}}
-			for p, d := range v {
-				r.PCRs[p] = hex.EncodeToString(d)
-			}
-			results = append(results, r)
+	for i, v := range replayed {
+		r := result{Bank: ima.HashName(runs[i].Bank), Method: runs[i].Method.String(), PCRs: map[uint32]string{}}
+		for p, d := range v {
+			r.PCRs[p] = hex.EncodeToString(d)
 		}
+		results = append(results, r)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return exitOK, enc.Encode(map[string]any{"entries": len(entries), "replay": results})
+		return exitOK, enc.Encode(map[string]any{"entries": n, "replay": results})
 	}
-	fmt.Fprintf(stdout, "%s: %d entries\n", name, len(entries))
+	fmt.Fprintf(stdout, "%s: %d entries\n", name, n)
 	for _, r := range results {
 		fmt.Fprintf(stdout, "%s (%s):\n", r.Bank, r.Method)
 		for _, p := range sortedKeys(r.PCRs) {
@@ -344,29 +366,13 @@ func cmdVerify(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 		res, tl = ima.VerifyOrder(entries, quoted, order), ima.BuildTimelineOrder(entries, order)
 	} else {
 		// One parallel pass over the list: parse, hash, extend and
-		// timeline without materializing the entries. A regular file is
-		// read in segments through small buffers (cheaper than touching a
-		// mapping page by page); stdin and securityfs are read whole.
-		var f *os.File
-		var size int64
-		if name != "-" {
-			if f, err = os.Open(name); err != nil {
-				return exitBad, err
-			}
-			defer f.Close()
-			if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Size() > 0 && st.Size() <= maxInput {
-				size = st.Size()
-			}
+		// timeline without materializing the entries.
+		f, size, b, err := openList(name, stdin)
+		if err != nil {
+			return exitBad, err
 		}
-		var b []byte
-		if size == 0 {
-			var r io.Reader = stdin
-			if f != nil {
-				r = f
-			}
-			if b, err = readAll(name, r); err != nil {
-				return exitBad, err
-			}
+		if f != nil {
+			defer f.Close()
 		}
 		if err := mergePCRArgs(quoted, *pcrs, stdin); err != nil {
 			return exitBad, err
@@ -392,6 +398,30 @@ func cmdVerify(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 	printTimeline(stdout, name, tl)
 	printVerify(stdout, res, tl)
 	return code, nil
+}
+
+// openList opens a list for one pass: a regular file is returned open
+// with its size, to be read in segments through small buffers (cheaper
+// than holding it, or touching a mapping page by page); stdin, securityfs
+// and other files of unknown size are read whole into b.
+func openList(name string, stdin io.Reader) (f *os.File, size int64, b []byte, err error) {
+	if name != "-" {
+		if f, err = os.Open(name); err != nil {
+			return nil, 0, nil, err
+		}
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Size() > 0 && st.Size() <= maxInput {
+			return f, st.Size(), nil, nil
+		}
+	}
+	var r io.Reader = stdin
+	if f != nil {
+		r = f
+	}
+	b, err = readAll(name, r)
+	if f != nil {
+		f.Close()
+	}
+	return nil, 0, b, err
 }
 
 func mergePCRArgs(quoted ima.PCRValues, args []string, stdin io.Reader) error {
