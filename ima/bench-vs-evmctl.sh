@@ -5,7 +5,9 @@
 # taken within one round cancels most of it). Prints every round, then the
 # medians and the median of the per-round ratios.
 #
-# usage: ima/bench-vs-evmctl.sh [ROUNDS] [IMALOG...]
+# usage: [REPLAY=1] ima/bench-vs-evmctl.sh [ROUNDS] [IMALOG...]
+#   REPLAY=1 times `imalog replay --bank sha1 --bank sha256 LIST` (the same
+#   replay, no comparison) instead of `imalog verify`.
 #   The list and PCR files are the ones BenchmarkEvmctl200k leaves in
 #   $TMPDIR/gokexec-ima-bench (go test -run XXX -bench Evmctl200k ./ima).
 #   IMALOG defaults to a static build of ./cmd/imalog (CGO_ENABLED=0,
@@ -22,6 +24,8 @@ if [ ${#bins[@]} -eq 0 ]; then
 fi
 cd "$dir"
 pcrs=(--pcrs sha1,pcr-sha1.txt --pcrs sha256,pcr-sha256.txt)
+sub=(verify list "${pcrs[@]}")
+[ -n "${REPLAY:-}" ] && sub=(replay --bank sha1 --bank sha256 list)
 out=$(mktemp)
 for ((r = 1; r <= rounds; r++)); do
 	t0=$EPOCHREALTIME
@@ -29,7 +33,7 @@ for ((r = 1; r <= rounds; r++)); do
 	line="$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", (b-a)*1000}')"
 	for bin in "${bins[@]}"; do
 		t0=$EPOCHREALTIME
-		"$bin" verify list "${pcrs[@]}" >/dev/null
+		"$bin" "${sub[@]}" >/dev/null
 		line="$line $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", (b-a)*1000}')"
 	done
 	echo "$line" | tee -a "$out"
@@ -39,6 +43,6 @@ echo "medians over $rounds rounds (ms); ratio = evmctl / imalog within each roun
 echo "  evmctl ima_measurement: $(cut -d' ' -f1 "$out" | med)"
 for ((i = 0; i < ${#bins[@]}; i++)); do
 	col=$((i + 2))
-	echo "  ${bins[$i]} verify: $(cut -d' ' -f$col "$out" | med), ratio $(awk -v c=$col '{printf "%.2f\n", $1 / $c}' "$out" | med)"
+	echo "  ${bins[$i]} ${sub[0]}: $(cut -d' ' -f$col "$out" | med), ratio $(awk -v c=$col '{printf "%.2f\n", $1 / $c}' "$out" | med)"
 done
 rm -f "$out"
