@@ -479,3 +479,32 @@ func TestReplayListMatchesParseReplay(t *testing.T) {
 		}
 	}
 }
+
+// FuzzReplayList: on any input, ReplayList and ReplayReaderAt (chunks of
+// 3 entries, segments of 100 bytes) return what ParseList and ReplayAll
+// return.
+func FuzzReplayList(f *testing.F) {
+	f.Add(AppendList(nil, synthList(f, binary.LittleEndian), binary.LittleEndian), false)
+	f.Add(AppendList(nil, synthList(f, binary.BigEndian), binary.BigEndian), true)
+	runs := []BankMethod{{crypto.SHA1, MethodPerBank}, {crypto.SHA256, MethodPerBank}, {crypto.SHA384, MethodSHA1Padded}}
+	f.Fuzz(func(t *testing.T, b []byte, big bool) {
+		defer func(c, r int) { verifyChunk, readSegment = c, r }(verifyChunk, readSegment)
+		verifyChunk, readSegment = 3, 100
+		order := fuzzOrder(big)
+		list, perr := ParseList(b, order)
+		got, n, err := ReplayList(b, order, runs)
+		rgot, rn, rerr := ReplayReaderAt(bytes.NewReader(b), int64(len(b)), order, runs)
+		for _, e := range []error{err, rerr} {
+			if (e == nil) != (perr == nil) || e != nil && e.Error() != perr.Error() {
+				t.Fatalf("error %v, ParseList %v", e, perr)
+			}
+		}
+		if perr != nil {
+			return
+		}
+		want := ReplayAll(list, runs)
+		if n != len(list) || rn != len(list) || !reflect.DeepEqual(got, want) || !reflect.DeepEqual(rgot, want) {
+			t.Fatalf("ReplayList %d %x, ReplayReaderAt %d %x, want %d %x", n, got, rn, rgot, len(list), want)
+		}
+	})
+}
