@@ -10,6 +10,7 @@ import (
 	"hash"
 	"io"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -68,6 +69,7 @@ type pipeline struct {
 
 	per      int
 	ownBanks []crypto.Hash // banks other than SHA-1 whose own digests are needed
+	own256   int           // index of SHA-256 in ownBanks, or -1
 	timeline bool          // collect timeline candidates
 	// storedSHA1: the SHA-1 chains extend the stored SHA-1 digests and no
 	// entry's stored digest is checked against its data (see sha1Check).
@@ -121,6 +123,7 @@ func newPipeline(src listSource, framed *pipeline, own []crypto.Hash, timeline b
 	p := &pipeline{entries: entries, raw: raw, ra: src.ra, size: src.size, order: src.order, end: endianOf(src.order), per: max(verifyChunk, 1),
 		ownBanks: own, timeline: timeline, refs: int32(chains + 1), quit: make(chan struct{})}
 	p.framing, p.outsCond = sync.NewCond(&p.mu), sync.NewCond(&p.mu)
+	p.own256 = slices.Index(own, crypto.SHA256)
 	switch {
 	case src.ra != nil:
 		// framed while running, always
@@ -242,9 +245,7 @@ func (p *pipeline) bounds(c int) (start, end, count int, ok bool) {
 }
 
 func (p *pipeline) work() {
-	var tc templateCache
-	hs := make([]hash.Hash, len(p.ownBanks))
-	var s1 hash.Hash
+	w := p.newWorker()
 	for {
 		var o *chunkOut
 		select {
@@ -267,21 +268,22 @@ func (p *pipeline) work() {
 		p.prepare(o)
 		if p.entries != nil {
 			for j := range count {
-				p.fillOne(o, j, &p.entries[start+j], nil, &s1, hs)
+				p.fillOne(o, j, &p.entries[start+j], nil, w)
 			}
 		} else {
 			off := start
 			for j := range count {
-				e, size, _, err := parseEntry(p.raw[off:], p.end, &tc)
+				e, size, _, err := parseEntry(p.raw[off:], p.end, &w.tc)
 				if err != nil {
 					o.failed = true
 					break
 				}
-				p.fillOne(o, j, &e, tc.last, &s1, hs)
+				p.fillOne(o, j, &e, w.tc.last, w)
 				off += size
 			}
 			o.failed = o.failed || off != end
 		}
+		p.flush(o, w)
 		p.publish(c, o)
 	}
 }
@@ -314,7 +316,42 @@ func (p *pipeline) prepare(o *chunkOut) {
 
 // fillOne computes the results of entry j of chunk o, right after it was
 // parsed (no chunk of Entry values is kept).
-func (p *pipeline) fillOne(o *chunkOut, j int, e *Entry, t *Template, s1 *hash.Hash, hs []hash.Hash) {
+// worker is one worker's scratch state.
+type worker struct {
+	tc templateCache
+	s1 hash.Hash
+	hs []hash.Hash
+	// SHA-256 template digests wait here to be computed two at a time
+	// (sha256ni.Sum256x2): entry indices in the chunk and their data.
+	pend     []int
+	pendData [][]byte
+}
+
+func (p *pipeline) newWorker() *worker {
+	return &worker{hs: make([]hash.Hash, len(p.ownBanks))}
+}
+
+// flush computes the waiting SHA-256 template digests of chunk o, in pairs.
+func (p *pipeline) flush(o *chunkOut, w *worker) {
+	if len(w.pend) > 0 {
+		dst := o.own[p.own256]
+		const size = sha256.Size
+		k := 0
+		for ; k+1 < len(w.pend); k += 2 {
+			a, b := w.pend[k], w.pend[k+1]
+			da, db := sha256ni.Sum256x2(w.pendData[k], w.pendData[k+1])
+			copy(dst[a*size:], da[:])
+			copy(dst[b*size:], db[:])
+		}
+		if k < len(w.pend) {
+			d := sha256ni.Sum256(w.pendData[k])
+			copy(dst[w.pend[k]*size:], d[:])
+		}
+	}
+	w.pend, w.pendData = w.pend[:0], w.pendData[:0]
+}
+
+func (p *pipeline) fillOne(o *chunkOut, j int, e *Entry, t *Template, w *worker) {
 	o.pcr[j] = e.PCR
 	v := e.Violation()
 	o.viol[j] = v
@@ -328,14 +365,19 @@ func (p *pipeline) fillOne(o *chunkOut, j int, e *Entry, t *Template, s1 *hash.H
 	if p.storedSHA1 {
 		o.sha1s[j] = e.TemplateDigest
 	} else {
-		templateSumTo(crypto.SHA1, o.sha1s[j][:], e, s1)
+		templateSumTo(crypto.SHA1, o.sha1s[j][:], e, &w.s1)
 		if o.sha1s[j] != e.TemplateDigest {
 			o.mism = append(o.mism, o.base+j)
 		}
 	}
 	for k, b := range p.ownBanks {
+		if k == p.own256 && e.TemplateName != legacyTemplateName {
+			w.pend = append(w.pend, j)
+			w.pendData = append(w.pendData, e.TemplateData)
+			continue
+		}
 		size := b.Size()
-		templateSumTo(b, o.own[k][j*size:(j+1)*size], e, &hs[k])
+		templateSumTo(b, o.own[k][j*size:(j+1)*size], e, &w.hs[k])
 	}
 }
 

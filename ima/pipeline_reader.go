@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 )
 
@@ -117,9 +116,7 @@ func (p *pipeline) framedChunk(c int) (*chunkOut, bool) {
 }
 
 func (p *pipeline) workReader() {
-	var tc templateCache
-	hs := make([]hash.Hash, len(p.ownBanks))
-	var s1 hash.Hash
+	w := p.newWorker()
 	for {
 		c := int(p.next.Add(1) - 1)
 		o, ok := p.framedChunk(c)
@@ -131,15 +128,16 @@ func (p *pipeline) workReader() {
 		p.prepare(o)
 		off := 0
 		for j := range o.n {
-			e, size, _, err := parseEntry(o.data[off:], p.end, &tc)
+			e, size, _, err := parseEntry(o.data[off:], p.end, &w.tc)
 			if err != nil {
 				o.failed = true
 				break
 			}
-			p.fillOne(o, j, &e, tc.last, &s1, hs)
+			p.fillOne(o, j, &e, w.tc.last, w)
 			off += size
 		}
 		o.failed = o.failed || off != len(o.data)
+		p.flush(o, w)
 		p.publish(c, o)
 	}
 }

@@ -18,3 +18,9 @@ func hasSHANI() bool
 func blockSHANI(h *[8]uint32, p *byte, n int, k *[64]uint32)
 
 func setAccelerated(on bool) { useSHANI = on && hasSHANI() }
+
+// blockSHANI2 compresses n 64-byte blocks at pa into ha and n at pb into
+// hb, the two messages interleaved.
+//
+//go:noescape
+func blockSHANI2(ha, hb *[8]uint32, pa, pb *byte, n int, k *[64]uint32)

@@ -155,3 +155,157 @@ TEXT ·hasSHANI(SB), NOSPLIT, $0-1
 no:
 	MOVB $0, ret+0(FP)
 	RET
+
+// Two independent messages at once. SHA256RNDS2 is latency-bound for one
+// message (each pair of rounds waits for the previous); interleaving a
+// second message fills the gaps. Message A uses the registers above (X1,
+// X2, X3-X6); message B uses X9, X10 (state) and X11-X14 (schedule). X15
+// holds B's message words plus constants while X0 serves A; X7 is the
+// scratch register; the states before the block are kept on the stack.
+
+// ROUNDS4X2 is ROUNDS4 for both messages, alternating their SHA256RNDS2.
+#define ROUNDS4X2(ma, mb, off) \
+	MOVOU off(AX), X0 \
+	MOVO X0, X15 \
+	PADDD ma, X0 \
+	PADDD mb, X15 \
+	SHA256RNDS2 X0, X1, X2 \
+	PSHUFD $0x0E, X0, X7 \
+	MOVO X15, X0 \
+	SHA256RNDS2 X0, X9, X10 \
+	PSHUFD $0x0E, X15, X15 \
+	MOVO X7, X0 \
+	SHA256RNDS2 X0, X2, X1 \
+	MOVO X15, X0 \
+	SHA256RNDS2 X0, X10, X9
+
+// LOAD2 reads four message words of each message.
+#define LOAD2(off, ma, mb) \
+	MOVOU off(SI), ma \
+	PSHUFB X8, ma \
+	MOVOU off(R8), mb \
+	PSHUFB X8, mb
+
+// LOADSTATE and STORESTATE convert between h[0..7] at r and the
+// SHA256RNDS2 layout in abef, cdgh (see blockSHANI).
+#define LOADSTATE(r, abef, cdgh) \
+	MOVOU 0(r), abef \
+	MOVOU 16(r), cdgh \
+	PSHUFD $0xB1, abef, abef \
+	PSHUFD $0x1B, cdgh, cdgh \
+	MOVO abef, X7 \
+	PALIGNR $8, cdgh, abef \
+	PBLENDW $0xF0, X7, cdgh
+
+#define STORESTATE(r, abef, cdgh) \
+	PSHUFD $0x1B, abef, abef \
+	PSHUFD $0xB1, cdgh, cdgh \
+	MOVO abef, X7 \
+	PBLENDW $0xF0, cdgh, abef \
+	PALIGNR $8, X7, cdgh \
+	MOVOU abef, 0(r) \
+	MOVOU cdgh, 16(r)
+
+// func blockSHANI2(ha, hb *[8]uint32, pa, pb *byte, n int, k *[64]uint32)
+TEXT ·blockSHANI2(SB), NOSPLIT, $64-48
+	MOVQ ha+0(FP), DI
+	MOVQ hb+8(FP), BX
+	MOVQ pa+16(FP), SI
+	MOVQ pb+24(FP), R8
+	MOVQ n+32(FP), DX
+	MOVQ k+40(FP), AX
+	MOVOU bswapMask<>(SB), X8
+	LOADSTATE(DI, X1, X2)
+	LOADSTATE(BX, X9, X10)
+
+loop2:
+	MOVOU X1, 0(SP)
+	MOVOU X2, 16(SP)
+	MOVOU X9, 32(SP)
+	MOVOU X10, 48(SP)
+
+	LOAD2(0, X3, X11)
+	ROUNDS4X2(X3, X11, 0)
+	LOAD2(16, X4, X12)
+	ROUNDS4X2(X4, X12, 16)
+	SHA256MSG1 X4, X3
+	SHA256MSG1 X12, X11
+	LOAD2(32, X5, X13)
+	ROUNDS4X2(X5, X13, 32)
+	SHA256MSG1 X5, X4
+	SHA256MSG1 X13, X12
+	LOAD2(48, X6, X14)
+	ROUNDS4X2(X6, X14, 48)
+	SCHED(X5, X6, X3)
+	SCHED(X13, X14, X11)
+	SHA256MSG1 X6, X5
+	SHA256MSG1 X14, X13
+	ROUNDS4X2(X3, X11, 64)
+	SCHED(X6, X3, X4)
+	SCHED(X14, X11, X12)
+	SHA256MSG1 X3, X6
+	SHA256MSG1 X11, X14
+	ROUNDS4X2(X4, X12, 80)
+	SCHED(X3, X4, X5)
+	SCHED(X11, X12, X13)
+	SHA256MSG1 X4, X3
+	SHA256MSG1 X12, X11
+	ROUNDS4X2(X5, X13, 96)
+	SCHED(X4, X5, X6)
+	SCHED(X12, X13, X14)
+	SHA256MSG1 X5, X4
+	SHA256MSG1 X13, X12
+	ROUNDS4X2(X6, X14, 112)
+	SCHED(X5, X6, X3)
+	SCHED(X13, X14, X11)
+	SHA256MSG1 X6, X5
+	SHA256MSG1 X14, X13
+	ROUNDS4X2(X3, X11, 128)
+	SCHED(X6, X3, X4)
+	SCHED(X14, X11, X12)
+	SHA256MSG1 X3, X6
+	SHA256MSG1 X11, X14
+	ROUNDS4X2(X4, X12, 144)
+	SCHED(X3, X4, X5)
+	SCHED(X11, X12, X13)
+	SHA256MSG1 X4, X3
+	SHA256MSG1 X12, X11
+	ROUNDS4X2(X5, X13, 160)
+	SCHED(X4, X5, X6)
+	SCHED(X12, X13, X14)
+	SHA256MSG1 X5, X4
+	SHA256MSG1 X13, X12
+	ROUNDS4X2(X6, X14, 176)
+	SCHED(X5, X6, X3)
+	SCHED(X13, X14, X11)
+	SHA256MSG1 X6, X5
+	SHA256MSG1 X14, X13
+	ROUNDS4X2(X3, X11, 192)
+	SCHED(X6, X3, X4)
+	SCHED(X14, X11, X12)
+	SHA256MSG1 X3, X6
+	SHA256MSG1 X11, X14
+	ROUNDS4X2(X4, X12, 208)
+	SCHED(X3, X4, X5)
+	SCHED(X11, X12, X13)
+	ROUNDS4X2(X5, X13, 224)
+	SCHED(X4, X5, X6)
+	SCHED(X12, X13, X14)
+	ROUNDS4X2(X6, X14, 240)
+
+	MOVOU 0(SP), X7
+	PADDD X7, X1
+	MOVOU 16(SP), X7
+	PADDD X7, X2
+	MOVOU 32(SP), X7
+	PADDD X7, X9
+	MOVOU 48(SP), X7
+	PADDD X7, X10
+	ADDQ $64, SI
+	ADDQ $64, R8
+	DECQ DX
+	JNZ loop2
+
+	STORESTATE(DI, X1, X2)
+	STORESTATE(BX, X9, X10)
+	RET

@@ -9,3 +9,7 @@ func blockSHANI(h *[8]uint32, p *byte, n int, k *[64]uint32) {
 }
 
 func setAccelerated(bool) {}
+
+func blockSHANI2(ha, hb *[8]uint32, pa, pb *byte, n int, k *[64]uint32) {
+	panic("sha256ni: no SHA extensions on this build")
+}

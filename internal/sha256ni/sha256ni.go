@@ -8,17 +8,22 @@
 // Write/Sum bookkeeping (state copies, buffering, padding through Write,
 // a feature test per block) as in the compression function itself. Sum256
 // here pads the input in one stack buffer and compresses it in one call.
+// Sum256x2 hashes two inputs at once: one message's SHA256RNDS2 chain is
+// latency-bound, and a second, independent one runs in its gaps.
 //
 // Invariants:
-//   - Sum256(p) == crypto/sha256.Sum256(p) for every p, on every machine:
-//     without the SHA extensions (or with the purego build tag, or on
-//     other architectures) it is crypto/sha256.Sum256. Tests compare the
-//     two on every length up to several blocks, on random inputs, and by
-//     fuzzing; the round constants are checked against their definition.
+//   - Sum256(p) == crypto/sha256.Sum256(p) for every p, and Sum256x2(a, b)
+//     == (Sum256(a), Sum256(b)), on every machine: without the SHA
+//     extensions (or with the purego build tag, or on other architectures)
+//     they are crypto/sha256.Sum256. Tests compare them on every length up
+//     to several blocks (every pair of lengths for Sum256x2), on random
+//     inputs, and by fuzzing; the round constants are checked against
+//     their definition.
 //   - Pure: no allocation, no system calls; the CPU features are read
 //     once with CPUID.
-//   - Only the compression function is in assembly (block_amd64.s); the
-//     padding and the byte order of the result are Go.
+//   - Only the compression function, for one message and for two, is in
+//     assembly (block_amd64.s); the padding and the byte order of the
+//     result are Go.
 package sha256ni
 
 import (
@@ -54,26 +59,57 @@ func Sum256(p []byte) [Size]byte {
 		return sha256.Sum256(p)
 	}
 	h := iv
-	// The last block(s): what remains after the whole blocks, 0x80, zero
-	// bytes and the length in bits, in one or two blocks. An input of one
-	// block or less goes whole into the buffer, so that one call does
-	// everything; longer ones are compressed in place up to their last
-	// whole block (copying more than a block costs more than a call: the
-	// block loads then straddle the copy's overlapping stores).
 	var buf [128]byte
-	full := len(p) &^ 63
-	if len(p) <= 64 {
-		full = 0
-	}
+	full, end := pad(&buf, p)
 	if full > 0 {
 		blocks(&h, p[:full])
 	}
+	blocks(&h, buf[:end])
+	return digest(&h)
+}
+
+// Sum256x2 returns the SHA-256 digests of a and b. When both split alike
+// into whole blocks and padded tail (see pad), which inputs of similar
+// length do, the two are compressed together, each block of a interleaved
+// with the same block of b: about 1.5 times the throughput of two Sum256.
+func Sum256x2(a, b []byte) (da, db [Size]byte) {
+	if !useSHANI {
+		return sha256.Sum256(a), sha256.Sum256(b)
+	}
+	var bufA, bufB [128]byte
+	fullA, endA := pad(&bufA, a)
+	fullB, endB := pad(&bufB, b)
+	if fullA != fullB || endA != endB {
+		return Sum256(a), Sum256(b)
+	}
+	ha, hb := iv, iv
+	if fullA > 0 {
+		blockSHANI2(&ha, &hb, &a[0], &b[0], fullA/64, &k)
+	}
+	blockSHANI2(&ha, &hb, &bufA[0], &bufB[0], endA/64, &k)
+	return digest(&ha), digest(&hb)
+}
+
+// pad splits p into whole blocks compressed in place (full bytes) and the
+// rest, which it writes to buf followed by 0x80, zero bytes and the length
+// in bits: one or two blocks, end bytes. An input of one block or less
+// goes whole into buf, so that one call does everything; longer ones are
+// compressed in place up to their last whole block (copying more than a
+// block costs more than a call: the block loads then straddle the copy's
+// overlapping stores).
+func pad(buf *[128]byte, p []byte) (full, end int) {
+	full = len(p) &^ 63
+	if len(p) <= 64 {
+		full = 0
+	}
 	r := copy(buf[:], p[full:])
 	buf[r] = 0x80
-	end := (r + 9 + 63) &^ 63
+	end = (r + 9 + 63) &^ 63
 	binary.BigEndian.PutUint64(buf[end-8:end], uint64(len(p))<<3)
-	blocks(&h, buf[:end])
-	var out [Size]byte
+	return full, end
+}
+
+func digest(h *[8]uint32) (out [Size]byte) {
 	for i, v := range h {
 		binary.BigEndian.PutUint32(out[4*i:], v)
 	}

@@ -86,6 +86,34 @@ func TestSum256MatchesStandardLibrary(t *testing.T) {
 	}
 }
 
+// Sum256x2 equals two Sum256 for every pair of lengths up to three blocks
+// (alike and not), with the SHA extensions and without.
+func TestSum256x2(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	buf := make([]byte, 512)
+	for i := range buf {
+		buf[i] = byte(rng.Uint32())
+	}
+	for _, accel := range []bool{true, false} {
+		if accel && !Accelerated() {
+			continue
+		}
+		func() {
+			defer func(u bool) { setAccelerated(u) }(Accelerated())
+			setAccelerated(accel)
+			for na := 0; na <= 3*64; na++ {
+				for nb := 0; nb <= 3*64; nb++ {
+					a, b := buf[:na], buf[256+3:256+3+nb]
+					da, db := Sum256x2(a, b)
+					if da != sha256.Sum256(a) || db != sha256.Sum256(b) {
+						t.Fatalf("accelerated %v, lengths %d and %d: wrong digest", accel, na, nb)
+					}
+				}
+			}
+		}()
+	}
+}
+
 // Known answers (FIPS 180-2 appendix B examples).
 func TestSum256KnownAnswers(t *testing.T) {
 	for in, want := range map[string]string{
@@ -107,6 +135,18 @@ func hexString(b []byte) string {
 		out = append(out, digits[c>>4], digits[c&15])
 	}
 	return string(out)
+}
+
+func FuzzSum256x2(f *testing.F) {
+	f.Add([]byte("abc"), []byte("abd"))
+	f.Add(make([]byte, 104), make([]byte, 100))
+	f.Add(make([]byte, 64), make([]byte, 200))
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		da, db := Sum256x2(a, b)
+		if da != sha256.Sum256(a) || db != sha256.Sum256(b) {
+			t.Fatalf("lengths %d and %d: wrong digest", len(a), len(b))
+		}
+	})
 }
 
 func FuzzSum256(f *testing.F) {
@@ -137,6 +177,25 @@ func BenchmarkSum256(b *testing.B) {
 	for _, n := range []int{40, 64, 104, 200, 4096} {
 		b.Run(itoa(n)+"/sha256ni", func(b *testing.B) { benchSum(b, n, Sum256) })
 		b.Run(itoa(n)+"/crypto", func(b *testing.B) { benchSum(b, n, sha256.Sum256) })
+	}
+}
+
+func BenchmarkSum256x2(b *testing.B) {
+	for _, n := range []int{64, 104, 200} {
+		pa, pb := make([]byte, n), make([]byte, n)
+		b.Run(itoa(n)+"/x2", func(b *testing.B) {
+			b.SetBytes(int64(2 * n))
+			for b.Loop() {
+				sink, sink = Sum256x2(pa, pb)
+			}
+		})
+		b.Run(itoa(n)+"/two", func(b *testing.B) {
+			b.SetBytes(int64(2 * n))
+			for b.Loop() {
+				sink = Sum256(pa)
+				sink = Sum256(pb)
+			}
+		})
 	}
 }
 
