@@ -196,6 +196,27 @@ func BenchmarkHashFloorBound200k(b *testing.B) {
 			}
 		})
 	}
+	// As Verify does it: template digests two at a time.
+	b.Run("sha256ni-x2", func(b *testing.B) {
+		b.SetBytes(int64(len(raw)))
+		var p1 [20]byte
+		var p256 [32]byte
+		var buf [64]byte
+		d := make([][32]byte, len(es))
+		for b.Loop() {
+			for i := 0; i+1 < len(es); i += 2 {
+				d[i], d[i+1] = sha256ni.Sum256x2(es[i].TemplateData, es[i+1].TemplateData)
+			}
+			for i := range es {
+				copy(buf[:20], p1[:])
+				copy(buf[20:40], es[i].TemplateDigest[:])
+				p1 = sha1.Sum(buf[:40])
+				copy(buf[:32], p256[:])
+				copy(buf[32:], d[i][:])
+				p256 = sha256ni.Sum256(buf[:64])
+			}
+		}
+	})
 }
 
 // BenchmarkHashFloor3Banks200k adds sha384 (template digest, two extends).
