@@ -314,8 +314,6 @@ func (p *pipeline) prepare(o *chunkOut) {
 	}
 }
 
-// fillOne computes the results of entry j of chunk o, right after it was
-// parsed (no chunk of Entry values is kept).
 // worker is one worker's scratch state.
 type worker struct {
 	tc templateCache
@@ -351,6 +349,9 @@ func (p *pipeline) flush(o *chunkOut, w *worker) {
 	w.pend, w.pendData = w.pend[:0], w.pendData[:0]
 }
 
+// fillOne computes the results of entry j of chunk o (template t, nil if
+// unknown), right after it was parsed: no chunk of Entry values is kept.
+// SHA-256 template digests are queued for flush.
 func (p *pipeline) fillOne(o *chunkOut, j int, e *Entry, t *Template, w *worker) {
 	o.pcr[j] = e.PCR
 	v := e.Violation()
@@ -479,13 +480,9 @@ func (x *chain) step(o *chunkOut, j int) {
 	} else {
 		q = x.check[p]
 	}
-	if q == nil && !x.all {
-		x.counts = append(x.counts, uint8(min(x.mism, 255)))
-		return
-	}
-	{
-		// v has room for the digest after the value: hash the two
-		// in place and write the result over the value.
+	if q != nil || x.all {
+		// v has room for the digest after the value: hash the two in
+		// place and write the result over the value.
 		v := x.st.get(p)
 		var was bool
 		if p < uint32(len(x.eq)) {
