@@ -382,8 +382,12 @@ func appendU32(dst []byte, order binary.ByteOrder, v uint32) []byte {
 type endian struct{ big bool }
 
 func endianOf(order binary.ByteOrder) endian {
-	return endian{big: order != nil && order.Uint16([]byte{0, 1}) == 1}
+	return endian{big: order != nil && order.Uint16(endianProbe[:]) == 1}
 }
+
+// endianProbe is read, never written: a literal passed to the interface
+// method would escape, one allocation per call.
+var endianProbe = [2]byte{0, 1}
 
 func (e endian) Uint32(b []byte) uint32 {
 	if e.big {

@@ -353,3 +353,24 @@ func TestASCIIErrorNamesEntry(t *testing.T) {
 		t.Errorf("error %v", err)
 	}
 }
+
+// Splitting an entry into fields allocates nothing, in either byte order
+// given as an interface (the ASCII rendering and EventName do it per entry).
+func TestSplitFieldsDoesNotAllocate(t *testing.T) {
+	for _, order := range []binary.ByteOrder{binary.LittleEndian, binary.BigEndian} {
+		es := synthList(t, order)
+		e := &es[1]
+		tpl, err := e.Template()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := make([]Field, 0, maxTemplateFields)
+		if n := testing.AllocsPerRun(100, func() {
+			if _, err := splitFields(e, tpl, order, out); err != nil {
+				t.Fatal(err)
+			}
+		}); n != 0 {
+			t.Errorf("%v: %v allocations per call", order, n)
+		}
+	}
+}

@@ -286,9 +286,6 @@ func replayPipelined(src listSource, runs []BankMethod) (out []map[uint32][]byte
 		chains = append(chains, x)
 		runOf = append(runOf, i)
 	}
-	if src.fromRaw {
-		src.entries = nil
-	}
 	col := runPipeline(newPipeline(src, nil, own, false, len(chains)), chains)
 	if col.failed {
 		return nil, 0, false
