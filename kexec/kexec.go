@@ -69,7 +69,7 @@ var ErrLockdown = errors.New("kernel lockdown forbids kexec_load")
 // Lockdown returns the active lockdown mode ("none", "integrity",
 // "confidentiality") or "" when the kernel has no lockdown LSM.
 func Lockdown() string {
-	b, err := os.ReadFile("/sys/kernel/security/lockdown")
+	b, err := readSmall("/sys/kernel/security/lockdown")
 	if err != nil {
 		return ""
 	}
@@ -231,7 +231,7 @@ func Exec() error {
 
 // Loaded reports /sys/kernel/kexec_loaded.
 func Loaded() (bool, error) {
-	b, err := os.ReadFile("/sys/kernel/kexec_loaded")
+	b, err := readSmall("/sys/kernel/kexec_loaded")
 	if err != nil {
 		return false, fmt.Errorf("kexec: %w", err)
 	}

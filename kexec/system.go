@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -49,18 +51,17 @@ func readMap(path string) (segment.Map, error) {
 		return nil, fmt.Errorf("memory map %s: %w", path, err)
 	}
 	if st.IsDir() {
-		m, err := segment.ParseSysfsMemmap(os.DirFS(path))
+		m, err := segment.ParseSysfsMemmap(boundedFS{os.DirFS(path), path})
 		if err != nil {
 			return nil, fmt.Errorf("memory map %s: %w", path, err)
 		}
 		return m, nil
 	}
-	f, err := os.Open(path)
+	b, err := ReadInput("memory map", path, MaxMemmapBytes)
 	if err != nil {
-		return nil, fmt.Errorf("memory map %s: %w", path, err)
+		return nil, err
 	}
-	defer f.Close()
-	m, err := segment.ParseIomem(f)
+	m, err := segment.ParseIomem(bytes.NewReader(b))
 	if err != nil {
 		return nil, fmt.Errorf("memory map %s: %w", path, err)
 	}
@@ -78,12 +79,12 @@ func ReadIMAList(path string) ([]byte, string, error) {
 		cands = []string{IMAList, IMAListAlt}
 	}
 	for _, p := range cands {
-		b, err := os.ReadFile(p)
+		b, err := ReadInput("IMA list", p, MaxIMAListBytes)
 		if err == nil {
 			return b, p, nil
 		}
 		if path != "" || !errors.Is(err, fs.ErrNotExist) {
-			return nil, p, fmt.Errorf("IMA list %s: %w", p, err)
+			return nil, p, err
 		}
 	}
 	return nil, "", ErrNoIMA
@@ -93,7 +94,7 @@ func ReadIMAList(path string) ([]byte, string, error) {
 // /sys/firmware/efi/systab, or 0 on a BIOS system (where the next kernel
 // finds the RSDP by scanning low memory).
 func ACPIRSDP() uint64 {
-	b, err := os.ReadFile(EFISystab)
+	b, err := readSmall(EFISystab)
 	if err != nil {
 		return 0
 	}
@@ -124,42 +125,110 @@ func parseSystab(s string) uint64 {
 
 // Cmdline returns the running kernel's command line, for --reuse-cmdline.
 func Cmdline() (string, error) {
-	b, err := os.ReadFile(ProcCmdline)
+	b, err := ReadInput("--reuse-cmdline", ProcCmdline, MaxSmallBytes)
 	if err != nil {
-		return "", fmt.Errorf("reuse-cmdline: %w", err)
+		return "", err
 	}
 	return strings.TrimRight(string(b), "\n\x00 "), nil
+}
+
+// KallsymsFacts are what /proc/kallsyms says about the running kernel's
+// IMA kexec support. Symbols are looked up by name only: the addresses are
+// zero for an unprivileged reader, and names are what tell kernels apart
+// (never their version, which distributions backport against).
+type KallsymsFacts struct {
+	// HandsOver: CONFIG_IMA_KEXEC, the kernel can carry its list itself on
+	// kexec_file_load (ima_add_kexec_buffer).
+	HandsOver bool
+	// MeasuresAtExec: the kernel has the kexec-execute reboot notifier of
+	// about 6.15 and later (ima_update_kexec_buffer, or
+	// ima_measure_kexec_event, which measures the kexec_execute
+	// critical-data entry in it). Such a kernel adds an entry to its list
+	// after any user-space snapshot taken before the reboot, for
+	// kexec_load images too (DESIGN §3.3.1).
+	MeasuresAtExec bool
+}
+
+// Kallsyms symbol names that decide KallsymsFacts.
+const (
+	SymAddKexecBuffer     = "ima_add_kexec_buffer"
+	SymUpdateKexecBuffer  = "ima_update_kexec_buffer"
+	SymMeasureKexecEvent  = "ima_measure_kexec_event"
+	maxKallsymsLineBytes  = 1 << 12
+	maxKallsymsTotalBytes = 1 << 30
+)
+
+// ParseKallsyms scans a /proc/kallsyms-format stream ("ADDR TYPE NAME
+// [MODULE]" lines) for the symbols of KallsymsFacts. Lines longer than
+// 4 KiB and streams over 1 GiB are refused.
+func ParseKallsyms(r io.Reader) (KallsymsFacts, error) {
+	var f KallsymsFacts
+	sc := bufio.NewScanner(io.LimitReader(r, maxKallsymsTotalBytes+1))
+	sc.Buffer(make([]byte, 0, maxKallsymsLineBytes), maxKallsymsLineBytes)
+	var total int64
+	for sc.Scan() {
+		line := sc.Bytes()
+		total += int64(len(line)) + 1
+		if total > maxKallsymsTotalBytes {
+			return f, fmt.Errorf("kallsyms: %w: more than %d bytes", ErrTooLarge, maxKallsymsTotalBytes)
+		}
+		// The name is the third field; a module's symbols carry a fourth
+		// ("[module]"), and IMA is never a module.
+		fields := bytes.Fields(line)
+		if len(fields) != 3 {
+			continue
+		}
+		switch string(fields[2]) {
+		case SymAddKexecBuffer:
+			f.HandsOver = true
+		case SymUpdateKexecBuffer, SymMeasureKexecEvent:
+			f.MeasuresAtExec = true
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return f, fmt.Errorf("kallsyms: %w", err)
+	}
+	return f, nil
+}
+
+// ReadKallsyms reads the running kernel's facts from /proc/kallsyms.
+func ReadKallsyms() (KallsymsFacts, error) {
+	f, err := os.Open("/proc/kallsyms")
+	if err != nil {
+		return KallsymsFacts{}, fmt.Errorf("kallsyms: %w", err)
+	}
+	defer f.Close()
+	return ParseKallsyms(f)
 }
 
 // KernelHandsOverIMA reports whether the running kernel can hand the IMA
 // list over by itself on kexec_file_load (CONFIG_IMA_KEXEC): its symbol
 // table then holds ima_add_kexec_buffer.
 func KernelHandsOverIMA() (bool, error) {
-	f, err := os.Open("/proc/kallsyms")
-	if err != nil {
-		return false, fmt.Errorf("kallsyms: %w", err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	sym := []byte(" ima_add_kexec_buffer")
-	for sc.Scan() {
-		if bytes.HasSuffix(sc.Bytes(), sym) {
-			return true, nil
-		}
-	}
-	return false, sc.Err()
+	f, err := ReadKallsyms()
+	return f.HandsOver, err
+}
+
+// boundedFS reads a /sys/firmware/memmap-style tree, refusing files that
+// are not regular or are larger than a sysfs value can be.
+type boundedFS struct {
+	fs.FS
+	root string
+}
+
+func (b boundedFS) ReadFile(name string) ([]byte, error) {
+	return ReadInput("memory map", filepath.Join(b.root, name), 64<<10)
 }
 
 // KexecLoadDisabled reports sysctl kernel.kexec_load_disabled.
 func KexecLoadDisabled() bool {
-	b, err := os.ReadFile("/proc/sys/kernel/kexec_load_disabled")
+	b, err := readSmall("/proc/sys/kernel/kexec_load_disabled")
 	return err == nil && strings.TrimSpace(string(b)) == "1"
 }
 
 // HasCapSysBoot reports whether this process holds CAP_SYS_BOOT.
 func HasCapSysBoot() bool {
-	b, err := os.ReadFile("/proc/self/status")
+	b, err := readSmall("/proc/self/status")
 	if err != nil {
 		return false
 	}

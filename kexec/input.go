@@ -1,0 +1,153 @@
+package kexec
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// Size bounds of every file gokexec reads. They are far above what real
+// inputs need (a Debian kernel is 8–30 MiB, its initrd 30–100 MiB, a DTB
+// well under 1 MiB, a 1,000,000-entry IMA list about 250 MiB) and far below
+// what would exhaust a machine's memory; an input over its bound is refused
+// before it is read whole.
+const (
+	MaxKernelBytes    = 512 << 20
+	MaxInitrdBytes    = 2 << 30
+	MaxDTBBytes       = 8 << 20 // arm64's own limit on a DTB is 2 MiB
+	MaxIMAListBytes   = 1 << 30
+	MaxKeyBytes       = 1 << 20
+	MaxAllowlistBytes = 256 << 20
+	MaxSignatureBytes = 64<<10 + 16 // a be16 sig_size plus the header
+	MaxMemmapBytes    = 16 << 20
+	MaxSmallBytes     = 1 << 20 // sysfs/procfs values: cmdline, lockdown, ...
+)
+
+// ErrNotRegular says an input is not a regular file (a device such as
+// /dev/zero, a FIFO, a directory).
+var ErrNotRegular = errors.New("not a regular file")
+
+// ErrTooLarge says an input is larger than its bound.
+var ErrTooLarge = errors.New("larger than gokexec accepts")
+
+// InputError names the input and the file at fault.
+type InputError struct {
+	What string // "kernel", "--initrd", ...
+	Path string
+	Err  error
+}
+
+func (e *InputError) Error() string { return fmt.Sprintf("%s %s: %v", e.What, e.Path, e.Err) }
+func (e *InputError) Unwrap() error { return e.Err }
+
+// ReadInput reads the regular file at path, at most max bytes. Anything but
+// a regular file, and a file with more than max bytes (whatever its stat
+// size says: procfs and securityfs files report 0), is refused with an
+// *InputError naming what and path that wraps ErrNotRegular or
+// ErrTooLarge. The file is opened once and read through that descriptor.
+func ReadInput(what, path string, max int64) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, &InputError{what, path, err}
+	}
+	defer f.Close()
+	return readOpen(what, path, f, max)
+}
+
+func readOpen(what, path string, f *os.File, max int64) ([]byte, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, &InputError{what, path, err}
+	}
+	if !st.Mode().IsRegular() {
+		return nil, &InputError{what, path, fmt.Errorf("%w (%s)", ErrNotRegular, fileKind(st.Mode()))}
+	}
+	if st.Size() > max {
+		return nil, &InputError{what, path, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, st.Size(), max)}
+	}
+	// Size the buffer from stat but never trust it: read at most max+1.
+	buf := make([]byte, 0, min(st.Size(), max)+1)
+	b, err := readAllInto(buf, io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, &InputError{what, path, err}
+	}
+	if int64(len(b)) > max {
+		return nil, &InputError{what, path, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, max)}
+	}
+	return b, nil
+}
+
+func readAllInto(b []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+}
+
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeDir != 0:
+		return "a directory"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	}
+	return "mode " + m.String()
+}
+
+// OpenResolved opens path for reading without following a symbolic link in
+// its last component; callers pass a path they resolved
+// (filepath.EvalSymlinks) so that what is measured under that name is what
+// was read.
+func OpenResolved(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
+}
+
+// ReadResolved is ReadInput for a path already resolved: the last component
+// must not be a symbolic link (it may have become one since it was
+// resolved).
+func ReadResolved(what, path string, max int64) ([]byte, error) {
+	f, err := OpenResolved(path)
+	if err != nil {
+		return nil, &InputError{what, path, err}
+	}
+	defer f.Close()
+	return readOpen(what, path, f, max)
+}
+
+// readSmall reads a sysfs or procfs value (bounded by MaxSmallBytes).
+func readSmall(path string) ([]byte, error) {
+	return ReadInput("system file", path, MaxSmallBytes)
+}
+
+// BootID returns the running boot's random id
+// (/proc/sys/kernel/random/boot_id), which binds recorded state to the boot
+// it was made in.
+func BootID() (string, error) {
+	b, err := readSmall("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return "", err
+	}
+	return string(bytes.TrimSpace(b)), nil
+}

@@ -1,0 +1,137 @@
+package kexec
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// Finding 7 of issue 11: /dev/zero as an input ended in the runtime's
+// out-of-memory crash. ReadInput refuses anything but a regular file and
+// anything over its bound, naming the file.
+func TestReadInputRefusesDevicesAndLargeFiles(t *testing.T) {
+	_, err := ReadInput("--initrd", "/dev/zero", MaxInitrdBytes)
+	var ie *InputError
+	if !errors.Is(err, ErrNotRegular) || !errors.As(err, &ie) || ie.Path != "/dev/zero" || ie.What != "--initrd" {
+		t.Fatalf("/dev/zero: %v", err)
+	}
+	if !strings.Contains(err.Error(), "/dev/zero") || !strings.Contains(err.Error(), "character device") {
+		t.Errorf("message %q does not name the file and its kind", err)
+	}
+	dir := t.TempDir()
+	if _, err := ReadInput("kernel", dir, 1<<20); !errors.Is(err, ErrNotRegular) {
+		t.Errorf("directory: %v", err)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadInput("--dtb", fifo, 1<<20); !errors.Is(err, ErrNotRegular) {
+		t.Errorf("fifo: %v", err)
+	}
+	big := filepath.Join(dir, "big")
+	if err := os.WriteFile(big, make([]byte, 4097), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadInput("--key", big, 4096); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("4097 bytes with a 4096 bound: %v", err)
+	}
+	b, err := ReadInput("--key", big, 4097)
+	if err != nil || len(b) != 4097 {
+		t.Errorf("at the bound: %d bytes, %v", len(b), err)
+	}
+	if _, err := ReadInput("kernel", filepath.Join(dir, "missing"), 1); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing: %v", err)
+	}
+}
+
+// procfs files report size 0; the bound must hold on what is read.
+func TestReadInputProcfsBoundOnBytesRead(t *testing.T) {
+	b, err := ReadInput("system file", "/proc/self/status", 1<<20)
+	if err != nil || !bytes.Contains(b, []byte("CapEff:")) {
+		t.Fatalf("%v", err)
+	}
+	if _, err := ReadInput("system file", "/proc/self/status", 16); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("16-byte bound over /proc/self/status: %v", err)
+	}
+}
+
+func TestReadResolvedRefusesFinalSymlink(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "real")
+	os.WriteFile(real, []byte("x"), 0o600)
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadResolved("kernel", link, 10); !errors.Is(err, unix.ELOOP) {
+		t.Fatalf("symlink: %v", err)
+	}
+	if b, err := ReadResolved("kernel", real, 10); err != nil || string(b) != "x" {
+		t.Fatalf("%q %v", b, err)
+	}
+}
+
+// Finding 6 of issue 11: kernels are told apart by the symbols they hold.
+func TestParseKallsymsFixtures(t *testing.T) {
+	for name, want := range map[string]KallsymsFacts{
+		"debian-6.1-no-ima-kexec.txt": {},
+		"ima-kexec-5.x.txt":           {HandsOver: true},
+		"ima-kexec-6.15-inlined.txt":  {HandsOver: true, MeasuresAtExec: true},
+		"ima-kexec-6.16.txt":          {HandsOver: true, MeasuresAtExec: true},
+		"module-shadow.txt":           {},
+	} {
+		f, err := os.Open(filepath.Join("testdata/kallsyms", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := ParseKallsyms(f)
+		f.Close()
+		if err != nil || got != want {
+			t.Errorf("%s: %+v %v, want %+v", name, got, err, want)
+		}
+	}
+	long := strings.Repeat("x", 5000) + "\n"
+	if _, err := ParseKallsyms(strings.NewReader(long)); err == nil {
+		t.Error("a 5000-byte line was accepted")
+	}
+}
+
+// Finding 3 of issue 11: what kexec_file_load reads is a sealed copy of
+// the bytes that were hashed.
+func TestSealedMemfdSeals(t *testing.T) {
+	data := []byte("kernel bytes that were hashed")
+	f, err := SealedMemfd("vmlinuz", data)
+	if err != nil {
+		t.Fatalf("memfd: %v", err)
+	}
+	defer f.Close()
+	seals, err := unix.FcntlInt(f.Fd(), unix.F_GET_SEALS, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE | unix.F_SEAL_SEAL
+	if seals&want != want {
+		t.Fatalf("seals %#x, want %#x", seals, want)
+	}
+	if _, err := f.WriteAt([]byte("X"), 0); err == nil {
+		t.Fatal("a sealed memfd took a write")
+	}
+	if err := f.Truncate(0); err == nil {
+		t.Fatal("a sealed memfd was truncated")
+	}
+	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, 0); err == nil {
+		// F_SEAL_SEAL: even adding no seal is refused.
+		t.Fatal("seals could still be changed")
+	}
+	got := make([]byte, len(data)+1)
+	n, _ := f.ReadAt(got, 0)
+	if !bytes.Equal(got[:n], data) {
+		t.Fatalf("memfd holds %q", got[:n])
+	}
+}
