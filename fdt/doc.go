@@ -14,7 +14,9 @@
 //     its input: every offset and length in the blob is checked against the
 //     blob before it is used. Errors are *ParseError values that name the
 //     byte offset and the problem, and they match ErrMalformed with
-//     errors.Is.
+//     errors.Is. Property names are at most MaxPropertyName bytes (the
+//     specification's 31 with a documented margin) and are shared per
+//     strings-block offset, so names cost at most the strings block.
 //   - Marshal(Parse(b)) == b, byte for byte, for every unmodified blob that
 //     dtc (any -p/-S padding) or libfdt (QEMU, U-Boot, the kernel) produces.
 //     The parser records what it needs for that: the header's

@@ -29,6 +29,14 @@ const (
 	// MaxDepth bounds node nesting. Real trees are under ten levels deep;
 	// the bound keeps recursion in callers safe on hostile input.
 	MaxDepth = 64
+
+	// MaxPropertyName bounds a property name read from a blob. The
+	// Devicetree Specification (2.2.4) allows 1 to 31 characters; Linux
+	// bindings exceed that now and then (vendor prefixes), so the parser
+	// accepts eight times the specification's limit and refuses longer
+	// ones. With names shared per strings-block offset, a blob's names
+	// cost at most its strings block.
+	MaxPropertyName = 255
 )
 
 // Sentinel errors, matched with errors.Is.
@@ -230,6 +238,9 @@ func (t *Tree) parseStruct(b []byte, off, limit int, strs []byte) (int, error) {
 	var stack []*Node
 	nops := 0
 	sawRootEnd := false
+	// One string per name offset: a blob whose properties all name one
+	// long string costs that string once, not once per property.
+	names := map[uint32]string{}
 	for {
 		if off+4 > limit {
 			return 0, perr(off, "structure block ends without FDT_END")
@@ -293,16 +304,25 @@ func (t *Tree) parseStruct(b []byte, off, limit int, strs []byte) (int, error) {
 			if uint64(nameoff) >= uint64(len(strs)) {
 				return 0, perr(tokOff+8, "property name offset %#x outside the %#x-byte strings block", nameoff, len(strs))
 			}
-			nul := bytes.IndexByte(strs[nameoff:], 0)
-			if nul < 0 {
-				return 0, perr(tokOff+8, "property name at strings offset %#x is not NUL-terminated", nameoff)
+			name, ok := names[nameoff]
+			if !ok {
+				rest := strs[nameoff:]
+				nul := bytes.IndexByte(rest[:min(len(rest), MaxPropertyName+1)], 0)
+				switch {
+				case nul < 0 && len(rest) > MaxPropertyName:
+					return 0, perr(tokOff+8, "property name at strings offset %#x is longer than %d bytes", nameoff, MaxPropertyName)
+				case nul < 0:
+					return 0, perr(tokOff+8, "property name at strings offset %#x is not NUL-terminated", nameoff)
+				}
+				name = string(rest[:nul])
+				names[nameoff] = name
 			}
 			n := stack[len(stack)-1]
 			if len(n.children) > 0 {
-				return 0, perr(tokOff, "property %q of node %q follows a subnode", strs[nameoff:int(nameoff)+nul], n.name)
+				return 0, perr(tokOff, "property %q of node %q follows a subnode", name, n.name)
 			}
 			n.props = append(n.props, &Property{
-				Name:       string(strs[nameoff : int(nameoff)+nul]),
+				Name:       name,
 				Value:      bytes.Clone(b[off : off+int(vlen)]),
 				nameoff:    nameoff,
 				hasNameoff: true,
