@@ -43,7 +43,8 @@ func cacheKernel(t testing.TB, name string) []byte {
 // The golden header is the first 64 bytes of Debian's
 // linux-image-6.1.0-56-cloud-arm64 vmlinuz (see the .txt next to it).
 func TestParseDebianHeader(t *testing.T) {
-	im, err := ParseImage(readFile(t, "testdata/deb61-arm64-Image-header.bin"))
+	// The header followed by filler: the header alone is a truncated Image.
+	im, err := ParseImage(append(readFile(t, "testdata/deb61-arm64-Image-header.bin"), make([]byte, 4096)...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +146,7 @@ func TestParseErrors(t *testing.T) {
 		t.Errorf("PE: %v", err)
 	}
 	// Legacy text offset 0x80000 with a real image_size is fine.
-	if im, err := ParseImage(with(8, 0x80000)); err != nil || im.TextOffset != 0x80000 {
+	if im, err := ParseImage(append(with(8, 0x80000), make([]byte, 4096)...)); err != nil || im.TextOffset != 0x80000 {
 		t.Errorf("text_offset 0x80000: %v", err)
 	}
 }
@@ -590,5 +591,40 @@ func TestPrepareAgain(t *testing.T) {
 	must(t, err)
 	if sa, sb := dtc(t, a, "-s", "-I", "dtb", "-O", "dts"), dtc(t, b, "-s", "-I", "dtb", "-O", "dts"); sa != sb {
 		t.Errorf("prepared twice:\n%s\nprepared once:\n%s", sa, sb)
+	}
+}
+
+// Finding 7 of issue 11: a 100-byte gzip whose content is a truncated
+// Image was planned as if it were a kernel.
+func TestTruncatedImages(t *testing.T) {
+	hdr := readFile(t, "testdata/deb61-arm64-Image-header.bin")
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(hdr)
+	zw.Close()
+	if gz.Len() > 100 {
+		t.Fatalf("reproducer is %d bytes", gz.Len())
+	}
+	if _, err := ParseImage(gz.Bytes()); !errors.Is(err, ErrTruncated) || !strings.Contains(err.Error(), "after gunzip") {
+		t.Errorf("gzip of a bare header: %v", err)
+	}
+	raw := cacheKernel(t, "deb61-arm64")
+	for _, n := range []int{100, 4096, len(raw) / 2, len(raw) * 9 / 10} {
+		if _, err := ParseImage(raw[:n]); !errors.Is(err, ErrTruncated) {
+			t.Errorf("Debian Image cut to %d of %d bytes: %v", n, len(raw), err)
+		}
+	}
+	// A gzip stream cut short fails in gunzip.
+	cmd := exec.Command("gzip", "-c", "-n", "-1")
+	cmd.Stdin = bytes.NewReader(raw)
+	full, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseImage(full[:len(full)-8]); !errors.Is(err, ErrNotImage) {
+		t.Errorf("gzip without its trailer: %v", err)
+	}
+	if _, err := ParseImage(full); err != nil {
+		t.Errorf("the whole Image.gz: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package arm64
 import (
 	"bytes"
 	"compress/gzip"
+	"debug/pe"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -37,6 +38,7 @@ var (
 	ErrPageSize     = errors.New("arm64: unsupported kernel page size")
 	ErrLegacyImage  = errors.New("arm64: Image header has image_size 0 (kernel older than 3.17)")
 	ErrImageHeader  = errors.New("arm64: inconsistent Image header")
+	ErrTruncated    = errors.New("arm64: truncated Image")
 	ErrTooLarge     = errors.New("arm64: kernel too large")
 	ErrPlacement    = errors.New("arm64: placement violates the arm64 boot protocol")
 	ErrDTBTooLarge  = errors.New("arm64: device tree larger than the kernel accepts")
@@ -156,7 +158,45 @@ func parseImage(b []byte, limit int) (*Image, error) {
 		// must start on a page.
 		return nil, fmt.Errorf("%w: text_offset %#x is not a multiple of 4 KiB", ErrImageHeader, im.TextOffset)
 	}
+	if err := checkStub(b, im); err != nil {
+		if comp != "" {
+			return nil, fmt.Errorf("%w (after gunzip, %d bytes)", err, len(b))
+		}
+		return nil, err
+	}
 	return im, nil
+}
+
+// checkStub catches truncated Images through the EFI stub's PE/COFF
+// header, which every EFI-capable kernel carries: an Image whose first
+// bytes say "MZ" and whose header points at a PE header must hold that
+// header, and every section's file data must lie inside the Image. An
+// Image that ends before the PE header, or before a section's data ends,
+// is truncated (the reproducer of issue 11: a 100-byte gzip of a header).
+// A kernel built without the EFI stub has no such structure, and its
+// truncation cannot be told from the header alone.
+func checkStub(b []byte, im *Image) error {
+	if im.Code0&0xffff != 0x5a4d || im.PEOffset == 0 { // "MZ"
+		return nil
+	}
+	off := int(im.PEOffset)
+	if off < HeaderSize || off > len(b)-4 {
+		return fmt.Errorf("%w: %d bytes, but the header places the EFI stub's PE header at %#x", ErrTruncated, len(b), im.PEOffset)
+	}
+	if !bytes.Equal(b[off:off+4], []byte("PE\x00\x00")) {
+		return nil // not a PE image after all (test fixtures pad with zeros)
+	}
+	f, err := pe.NewFile(bytes.NewReader(b))
+	if err != nil {
+		return fmt.Errorf("%w: the EFI stub's PE/COFF header: %v", ErrTruncated, err)
+	}
+	defer f.Close()
+	for _, s := range f.Sections {
+		if end := uint64(s.Offset) + uint64(s.Size); s.Size != 0 && end > uint64(len(b)) {
+			return fmt.Errorf("%w: %d bytes, but PE section %q ends at %#x", ErrTruncated, len(b), s.Name, end)
+		}
+	}
+	return nil
 }
 
 func looksLikeImage(b []byte) bool {
