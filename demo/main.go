@@ -58,7 +58,11 @@ func run() (int, error) {
 	say("== gokexec demo: a kexec soft reboot that keeps remote attestation working ==")
 	say("first kernel:  %s (%s)", strings.TrimSpace(string(pkg1)), k1)
 	say("second kernel: %s (%s)", strings.TrimSpace(string(pkg2)), k2)
-	say("TPM: swtpm, banks sha1 sha256 sha384; QEMU q35, 1 GiB, software emulation")
+	accel, err := qemu.ChooseAccel(ctx, "amd64", k1)
+	if err != nil {
+		return 0, err
+	}
+	say("TPM: swtpm, banks sha1 sha256 sha384; QEMU q35, 1 GiB, accelerator %s", accel)
 
 	bins, err := qemu.BuildGuestBinaries(ctx, filepath.Join(art, "bin"), qemu.AgentPackage, "./cmd/gokexec")
 	if err != nil {
@@ -102,10 +106,13 @@ func run() (int, error) {
 	say("\n-- booting the first kernel; it measures 25 files, then runs gokexec -l and gokexec -e")
 	start := time.Now()
 	res, err := qemu.Run(ctx, qemu.VM{Kernel: k1, Initrd: initrd, Step: "1", TPM: tpm, ArtifactsDir: art, Timeout: 6 * time.Minute})
+	if res != nil && res.AccelNote != "" {
+		say("   note: %s", res.AccelNote)
+	}
 	if err != nil {
 		return 0, err
 	}
-	say("   QEMU finished in %v (serial console: %s)", time.Since(start).Round(time.Second), filepath.Join(art, "serial.log"))
+	say("   QEMU finished in %v on %s (serial console: %s)", time.Since(start).Round(time.Second), res.Accel.Name, filepath.Join(art, "serial.log"))
 	if res.Boots() != 2 {
 		return 0, errors.New("the second kernel did not report")
 	}

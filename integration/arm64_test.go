@@ -78,6 +78,7 @@ func TestARM64Handover(t *testing.T) {
 	start := time.Now()
 	res, err := qemu.Run(ctx, qemu.VM{Arch: "arm64", Kernel: k, Initrd: initrd, Step: "1", TPM: tpm, ArtifactsDir: art, Timeout: 15 * time.Minute})
 	t.Logf("scenario wall time %v", time.Since(start).Round(100*time.Millisecond))
+	logAccel(t, res)
 	if err != nil {
 		if res != nil {
 			for _, c := range res.Find(1, proto.TypeCmd, "") {

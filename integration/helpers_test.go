@@ -108,6 +108,7 @@ func (g *guest) run(k string, sc *proto.Scenario) *qemu.Result {
 	start := time.Now()
 	res, err := qemu.Run(g.ctx, qemu.VM{Kernel: k, Initrd: initrd, Step: "1", Append: g.appendExtra, TPM: g.tpm, ArtifactsDir: g.art, Timeout: g.timeout})
 	g.t.Logf("scenario wall time %v (serial log %s)", time.Since(start).Round(100*time.Millisecond), filepath.Join(g.art, "serial.log"))
+	logAccel(g.t, res)
 	if err != nil {
 		if res != nil {
 			for _, rec := range res.Records {
@@ -119,6 +120,19 @@ func (g *guest) run(k string, sc *proto.Scenario) *qemu.Result {
 		g.t.Fatal(err)
 	}
 	return res
+}
+
+// logAccel puts the run's accelerator, and a retry with software emulation,
+// in the test log.
+func logAccel(t *testing.T, res *qemu.Result) {
+	t.Helper()
+	if res == nil {
+		return
+	}
+	t.Logf("accelerator %s", res.Accel)
+	if res.AccelNote != "" {
+		t.Logf("note: %s", res.AccelNote)
+	}
 }
 
 // nextAppend is the command line for a kexec target running step.

@@ -1,5 +1,6 @@
 // Package qemu is the test harness that boots real Debian kernels under
-// QEMU (software emulation, or KVM when QEMU picks it) with a swtpm TPM 2.0,
+// QEMU (KVM when a probe guest shows it works, software emulation otherwise)
+// with a swtpm TPM 2.0,
 // runs a scenario inside the guest and brings the results back as
 // machine-readable records. It runs host tools (qemu-system-*, swtpm,
 // swtpm_setup, ldd, go) and is meant for tests; it never calls kexec_load,
@@ -34,7 +35,7 @@
 //   - Run(ctx, VM{...}): one QEMU run, possibly several guest boots. amd64:
 //     qemu-system-x86_64 -machine q35 -cpu max -m 1024 -smp 1 -display none
 //     -no-reboot -kernel -initrd -append, ttyS0 = kernel console (stdout ->
-//     serial log; -machine q35,accel=kvm -cpu host when /dev/kvm opens),
+//     serial log; -machine q35,accel=kvm -cpu host when KVM was chosen),
 //     ttyS1 = protocol records only (a unix socket the host
 //     listens on), so kernel messages cannot corrupt records. arm64: -machine
 //     virt -cpu max,pauth-impdef=on (10x faster under TCG), records share ttyAMA0 with the console. The TPM is
@@ -43,7 +44,25 @@
 //     killed) or when ctx ends. The command line is DefaultAppend(arch), then
 //     VM.Append, then gkt.step=VM.Step.
 //
-// Errors: ErrTimeout, ErrQEMU (QEMU failed or exited non-zero), ErrGuest (an
+// # Accelerator
+//
+// ChooseAccel decides once per process and guest architecture, and every
+// Run uses its answer. GOKEXEC_QEMU_ACCEL=kvm or =tcg forces one; auto (the
+// default) picks KVM only when /dev/kvm opens, the guest has the host's
+// architecture, and a probe guest on KVM (the run's own kernel, no initrd)
+// prints its banner and reaches its root-mount panic within 30 s. A /dev/kvm
+// that opens is not enough: nested KVM may abort QEMU ("failed to set MSR"),
+// stop the VM ("KVM internal error. Suberror: 1", "emulation failure") or
+// leave the guest at its reset vector. The choice and its reason go to
+// stderr once and head every serial log ("# accelerator: ...") and
+// artifacts/accel.txt. A run on KVM watches QEMU's stderr for those words
+// and QMP for a STOP event, and ends at once with ErrAccel; in auto mode it
+// is run once more with software emulation (Result.AccelNote, the KVM
+// console kept as serial-kvm.log) and the process stays on software
+// emulation. VM.Timeout is written for software emulation; Accel.Scale
+// shortens it on KVM.
+//
+// Errors: ErrTimeout, ErrAccel, ErrQEMU (QEMU failed or exited non-zero), ErrGuest (an
 // "error" record, or the last record is not "done"), proto.ErrBadLine (a
 // corrupt record), ErrMissingTool (names the Debian package to install;
 // scripts/setup.sh installs them all, tests do not skip), ErrNoKernel. All

@@ -2,8 +2,8 @@ package qemu
 
 import (
 	"bufio"
-	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -51,6 +50,11 @@ type Result struct {
 	ProtocolLog string // raw protocol stream path ("" on arm64, where it is in Serial)
 	Elapsed     time.Duration
 	QEMUArgs    []string
+	// Accel is the accelerator the run used.
+	Accel Accel
+	// AccelNote is set when an auto-mode run died on KVM and was retried
+	// with software emulation; it says so, with KVM's error.
+	AccelNote string
 }
 
 // Errors of Run.
@@ -76,8 +80,14 @@ func DefaultAppend(arch string) string {
 
 // Run boots the VM and collects records until QEMU exits (the guest powered
 // off), the timeout passes or ctx ends. It returns an error wrapping
-// ErrTimeout, ErrQEMU, ErrGuest (an "error" record, or no final "done") or
-// proto.ErrBadLine; the error names the serial log.
+// ErrTimeout, ErrAccel (the guest died on KVM), ErrQEMU, ErrGuest (an "error"
+// record, or no final "done") or proto.ErrBadLine; the error names the
+// serial log.
+//
+// The accelerator comes from ChooseAccel; VM.Timeout is scaled to it. In
+// auto mode a run that dies on KVM is run once more with software emulation
+// (Result.AccelNote says so, and the KVM attempt's console is kept as
+// serial-kvm.log beside the serial log).
 func Run(ctx context.Context, vm VM) (*Result, error) {
 	if vm.Arch == "" {
 		vm.Arch = "amd64"
@@ -88,23 +98,35 @@ func Run(ctx context.Context, vm VM) (*Result, error) {
 	if vm.Timeout == 0 {
 		vm.Timeout = 5 * time.Minute
 	}
-	var bin string
-	var args []string
-	switch vm.Arch {
-	case "amd64":
-		bin = "qemu-system-x86_64"
-		args = []string{"-machine", "q35", "-cpu", "max"}
-		if runtime.GOARCH == "amd64" && kvmUsable() {
-			args = []string{"-machine", "q35,accel=kvm", "-cpu", "host"}
-		}
-	case "arm64":
-		bin = "qemu-system-aarch64"
-		// pauth-impdef: the architected pointer-auth algorithm makes TCG
-		// about 10x slower (25 s vs 2.7 s to the agent).
-		args = []string{"-machine", "virt", "-cpu", "max,pauth-impdef=on"}
-	default:
+	if vm.Arch != "amd64" && vm.Arch != "arm64" {
 		return nil, fmt.Errorf("qemu: unknown arch %q", vm.Arch)
 	}
+	accel, err := ChooseAccel(ctx, vm.Arch, vm.Kernel)
+	if err != nil {
+		return nil, err
+	}
+	res, err := runOnce(ctx, vm, accel)
+	if err == nil || !errors.Is(err, ErrAccel) || accel.Mode != AccelAuto || accel.Name != AccelKVM {
+		return res, err
+	}
+	kept := filepath.Join(filepath.Dir(res.Serial), "serial-kvm.log")
+	if rerr := os.Rename(res.Serial, kept); rerr != nil {
+		kept = res.Serial + " (not kept: " + rerr.Error() + ")"
+	}
+	note := fmt.Sprintf("the run died on KVM (%v; console kept as %s); retried once with software emulation", err, kept)
+	fmt.Fprintln(os.Stderr, "qemu: "+note)
+	res, err = runOnce(ctx, vm, demoteAccel(vm.Arch, err.Error()))
+	if res != nil {
+		res.AccelNote = note
+	}
+	return res, err
+}
+
+// runOnce is one QEMU run on accel.
+func runOnce(ctx context.Context, vm VM, accel Accel) (*Result, error) {
+	bin := qemuBinary(vm.Arch)
+	args := accel.args(vm.Arch)
+	timeout := accel.Scale(vm.Timeout)
 	qbin, err := lookTool(bin)
 	if err != nil {
 		return nil, err
@@ -121,12 +143,21 @@ func Run(ctx context.Context, vm VM) (*Result, error) {
 			vm.Serial = filepath.Join(work, "serial.log")
 		}
 	}
-	res := &Result{Serial: vm.Serial}
+	res := &Result{Serial: vm.Serial, Accel: accel}
 	serial, err := os.Create(vm.Serial)
 	if err != nil {
 		return res, fmt.Errorf("qemu: serial log: %w", err)
 	}
 	defer serial.Close()
+	fmt.Fprintf(serial, "# accelerator: %s; timeout %v\n", accel, timeout)
+	if vm.ArtifactsDir != "" {
+		if err := os.MkdirAll(vm.ArtifactsDir, 0o755); err != nil {
+			return res, fmt.Errorf("qemu: artifacts: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(vm.ArtifactsDir, "accel.txt"), []byte(accel.String()+"\n"), 0o644); err != nil {
+			return res, fmt.Errorf("qemu: artifacts: %w", err)
+		}
+	}
 
 	appendLine := DefaultAppend(vm.Arch)
 	if vm.Append != "" {
@@ -135,8 +166,10 @@ func Run(ctx context.Context, vm VM) (*Result, error) {
 	if vm.Step != "" {
 		appendLine += " gkt.step=" + vm.Step
 	}
+	qmpSock := filepath.Join(work, "qmp.sock")
 	args = append(args, "-m", fmt.Sprint(vm.MemMiB), "-smp", "1",
 		"-display", "none", "-monitor", "none", "-no-reboot",
+		"-qmp", "unix:"+qmpSock+",server=on,wait=off",
 		"-kernel", vm.Kernel, "-append", appendLine, "-serial", "stdio")
 	if vm.Initrd != "" {
 		args = append(args, "-initrd", vm.Initrd)
@@ -165,9 +198,20 @@ func Run(ctx context.Context, vm VM) (*Result, error) {
 	args = append(args, vm.ExtraArgs...)
 	res.QEMUArgs = append([]string{qbin}, args...)
 
-	rctx, cancel := context.WithTimeout(ctx, vm.Timeout)
+	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd := exec.CommandContext(rctx, qbin, args...)
+	// died is set (once) when QEMU reports that the guest died on its
+	// accelerator or stopped the VM; the run is then ended at once.
+	var (
+		diedOnce sync.Once
+		died     string
+	)
+	kill, killed := context.WithCancel(rctx)
+	defer killed()
+	fail := func(why string) {
+		diedOnce.Do(func() { died = why; killed() })
+	}
+	cmd := exec.CommandContext(kill, qbin, args...)
 	cmd.WaitDelay = 5 * time.Second
 	// Not cmd.StdoutPipe: Wait closes that pipe and the console's last
 	// lines (the final records on arm64) would be lost. The reader below
@@ -178,8 +222,12 @@ func Run(ctx context.Context, vm VM) (*Result, error) {
 	}
 	defer stdout.Close()
 	cmd.Stdout = stdoutW
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr := &watchedWriter{check: func(s string) {
+		if msg := accelFailure(s); msg != "" {
+			fail(msg)
+		}
+	}}
+	cmd.Stderr = stderr
 	cmd.Stdin = nil
 	start := time.Now()
 	fmt.Fprintf(serial, "# %s\n", strings.Join(res.QEMUArgs, " "))
@@ -188,6 +236,15 @@ func Run(ctx context.Context, vm VM) (*Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("%w: start: %v", ErrQEMU, err)
 	}
+	go watchQMP(kill, qmpSock, func(event string) {
+		// Give QEMU a moment to print why before the kill.
+		time.Sleep(300 * time.Millisecond)
+		if msg := accelFailure(stderr.String()); msg != "" {
+			fail(msg)
+			return
+		}
+		fail("QEMU stopped the VM (QMP event " + event + ")")
+	})
 
 	var (
 		mu       sync.Mutex
@@ -264,10 +321,17 @@ func Run(ctx context.Context, vm VM) (*Result, error) {
 		ln0.Close() // unblocks Accept if QEMU never connected
 	}
 	wg.Wait()
-	if stderr.Len() > 0 {
-		fmt.Fprintf(serial, "# qemu stderr:\n%s", stderr.Bytes())
+	errText := stderr.String()
+	if errText != "" {
+		fmt.Fprintf(serial, "# qemu stderr:\n%s", errText)
 	}
 	fmt.Fprintf(serial, "# qemu exited after %v: %v\n", res.Elapsed.Round(time.Millisecond), werr)
+	diedOnce.Do(func() {}) // no more fail() after this point
+	if died == "" && werr != nil && accel.Name == AccelKVM && rctx.Err() == nil && ctx.Err() == nil {
+		if msg := accelFailure(errText); msg != "" {
+			died = msg
+		}
+	}
 
 	if vm.ArtifactsDir != "" {
 		if err := res.WriteArtifacts(vm.ArtifactsDir); err != nil {
@@ -275,12 +339,14 @@ func Run(ctx context.Context, vm VM) (*Result, error) {
 		}
 	}
 	switch {
+	case died != "" && ctx.Err() == nil:
+		return res, fmt.Errorf("%w on %s after %v: %s (serial log %s)", ErrAccel, accel.Name, res.Elapsed.Round(time.Millisecond), died, vm.Serial)
 	case rctx.Err() == context.DeadlineExceeded && ctx.Err() == nil:
-		return res, fmt.Errorf("%w after %v (%s; %s)", ErrTimeout, vm.Timeout, res.lastWords(), vm.Serial)
+		return res, fmt.Errorf("%w after %v on %s (%s; %s)", ErrTimeout, timeout, accel.Name, res.lastWords(), vm.Serial)
 	case ctx.Err() != nil:
 		return res, fmt.Errorf("qemu: %w (serial log %s)", ctx.Err(), vm.Serial)
 	case werr != nil:
-		return res, fmt.Errorf("%w: %v: %s (serial log %s)", ErrQEMU, werr, strings.TrimSpace(stderr.String()), vm.Serial)
+		return res, fmt.Errorf("%w: %v: %s (serial log %s)", ErrQEMU, werr, strings.TrimSpace(errText), vm.Serial)
 	case protoErr != nil:
 		return res, fmt.Errorf("%w (serial log %s)", protoErr, vm.Serial)
 	}
@@ -293,14 +359,55 @@ func Run(ctx context.Context, vm VM) (*Result, error) {
 	return res, nil
 }
 
-// kvmUsable reports whether /dev/kvm can be opened for reading and writing.
-func kvmUsable() bool {
-	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
-	if err != nil {
-		return false
+// watchedWriter collects QEMU's stderr and calls check on what it has so far
+// after each write.
+type watchedWriter struct {
+	lockedBuffer
+	check func(string)
+}
+
+func (w *watchedWriter) Write(p []byte) (int, error) {
+	n, err := w.lockedBuffer.Write(p)
+	w.check(w.String())
+	return n, err
+}
+
+// watchQMP connects to QEMU's QMP socket once it exists and calls stopped
+// (once) on a STOP event: QEMU pauses a VM whose vCPU hit an internal error
+// instead of exiting. It returns when ctx ends or the connection closes.
+func watchQMP(ctx context.Context, sock string, stopped func(event string)) {
+	var conn net.Conn
+	for conn == nil {
+		c, err := net.Dial("unix", sock)
+		if err == nil {
+			conn = c
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	f.Close()
-	return true
+	defer conn.Close()
+	go func() { <-ctx.Done(); conn.Close() }()
+	if _, err := io.WriteString(conn, `{"execute":"qmp_capabilities"}`+"\n"); err != nil {
+		return
+	}
+	sc := bufio.NewScanner(conn)
+	sc.Buffer(make([]byte, 4096), 1<<20)
+	for sc.Scan() {
+		var msg struct {
+			Event string `json:"event"`
+		}
+		if json.Unmarshal(sc.Bytes(), &msg) != nil {
+			continue
+		}
+		if msg.Event == "STOP" {
+			stopped(msg.Event)
+			return
+		}
+	}
 }
 
 func (r *Result) lastWords() string {
