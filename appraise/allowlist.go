@@ -26,8 +26,10 @@ type Allowlist struct {
 	// digests[path] holds allowed digests, raw bytes; the hash algorithm is
 	// implied by the length (20 sha1, 28 sha224, 32 sha256, 48 sha384,
 	// 64 sha512), as in keylime's policies and sha*sum files.
-	digests  map[string][][]byte
-	excludes []*pattern
+	digests map[string][][]byte
+	// excludes are a keylime policy's exclude expressions, kept only to
+	// be reported: they never admit a file (see Excludes).
+	excludes []string
 }
 
 // maxAllowlistBytes bounds the input size the parsers accept.
@@ -74,24 +76,18 @@ func (a *Allowlist) Merge(b *Allowlist) {
 	a.excludes = append(a.excludes, b.excludes...)
 }
 
-// Excluded reports whether path matches one of the policy's excludes
-// (keylime semantics: an excluded path is not checked).
-func (a *Allowlist) Excluded(path string) bool {
-	for _, re := range a.excludes {
-		if re.matchPrefix(path) {
-			return true
-		}
-	}
-	return false
-}
+// Excludes returns the exclude expressions of the policies read, as
+// written. They are not applied: keylime excludes say which runtime
+// measurements a verifier may ignore, and the files a loader boots (kernel,
+// initramfs, device tree) must never be among them. A loader input passes
+// only by a listed digest or a valid signature.
+func (a *Allowlist) Excludes() []string { return append([]string(nil), a.excludes...) }
 
 // Check reports whether a file at path with the given digest (computed with
-// hash) is allowed: nil if path is excluded or listed with that digest;
-// ErrNotListed or ErrDigestMismatch (wrapped, naming the path) otherwise.
+// hash) is allowed: nil if path is listed with that digest; ErrNotListed
+// or ErrDigestMismatch (wrapped, naming the path) otherwise. Excludes play
+// no part.
 func (a *Allowlist) Check(path string, hash crypto.Hash, digest []byte) error {
-	if a != nil && a.Excluded(path) {
-		return nil
-	}
 	if !hash.Available() || len(digest) != hash.Size() {
 		return fmt.Errorf("%w: %v digest of %d bytes for %s", ErrMalformed, hash, len(digest), path)
 	}
@@ -281,11 +277,10 @@ type keylimePolicy struct {
 const keylimeMaxVersion = 1
 
 // ParseKeylimePolicy reads a keylime runtime policy: meta.version (must be
-// present and at most 1), digests (path → hex digests; legacy "hashes" is
-// accepted too) and excludes (regular expressions matched at the start of a
-// path, as keylime's re.match does, in the syntax pattern.go describes: what
-// RE2 and Python share; other constructs are refused as malformed). Other members (keyrings, ima-buf, ima,
-// verification-keys) are not about files and are ignored.
+// present and at most 1) and digests (path → hex digests; legacy "hashes"
+// is accepted too). Excludes are kept as text (Excludes) and never admit a
+// file. Other members (keyrings, ima-buf, ima, verification-keys) are not
+// about files and are ignored.
 func ParseKeylimePolicy(data []byte) (*Allowlist, error) {
 	if len(data) > maxAllowlistBytes {
 		return nil, fmt.Errorf("%w: policy of %d bytes exceeds %d", ErrMalformed, len(data), maxAllowlistBytes)
@@ -315,12 +310,6 @@ func ParseKeylimePolicy(data []byte) (*Allowlist, error) {
 			}
 		}
 	}
-	for _, ex := range p.Excludes {
-		re, err := compilePattern(ex)
-		if err != nil {
-			return nil, fmt.Errorf("keylime exclude: %w", err)
-		}
-		a.excludes = append(a.excludes, re)
-	}
+	a.excludes = append(a.excludes, p.Excludes...)
 	return a, nil
 }

@@ -2,7 +2,6 @@ package appraise
 
 import (
 	"crypto"
-	"regexp"
 	"testing"
 )
 
@@ -37,48 +36,6 @@ func BenchmarkAllowlistCheck(b *testing.B) {
 	for b.Loop() {
 		if err := a.Check("blob.bin", crypto.SHA256, dg); err != nil {
 			b.Fatal(err)
-		}
-	}
-}
-
-// benchExcludes are typical keylime excludes; the path matches none of
-// them, so every pattern runs to its end.
-var benchExcludes = []string{`boot_aggregate`, `/tmp/.*`, `/var/log/.*`, `/usr/lib/python3\.[0-9]+/__pycache__/.*`,
-	`/home/[^/]+/\.cache/.*`, `.*\.pyc`, `/proc/.*|/sys/.*`}
-
-const benchExcludePath = "/usr/lib/x86_64-linux-gnu/security/pam_unix.so.0.0.0-a-rather-long-name"
-
-func BenchmarkExcludes(b *testing.B) {
-	var ps []*pattern
-	for _, e := range benchExcludes {
-		p, err := compilePattern(e)
-		if err != nil {
-			b.Fatal(err)
-		}
-		ps = append(ps, p)
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		for _, p := range ps {
-			if p.matchPrefix(benchExcludePath) {
-				b.Fatal("excluded")
-			}
-		}
-	}
-}
-
-// BenchmarkExcludesRegexp is the same with Go's regexp, for comparison.
-func BenchmarkExcludesRegexp(b *testing.B) {
-	var rs []*regexp.Regexp
-	for _, e := range benchExcludes {
-		rs = append(rs, regexp.MustCompile(`^(?:`+e+`)`))
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		for _, r := range rs {
-			if r.MatchString(benchExcludePath) {
-				b.Fatal("excluded")
-			}
 		}
 	}
 }

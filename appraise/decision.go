@@ -86,8 +86,8 @@ type Decision struct {
 	Mode Mode
 	// Pass is the appraisal verdict itself (true in ModeOff).
 	Pass bool
-	// Method says what vouched for the file: "signature", "allowlist",
-	// "excluded" or "off"; empty when nothing did.
+	// Method says what vouched for the file: "signature", "allowlist" or
+	// "off"; empty when nothing did.
 	Method string
 	// Reason is one line for the user, naming the file.
 	Reason string
@@ -146,10 +146,12 @@ func (p Policy) Hashes(sig []byte) []crypto.Hash {
 //     with the digest of the signature's hash, and then the file passes
 //     ("signature"). A present but invalid signature fails even if an
 //     allowlist would list the file: a forged or stale signature is itself
-//     a finding. Without a keyring the signature is not usable and the
-//     allowlist decides.
+//     a finding. A signature over SHA-1, or one verified by an RSA key
+//     under MinRSABits, fails with ErrWeak. Without a keyring the
+//     signature is not usable and the allowlist decides.
 //  3. Otherwise the allowlist decides: the file passes if its path is
-//     excluded, or listed with one of the given digests.
+//     listed with one of the given digests; SHA-1 digests do not count
+//     (ErrWeak). Excludes never admit a file.
 //  4. With neither, the file fails with ErrNoPolicy.
 func (p Policy) Decide(f File) Decision {
 	d := Decision{Path: f.Path, Mode: p.Mode}
@@ -179,8 +181,15 @@ func (p Policy) Decide(f File) Decision {
 		if !ok {
 			return fail(fmt.Errorf("%w: signature uses %s but no %v digest was computed", ErrHashMismatch, s.HashAlgo, h))
 		}
-		if err := p.Keyring.VerifySignature(dg, h, s); err != nil {
+		if h == crypto.SHA1 {
+			return fail(fmt.Errorf("%w: signature over a SHA-1 digest", ErrWeak))
+		}
+		cert, err := p.Keyring.verify(dg, h, s)
+		if err != nil {
 			return fail(err)
+		}
+		if why := keyStrength(cert); why != "" {
+			return fail(fmt.Errorf("%w: signature verified by %s (%s)", ErrWeak, cert.Subject.String(), why))
 		}
 		d.Pass, d.Method = true, "signature"
 		d.Reason = fmt.Sprintf("%s: signature v%d (%s) verified with key %08x", f.Path, s.Version, s.HashAlgo, s.KeyID)
@@ -192,11 +201,6 @@ func (p Policy) Decide(f File) Decision {
 		}
 		return fail(fmt.Errorf("%w: no signature and no allowlist", ErrNoPolicy))
 	}
-	if p.Allowlist.Excluded(f.Path) {
-		d.Pass, d.Method = true, "excluded"
-		d.Reason = fmt.Sprintf("%s: excluded by the allowlist", f.Path)
-		return d
-	}
 	if len(f.Digests) == 0 {
 		return fail(fmt.Errorf("%w: no digest computed", ErrMalformed))
 	}
@@ -207,6 +211,12 @@ func (p Policy) Decide(f File) Decision {
 	sort.Slice(hs, func(i, j int) bool { return hs[i] < hs[j] })
 	var first error
 	for _, h := range hs {
+		if h == crypto.SHA1 {
+			if first == nil && p.Allowlist.hasHash(f.Path, h) {
+				first = fmt.Errorf("%w: %s is listed with SHA-1 digests only", ErrWeak, f.Path)
+			}
+			continue
+		}
 		err := p.Allowlist.Check(f.Path, h, f.Digests[h])
 		if err == nil {
 			d.Pass, d.Method = true, "allowlist"

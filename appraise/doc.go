@@ -30,26 +30,22 @@
 //     takes key ids only from the SKID extension) does.
 //   - Allowlists: coreutils' `sha256sum` (and sha1/384/512sum) output, in text,
 //     binary (`*`) and `--tag` forms, and keylime's runtime-policy JSON
-//     (`meta.version`, `digests: {path: [hex...]}`, `excludes: [regex...]`;
-//     excludes are matched at the start of a path, in the syntax pattern.go
-//     lists).
+//     (`meta.version`, `digests: {path: [hex...]}`, `excludes: [regex...]`).
+//     Excludes are kept as text and never applied: they name runtime
+//     measurements a verifier may skip, and a loader's own inputs (kernel,
+//     initramfs, DTB) pass only by a listed digest or a valid signature.
 //
 // Invariants: parsers check every length before slicing or allocating and
 // never panic on input; a signature is accepted only if its header is exactly
 // as the kernel would accept it (type/version pairing, sig_size equal to the
 // remaining bytes, known hash algorithm) and a certificate whose key id
-// matches verifies it; an allowlist lookup is an exact path match (or an
-// exclude match) plus a digest of the same hash algorithm. Errors wrap the
-// sentinels below with %w so callers can use errors.Is.
+// matches verifies it; an allowlist lookup is an exact path match plus a
+// digest of the same hash algorithm (callers resolve paths first). SHA-1
+// signatures and digests, and RSA keys under MinRSABits, never make a file
+// pass (ErrWeak). Errors wrap the sentinels below with %w so callers can
+// use errors.Is.
 //
 // Why not a library: no Go package parses IMA signature headers or keylime
 // policies; the cryptography is the standard library's crypto/rsa and
-// crypto/ecdsa. Certificates are read by ParseCertificate (cert.go) with
-// encoding/asn1 rather than crypto/x509, which would add about 180 KB to the
-// static loader and take it past DESIGN.md section 7's size target; only the
-// subject, Subject Key Identifier and public key are extracted, and the tests
-// hold the result equal to crypto/x509's. Keylime excludes are matched by
-// pattern.go, a linear-time NFA for the syntax RE2 and Python's re share,
-// rather than by regexp, which links the Unicode tables (about 250 KB);
-// the tests and a fuzz target hold it to regexp's answers.
+// crypto/ecdsa, and certificates are parsed by crypto/x509.
 package appraise

@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"crypto/sha1"
+	"crypto/x509"
 	"encoding/asn1"
 	"encoding/binary"
 	"encoding/pem"
@@ -33,6 +34,10 @@ var (
 	ErrHashMismatch = errors.New("appraise: digest algorithm differs from signature's")
 	// ErrNoCertificates: LoadCerts found no certificate at all.
 	ErrNoCertificates = errors.New("appraise: no certificates")
+	// ErrWeak: a signature or digest that verifies, but with an algorithm
+	// or key too weak to vouch for a kernel (SHA-1, RSA under MinRSABits);
+	// such a file fails appraisal.
+	ErrWeak = errors.New("appraise: algorithm or key too weak")
 )
 
 // HashAlgo is the kernel's enum hash_algo (include/uapi/linux/hash_info.h),
@@ -190,7 +195,7 @@ func (s *Signature) signedDigest(h crypto.Hash, fileDigest []byte) []byte {
 
 // key is one certificate's public key in a Keyring.
 type key struct {
-	cert    *Certificate
+	cert    *x509.Certificate
 	ids     []uint32
 	hasSKID bool // ids[0] comes from the SKID extension
 }
@@ -218,7 +223,7 @@ func LoadCerts(data ...[]byte) (*Keyring, error) {
 		}
 		for _, c := range certs {
 			if err := k.Add(c); err != nil {
-				return nil, fmt.Errorf("certificate input %d (%s): %w", i, c.Subject, err)
+				return nil, fmt.Errorf("certificate input %d (%s): %w", i, c.Subject.String(), err)
 			}
 		}
 	}
@@ -228,16 +233,16 @@ func LoadCerts(data ...[]byte) (*Keyring, error) {
 	return k, nil
 }
 
-func parseCerts(d []byte) ([]*Certificate, error) {
+func parseCerts(d []byte) ([]*x509.Certificate, error) {
 	trimmed := bytes.TrimSpace(d)
 	if !bytes.HasPrefix(trimmed, []byte("-----BEGIN")) {
 		c, err := ParseCertificate(d)
 		if err != nil {
 			return nil, fmt.Errorf("DER certificate: %w", err)
 		}
-		return []*Certificate{c}, nil
+		return []*x509.Certificate{c}, nil
 	}
-	var out []*Certificate
+	var out []*x509.Certificate
 	rest := trimmed
 	for {
 		var blk *pem.Block
@@ -262,7 +267,7 @@ func parseCerts(d []byte) ([]*Certificate, error) {
 
 // spkiBits returns the subjectPublicKey BIT STRING contents of a
 // certificate: the bytes evmctl and OpenSSL hash for a key id.
-func spkiBits(c *Certificate) ([]byte, bool) {
+func spkiBits(c *x509.Certificate) ([]byte, bool) {
 	var spki struct {
 		Algorithm asn1.RawValue
 		PublicKey asn1.BitString
@@ -277,7 +282,7 @@ func spkiBits(c *Certificate) ([]byte, bool) {
 // KeyIDs returns the IMA key ids a certificate answers to: the last four
 // bytes of its Subject Key Identifier (when it has one of at least four
 // bytes) and the last four bytes of SHA-1 over its public key bits.
-func KeyIDs(c *Certificate) []uint32 {
+func KeyIDs(c *x509.Certificate) []uint32 {
 	var ids []uint32
 	if n := len(c.SubjectKeyId); n >= 4 {
 		ids = append(ids, binary.BigEndian.Uint32(c.SubjectKeyId[n-4:]))
@@ -293,11 +298,11 @@ func KeyIDs(c *Certificate) []uint32 {
 }
 
 // Add puts one certificate into the keyring.
-func (k *Keyring) Add(c *Certificate) error {
+func (k *Keyring) Add(c *x509.Certificate) error {
 	switch c.PublicKey.(type) {
 	case *rsa.PublicKey, *ecdsa.PublicKey:
 	default:
-		return fmt.Errorf("%w: public key type %s", ErrUnsupported, c.PublicKeyAlgorithm)
+		return fmt.Errorf("%w: public key type %v", ErrUnsupported, c.PublicKeyAlgorithm)
 	}
 	if k.byID == nil {
 		k.byID = map[uint32][]*key{}
@@ -335,15 +340,21 @@ func (k *Keyring) Verify(fileDigest []byte, hash crypto.Hash, sig []byte) error 
 
 // VerifySignature is Verify for an already parsed signature.
 func (k *Keyring) VerifySignature(fileDigest []byte, hash crypto.Hash, s *Signature) error {
+	_, err := k.verify(fileDigest, hash, s)
+	return err
+}
+
+// verify is VerifySignature returning the certificate that verified.
+func (k *Keyring) verify(fileDigest []byte, hash crypto.Hash, s *Signature) (*x509.Certificate, error) {
 	h, err := s.Hash()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if h != hash {
-		return fmt.Errorf("%w: signature uses %s, digest is %v", ErrHashMismatch, s.HashAlgo, hash)
+		return nil, fmt.Errorf("%w: signature uses %s, digest is %v", ErrHashMismatch, s.HashAlgo, hash)
 	}
 	if len(fileDigest) != h.Size() {
-		return fmt.Errorf("%w: %v digest of %d bytes", ErrMalformed, h, len(fileDigest))
+		return nil, fmt.Errorf("%w: %v digest of %d bytes", ErrMalformed, h, len(fileDigest))
 	}
 	var cands []*key
 	if k != nil {
@@ -354,7 +365,7 @@ func (k *Keyring) VerifySignature(fileDigest []byte, hash crypto.Hash, s *Signat
 		}
 	}
 	if len(cands) == 0 {
-		return fmt.Errorf("%w: key id %08x", ErrUnknownKey, s.KeyID)
+		return nil, fmt.Errorf("%w: key id %08x", ErrUnknownKey, s.KeyID)
 	}
 	signed := s.signedDigest(h, fileDigest)
 	var errs []error
@@ -367,9 +378,9 @@ func (k *Keyring) VerifySignature(fileDigest []byte, hash crypto.Hash, s *Signat
 			ok = ecdsa.VerifyASN1(pub, signed, s.Sig)
 		}
 		if ok {
-			return nil
+			return c.cert, nil
 		}
-		errs = append(errs, fmt.Errorf("%s", c.cert.Subject))
+		errs = append(errs, fmt.Errorf("%s", c.cert.Subject.String()))
 	}
-	return fmt.Errorf("%w: key id %08x (tried %v)", ErrBadSignature, s.KeyID, errors.Join(errs...))
+	return nil, fmt.Errorf("%w: key id %08x (tried %v)", ErrBadSignature, s.KeyID, errors.Join(errs...))
 }

@@ -3,6 +3,7 @@ package appraise
 import (
 	"bytes"
 	"crypto"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"os"
@@ -60,7 +61,7 @@ func goldenSigs(t *testing.T, dir string) []sigCase {
 	return out
 }
 
-func certOf(t testing.TB, name string) *Certificate {
+func certOf(t testing.TB, name string) *x509.Certificate {
 	t.Helper()
 	k, err := LoadCerts(readTD(t, "openssl/"+name+".der"))
 	if err != nil {
