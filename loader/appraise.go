@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 
 	"github.com/gokexec/gokexec/appraise"
 	"github.com/gokexec/gokexec/kexec"
+	"github.com/gokexec/gokexec/plan"
 )
 
 // Appraisal is the outcome for one input file, recorded in the state and
@@ -30,27 +30,27 @@ func (o *Options) policy() (appraise.Policy, error) {
 	}
 	var certs [][]byte
 	for _, k := range o.Keys {
-		b, err := os.ReadFile(k)
+		b, err := kexec.ReadInput("--key", k, kexec.MaxKeyBytes)
 		if err != nil {
-			return p, fmt.Errorf("--key: %w", err)
+			return p, fmt.Errorf("%w: %w", plan.ErrInput, err)
 		}
 		certs = append(certs, b)
 	}
 	if len(certs) > 0 {
 		kr, err := appraise.LoadCerts(certs...)
 		if err != nil {
-			return p, fmt.Errorf("--key: %w", err)
+			return p, fmt.Errorf("%w: --key: %w", plan.ErrInput, err)
 		}
 		p.Keyring = kr
 	}
 	for _, a := range o.Allowlists {
-		b, err := os.ReadFile(a)
+		b, err := kexec.ReadInput("--allowlist", a, kexec.MaxAllowlistBytes)
 		if err != nil {
-			return p, fmt.Errorf("--allowlist: %w", err)
+			return p, fmt.Errorf("%w: %w", plan.ErrInput, err)
 		}
 		al, err := appraise.ParseAllowlist(b)
 		if err != nil {
-			return p, fmt.Errorf("--allowlist %s: %w", a, err)
+			return p, fmt.Errorf("%w: --allowlist %s: %w", plan.ErrInput, a, err)
 		}
 		if p.Allowlist == nil {
 			p.Allowlist = al
@@ -63,7 +63,8 @@ func (o *Options) policy() (appraise.Policy, error) {
 
 // signatureOf finds a file's IMA signature: its security.ima attribute if
 // that holds a signature, else a detached PATH.sig as evmctl --sigfile
-// writes it.
+// writes it. path is already resolved; the signature itself is verified,
+// so PATH.sig may be a link.
 func signatureOf(path string) ([]byte, error) {
 	x, err := kexec.IMAXattr(path)
 	if err != nil {
@@ -72,12 +73,12 @@ func signatureOf(path string) ([]byte, error) {
 	if len(x) > 0 && x[0] == 0x03 { // EVM_IMA_XATTR_DIGSIG; a bare hash (0x04) vouches for nothing
 		return x, nil
 	}
-	b, err := os.ReadFile(path + ".sig")
+	b, err := kexec.ReadInput("signature", path+".sig", kexec.MaxSignatureBytes)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("signature: %w", err)
+		return nil, fmt.Errorf("%w: %w", plan.ErrInput, err)
 	}
 	return b, nil
 }

@@ -10,18 +10,29 @@ import (
 	"github.com/gokexec/gokexec/plan"
 )
 
-// GatherFacts reads the facts of the syscall decision from the running system.
-func GatherFacts(o *Options, imaList bool) plan.Facts {
+// GatherFacts reads the facts of the syscall decision from the running
+// system. /proc/kallsyms (100,000+ lines, the slowest fact) is read only
+// when there is a list to carry: it says whether the kernel hands the list
+// over itself and whether it measures after a snapshot (which refuses a
+// kexec_load hand-over, whatever the mode). A named TPM that does not
+// exist is an error.
+func GatherFacts(o *Options, imaList bool) (plan.Facts, error) {
 	if o.Arch != "" && o.Arch != runtime.GOARCH {
-		return plan.Facts{IMAList: imaList, HandoverWanted: !o.NoIMA, CrossArch: true}
+		return plan.Facts{IMAList: imaList, HandoverWanted: !o.NoIMA, CrossArch: true}, nil
 	}
 	f := plan.Facts{Lockdown: kexec.Lockdown(), IMAList: imaList, HandoverWanted: !o.NoIMA, KexecLoadDisabled: kexec.KexecLoadDisabled()}
-	// Scanning /proc/kallsyms (100,000+ lines) is the slowest fact; read it
-	// only when the decision turns on it (-a, a list to carry).
-	if (o.Mode == "" || o.Mode == plan.ModeAuto) && f.IMAList && f.HandoverWanted {
-		f.KernelHandsOver, _ = kexec.KernelHandsOverIMA()
+	if f.IMAList && f.HandoverWanted {
+		ks, err := readKallsyms()
+		if err != nil {
+			f.Kallsyms = err.Error()
+		}
+		f.KernelHandsOver, f.KernelMeasuresExec = ks.HandsOver, ks.MeasuresAtExec
 	}
-	return f
+	var err error
+	if f.TPM, err = tpmFact(o.TPMDevice); err != nil {
+		return f, err
+	}
+	return f, nil
 }
 
 // fallbackToFile says whether a failed kexec_load should be retried with

@@ -6,11 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/gokexec/gokexec/ima"
-	"github.com/gokexec/gokexec/kexec"
 	"github.com/gokexec/gokexec/plan"
 	"github.com/gokexec/gokexec/tpm"
 )
@@ -20,6 +17,12 @@ var ErrInputChanged = errors.New("input changed since it was loaded")
 
 // ErrSelfCheck says the list to hand over does not replay to the TPM.
 var ErrSelfCheck = errors.New("the hand-over list does not reproduce the TPM's PCRs")
+
+// ErrExtended is wrapped by errors that happen after the loader's entries
+// were extended into the TPM: the running kernel's own list then no longer
+// matches the PCRs, which only a reboot into the prepared hand-over (or a
+// cold boot) mends.
+var ErrExtended = errors.New("the TPM already holds the loader's entries; the running kernel's list no longer matches the TPM")
 
 // Report says what Finalize did.
 type Report struct {
@@ -31,6 +34,14 @@ type Report struct {
 	ListBytes uint64
 	Count     int
 	Skipped   bool // finalized before and nothing was measured since
+	// TPM is the device extended, or NoTPM: this machine has no TPM, and
+	// the loader's entries are in the hand-over list but in no PCR (a
+	// verifier will see entries no quote backs).
+	TPM   string
+	NoTPM bool
+	// NoIMA: finalize was told not to touch the IMA hand-over (--no-ima at
+	// -e); what was loaded at -l is handed over as it is.
+	NoIMA bool
 }
 
 const handoverFile = "handover.bin"
@@ -38,7 +49,7 @@ const handoverFile = "handover.bin"
 // Finalize completes a recorded load just before the reboot (DESIGN §4):
 // it checks that the inputs are unchanged, takes a fresh snapshot of the
 // list, appends the loader's entries (a kexec_load marker, the kernel,
-// initrd and command line measurements, a kexec_execute marker), extends
+// initrd, DTB and command line measurements, a kexec_execute marker), extends
 // them into every active bank of the TPM with the method the running kernel
 // uses for that bank, checks that the resulting list replays to the TPM's
 // PCRs, rewrites the IMA segment (same layout while it fits, a larger one
@@ -48,36 +59,50 @@ const handoverFile = "handover.bin"
 // -e): a later run continues from the list the earlier one loaded, adds
 // what the kernel measured since and a new kexec_execute marker.
 //
-// On any error nothing is rebooted. Once entries were extended the running
-// kernel's own list no longer matches the TPM; the error says so.
+// First it checks that the state still describes what is loaded
+// (CheckBinding) and that kernel, initrd and DTB still hash to the
+// recorded digests; the re-load uses only those bytes. A named TPM that
+// cannot be opened is an error; with no TPM device at all the entries are
+// appended but extended nowhere (Report.NoTPM). A missing IMA list is an
+// error unless the options say NoIMA.
+//
+// Finalize never reboots. Errors after the loader's entries were extended
+// wrap ErrExtended: the running kernel's own list no longer matches the
+// TPM.
 func Finalize(s *State) (*Report, error) {
 	if s.Plan == nil {
 		return nil, ErrNoState
 	}
-	if s.Plan.Syscall == plan.SyscallKexecFileLoad {
-		return &Report{Plan: s.Plan}, nil // the kernel owns that hand-over (or drops it)
+	if err := CheckBinding(s); err != nil {
+		return nil, err
 	}
 	o := s.Options
 	o.DryRun = false
+	if s.Plan.Syscall == plan.SyscallKexecFileLoad {
+		// The kernel holds the bytes it read (sealed, when appraised) and
+		// owns that hand-over (or drops it); nothing is re-loaded.
+		return &Report{Plan: s.Plan}, nil
+	}
 	in, err := Inputs(&o)
 	if err != nil {
 		return nil, err
 	}
-	if plan.Digest(in.Kernel) != s.Plan.Kernel.SHA256 {
-		return nil, fmt.Errorf("%w: kernel %s (sha256 now %s, loaded %s)", ErrInputChanged, o.KernelPath, plan.Digest(in.Kernel), s.Plan.Kernel.SHA256)
-	}
-	if s.Plan.Initrd != nil && plan.Digest(in.Initrd) != s.Plan.Initrd.SHA256 {
-		return nil, fmt.Errorf("%w: initrd %s", ErrInputChanged, o.InitrdPath)
+	if err := checkInputs(s.Plan, in, o.dtbPath); err != nil {
+		return nil, err
 	}
 	rep := &Report{Plan: s.Plan}
-	if s.Plan.IMA == nil || in.IMAList == nil {
-		return rep, nil // nothing to hand over
+	if o.NoIMA {
+		rep.NoIMA = true
+		return rep, nil
+	}
+	if s.Plan.IMA == nil {
+		return rep, nil // loaded without a list to hand over
 	}
 	var prev []ima.Entry
 	if s.Finalized != nil {
-		b, err := os.ReadFile(filepath.Join(o.stateDir(), handoverFile))
+		b, err := readStateFile(o.stateDir(), handoverFile, maxHandoverBytes)
 		if err != nil {
-			return nil, fmt.Errorf("finalize: %w", err)
+			return nil, fmt.Errorf("finalize: %s: %w", handoverFile, err)
 		}
 		if plan.Digest(b) != s.Finalized.ListSHA256 {
 			return nil, fmt.Errorf("finalize: %s does not match the recorded hand-over", handoverFile)
@@ -87,13 +112,19 @@ func Finalize(s *State) (*Report, error) {
 		}
 	}
 	pcr := o.pcr()
-	t, err := tpm.Open(o.TPMDevice)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	t, dev, err := openTPM(o.TPMDevice)
+	if err != nil {
 		return nil, fmt.Errorf("finalize: %w", err)
 	}
 	if t != nil {
 		defer t.Close()
 	}
+	if t == nil {
+		if d := s.Plan.Decision; d != nil && d.Facts.TPM != "" && d.Facts.TPM != NoTPM {
+			return nil, fmt.Errorf("finalize: %w: the load found TPM %s, now there is none", ErrTPM, d.Facts.TPM)
+		}
+	}
+	rep.TPM, rep.NoTPM = dev, t == nil
 
 	// 1. The log as the TPM knows it, and each bank's method.
 	base, nKernel, plans, banks, err := stableBase(t, prev, s.Finalized)
@@ -148,7 +179,7 @@ func Finalize(s *State) (*Report, error) {
 				d[h] = ima.TemplateDigest(e, h, m)
 			}
 			if err := t.Extend(e.PCR, d); err != nil {
-				return nil, fmt.Errorf("finalize: extending PCR %d: %w; not rebooting", e.PCR, err)
+				return nil, fmt.Errorf("finalize: extending PCR %d: %w (%w)", e.PCR, err, ErrExtended)
 			}
 		}
 		rep.Extended = true
@@ -164,16 +195,18 @@ func Finalize(s *State) (*Report, error) {
 	in.IMAMinSegment = segSize
 	p, err := plan.Build(in)
 	if err != nil {
-		return nil, fmt.Errorf("finalize: %w; not rebooting (the TPM already holds the loader's entries)", err)
+		return nil, fmt.Errorf("finalize: %w (%w)", err, ErrExtended)
 	}
-	if err := Execute(p); err != nil {
-		return nil, fmt.Errorf("finalize: %w; not rebooting", err)
+	if err := executePlan(p); err != nil {
+		return nil, fmt.Errorf("finalize: %w (%w)", err, ErrExtended)
 	}
 	p.Decision = s.Plan.Decision
+	p.DTBInput = s.Plan.DTBInput
+	p.Appraisal = s.Plan.Appraisal
 	s.Plan = p
 	rep.Plan = p
-	if err := os.WriteFile(filepath.Join(o.stateDir(), handoverFile), raw, 0o600); err != nil {
-		return nil, fmt.Errorf("finalize: %w", err)
+	if err := writeStateFile(o.stateDir(), handoverFile, raw); err != nil {
+		return nil, fmt.Errorf("finalize: %w (%w)", err, ErrExtended)
 	}
 	s.Finalized = &Finalized{KernelEntries: nKernel, ListSHA256: plan.Digest(raw)}
 	if err := saveState(o.stateDir(), s); err != nil {
@@ -190,9 +223,9 @@ func Finalize(s *State) (*Report, error) {
 func stableBase(t *tpm.TPM, prev []ima.Entry, fin *Finalized) (base []ima.Entry, nKernel int, plans []bankPlan, desc []string, err error) {
 	last := errors.New("no attempt")
 	for try := 0; try < 5; try++ {
-		raw, _, err := kexec.ReadIMAList("")
+		raw, _, err := readIMAList("")
 		if err != nil {
-			return nil, 0, nil, nil, err
+			return nil, 0, nil, nil, fmt.Errorf("finalize: %w", err)
 		}
 		kernel, err := ima.ParseList(raw, binary.LittleEndian)
 		if err != nil {
@@ -212,7 +245,7 @@ func stableBase(t *tpm.TPM, prev []ima.Entry, fin *Finalized) (base []ima.Entry,
 		if err != nil {
 			return nil, 0, nil, nil, err
 		}
-		again, _, err := kexec.ReadIMAList("")
+		again, _, err := readIMAList("")
 		if err != nil {
 			return nil, 0, nil, nil, err
 		}
@@ -222,7 +255,7 @@ func stableBase(t *tpm.TPM, prev []ima.Entry, fin *Finalized) (base []ima.Entry,
 		}
 		plans, err := planBanks(base, pcrs)
 		if err != nil {
-			return nil, 0, nil, nil, fmt.Errorf("%w; the log so far (%d entries) does not replay; not rebooting", err, len(base))
+			return nil, 0, nil, nil, fmt.Errorf("%w; the log so far (%d entries) does not replay", err, len(base))
 		}
 		return base, len(kernel), plans, describePlans(plans), nil
 	}
@@ -252,9 +285,9 @@ func readPCRs(t *tpm.TPM, es []ima.Entry) (ima.PCRValues, error) {
 // the kernel entries that arrived before ours, ours, the rest. nKernel is
 // how many kernel entries base accounts for; the new count is returned.
 func reconcile(t *tpm.TPM, base []ima.Entry, nKernel int, ours []ima.Entry, plans []bankPlan) ([]ima.Entry, int, error) {
-	raw, _, err := kexec.ReadIMAList("")
+	raw, _, err := readIMAList("")
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, fmt.Errorf("finalize: %w (%w)", err, ErrExtended)
 	}
 	now, err := ima.ParseList(raw, binary.LittleEndian)
 	if err != nil {
@@ -266,7 +299,7 @@ func reconcile(t *tpm.TPM, base []ima.Entry, nKernel int, ours []ima.Entry, plan
 	newer := now[nKernel:]
 	pcrs, err := readPCRs(t, append(append([]ima.Entry(nil), base...), ours...))
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, fmt.Errorf("%w (%w)", err, ErrExtended)
 	}
 	for i := 0; i <= len(newer); i++ {
 		cand := append(append(append(append([]ima.Entry(nil), base...), newer[:i]...), ours...), newer[i:]...)
@@ -274,6 +307,6 @@ func reconcile(t *tpm.TPM, base []ima.Entry, nKernel int, ours []ima.Entry, plan
 			return cand, len(now), nil
 		}
 	}
-	return nil, 0, fmt.Errorf("%w after extending the loader's %d entries (%d kernel entries arrived meanwhile); not rebooting — the running kernel's list no longer matches the TPM",
-		ErrSelfCheck, len(ours), len(newer))
+	return nil, 0, fmt.Errorf("%w after extending the loader's %d entries (%d kernel entries arrived meanwhile) (%w)",
+		ErrSelfCheck, len(ours), len(newer), ErrExtended)
 }

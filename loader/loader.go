@@ -4,12 +4,30 @@
 // to the exec that follows it.
 //
 // Invariants:
-//   - Every input file is read once; the bytes that are hashed are the bytes
-//     that are loaded.
+//   - Every input path is resolved (filepath.Abs, filepath.EvalSymlinks)
+//     before it is read, appraised or measured, and read once, through one
+//     descriptor that does not follow a link in its last component, from a
+//     regular file within a size bound (kexec.ReadInput). The resolved name
+//     is the one appraised, recorded and measured.
+//   - The bytes that are hashed and appraised are the bytes the kernel
+//     gets: kexec_load copies them from memory; kexec_file_load gets a
+//     sealed memfd holding them whenever appraisal is on. With appraisal
+//     off, kexec_file_load gets the file itself (so the kernel's own IMA
+//     measures and appraises it under its real name); the kernel's entry
+//     for it is then the authority on what was loaded.
+//   - Kernel, initrd and DTB are appraised, measured and re-checked at -e
+//     alike. Appraisal excludes never admit them.
 //   - A failed load leaves nothing loaded that the user did not have before:
 //     all checks run before kexec_load, and kexec_load itself either loads
 //     the whole image or nothing.
+//   - Nothing is skipped silently: a named TPM that cannot be opened, a TPM
+//     seen at load that is gone at -e, a missing IMA list without NoIMA,
+//     state that no longer describes what is loaded, and a kernel that
+//     would measure after the hand-over snapshot are errors. "This machine
+//     has no TPM" is a state of its own (plan fact tpm "none",
+//     Report.NoTPM).
 //   - Dry runs read only what they are pointed at and never call kexec.
+//   - The library never logs and never reboots; errors wrap sentinels (%w).
 package loader
 
 import (
@@ -17,7 +35,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -62,6 +79,7 @@ type Options struct {
 	StateDir string
 
 	appraisals []Appraisal // results of the last Inputs call
+	dtbPath    string      // where the DTB of the last Inputs call came from
 }
 
 // Finalized records a completed finalize.
@@ -78,6 +96,9 @@ type State struct {
 	Options    Options     `json:"options"`
 	Plan       *plan.Plan  `json:"plan"`
 	Appraisals []Appraisal `json:"appraisals,omitempty"`
+	// Binding ties the state to the image this load put into the kernel
+	// (see CheckBinding).
+	Binding *Binding `json:"binding,omitempty"`
 	// Finalized, once Finalize has run, is how many of the running
 	// kernel's entries the loaded hand-over list (kept beside the state in
 	// handover.bin) accounts for. A later finalize continues from that list,
@@ -85,9 +106,42 @@ type State struct {
 	Finalized *Finalized `json:"finalized,omitempty"`
 }
 
-// Inputs gathers and reads everything a plan needs.
+// resolve returns path made absolute with every symbolic link resolved.
+func resolve(what, path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", plan.ErrInput, &kexec.InputError{What: what, Path: path, Err: err})
+	}
+	r, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", plan.ErrInput, &kexec.InputError{What: what, Path: path, Err: err})
+	}
+	return r, nil
+}
+
+// readInput resolves *path (replacing it with the resolved name) and reads
+// it within max bytes.
+func readInput(what string, path *string, max int64) ([]byte, error) {
+	r, err := resolve(what, *path)
+	if err != nil {
+		return nil, err
+	}
+	*path = r
+	b, err := kexec.ReadResolved(what, r, max)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", plan.ErrInput, err)
+	}
+	return b, nil
+}
+
+// ErrNoIMAList says there is no IMA measurement list to hand over and
+// NoIMA was not given.
+var ErrNoIMAList = errors.New("no IMA measurement list to hand over (securityfs not mounted at /sys/kernel/security, or IMA inactive); pass --no-ima to go on without the hand-over")
+
+// Inputs gathers and reads everything a plan needs. The paths in o are
+// replaced by their resolved names.
 func Inputs(o *Options) (*plan.Inputs, error) {
-	in := &plan.Inputs{Arch: o.Arch, KernelPath: o.KernelPath, InitrdPath: o.InitrdPath, Cmdline: o.Cmdline,
+	in := &plan.Inputs{Arch: o.Arch, Cmdline: o.Cmdline,
 		IMAExtra: o.IMAExtra, MemMin: o.MemMin, MemMax: o.MemMax, IMAOrder: binary.LittleEndian}
 	if in.Arch == "" {
 		in.Arch = runtime.GOARCH
@@ -97,30 +151,35 @@ func Inputs(o *Options) (*plan.Inputs, error) {
 	if o.KernelPath == "" {
 		return nil, fmt.Errorf("%w: no kernel given", plan.ErrInput)
 	}
-	if in.Kernel, err = os.ReadFile(o.KernelPath); err != nil {
-		return nil, fmt.Errorf("kernel: %w", err)
+	if in.Kernel, err = readInput("kernel", &o.KernelPath, kexec.MaxKernelBytes); err != nil {
+		return nil, err
 	}
+	in.KernelPath = o.KernelPath
 	if o.InitrdPath != "" {
-		if in.Initrd, err = os.ReadFile(o.InitrdPath); err != nil {
-			return nil, fmt.Errorf("initrd: %w", err)
+		if in.Initrd, err = readInput("--initrd", &o.InitrdPath, kexec.MaxInitrdBytes); err != nil {
+			return nil, err
 		}
 		if len(in.Initrd) == 0 {
 			return nil, fmt.Errorf("%w: initrd %s is empty", plan.ErrInput, o.InitrdPath)
 		}
+		in.InitrdPath = o.InitrdPath
+	}
+	native := in.Arch == runtime.GOARCH
+	o.dtbPath = ""
+	switch {
+	case o.DTBPath != "":
+		if in.DTB, err = readInput("--dtb", &o.DTBPath, kexec.MaxDTBBytes); err != nil {
+			return nil, err
+		}
+		o.dtbPath = o.DTBPath
+	case in.Arch == plan.ArchARM64 && native:
+		if in.DTB, err = kexec.ReadInput("device tree", kexec.SysfsFDT, kexec.MaxDTBBytes); err != nil {
+			return nil, fmt.Errorf("%w: the running system's device tree: %w (give one with --dtb)", plan.ErrInput, err)
+		}
+		o.dtbPath = kexec.SysfsFDT
 	}
 	if err := o.appraiseInputs(in); err != nil {
 		return nil, err
-	}
-	native := in.Arch == runtime.GOARCH
-	switch {
-	case o.DTBPath != "":
-		if in.DTB, err = os.ReadFile(o.DTBPath); err != nil {
-			return nil, fmt.Errorf("dtb: %w", err)
-		}
-	case in.Arch == plan.ArchARM64 && native:
-		if in.DTB, err = os.ReadFile(kexec.SysfsFDT); err != nil {
-			return nil, fmt.Errorf("dtb: the running system's device tree: %w (give one with --dtb)", err)
-		}
 	}
 	switch {
 	case o.MemMap != "" || native:
@@ -133,12 +192,16 @@ func Inputs(o *Options) (*plan.Inputs, error) {
 		return nil, fmt.Errorf("%w: planning for %s on %s needs the target's memory map (--memmap)", plan.ErrInput, in.Arch, runtime.GOARCH)
 	}
 	if !o.NoIMA {
-		list, _, err := kexec.ReadIMAList(o.IMALog)
+		list, _, err := readIMAList(o.IMALog)
 		switch {
 		case errors.Is(err, kexec.ErrNoIMA):
-			// Nothing to hand over; the plan says so (no "ima" section).
+			// A dry run says so in its plan (no "ima" section, fact
+			// ima_list false); a real load or finalize refuses.
+			if !o.DryRun {
+				return nil, ErrNoIMAList
+			}
 		case err != nil:
-			return nil, err
+			return nil, fmt.Errorf("%w: %w", plan.ErrInput, err)
 		default:
 			in.IMAList = list
 			if in.IMAList == nil {
@@ -178,6 +241,12 @@ func (o *Options) appraiseInputs(in *plan.Inputs) error {
 			data []byte
 		}{in.InitrdPath, in.Initrd})
 	}
+	if in.DTB != nil {
+		files = append(files, struct {
+			path string
+			data []byte
+		}{o.dtbPath, in.DTB})
+	}
 	for _, f := range files {
 		a, err := appraiseFile(pol, f.path, f.data)
 		if err != nil {
@@ -203,8 +272,12 @@ func Plan(o *Options) (*plan.Plan, *plan.Inputs, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	d := plan.Decide(o.Mode, GatherFacts(o, len(in.IMAList) > 0))
-	p, err := planFor(o, in, d.Syscall)
+	facts, err := GatherFacts(o, len(in.IMAList) > 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	d := plan.Decide(o.Mode, facts)
+	p, err := planFor(o, in, &d, d.Syscall)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -215,14 +288,33 @@ func Plan(o *Options) (*plan.Plan, *plan.Inputs, error) {
 	return p, in, nil
 }
 
-func planFor(o *Options, in *plan.Inputs, syscall string) (*plan.Plan, error) {
+// ErrKernelMeasuresExec says a kexec_load hand-over was refused because
+// the running kernel measures its own kexec_execute entry after the
+// snapshot (DESIGN §3.3.1): the next kernel would get a list one entry
+// short of the PCRs.
+var ErrKernelMeasuresExec = errors.New("the running kernel measures its own kexec_execute entry in its reboot notifier (CONFIG_IMA_KEXEC: ima_update_kexec_buffer/ima_measure_kexec_event in /proc/kallsyms), after gokexec's snapshot; a kexec_load hand-over would be one entry short. Use kexec_file_load (-s or -a: the kernel hands its list over itself) or --no-ima")
+
+func planFor(o *Options, in *plan.Inputs, d *plan.Decision, syscall string) (*plan.Plan, error) {
+	var p *plan.Plan
+	var err error
 	if syscall == plan.SyscallKexecFileLoad {
-		return plan.FileLoad(in)
+		p, err = plan.FileLoad(in)
+	} else {
+		if in.IMAList != nil && d.Facts.KernelMeasuresExec {
+			return nil, ErrKernelMeasuresExec
+		}
+		if err := withLoadMarker(in, o.pcr()); err != nil {
+			return nil, err
+		}
+		p, err = plan.Build(in)
 	}
-	if err := withLoadMarker(in, o.pcr()); err != nil {
+	if err != nil {
 		return nil, err
 	}
-	return plan.Build(in)
+	if in.DTB != nil && o.dtbPath != "" {
+		p.DTBInput = &plan.Input{Path: o.dtbPath, Size: uint64(len(in.DTB)), SHA256: plan.Digest(in.DTB)}
+	}
+	return p, nil
 }
 
 func archFlag(arch string) uint64 {
@@ -262,7 +354,7 @@ func Load(o *Options, warn func(string)) (*plan.Plan, error) {
 	if d.Warning != "" {
 		warn(d.Warning)
 	}
-	err = execute(p, in)
+	err = execute(p, in, o.Appraise != appraise.ModeOff)
 	auto := o.Mode == "" || o.Mode == plan.ModeAuto
 	switch {
 	case err == nil:
@@ -273,25 +365,32 @@ func Load(o *Options, warn func(string)) (*plan.Plan, error) {
 			return nil, ferr
 		}
 		fp.Decision = d
-		if err = execute(fp, in); err != nil {
+		if in.DTB != nil && o.dtbPath != "" {
+			fp.DTBInput = p.DTBInput
+		}
+		if err = execute(fp, in, o.Appraise != appraise.ModeOff); err != nil {
 			return nil, err
 		}
 		p = fp
 	case auto && p.Syscall == plan.SyscallKexecFileLoad && fallbackToLoad(err):
 		warn(fmt.Sprintf("kexec_file_load failed (%v); falling back to kexec_load", err))
-		lp, perr := planFor(o, in, plan.SyscallKexecLoad)
+		lp, perr := planFor(o, in, d, plan.SyscallKexecLoad)
 		if perr != nil {
 			return nil, perr
 		}
 		lp.Decision = d
-		if err = execute(lp, in); err != nil {
+		if err = execute(lp, in, o.Appraise != appraise.ModeOff); err != nil {
 			return nil, err
 		}
 		p = lp
 	default:
 		return nil, err
 	}
-	if err := saveState(o.stateDir(), &State{Options: *o, Plan: p, Appraisals: o.appraisals}); err != nil {
+	b, err := bind()
+	if err == nil {
+		err = saveState(o.stateDir(), &State{Options: *o, Plan: p, Appraisals: o.appraisals, Binding: b})
+	}
+	if err != nil {
 		// The image is loaded but -e could not finalize it: unload rather
 		// than leave an image whose hand-over would go stale.
 		_ = Unload(o.stateDir())
@@ -301,27 +400,30 @@ func Load(o *Options, warn func(string)) (*plan.Plan, error) {
 }
 
 // execute runs a plan with the syscall it names.
-func execute(p *plan.Plan, in *plan.Inputs) error {
+func execute(p *plan.Plan, in *plan.Inputs, appraised bool) error {
 	if p.Syscall == plan.SyscallKexecFileLoad {
-		return fileLoad(in)
+		return fileLoad(in, appraised)
 	}
-	return Execute(p)
+	return executePlan(p)
 }
 
-// fileLoad hands the kernel and initrd to kexec_file_load. The original
-// files are passed when their bytes are what was read (so the kernel's own
-// IMA appraisal sees their security.ima); a kernel that had to be
-// decompressed goes through a sealed memfd.
-func fileLoad(in *plan.Inputs) error {
+// fileLoad hands the kernel and initrd to kexec_file_load. When the
+// inputs were appraised (or the kernel had to be decompressed) the kernel
+// reads a sealed memfd holding exactly the bytes that were hashed, so no
+// one can swap the file between appraisal and load. Otherwise it reads the
+// resolved file itself, through one descriptor that is hashed first, so
+// the kernel's own IMA hooks see the file's name and security.ima.
+func fileLoad(in *plan.Inputs, appraised bool) error {
 	open := func(path string, data []byte) (*os.File, error) {
-		f, err := os.Open(path)
+		if appraised {
+			return kexec.SealedMemfd(filepath.Base(path), data)
+		}
+		f, err := kexec.OpenResolved(path)
 		if err != nil {
 			return nil, err
 		}
-		// Pass the file itself only if it still holds the bytes that were
-		// read and hashed; otherwise load exactly those bytes.
 		h := sha256.New()
-		if _, err := io.Copy(h, f); err == nil && hex.EncodeToString(h.Sum(nil)) == plan.Digest(data) {
+		if _, err := io.Copy(h, io.LimitReader(f, int64(len(data))+1)); err == nil && hex.EncodeToString(h.Sum(nil)) == plan.Digest(data) {
 			if _, err := f.Seek(0, io.SeekStart); err == nil {
 				return f, nil
 			}
@@ -341,59 +443,7 @@ func fileLoad(in *plan.Inputs) error {
 		}
 		defer rd.Close()
 	}
-	return kexec.FileLoad(k, rd, in.Cmdline, 0)
-}
-
-func saveState(dir string, s *State) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("state: %w", err)
-	}
-	b, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
-		return fmt.Errorf("state: %w", err)
-	}
-	tmp := filepath.Join(dir, "state.json.tmp")
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("state: %w", err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, "state.json")); err != nil {
-		return fmt.Errorf("state: %w", err)
-	}
-	return nil
-}
-
-// ErrNoState says -e found no record of a gokexec load.
-var ErrNoState = errors.New("no gokexec load recorded")
-
-// LoadState reads the state a load left.
-func LoadState(dir string) (*State, error) {
-	if dir == "" {
-		dir = DefaultStateDir
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, ErrNoState
-	}
-	if err != nil {
-		return nil, fmt.Errorf("state: %w", err)
-	}
-	var s State
-	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("state %s: %w", dir, err)
-	}
-	return &s, nil
-}
-
-// ClearState removes the recorded state (after an unload).
-func ClearState(dir string) error {
-	if dir == "" {
-		dir = DefaultStateDir
-	}
-	err := os.Remove(filepath.Join(dir, "state.json"))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	return err
+	return fileLoadFDs(k, rd, in.Cmdline)
 }
 
 // Unload unloads whatever kexec_load or kexec_file_load loaded and forgets

@@ -145,7 +145,7 @@ func TestFallbacks(t *testing.T) {
 }
 
 func TestStateRoundTrip(t *testing.T) {
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "gokexec") // created 0700 by saveState
 	if _, err := LoadState(dir); !errors.Is(err, ErrNoState) {
 		t.Fatalf("empty dir: %v", err)
 	}

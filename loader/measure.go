@@ -42,13 +42,17 @@ func maxMarkerSize(name string) int {
 }
 
 // measurements returns the entries describing what a plan loads: one per
-// input file (ima-ng, or ima-sig when a signature was appraised) and the
-// command line as an ima-buf entry.
+// input file (kernel, initrd, the DTB the plan started from; ima-ng, or
+// ima-sig when a signature was appraised) and the command line as an
+// ima-buf entry.
 func measurements(p *plan.Plan, pcr uint32, sigs map[string][]byte) ([]ima.Entry, error) {
 	var out []ima.Entry
 	files := []*plan.Input{&p.Kernel}
 	if p.Initrd != nil {
 		files = append(files, p.Initrd)
+	}
+	if p.DTBInput != nil {
+		files = append(files, p.DTBInput)
 	}
 	for _, in := range files {
 		d, err := hex.DecodeString(in.SHA256)

@@ -19,6 +19,20 @@ type Facts struct {
 	HandoverWanted    bool   `json:"handover_wanted"`     // not --no-ima
 	KernelHandsOver   bool   `json:"kernel_hands_over"`   // CONFIG_IMA_KEXEC: ima_add_kexec_buffer in /proc/kallsyms (looked up only when it decides)
 	KexecLoadDisabled bool   `json:"kexec_load_disabled"` // sysctl kernel.kexec_load_disabled
+	// KernelMeasuresExec: the running kernel measures its own
+	// kexec_execute entry in a reboot notifier (CONFIG_IMA_KEXEC with
+	// ima_update_kexec_buffer or ima_measure_kexec_event in
+	// /proc/kallsyms), after any snapshot a loader took: a kexec_load
+	// hand-over would be one entry short, so the loader refuses it.
+	KernelMeasuresExec bool `json:"kernel_measures_exec"`
+	// Kallsyms is why /proc/kallsyms could not be read ("" when it was, or
+	// when the decision did not need it); the two facts above are then
+	// unknown (false).
+	Kallsyms string `json:"kallsyms,omitempty"`
+	// TPM is the device finalize will extend ("none": this machine has no
+	// TPM, the loader's entries will not be extended and a verifier will
+	// see them unbacked by PCRs).
+	TPM string `json:"tpm,omitempty"`
 	// CrossArch: planning for another architecture than this machine's;
 	// the other facts describe this machine and do not apply.
 	CrossArch bool `json:"cross_arch,omitempty"`

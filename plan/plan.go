@@ -130,8 +130,11 @@ type Plan struct {
 	IMA        *IMA        `json:"ima,omitempty"`
 	BootParams *BootParams `json:"boot_params,omitempty"`
 	DTB        *DTBInfo    `json:"dtb,omitempty"`
-	Decision   *Decision   `json:"decision,omitempty"`
-	Appraisal  []Appraisal `json:"appraisal,omitempty"`
+	// DTBInput is the device tree file the plan started from, as read
+	// (before the loader's edits): measured and appraised like the kernel.
+	DTBInput  *Input      `json:"dtb_input,omitempty"`
+	Decision  *Decision   `json:"decision,omitempty"`
+	Appraisal []Appraisal `json:"appraisal,omitempty"`
 }
 
 // Appraisal is the appraisal outcome of one input, as the loader found it.

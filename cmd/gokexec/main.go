@@ -342,6 +342,9 @@ func status(c *cli) error {
 	return nil
 }
 
+// errNothingLoaded: -e or --finalize found no loaded kernel.
+var errNothingLoaded = errors.New("no kernel is loaded (load one with -l first)")
+
 // finalizeLoaded refreshes the hand-over of a gokexec load. It reports
 // whether a load by another tool was found (nothing to finalize).
 func finalizeLoaded(c *cli, stderr io.Writer) (bool, error) {
@@ -350,7 +353,7 @@ func finalizeLoaded(c *cli, stderr io.Writer) (bool, error) {
 		return false, err
 	}
 	if !loaded {
-		return false, errors.New("no kernel is loaded (load one with -l first); not rebooting")
+		return false, errNothingLoaded
 	}
 	st, err := loader.LoadState(c.stateDir)
 	if errors.Is(err, loader.ErrNoState) {
@@ -359,24 +362,39 @@ func finalizeLoaded(c *cli, stderr io.Writer) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	if c.noIMA {
+		st.Options.NoIMA = true
+	}
 	rep, err := loader.Finalize(st)
 	if err != nil {
 		return false, err
 	}
-	if c.debug && rep.Skipped {
-		fmt.Fprintln(stderr, "gokexec: finalize: already finalized and nothing measured since")
-	} else if c.debug && rep.Plan != nil && rep.Plan.IMA != nil {
-		fmt.Fprintf(stderr, "gokexec: finalize: handing over %d entries (%d bytes) in a %#x-byte segment at %#x; %d entries of ours, TPM extended: %v %v\n",
-			rep.Count, rep.ListBytes, rep.Plan.IMA.Size, rep.Plan.IMA.Addr, len(rep.Entries), rep.Extended, rep.Banks)
-	}
+	reportFinalize(rep, c.debug, stderr)
 	return false, nil
+}
+
+// reportFinalize tells the user what finalize did that a verifier will see:
+// always when the TPM or the IMA hand-over was left out, with -d otherwise.
+func reportFinalize(rep *loader.Report, debug bool, stderr io.Writer) {
+	switch {
+	case rep.NoIMA:
+		fmt.Fprintln(stderr, "gokexec: warning: --no-ima: the IMA hand-over was not finalized; the next kernel gets the list as it was at -l, with a kexec_load marker and no kexec_execute (a verifier reads that as events lost)")
+	case rep.NoTPM && len(rep.Entries) > 0:
+		fmt.Fprintf(stderr, "gokexec: warning: this machine has no TPM: gokexec's %d entries were added to the hand-over list but extended into no PCR\n", len(rep.Entries))
+	}
+	if !debug {
+		return
+	}
+	if rep.Skipped {
+		fmt.Fprintln(stderr, "gokexec: finalize: already finalized and nothing measured since")
+	} else if rep.Plan != nil && rep.Plan.IMA != nil && !rep.NoIMA {
+		fmt.Fprintf(stderr, "gokexec: finalize: handing over %d entries (%d bytes) in a %#x-byte segment at %#x; %d entries of ours, TPM %s extended: %v %v\n",
+			rep.Count, rep.ListBytes, rep.Plan.IMA.Size, rep.Plan.IMA.Addr, len(rep.Entries), rep.TPM, rep.Extended, rep.Banks)
+	}
 }
 
 func execLoaded(c *cli, stderr io.Writer) error {
 	if _, err := finalizeLoaded(c, stderr); err != nil {
-		if strings.Contains(err.Error(), "not rebooting") {
-			return fmt.Errorf("-e: %w", err)
-		}
 		return fmt.Errorf("-e: %w; not rebooting", err)
 	}
 	if !c.noSync {
@@ -413,10 +431,23 @@ func printPlan(p *plan.Plan, asJSON bool, w io.Writer) error {
 		if d.Warning != "" {
 			fmt.Fprintf(w, "warning: %s\n", d.Warning)
 		}
+		switch d.Facts.TPM {
+		case "":
+		case loader.NoTPM:
+			fmt.Fprintln(w, "TPM: none on this machine: gokexec's entries will be in the hand-over list but extended into no PCR")
+		default:
+			fmt.Fprintf(w, "TPM: %s (gokexec's entries are extended at -e)\n", d.Facts.TPM)
+		}
+		if d.Facts.Kallsyms != "" {
+			fmt.Fprintf(w, "kallsyms: %s (whether the kernel measures at kexec is unknown)\n", d.Facts.Kallsyms)
+		}
 	}
 	fmt.Fprintf(w, "kernel %s (%d bytes, sha256 %s) at %#x\n", p.Kernel.Path, p.Kernel.Size, p.Kernel.SHA256, p.KernelAddr)
 	if p.DTB != nil {
 		fmt.Fprintf(w, "device tree: %d bytes at %#x\n", p.DTB.Size, p.DTB.Addr)
+	}
+	if p.DTBInput != nil {
+		fmt.Fprintf(w, "device tree source %s (%d bytes, sha256 %s)\n", p.DTBInput.Path, p.DTBInput.Size, p.DTBInput.SHA256)
 	}
 	if p.Initrd != nil {
 		fmt.Fprintf(w, "initrd %s (%d bytes, sha256 %s)\n", p.Initrd.Path, p.Initrd.Size, p.Initrd.SHA256)
