@@ -12,6 +12,11 @@
 //     its setup_data pointer) is ever carried over.
 //   - Parsing never panics and never trusts a length field without checking
 //     it against the image size.
+//   - EFI state (efi_info, secure_boot, a SETUP_EFI node and the EFI memory
+//     map, placed in the parameter block after the setup_data chain) is
+//     written only when the caller hands it in, and only for a kernel that
+//     sets XLF_EFI_KEXEC; otherwise efi_info stays zero and the kernel boots
+//     as non-EFI.
 //
 // It is written by hand because no maintained Go library builds boot_params
 // for a kexec_load that enters startup_64: u-root's bzImage package targets
@@ -49,7 +54,10 @@ const (
 	offInitSize        = 0x260
 	setupHeaderMax     = 0x290 // first boot_params byte after the setup header area
 
+	offScreenInfo      = 0x000
 	offACPIRSDP        = 0x070
+	offEFIInfo         = 0x1c0
+	offSecureBoot      = 0x1ec
 	offExtRamdiskImage = 0x0c0
 	offExtRamdiskSize  = 0x0c4
 	offExtCmdLinePtr   = 0x0c8
@@ -60,12 +68,18 @@ const (
 	BootParamsSize = 4096
 	// E820Max is the number of e820 entries boot_params holds itself.
 	E820Max = 128
+	// ScreenInfoSize is sizeof(struct screen_info).
+	ScreenInfoSize = 0x40
 )
 
 // xloadflags bits.
 const (
 	XLFKernel64           = 1 << 0
 	XLFCanBeLoadedAbove4G = 1 << 1
+	// XLFEFIKexec: the kernel can take EFI runtime state from a kexec
+	// loader (efi_info plus a SETUP_EFI node) instead of calling
+	// SetVirtualAddressMap again.
+	XLFEFIKexec = 1 << 4
 )
 
 // Minimum boot protocol: 2.12 introduced xloadflags and with them a declared

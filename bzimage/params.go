@@ -10,6 +10,7 @@ import (
 // setup_data types (arch/x86/include/uapi/asm/bootparam.h).
 const (
 	SetupE820Ext  = 1
+	SetupEFI      = 4
 	SetupIMA      = 8
 	SetupRNGSeed  = 9
 	SetupIndirect = 1 << 31
@@ -40,6 +41,50 @@ type Params struct {
 	InitrdSize uint64
 	ACPIRSDP   uint64 // 0: let the kernel find it (BIOS boot)
 	SetupData  []SetupData
+
+	// EFI, when set, is the firmware state for an EFI boot: efi_info, the
+	// memory map (placed in the block after the setup_data chain) and a
+	// SETUP_EFI node (appended to the chain). BuildParams refuses it for a
+	// kernel without XLF_EFI_KEXEC.
+	EFI *EFI
+	// ScreenInfo, when 64 bytes, is copied into boot_params.screen_info.
+	ScreenInfo []byte
+}
+
+// EFI is the EFI state of a boot_params block.
+type EFI struct {
+	LoaderSignature string // 4 bytes: "EL64"
+	Systab          uint64
+	MemdescSize     uint32
+	MemdescVersion  uint32
+	Memmap          []byte // the descriptors; its address is chosen by BuildParams
+	SecureBoot      uint8
+	// The SETUP_EFI payload (struct efi_setup_data): physical addresses
+	// of the firmware vendor string, the runtime services table (kept for
+	// kernels older than 5.7, which read it), the configuration table array
+	// and the SMBIOS entry point.
+	FwVendor, Runtime, Tables, SMBIOS uint64
+}
+
+// EFISetupDataSize is sizeof(struct efi_setup_data): four u64 fields and
+// eight reserved u64.
+const EFISetupDataSize = 12 * 8
+
+// EFISetupData encodes struct efi_setup_data.
+func EFISetupData(e *EFI) SetupData {
+	b := make([]byte, EFISetupDataSize)
+	le := binary.LittleEndian
+	le.PutUint64(b[0:], e.FwVendor)
+	le.PutUint64(b[8:], e.Runtime)
+	le.PutUint64(b[16:], e.Tables)
+	le.PutUint64(b[24:], e.SMBIOS)
+	return SetupData{Type: SetupEFI, Data: b}
+}
+
+// Placed reports where BuildParams put a block's EFI memory map.
+type Placed struct {
+	Nodes      []NodeInfo
+	MemmapAddr uint64 // 0 when there is no EFI state
 }
 
 // NodeInfo says where a setup_data node landed.
@@ -68,7 +113,19 @@ func (p *Params) nodes() ([]SetupData, error) {
 		}
 		out = append(out, SetupData{Type: SetupE820Ext, Data: b})
 	}
-	return append(out, p.SetupData...), nil
+	out = append(out, p.SetupData...)
+	if p.EFI != nil {
+		out = append(out, EFISetupData(p.EFI))
+	}
+	return out, nil
+}
+
+// memmapSize is the room the EFI memory map takes at the block's end.
+func (p *Params) memmapSize() uint64 {
+	if p.EFI == nil {
+		return 0
+	}
+	return align16(uint64(len(p.EFI.Memmap)))
 }
 
 func appendE820(b []byte, r segment.Region) []byte {
@@ -89,13 +146,37 @@ func ParamsSize(p *Params) (uint64, error) {
 	for _, d := range nodes {
 		n += align16(SetupDataHeaderSize + uint64(len(d.Data)))
 	}
-	return n, nil
+	return n + p.memmapSize(), nil
 }
 
 // BuildParams lays out, for loading at physical address base, the zero page
 // followed by the command line and the setup_data chain. It returns the
 // bytes and where each node landed.
 func BuildParams(im *Image, base uint64, p *Params) ([]byte, []NodeInfo, error) {
+	buf, pl, err := BuildParamsEFI(im, base, p)
+	if err != nil {
+		return nil, nil, err
+	}
+	return buf, pl.Nodes, nil
+}
+
+// BuildParamsEFI is BuildParams that also reports where the EFI memory map
+// went: after the last setup_data node, 16-byte aligned.
+func BuildParamsEFI(im *Image, base uint64, p *Params) ([]byte, *Placed, error) {
+	if p.EFI != nil {
+		if im.Xloadflags&XLFEFIKexec == 0 {
+			return nil, nil, fmt.Errorf("%w: EFI state for a kernel without XLF_EFI_KEXEC (xloadflags %#x)", ErrUnsupported, im.Xloadflags)
+		}
+		if len(p.EFI.LoaderSignature) != 4 {
+			return nil, nil, fmt.Errorf("%w: EFI loader signature %q is not 4 bytes", ErrUnsupported, p.EFI.LoaderSignature)
+		}
+		if uint64(len(p.EFI.Memmap)) > 0xffffffff {
+			return nil, nil, fmt.Errorf("%w: EFI memory map of %d bytes", ErrUnsupported, len(p.EFI.Memmap))
+		}
+	}
+	if p.ScreenInfo != nil && len(p.ScreenInfo) != ScreenInfoSize {
+		return nil, nil, fmt.Errorf("%w: screen_info of %d bytes, want %d", ErrUnsupported, len(p.ScreenInfo), ScreenInfoSize)
+	}
 	if err := im.CheckCmdline(p.Cmdline); err != nil {
 		return nil, nil, err
 	}
@@ -106,6 +187,9 @@ func BuildParams(im *Image, base uint64, p *Params) ([]byte, []NodeInfo, error) 
 	if base+size < base {
 		return nil, nil, fmt.Errorf("%w: parameter block at %#x", segment.ErrOverflow, base)
 	}
+	if p.EFI != nil && (base+size)>>32 != 0 && im.Xloadflags&XLFCanBeLoadedAbove4G == 0 {
+		return nil, nil, fmt.Errorf("%w: EFI memory map ending at %#x is above 4 GiB", ErrUnsupported, base+size)
+	}
 	nodes, _ := p.nodes()
 	le := binary.LittleEndian
 	buf := make([]byte, size)
@@ -113,6 +197,9 @@ func BuildParams(im *Image, base uint64, p *Params) ([]byte, []NodeInfo, error) 
 	copy(bp[offSetupSects:], im.header)
 
 	bp[offTypeOfLoader] = 0xff // "undefined" boot loader id
+	if p.ScreenInfo != nil {
+		copy(bp[offScreenInfo:offScreenInfo+ScreenInfoSize], p.ScreenInfo)
+	}
 	cmdAddr := base + BootParamsSize
 	copy(buf[BootParamsSize:], p.Cmdline) // NUL already there: buf is zeroed
 	le.PutUint32(bp[offCmdLinePtr:], uint32(cmdAddr))
@@ -162,7 +249,23 @@ func BuildParams(im *Image, base uint64, p *Params) ([]byte, []NodeInfo, error) 
 		infos = append(infos, NodeInfo{Type: d.Type, Addr: addr, Len: uint32(len(d.Data))})
 		off += align16(SetupDataHeaderSize + uint64(len(d.Data)))
 	}
-	return buf, infos, nil
+	pl := &Placed{Nodes: infos}
+	if e := p.EFI; e != nil {
+		mm := base + off
+		copy(buf[off:], e.Memmap)
+		ei := bp[offEFIInfo : offEFIInfo+32]
+		copy(ei[0:4], e.LoaderSignature)
+		le.PutUint32(ei[4:], uint32(e.Systab))
+		le.PutUint32(ei[8:], e.MemdescSize)
+		le.PutUint32(ei[12:], e.MemdescVersion)
+		le.PutUint32(ei[16:], uint32(mm))
+		le.PutUint32(ei[20:], uint32(len(e.Memmap)))
+		le.PutUint32(ei[24:], uint32(e.Systab>>32))
+		le.PutUint32(ei[28:], uint32(mm>>32))
+		bp[offSecureBoot] = e.SecureBoot
+		pl.MemmapAddr = mm
+	}
+	return buf, pl, nil
 }
 
 // SetupDataAt walks the chain of a parameter block built by BuildParams and

@@ -27,6 +27,7 @@ import (
 	"fmt"
 
 	"github.com/gokexec/gokexec/bzimage"
+	"github.com/gokexec/gokexec/efi"
 	"github.com/gokexec/gokexec/ima"
 	"github.com/gokexec/gokexec/segment"
 )
@@ -68,7 +69,13 @@ type Inputs struct {
 	MemMin, MemMax uint64 // 0: no bound
 
 	RNGSeed  []byte // SETUP_RNG_SEED payload / rng-seed; empty: none
-	ACPIRSDP uint64 // x86: 0 lets the kernel scan for it
+	ACPIRSDP uint64 // x86: 0 lets the kernel scan for it (or takes the EFI systab's)
+
+	// EFI is the host's firmware description (x86); nil on a host that
+	// publishes none. NoEFI (--noefi) keeps the EFI state from the next
+	// kernel while the rest of the plan stays the same.
+	EFI   *efi.Host
+	NoEFI bool
 
 	// DTB is the device tree to hand over (arm64).
 	DTB []byte
@@ -107,6 +114,11 @@ type BootParams struct {
 	CmdlineAddr uint64      `json:"cmdline_addr"`
 	SetupData   []SetupData `json:"setup_data"`
 	E820Entries int         `json:"e820_entries"`
+	ACPIRSDP    uint64      `json:"acpi_rsdp"`
+	// EFI is the EFI state handed over; nil: the next kernel boots as non-EFI.
+	EFI *EFI `json:"efi"`
+	// Screen is the framebuffer handed over in screen_info, if any.
+	Screen *efi.Screen `json:"screen_info,omitempty"`
 }
 
 // Input describes one file the plan loads.
@@ -135,6 +147,9 @@ type Plan struct {
 	DTBInput  *Input      `json:"dtb_input,omitempty"`
 	Decision  *Decision   `json:"decision,omitempty"`
 	Appraisal []Appraisal `json:"appraisal,omitempty"`
+	// Warnings are what the user must be told about this plan (an EFI
+	// hand-over that cannot happen, and why).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Appraisal is the appraisal outcome of one input, as the loader found it.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/gokexec/gokexec/bzimage"
+	"github.com/gokexec/gokexec/efi"
 	"github.com/gokexec/gokexec/segment"
 )
 
@@ -120,27 +121,54 @@ func buildX86(in *Inputs) (*Plan, error) {
 		p.Segments = append(p.Segments, newSegmentDigest("initrd", r, in.Initrd, p.Initrd.SHA256))
 	}
 
-	// 4. Zero page + command line + setup_data, below 4 GiB.
-	params := &bzimage.Params{E820: mem, Cmdline: in.Cmdline, ACPIRSDP: in.ACPIRSDP, SetupData: setup}
+	// 4. Zero page + command line + setup_data (+ the EFI memory map), below
+	//    4 GiB.
+	rsdp := in.ACPIRSDP
+	if rsdp == 0 && in.EFI != nil && in.EFI.EFI {
+		rsdp = in.EFI.Systab.RSDP()
+	}
+	params := &bzimage.Params{E820: mem, Cmdline: in.Cmdline, ACPIRSDP: rsdp, SetupData: setup}
 	if in.Initrd != nil {
 		params.InitrdAddr, params.InitrdSize = initrdR.Start, uint64(len(in.Initrd))
 	}
+	var efiPlan *EFI
+	params.EFI, efiPlan, p.Warnings = efiState(in, im)
+	var screen *efi.Screen
+	params.ScreenInfo, screen = screenInfo(in)
 	psize, err := bzimage.ParamsSize(params)
 	if err != nil {
 		return nil, err
 	}
 	lo, hi := in.bounds(x86LowestBuffer, x86Below4G)
-	pr, err := alloc.Place(segment.Request{Name: "boot_params", Size: psize, Min: lo, Max: hi})
-	if err != nil {
-		return nil, fmt.Errorf("boot params: %w", err)
+	preq := segment.Request{Name: "boot_params", Size: psize, Min: lo, Max: hi}
+	var pr segment.Range
+	if params.EFI != nil && p.KernelAddr < hi {
+		// The EFI memory map is no setup_data node, so the decompressor
+		// does not know to avoid it: keep the block below the kernel, out of
+		// KASLR's reach, when there is room.
+		below := preq
+		below.Max = p.KernelAddr
+		pr, err = alloc.Place(below)
 	}
-	pbuf, nodes, err := bzimage.BuildParams(im, pr.Start, params)
+	if params.EFI == nil || err != nil || pr.Size() == 0 {
+		if pr, err = alloc.Place(preq); err != nil {
+			return nil, fmt.Errorf("boot params: %w", err)
+		}
+	}
+	pbuf, placed, err := bzimage.BuildParamsEFI(im, pr.Start, params)
 	if err != nil {
 		return nil, err
 	}
 	p.Segments = append(p.Segments, newSegment("boot_params", pr, pbuf))
-	p.BootParams = &BootParams{Addr: pr.Start, CmdlineAddr: pr.Start + bzimage.BootParamsSize, E820Entries: len(mem)}
-	for _, n := range nodes {
+	p.BootParams = &BootParams{Addr: pr.Start, CmdlineAddr: pr.Start + bzimage.BootParamsSize, E820Entries: len(mem),
+		ACPIRSDP: 0, EFI: efiPlan, Screen: screen}
+	if im.Version >= 0x020e {
+		p.BootParams.ACPIRSDP = rsdp
+	}
+	if efiPlan != nil {
+		efiPlan.Memmap = placed.MemmapAddr
+	}
+	for _, n := range placed.Nodes {
 		p.BootParams.SetupData = append(p.BootParams.SetupData, SetupData{Type: n.Type, Addr: n.Addr, Len: n.Len})
 	}
 
