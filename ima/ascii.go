@@ -6,12 +6,17 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strconv"
+	"unicode/utf8"
 )
 
 // AppendASCII renders entries exactly as the kernel's
 // ascii_runtime_measurements does: "%2d " PCR, the SHA-1 template digest in
 // hex, the template name, then each field after a space (a zero-length
-// field leaves only the space), one line per entry. order is the list's
+// field leaves only the space), one line per entry. Strings (the template
+// name, event names, digest algorithm names) go through AppendEscaped, so
+// the output is the kernel's for every list the kernel writes with
+// printable names, and a crafted list cannot add lines or terminal
+// controls. order is the list's
 // byte order; it decides how iuid/igid/imode integers are read. A field the
 // kernel could not render (a d-ng digest without its "algo:" NUL prefix) is
 // an error naming the entry.
@@ -39,7 +44,7 @@ func appendASCIIEntry(dst []byte, e *Entry, order binary.ByteOrder) ([]byte, err
 	dst = append(dst, ' ')
 	dst = hex.AppendEncode(dst, e.TemplateDigest[:])
 	dst = append(dst, ' ')
-	dst = append(dst, e.TemplateName...)
+	dst = AppendEscaped(dst, []byte(e.TemplateName))
 	t, err := e.Template()
 	if err != nil {
 		return dst, err
@@ -96,7 +101,7 @@ func appendFieldASCII(dst []byte, f Field, order binary.ByteOrder) ([]byte, erro
 	case showDigest, showHex:
 		return hex.AppendEncode(dst, f.Data), nil
 	case showString:
-		return append(dst, cString(f.Data)...), nil
+		return AppendEscaped(dst, cString(f.Data)), nil
 	case showDigestAlgo:
 		// The kernel prints the C string when its last ':' is not its first
 		// byte, then skips that ':' and the byte after it (the NUL) and
@@ -110,7 +115,7 @@ func appendFieldASCII(dst []byte, f Field, order binary.ByteOrder) ([]byte, erro
 			return dst, fmt.Errorf("%w: digest prefix not followed by NUL", ErrMalformed)
 		}
 		if c != 0 {
-			dst = append(dst, s...)
+			dst = AppendEscaped(dst, s)
 		}
 		return hex.AppendEncode(dst, f.Data[c+2:]), nil
 	case showUint:
@@ -127,4 +132,51 @@ func appendFieldASCII(dst []byte, f Field, order binary.ByteOrder) ([]byte, erro
 		return dst, nil
 	}
 	return dst, fmt.Errorf("%w: unknown field %q", ErrUnknownTemplate, f.ID)
+}
+
+// AppendEscaped appends s as imalog prints every string taken from a list.
+// The kernel protects its ASCII list two ways: binary fields (digests,
+// signatures, ima-buf payloads) are printed in hex, and when it records an
+// event name it replaces spaces with '_' (ima_write_template_field_data),
+// so a name is one space-free field; the string itself is printed with
+// "%s", up to its first NUL, as it is. AppendEscaped keeps names the
+// kernel writes unchanged where they are printable, and writes as \xNN
+// every byte the kernel would never put there or a terminal would
+// interpret: control bytes (below 0x20 and 0x7f), the space, bytes that
+// are not valid UTF-8, and the C1 controls U+0080-U+009F.
+func AppendEscaped(dst, s []byte) []byte {
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c > ' ' && c < 0x7f {
+			dst = append(dst, c)
+			i++
+			continue
+		}
+		if c >= 0x80 {
+			r, size := utf8.DecodeRune(s[i:])
+			if r != utf8.RuneError && (r < 0x80 || r > 0x9f) {
+				dst = append(dst, s[i:i+size]...)
+				i += size
+				continue
+			}
+			if r != utf8.RuneError {
+				for _, b := range s[i : i+size] {
+					dst = appendHexEscape(dst, b)
+				}
+				i += size
+				continue
+			}
+		}
+		dst = appendHexEscape(dst, c)
+		i++
+	}
+	return dst
+}
+
+// Escape is AppendEscaped for a string.
+func Escape(s string) string { return string(AppendEscaped(nil, []byte(s))) }
+
+func appendHexEscape(dst []byte, c byte) []byte {
+	const digits = "0123456789abcdef"
+	return append(dst, '\\', 'x', digits[c>>4], digits[c&15])
 }

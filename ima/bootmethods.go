@@ -4,7 +4,8 @@ import (
 	"bytes"
 	"crypto"
 	"encoding/binary"
-	"slices"
+	"fmt"
+	"strings"
 )
 
 // Each kernel picks, per PCR bank, how it derives the digest it extends: the
@@ -12,164 +13,277 @@ import (
 // of that hash at start-up, like Debian 6.1 for sha384 — the SHA-1 template
 // digest zero-padded. A list carried across kexecs between kernels of both
 // kinds (6.1 -> 6.12 -> 6.1) therefore changes method at boot_aggregate
-// entries, and no single method replays it. The functions here model that:
-// a method per bank per boot, found by search over the boots.
-
-// MaxBootMethodSearch bounds the boots BootMethods searches (2^n replays).
-const MaxBootMethodSearch = 12
+// entries, and no single method replays it. The functions here find a
+// method per bank per boot by a depth-first search over the boots, bounded
+// in boots and in PCR extends.
 
 // BootStarts returns the index where each boot begins: 0, then every later
-// boot_aggregate (or boot_aggregate_late) entry, reading field lengths
-// little-endian; BootStartsOrder takes the list's byte order.
-func BootStarts(entries []Entry) []int {
-	return BootStartsOrder(entries, binary.LittleEndian)
+// boot_aggregate (or boot_aggregate_late) entry. order is the list's byte
+// order (event names are read from the fields).
+func BootStarts(entries []Entry, order binary.ByteOrder) []int {
+	return bootStarts(BuildTimeline(entries, order))
 }
 
-// BootStartsOrder is BootStarts for a list in the given byte order. The
-// boots are those the timeline splits the list into.
-func BootStartsOrder(entries []Entry, order binary.ByteOrder) []int {
+func bootStarts(tl Timeline) []int {
 	starts := []int{0}
-	for i := 1; i < len(entries); i++ {
-		if !timelineCandidate(&entries[i]) {
-			continue
-		}
-		if n := entries[i].EventName(order); n == BootAggregate || n == BootAggregateLate {
-			starts = append(starts, i)
-		}
+	for _, b := range tl.Boots[min(1, len(tl.Boots)):] {
+		starts = append(starts, b.Start)
 	}
 	return starts
 }
 
-// ReplayBootMethods replays entries into bank using methods[i] for the
-// entries of boot i (boots as BootStarts splits them). It returns nil if
-// methods does not have one method per boot or the bank is unknown.
-func ReplayBootMethods(entries []Entry, bank crypto.Hash, methods []Method) map[uint32][]byte {
-	return replayBoots(entries, bank, methods, BootStarts(entries))
+// searchList is what the search needs of each entry for one bank: its
+// PCR (as a position in pcrs), whether it is a violation, its stored SHA-1
+// template digest and the bank's own template digest.
+type searchList struct {
+	bank crypto.Hash
+	size int
+	pcrs []uint32 // the PCRs the list uses
+	pos  []int32
+	viol []bool
+	s1   [][20]byte
+	own  []byte
 }
 
-func replayBoots(entries []Entry, bank crypto.Hash, methods []Method, starts []int) map[uint32][]byte {
-	if len(methods) != len(starts) || checkBank(bank) != nil {
+func loadSearchList(src source, bank crypto.Hash) (*searchList, error) {
+	l := &searchList{bank: bank, size: bank.Size()}
+	at := map[uint32]int32{}
+	var jb job
+	if bank != crypto.SHA1 {
+		jb.own = []crypto.Hash{bank}
+	}
+	_, err := runPass(src, jb, func(c *chunk) error {
+		for i := range c.es {
+			e := &c.es[i]
+			p, ok := at[e.PCR]
+			if !ok {
+				p = int32(len(l.pcrs))
+				at[e.PCR] = p
+				l.pcrs = append(l.pcrs, e.PCR)
+			}
+			l.pos = append(l.pos, p)
+			l.viol = append(l.viol, e.Violation())
+			l.s1 = append(l.s1, e.TemplateDigest)
+			if jb.own != nil {
+				l.own = append(l.own, c.own[0][i*l.size:(i+1)*l.size]...)
+			} else {
+				l.own = append(l.own, make([]byte, l.size)...)
+			}
+		}
 		return nil
-	}
-	pcrs := map[uint32][]byte{}
-	h := bank.New()
-	boot := 0
-	for i := range entries {
-		for boot+1 < len(starts) && i >= starts[boot+1] {
-			boot++
-		}
-		d := TemplateDigest(entries[i], bank, methods[boot])
-		v, ok := pcrs[entries[i].PCR]
-		if !ok {
-			v = make([]byte, bank.Size())
-		}
-		h.Reset()
-		h.Write(v)
-		h.Write(d)
-		pcrs[entries[i].PCR] = h.Sum(nil)
-	}
-	return pcrs
+	})
+	return l, err
 }
 
-// BootMethods finds a method per boot with which the whole list reproduces
-// quoted (every PCR the list uses must be quoted and equal). Uniform
-// choices are tried first; mixed ones only for banks other than SHA-1 and
-// lists of at most MaxBootMethodSearch boots.
-func BootMethods(entries []Entry, bank crypto.Hash, quoted map[uint32][]byte) ([]Method, bool) {
-	return bootMethods(entries, bank, quoted, BootStarts(entries))
+// replayBoot extends entries [from, to) into state with method m.
+func (l *searchList) replayBoot(state []byte, from, to int, m Method) {
+	d := make([]byte, l.size)
+	for i := from; i < to; i++ {
+		extendedDigest(d, l.viol[i], l.bank, m, l.s1[i][:], l.own[i*l.size:(i+1)*l.size])
+		p := int(l.pos[i]) * l.size
+		extendInto(l.bank, state[p:p+l.size], d, nil)
+	}
 }
 
-func bootMethods(entries []Entry, bank crypto.Hash, quoted map[uint32][]byte, starts []int) ([]Method, bool) {
-	n := len(starts)
-	match := func(ms []Method) bool {
-		got := replayBoots(entries, bank, ms, starts)
-		if got == nil {
-			return false
+func (l *searchList) replay(starts []int, methods []Method) map[uint32][]byte {
+	state := make([]byte, len(l.pcrs)*l.size)
+	for b := range starts {
+		l.replayBoot(state, starts[b], bootEnd(starts, b, len(l.pos)), methods[b])
+	}
+	out := map[uint32][]byte{}
+	for i, p := range l.pcrs {
+		out[p] = state[i*l.size : (i+1)*l.size]
+	}
+	return out
+}
+
+func bootEnd(starts []int, b, n int) int {
+	if b+1 < len(starts) {
+		return starts[b+1]
+	}
+	return n
+}
+
+// search finds one method per boot with which the PCRs of check reproduce
+// quoted at the end of the list: the uniform choices first, then a
+// depth-first search that stops a branch as soon as a PCR whose last entry
+// lies in a finished boot differs. It spends at most budget extends;
+// exhausted reports that it stopped for that reason.
+func (l *searchList) search(starts []int, quoted map[uint32][]byte, check []uint32, budget int) (ms []Method, found, exhausted bool) {
+	n := len(l.pos)
+	nb := len(starts)
+	// lastBoot[k]: the boot of the last entry of check[k].
+	posOf := map[uint32]int{}
+	for i, p := range l.pcrs {
+		posOf[p] = i
+	}
+	lastBoot := make([]int, len(check))
+	for k := range lastBoot {
+		lastBoot[k] = -1
+	}
+	for b := range starts {
+		for i := starts[b]; i < bootEnd(starts, b, n); i++ {
+			for k, p := range check {
+				if l.pcrs[l.pos[i]] == p {
+					lastBoot[k] = b
+				}
+			}
 		}
-		for p, v := range got {
-			if q, ok := quoted[p]; !ok || !bytes.Equal(q, v) {
-				return false
+	}
+	spent := 0
+	ok := func(state []byte, b int) bool {
+		for k, p := range check {
+			if lastBoot[k] == b || (b == nb-1 && lastBoot[k] < 0) {
+				i := posOf[p] * l.size
+				if !bytes.Equal(state[i:i+l.size], quoted[p]) {
+					return false
+				}
 			}
 		}
 		return true
 	}
-	for _, m := range []Method{MethodPerBank, MethodSHA1Padded} {
-		ms := slices.Repeat([]Method{m}, n)
-		if match(ms) {
-			return ms, true
+	cur := make([]Method, nb)
+	var dfs func(b int, state []byte) bool
+	dfs = func(b int, state []byte) bool {
+		if b == nb {
+			return true
 		}
-	}
-	if bank == crypto.SHA1 || n > MaxBootMethodSearch {
-		return nil, false
-	}
-	for mask := 1; mask < 1<<n-1; mask++ {
-		ms := make([]Method, n)
-		for i := range ms {
-			if mask&(1<<i) != 0 {
-				ms[i] = MethodSHA1Padded
+		for _, m := range []Method{MethodPerBank, MethodSHA1Padded} {
+			from, to := starts[b], bootEnd(starts, b, n)
+			if spent+to-from > budget {
+				exhausted = true
+				return false
+			}
+			spent += to - from
+			next := bytes.Clone(state)
+			l.replayBoot(next, from, to, m)
+			cur[b] = m
+			if ok(next, b) && dfs(b+1, next) {
+				return true
+			}
+			if exhausted {
+				return false
 			}
 		}
-		if match(ms) {
-			return ms, true
+		return false
+	}
+	for _, m := range []Method{MethodPerBank, MethodSHA1Padded} {
+		uniform := make([]Method, nb)
+		for i := range uniform {
+			uniform[i] = m
+		}
+		spent += n
+		if matchAll(l.replay(starts, uniform), quoted, check) {
+			return uniform, true, false
 		}
 	}
-	return nil, false
+	if l.bank == crypto.SHA1 || nb > MaxBootMethodSearch {
+		return nil, false, false
+	}
+	if dfs(0, make([]byte, len(l.pcrs)*l.size)) {
+		return cur, true, false
+	}
+	return nil, false, exhausted
 }
 
-// withBootMethods completes a verification whose whole list failed only
-// because some banks changed method between boots: when every other bank
-// reproduces the whole list, each failing bank is searched for a method per
-// boot. If all succeed, the whole list is the matched prefix and those banks
-// record their methods in BootMethods. Otherwise res is returned unchanged.
-// order is the list's byte order (for the boot_aggregate names).
-func withBootMethods(res VerifyResult, entries []Entry, quoted PCRValues, order binary.ByteOrder) VerifyResult {
-	n := len(entries)
-	if n == 0 || res.Prefix == n || len(res.DigestMismatches) > 0 {
-		return res
-	}
-	for _, p := range res.Problems {
-		if p != emptyPrefixProblem {
-			return res
+func matchAll(got, quoted map[uint32][]byte, check []uint32) bool {
+	for _, p := range check {
+		if !bytes.Equal(got[p], quoted[p]) {
+			return false
 		}
 	}
-	var failing []int
-	for i, b := range res.Banks {
-		if b.OwnPrefix != n {
-			failing = append(failing, i)
+	return true
+}
+
+// ReplayBootMethods replays entries into bank using methods[i] for the
+// entries of boot i (boots as BootStarts splits them). The SHA-1 bank and
+// the padded method extend the stored SHA-1 template digests. It returns
+// nil if methods does not have one method per boot or the bank is unknown.
+func ReplayBootMethods(entries []Entry, order binary.ByteOrder, bank crypto.Hash, methods []Method) map[uint32][]byte {
+	starts := BootStarts(entries, order)
+	if len(methods) != len(starts) || checkBank(bank) != nil {
+		return nil
+	}
+	l, err := loadSearchList(source{entries: entries, reread: true, order: endianOf(order)}, bank)
+	if err != nil {
+		return nil
+	}
+	return l.replay(starts, methods)
+}
+
+// BootMethods finds a method per boot with which the whole list reproduces
+// quoted (every PCR the list uses must be quoted and equal). Uniform
+// choices are tried first; mixed ones only for banks other than SHA-1,
+// lists of at most MaxBootMethodSearch boots and within
+// DefaultMethodSearchBudget extends.
+func BootMethods(entries []Entry, order binary.ByteOrder, bank crypto.Hash, quoted map[uint32][]byte) ([]Method, bool) {
+	if checkBank(bank) != nil {
+		return nil, false
+	}
+	l, err := loadSearchList(source{entries: entries, reread: true, order: endianOf(order)}, bank)
+	if err != nil {
+		return nil, false
+	}
+	for _, p := range l.pcrs {
+		if len(quoted[p]) != bank.Size() {
+			return nil, false
 		}
 	}
-	starts := BootStartsOrder(entries, order)
-	if len(failing) == 0 || len(starts) < 2 {
-		return res
-	}
-	found := map[int][]Method{}
-	for _, i := range failing {
-		b := res.Banks[i]
-		ms, ok := bootMethods(entries, b.Hash, quoted[b.Hash], starts)
-		if !ok {
-			return res
-		}
-		found[i] = ms
-	}
-	out := res
-	out.Banks = slices.Clone(res.Banks)
-	out.Problems = nil
-	out.Prefix, out.Consistent = n, true
-	for i := range out.Banks {
-		b := &out.Banks[i]
-		if ms, ok := found[i]; ok {
-			b.BootMethods = ms
-			b.OwnPrefix = n
-			last := ms[len(ms)-1]
-			b.OwnMethod = &last
-			b.Method, b.Methods = nil, nil
-			continue
-		}
-		b.Methods = nil
-		if b.OwnMethod != nil {
-			m := *b.OwnMethod
-			b.Method, b.Methods = &m, []Method{m}
+	ms, ok, _ := l.search(BootStarts(entries, order), quoted, l.pcrs, DefaultMethodSearchBudget)
+	return ms, ok
+}
+
+// methodSearch runs, for each bank that matches no non-empty prefix with
+// either method, the bounded search for a method per boot, and records
+// what it did in res.MethodSearch.
+func methodSearch(src source, res *VerifyResult, quoted PCRValues, opt VerifyOptions) error {
+	n := res.Entries
+	var failing []*BankResult
+	for i := range res.Banks {
+		br := &res.Banks[i]
+		if br.Hash != crypto.SHA1 && len(br.PCRs) > 0 && !bindsSome(br.runs) {
+			failing = append(failing, br)
 		}
 	}
-	return out
+	starts := bootStarts(res.Timeline)
+	if len(failing) == 0 || len(res.Problems) > 0 || len(starts) < 2 {
+		return nil
+	}
+	switch {
+	case !src.reread:
+		res.MethodSearch = "not run: the list was read from a stream and cannot be read again"
+		return nil
+	case len(starts) > MaxBootMethodSearch:
+		res.MethodSearch = fmt.Sprintf("not run: the list has %d boots, at most %d are searched", len(starts), MaxBootMethodSearch)
+		return nil
+	}
+	budget := opt.MethodSearchBudget
+	if budget <= 0 {
+		budget = DefaultMethodSearchBudget
+	}
+	var found []string
+	for _, br := range failing {
+		if int64(n)*int64(br.Hash.Size()+26) > maxSearchBytes {
+			res.MethodSearch = fmt.Sprintf("not run: %d entries are too many to search (at most %d for bank %s)", n, maxSearchBytes/(br.Hash.Size()+26), br.Bank)
+			return nil
+		}
+		l, err := loadSearchList(src, br.Hash)
+		if err != nil {
+			return err
+		}
+		ms, ok, exhausted := l.search(starts, quoted[br.Hash], br.PCRs, budget)
+		switch {
+		case exhausted:
+			res.MethodSearch = fmt.Sprintf("gave up: bank %s: no method per boot found within %d PCR extends (%d boots, %d combinations)", br.Bank, budget, len(starts), 1<<len(starts))
+			return nil
+		case !ok:
+			res.MethodSearch = fmt.Sprintf("bank %s: no method per boot reproduces the quoted values (%d boots, every combination tried)", br.Bank, len(starts))
+			return nil
+		}
+		br.BootMethods = ms
+		br.runs = []run{{ms[len(ms)-1], n, n}}
+		found = append(found, br.Bank)
+	}
+	res.MethodSearch = "found a method per boot for bank " + strings.Join(found, ", ")
+	return nil
 }

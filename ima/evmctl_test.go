@@ -107,7 +107,7 @@ func TestEvmctlDifferential(t *testing.T) {
 			}
 		}
 		code, out := runEvmctl(t, append(append([]string{"--ignore-violations"}, args...), list)...)
-		r := Verify(es, q)
+		r := Verify(es, binary.LittleEndian, q, VerifyOptions{})
 		if (code == 0) != c.wantOK || r.Consistent != c.wantOK {
 			t.Errorf("%s: evmctl exit %d, ours consistent=%v prefix=%d; want ok=%v\n%s", c.name, code, r.Consistent, r.Prefix, c.wantOK, out)
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"testing"
 )
 
@@ -40,9 +41,9 @@ func FuzzParseList(f *testing.F) {
 		for i := range es {
 			es[i].Decode(order)
 		}
-		_ = CheckRestorableOrder(es, order)
-		BuildTimelineOrder(es, order)
-		r := Verify(es, PCRValues{crypto.SHA256: Replay(es, crypto.SHA256, MethodPerBank)})
+		_ = CheckRestorable(es, order)
+		BuildTimeline(es, order)
+		r := Verify(es, order, PCRValues{crypto.SHA256: Replay(es, crypto.SHA256, MethodPerBank)}, VerifyOptions{})
 		if len(es) > 0 && r.Prefix != len(es) {
 			t.Fatalf("list does not verify against its own replay: prefix %d of %d", r.Prefix, len(es))
 		}
@@ -62,12 +63,24 @@ func FuzzKexecBuffer(f *testing.F) {
 			t.Fatalf("restored %d of %d", r.Restored, r.Header.Count)
 		}
 		es, err := ParseKexecBuffer(b, order)
+		// The streaming reader of hand-over buffers agrees with it.
+		h, lr, serr := KexecListReader(bytes.NewReader(b), int64(len(b)), order)
+		n := 0
+		if serr == nil {
+			serr = Scan(lr, order, func(int, int64, *Entry) error { n++; return nil })
+		}
+		if serr == nil {
+			serr = CheckKexecCount(h, n)
+		}
+		if (err == nil) != (serr == nil) {
+			t.Fatalf("ParseKexecBuffer: %v; KexecListReader+Scan: %v", err, serr)
+		}
 		if err != nil {
 			return
 		}
 		// Two models of the same kernel must agree.
 		var re *RestoreError
-		switch err := CheckRestorableOrder(es, order); {
+		switch err := CheckRestorable(es, order); {
 		case err == nil:
 			if !r.OK() || r.Restored != len(es) {
 				t.Fatalf("CheckRestorable accepts, SimulateRestore restores %d of %d: %+v", r.Restored, len(es), r.Problems)
@@ -79,7 +92,7 @@ func FuzzKexecBuffer(f *testing.F) {
 		default:
 			t.Fatal(err)
 		}
-		if CheckRestorableOrder(es, order) == nil {
+		if CheckRestorable(es, order) == nil {
 			kb, err := MarshalKexecBuffer(es, order)
 			if err != nil {
 				t.Fatal(err)
@@ -129,6 +142,52 @@ func FuzzMarkerPayload(f *testing.F) {
 		x, y, z, err := ParseMarkerPayload(KexecMarkerPayload(a, b, c))
 		if err != nil || x != a || y != b || z != c {
 			t.Fatalf("round trip %d %d %d -> %d %d %d %v", a, b, c, x, y, z, err)
+		}
+	})
+}
+
+// FuzzVerifyReader: the streaming engine (VerifyReader, read once, in tiny
+// chunks; VerifyReaderAt, read as often as it likes; Scan) on arbitrary
+// input gives what ParseList followed by Verify gives, and never more
+// than ParseList's error.
+func FuzzVerifyReader(f *testing.F) {
+	f.Add(AppendList(nil, synthList(f, binary.LittleEndian), binary.LittleEndian), false, uint8(3))
+	f.Fuzz(func(t *testing.T, b []byte, big bool, cut uint8) {
+		order := fuzzOrder(big)
+		defer func(c, e int) { chunkBytes, chunkEntries = c, e }(chunkBytes, chunkEntries)
+		chunkBytes, chunkEntries = 16+int(cut), 1+int(cut%7)
+		es, perr := ParseList(b, order)
+		n := 0
+		serr := Scan(bytes.NewReader(b), order, func(i int, off int64, e *Entry) error {
+			if i != n || i >= len(es) || e.TemplateName != es[i].TemplateName || !bytes.Equal(e.TemplateData, es[i].TemplateData) {
+				t.Fatalf("Scan entry %d differs from ParseList's", i)
+			}
+			n++
+			return nil
+		})
+		if fmt.Sprint(serr) != fmt.Sprint(perr) || n != len(es) {
+			t.Fatalf("Scan: %d entries, %v; ParseList: %d, %v", n, serr, len(es), perr)
+		}
+		q := PCRValues{
+			crypto.SHA1:   Replay(es[:len(es)/2], crypto.SHA1, MethodPerBank),
+			crypto.SHA256: Replay(es, crypto.SHA256, MethodPerBank),
+		}
+		r1, err1 := VerifyReader(bytes.NewReader(b), order, q, VerifyOptions{Reads: ReadsPerBank})
+		r2, err2 := VerifyReaderAt(bytes.NewReader(b), int64(len(b)), order, q, VerifyOptions{Reads: ReadsPerBank})
+		if fmt.Sprint(err1) != fmt.Sprint(perr) || fmt.Sprint(err2) != fmt.Sprint(perr) {
+			t.Fatalf("errors: VerifyReader %v, VerifyReaderAt %v, ParseList %v", err1, err2, perr)
+		}
+		if perr != nil {
+			return
+		}
+		r3 := Verify(es, order, q, VerifyOptions{Reads: ReadsPerBank})
+		for _, r := range []VerifyResult{r1, r2} {
+			if r.Consistent != r3.Consistent || r.Prefix != r3.Prefix || r.Some != r3.Some || r.Entries != len(es) {
+				t.Fatalf("stream %v/%d/%d/%d, entries %v/%d/%d", r.Consistent, r.Prefix, r.Some, r.Entries, r3.Consistent, r3.Prefix, r3.Some)
+			}
+			if fmt.Sprint(r.Timeline) != fmt.Sprint(BuildTimeline(es, order)) {
+				t.Fatal("timeline differs")
+			}
 		}
 	})
 }

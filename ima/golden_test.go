@@ -99,7 +99,7 @@ func TestGoldenCaptures(t *testing.T) {
 			}
 
 			release := kernelRelease(t, dir)
-			full := Verify(es, loadQuote(t, dir, ""))
+			full := Verify(es, order, loadQuote(t, dir, ""), VerifyOptions{})
 			if !full.Consistent || full.Prefix != len(es) {
 				t.Fatalf("whole-list PCRs: consistent %v prefix %d of %d, problems %v", full.Consistent, full.Prefix, len(es), full.Problems)
 			}
@@ -114,12 +114,12 @@ func TestGoldenCaptures(t *testing.T) {
 					t.Errorf("kernel %s bank %s: method %s, want %s", release, b.Bank, methodStr(b.Method), want)
 				}
 			}
-			pre := Verify(es, loadQuote(t, dir, "-prefix"))
+			pre := Verify(es, order, loadQuote(t, dir, "-prefix"), VerifyOptions{})
 			if !pre.Consistent || pre.Prefix <= 0 || pre.Prefix >= len(es) {
 				t.Errorf("earlier PCRs: consistent %v prefix %d of %d", pre.Consistent, pre.Prefix, len(es))
 			}
 
-			tl := BuildTimeline(es)
+			tl := BuildTimeline(es, binary.LittleEndian)
 			if len(tl.Boots) != 1 || !tl.Boots[0].BootAggregate || tl.Verdict != VerdictColdBoot {
 				t.Errorf("timeline %+v", tl)
 			}
@@ -137,7 +137,7 @@ func TestGoldenCaptures(t *testing.T) {
 				t.Errorf("violations: timeline %d, list %d (captures hold at least one)", tl.Boots[0].Violations, violations)
 			}
 			// The list restores in full unless it holds legacy entries.
-			err = CheckRestorable(es)
+			err = CheckRestorable(es, binary.LittleEndian)
 			var re *RestoreError
 			if legacy < 0 && err != nil {
 				t.Errorf("not restorable: %v", err)
@@ -201,7 +201,7 @@ func TestGoldenEvmctl(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				r := Verify(es, q)
+				r := Verify(es, binary.LittleEndian, q, VerifyOptions{})
 				if (code == 0) != r.Consistent || r.Consistent == (suffix == "-corrupt") {
 					t.Errorf("%s %s%s: evmctl exit %d, ours consistent %v (prefix %d)\n%s", dir, HashName(bank), suffix, code, r.Consistent, r.Prefix, out)
 				}

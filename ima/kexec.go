@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 )
@@ -102,14 +103,8 @@ func restoreCheck(e *Entry, order binary.ByteOrder) (p RestoreProblem, bad, stop
 // length or longer, names that resolve to no template, template data that
 // does not split into exactly the template's fields, and stored digests that
 // the kernel would replace. It returns nil or a *RestoreError (wrapping
-// ErrNotRestorable). Template data is read little-endian (native on the
-// architectures that restore lists); use CheckRestorableOrder otherwise.
-func CheckRestorable(entries []Entry) error {
-	return CheckRestorableOrder(entries, binary.LittleEndian)
-}
-
-// CheckRestorableOrder is CheckRestorable for lists in the given byte order.
-func CheckRestorableOrder(entries []Entry, order binary.ByteOrder) error {
+// ErrNotRestorable). order is the list's byte order.
+func CheckRestorable(entries []Entry, order binary.ByteOrder) error {
 	re := &RestoreError{Total: len(entries), Restored: len(entries)}
 	stopped := false
 	for i := range entries {
@@ -134,7 +129,7 @@ func CheckRestorableOrder(entries []Entry, order binary.ByteOrder) error {
 // the entries. It refuses (with a *RestoreError) a list that the restoring
 // kernel would not restore in full and unchanged.
 func MarshalKexecBuffer(entries []Entry, order binary.ByteOrder) ([]byte, error) {
-	if err := CheckRestorableOrder(entries, order); err != nil {
+	if err := CheckRestorable(entries, order); err != nil {
 		return nil, err
 	}
 	size := KexecHeaderSize
@@ -189,6 +184,35 @@ func ParseKexecBuffer(b []byte, order binary.ByteOrder) ([]Entry, error) {
 	return entries, nil
 }
 
+// KexecListReader reads the ima_kexec_hdr at the start of r (a buffer of
+// size bytes, or -1 if unknown), checks it as ParseKexecBuffer does, and
+// returns the header and a reader of the entries that follow it, up to
+// buffer_size. The caller compares the number of entries with
+// Header.Count (CheckKexecCount).
+func KexecListReader(r io.Reader, size int64, order binary.ByteOrder) (KexecHeader, io.Reader, error) {
+	var hb [KexecHeaderSize]byte
+	if n, err := io.ReadFull(r, hb[:]); err != nil {
+		return KexecHeader{}, nil, fmt.Errorf("%w: %w: %d bytes, header needs %d", ErrKexecHeader, ErrTruncated, n, KexecHeaderSize)
+	}
+	h, _ := ParseKexecHeader(hb[:], order)
+	if h.Version != 1 {
+		return h, nil, fmt.Errorf("%w: version %d, want 1", ErrKexecHeader, h.Version)
+	}
+	if h.BufferSize < KexecHeaderSize || h.BufferSize > 1<<62 || (size >= 0 && h.BufferSize > uint64(size)) {
+		return h, nil, fmt.Errorf("%w: buffer_size %d outside [%d, %d]", ErrKexecHeader, h.BufferSize, KexecHeaderSize, size)
+	}
+	return h, io.LimitReader(r, int64(h.BufferSize-KexecHeaderSize)), nil
+}
+
+// CheckKexecCount reports a header whose count differs from the n entries
+// its buffer holds.
+func CheckKexecCount(h KexecHeader, n int) error {
+	if uint64(n) != h.Count {
+		return fmt.Errorf("%w: count %d, buffer holds %d entries", ErrKexecHeader, h.Count, n)
+	}
+	return nil
+}
+
 // KexecReport is what a restoring kernel would make of a hand-over buffer.
 type KexecReport struct {
 	Header   KexecHeader      `json:"header"`
@@ -206,9 +230,13 @@ func (r *KexecReport) OK() bool { return len(r.Problems) == 0 }
 // headers or data, over-long or unknown template names, the legacy "ima"
 // template, malformed fields and recomputed digests. It never panics and
 // never reads beyond b, even where the kernel would trust buffer_size.
-func SimulateRestore(b []byte, order binary.ByteOrder) KexecReport {
+func SimulateRestore(b []byte, bo binary.ByteOrder) KexecReport {
 	var r KexecReport
-	h, err := ParseKexecHeader(b, order)
+	if bo == nil {
+		bo = binary.LittleEndian
+	}
+	order := endianOf(bo)
+	h, err := ParseKexecHeader(b, bo)
 	if err != nil {
 		// The kernel ignores a buffer shorter than its header.
 		r.Problems = append(r.Problems, RestoreProblem{Index: -1, Kind: KindDropped, Reason: err.Error()})
@@ -238,27 +266,16 @@ func SimulateRestore(b []byte, order binary.ByteOrder) KexecReport {
 			r.Problems = append(r.Problems, RestoreProblem{Index: idx, Offset: at, Kind: kind, Reason: fmt.Sprintf(format, a...)})
 			return r
 		}
-		// entry header: pcr, digest, then length-prefixed name and data.
-		if len(rest) < 24 {
-			return fail(KindRejected, "entry header truncated: %d bytes remain", len(rest))
+		// The kernel frames every entry by its length fields, the legacy
+		// template included (which it then rejects).
+		f, _, err := splitFrame(rest, order, false)
+		if err != nil {
+			return fail(KindRejected, "entry header: %v", err)
 		}
+		p := f.size
 		var e Entry
-		e.PCR = order.Uint32(rest[0:])
-		copy(e.TemplateDigest[:], rest[4:24])
-		p := 24
-		var parts [2][]byte
-		for k := range parts {
-			if len(rest)-p < 4 {
-				return fail(KindRejected, "entry header truncated: %d bytes remain", len(rest)-p)
-			}
-			l := order.Uint32(rest[p:])
-			p += 4
-			if uint64(l) > uint64(len(rest)-p) {
-				return fail(KindRejected, "entry header length %d exceeds the %d bytes remaining", l, len(rest)-p)
-			}
-			parts[k] = rest[p : p+int(l)]
-			p += int(l)
-		}
+		e.PCR, e.TemplateDigest = f.pcr, f.digest
+		parts := [2][]byte{f.name, f.data}
 		if last && uint64(p) != uint64(len(rest)) {
 			return fail(KindRejected, "%d bytes follow the last counted entry", len(rest)-p)
 		}
@@ -278,13 +295,13 @@ func SimulateRestore(b []byte, order binary.ByteOrder) KexecReport {
 		}
 		e.TemplateName = string(name)
 		e.TemplateData = parts[1]
-		if _, err := checkFields(parts[1], endianOf(order), len(t.Fields)); err != nil {
+		if _, err := checkFields(parts[1], order, len(t.Fields)); err != nil {
 			return fail(KindRejected, "template %s: %v", e.TemplateName, err)
 		}
 		if len(name) != len(parts[0]) {
 			r.Problems = append(r.Problems, RestoreProblem{Index: idx, Offset: at, Kind: KindAltered, Reason: "template name contains NUL; the kernel reads it up to the NUL"})
 		}
-		if pr, bad, _ := restoreCheck(&e, order); bad && pr.Kind == KindAltered {
+		if pr, bad, _ := restoreCheck(&e, order.byteOrder()); bad && pr.Kind == KindAltered {
 			pr.Index, pr.Offset = idx, at
 			r.Problems = append(r.Problems, pr)
 		}

@@ -48,7 +48,7 @@ func TestKexecBufferRoundTrip(t *testing.T) {
 func TestCheckRestorable(t *testing.T) {
 	order := binary.LittleEndian
 	es := synthList(t, order)
-	err := CheckRestorable(es)
+	err := CheckRestorable(es, binary.LittleEndian)
 	var re *RestoreError
 	if !errors.As(err, &re) || !errors.Is(err, ErrNotRestorable) {
 		t.Fatalf("legacy ima entry not reported: %v", err)
@@ -64,33 +64,33 @@ func TestCheckRestorable(t *testing.T) {
 	// a stored digest that differs from the data is altered on restore
 	bad := append([]Entry(nil), ok...)
 	bad[3].TemplateDigest[0] ^= 1
-	err = CheckRestorable(bad)
+	err = CheckRestorable(bad, binary.LittleEndian)
 	if !errors.As(err, &re) || len(re.Problems) != 1 || re.Problems[0].Kind != KindAltered || re.Problems[0].Index != 3 || re.Restored != len(bad) {
 		t.Fatalf("altered digest: %v", err)
 	}
 	// a name of MAX_TEMPLATE_NAME_LEN bytes is refused
 	long := ok[0]
 	long.TemplateName = "d-ng|n-ng|evmsig|xattrnames|xattrlengths|xattrvalues|iuid|igid|imode|"
-	if err := CheckRestorable([]Entry{long}); !errors.As(err, &re) || !strings.Contains(re.Problems[0].Reason, "at most 68") {
+	if err := CheckRestorable([]Entry{long}, binary.LittleEndian); !errors.As(err, &re) || !strings.Contains(re.Problems[0].Reason, "at most 68") {
 		t.Fatalf("long name: %v", err)
 	}
 	// the longest built-in format is within the limit
 	full := ok[8] // evm-sig
 	full.TemplateName = "d-ng|n-ng|evmsig|xattrnames|xattrlengths|xattrvalues|iuid|igid|imode"
 	// (the restoring kernel accepts it, under the built-in name)
-	if err := CheckRestorable([]Entry{full}); !errors.As(err, &re) || re.Restored != 1 || re.Problems[0].Kind != KindAltered || !strings.Contains(re.Problems[0].Reason, `"evm-sig"`) {
+	if err := CheckRestorable([]Entry{full}, binary.LittleEndian); !errors.As(err, &re) || re.Restored != 1 || re.Problems[0].Kind != KindAltered || !strings.Contains(re.Problems[0].Reason, `"evm-sig"`) {
 		t.Fatalf("evm-sig format string: %v", err)
 	}
 	// unknown names stop the restore silently
 	unk := ok[1]
 	unk.TemplateName = "ima-future"
-	if err := CheckRestorable([]Entry{ok[0], unk, ok[2]}); !errors.As(err, &re) || re.Problems[0].Kind != KindDropped || re.Restored != 1 {
+	if err := CheckRestorable([]Entry{ok[0], unk, ok[2]}, binary.LittleEndian); !errors.As(err, &re) || re.Problems[0].Kind != KindDropped || re.Restored != 1 {
 		t.Fatalf("unknown name: %v", err)
 	}
 	// template data that does not split into the template's fields
 	short := ok[1]
 	short.TemplateData = short.TemplateData[:len(short.TemplateData)-1]
-	if err := CheckRestorable([]Entry{short}); !errors.As(err, &re) || re.Problems[0].Kind != KindRejected {
+	if err := CheckRestorable([]Entry{short}, binary.LittleEndian); !errors.As(err, &re) || re.Problems[0].Kind != KindRejected {
 		t.Fatalf("short data: %v", err)
 	}
 }
@@ -173,7 +173,7 @@ func TestNewEntries(t *testing.T) {
 	if !bytes.Equal(d.Digest, h.Sum(nil)) {
 		t.Error("buf digest is not H(buf)")
 	}
-	if err := CheckRestorable([]Entry{e}); err != nil {
+	if err := CheckRestorable([]Entry{e}, binary.LittleEndian); err != nil {
 		t.Error(err)
 	}
 	s, l, c, err := ParseMarkerPayload(payload)

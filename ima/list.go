@@ -4,9 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"runtime"
-	"sync"
-	"sync/atomic"
 )
 
 // Sentinel errors; every error the package returns wraps one of them.
@@ -51,227 +48,148 @@ func (e *Entry) Template() (*Template, error) { return LookupTemplate(e.Template
 // entryHeaderMin is pcr + digest + name length.
 const entryHeaderMin = 4 + 20 + 4
 
-// ParseList parses binary_runtime_measurements. It checks every length
-// against the bytes that remain, resolves every template name (built-in or
-// custom format) and checks that the template data splits into exactly the
-// template's fields. Errors are *ParseError values naming offset, entry
-// index and problem. TemplateData aliases b.
-//
-// Large lists are parsed by GOMAXPROCS goroutines: one quick pass reads only
-// the length fields to find where every parseChunk-th entry starts, then the
-// chunks are parsed in full in parallel. A chunk must end exactly where the
-// next one starts after exactly parseChunk entries, which makes the result
-// (entries, error, offset and index) the one a sequential parse returns;
-// if the quick pass was wrong, ParseList parses sequentially.
-func ParseList(b []byte, order binary.ByteOrder) ([]Entry, error) {
-	if order == nil {
-		return nil, errors.New("ima: nil byte order")
-	}
-	end := endianOf(order)
-	if len(b) >= parallelParseMin && runtime.GOMAXPROCS(0) > 1 {
-		if es, ok, err := parseListParallel(b, end); ok {
-			return es, err
-		}
-	}
-	return parseListFrom(b, end, 0, 0, nil)
+// MaxEntrySize bounds the size of one entry (header, name and template
+// data). The kernel itself sets no limit, but no kernel writes entries near
+// it: the largest template data in practice are ima-buf payloads and
+// appended signatures of a few KiB. A length field beyond it is an error
+// before anything is allocated or read.
+const MaxEntrySize = 4 << 20
+
+// ErrTooLarge: an entry declares more than MaxEntrySize bytes.
+var ErrTooLarge = errors.New("entry larger than MaxEntrySize")
+
+// shortError is a parse error caused by the input ending inside an entry:
+// need is how many bytes from the entry's start the parser must see to go
+// further. A streaming reader that is not at the end of its input reads
+// more; everywhere else it is the error it wraps (ErrTruncated or
+// ErrLength).
+type shortError struct {
+	need int64
+	err  error
 }
 
-// parseListFrom parses sequentially from off (entry index idx) to the end of
-// b, appending to entries.
-func parseListFrom(b []byte, order endian, off, idx int, entries []Entry) ([]Entry, error) {
-	var tc templateCache
-	if entries == nil {
-		// An entry takes at least entryHeaderMin+1 bytes, so this bound is safe.
-		est := (len(b) - off) / 96
-		if est > 1<<20 {
-			est = 1 << 20
-		}
-		entries = make([]Entry, 0, est)
+func (e *shortError) Error() string { return e.err.Error() }
+func (e *shortError) Unwrap() error { return e.err }
+
+func short(need int64, sentinel error, format string, a ...any) error {
+	return &shortError{need: need, err: fmt.Errorf("%w: "+format, append([]any{sentinel}, a...)...)}
+}
+
+// ParseList parses binary_runtime_measurements in the given byte order. It
+// checks every length against the bytes that remain, resolves every
+// template name (built-in or custom format) and checks that the template
+// data splits into exactly the template's fields. Errors are *ParseError
+// values naming offset, entry index and problem. TemplateData aliases b.
+func ParseList(b []byte, order binary.ByteOrder) ([]Entry, error) {
+	if order == nil {
+		return nil, errNilOrder
 	}
-	for off < len(b) {
-		e, n, errOff, err := parseEntry(b[off:], order, &tc)
+	end := endianOf(order)
+	var tc templateCache
+	// An entry takes more than 32 bytes, so this bound is safe.
+	entries := make([]Entry, 0, min(len(b)/96, 1<<20))
+	for off, idx := 0, 0; off < len(b); idx++ {
+		e, n, errOff, err := parseEntry(b[off:], end, &tc)
 		if err != nil {
 			return entries, &ParseError{Offset: int64(off + errOff), Index: idx, Err: err}
 		}
 		entries = append(entries, e)
 		off += n
-		idx++
 	}
 	return entries, nil
 }
 
-// Parallel parsing parameters (variables so that tests can force many
-// chunks on small inputs).
-var (
-	parallelParseMin = 1 << 20 // bytes
-	parseChunk       = 4096    // entries
-)
+var errNilOrder = errors.New("ima: nil byte order")
 
-// frameSize returns the size of the entry at the start of b judging by its
-// length fields only, or false where a full parse is needed to tell.
-func frameSize(b []byte, order endian, tc *templateCache) (int, bool) {
-	if len(b) < entryHeaderMin {
-		return 0, false
-	}
-	nameLen := order.Uint32(b[24:28])
-	off := entryHeaderMin
-	if uint64(nameLen) > uint64(len(b)-off) {
-		return 0, false
-	}
-	t, _, err := tc.lookupName(b[off : off+int(nameLen)])
-	if err != nil {
-		return 0, false
-	}
-	off += int(nameLen)
-	if t.Legacy() {
-		if len(b)-off < 24 {
-			return 0, false
-		}
-		nl := order.Uint32(b[off+20 : off+24])
-		if nl > eventNameLenMax || uint64(nl) > uint64(len(b)-off-24) {
-			return 0, false
-		}
-		return off + 24 + int(nl), true
-	}
-	if len(b)-off < 4 {
-		return 0, false
-	}
-	dl := order.Uint32(b[off : off+4])
-	if uint64(dl) > uint64(len(b)-off-4) {
-		return 0, false
-	}
-	return off + 4 + int(dl), true
+// frame is one entry split by its length fields only: what both the
+// parser and the restore simulation start from.
+type frame struct {
+	pcr    uint32
+	digest [20]byte
+	name   []byte
+	data   []byte
+	size   int // bytes the entry takes
 }
 
-// parseListParallel returns ok=false when the chunk boundaries of the quick
-// pass turned out wrong (the caller then parses sequentially).
-func parseListParallel(b []byte, order endian) (entries []Entry, ok bool, err error) {
-	per := max(parseChunk, 1)
-	// Quick pass: the start of every per-th entry, up to the first entry
-	// whose framing needs a closer look (the last chunk takes the rest).
-	starts := []int{0}
-	var tc templateCache
-	off, k, complete := 0, 0, true
-	for off < len(b) {
-		n, fine := frameSize(b[off:], order, &tc)
-		if !fine {
-			complete = false
-			break
+// splitFrame splits the entry at the start of b by its length fields:
+// u32 pcr | 20-byte digest | u32 len | name | u32 len | data. With legacy
+// set, an entry named "ima" is framed as the kernel writes it (digest |
+// u32 len | name, no data length, name at most 255 bytes); without, as
+// the restoring kernel reads every entry. On error errOff is the offset
+// within b of the offending field.
+func splitFrame(b []byte, order endian, legacy bool) (f frame, errOff int, err error) {
+	if len(b) < entryHeaderMin {
+		return f, 0, short(entryHeaderMin, ErrTruncated, "entry header needs %d bytes, %d remain", entryHeaderMin, len(b))
+	}
+	f.pcr = order.Uint32(b[0:4])
+	copy(f.digest[:], b[4:24])
+	nameLen := order.Uint32(b[24:28])
+	off := entryHeaderMin
+	if int64(nameLen) > MaxEntrySize {
+		return f, 24, fmt.Errorf("%w: template name length %d", ErrTooLarge, nameLen)
+	}
+	if uint64(nameLen) > uint64(len(b)-off) {
+		return f, 24, short(int64(off)+int64(nameLen), ErrLength, "template name length %d, %d bytes remain", nameLen, len(b)-off)
+	}
+	f.name = b[off : off+int(nameLen)]
+	off += int(nameLen)
+	if legacy && string(f.name) == legacyTemplateName {
+		// 20-byte digest | u32 len | name (no NUL)
+		if len(b)-off < 24 {
+			return f, off, short(int64(off)+24, ErrTruncated, "legacy ima template data needs 24 bytes, %d remain", len(b)-off)
 		}
-		off += n
-		k++
-		if k%per == 0 && off < len(b) {
-			starts = append(starts, off)
+		nl := order.Uint32(b[off+20 : off+24])
+		if nl > eventNameLenMax {
+			return f, off + 20, fmt.Errorf("%w: legacy ima file name length %d exceeds %d", ErrMalformed, nl, eventNameLenMax)
 		}
-	}
-	nc := len(starts)
-	if nc < 2 {
-		return nil, false, nil
-	}
-	full := (nc - 1) * per // entries in the chunks before the last
-	capacity := full + per
-	if complete {
-		capacity = k
-	}
-	entries = make([]Entry, full, capacity)
-	var last []Entry
-	errs := make([]error, nc)
-	bad := make([]bool, nc) // chunk did not end where the next starts
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), nc) {
-		wg.Go(func() {
-			var tc templateCache
-			for {
-				c := int(next.Add(1) - 1)
-				if c >= nc {
-					return
-				}
-				if c == nc-1 {
-					last, errs[c] = parseListFrom(b, order, starts[c], full, make([]Entry, 0, capacity-full))
-					continue
-				}
-				off := starts[c]
-				for j := 0; j < per; j++ {
-					e, n, errOff, err := parseEntry(b[off:], order, &tc)
-					if err != nil {
-						errs[c] = &ParseError{Offset: int64(off + errOff), Index: c*per + j, Err: err}
-						break
-					}
-					entries[c*per+j] = e
-					off += n
-				}
-				bad[c] = errs[c] == nil && off != starts[c+1]
-			}
-		})
-	}
-	wg.Wait()
-	for c := 0; c < nc-1; c++ {
-		if bad[c] {
-			return nil, false, nil
+		if uint64(nl) > uint64(len(b)-off-24) {
+			return f, off + 20, short(int64(off)+24+int64(nl), ErrLength, "legacy ima file name length %d, %d bytes remain", nl, len(b)-off-24)
 		}
-		if errs[c] != nil {
-			var pe *ParseError
-			errors.As(errs[c], &pe)
-			return entries[:pe.Index], true, errs[c]
-		}
+		end := off + 24 + int(nl)
+		f.data, f.size = b[off:end:end], end
+		return f, 0, nil
 	}
-	return append(entries, last...), true, errs[nc-1]
+	if len(b)-off < 4 {
+		return f, off, short(int64(off)+4, ErrTruncated, "template data length needs 4 bytes, %d remain", len(b)-off)
+	}
+	dl := order.Uint32(b[off : off+4])
+	if int64(off)+4+int64(dl) > MaxEntrySize {
+		return f, off, fmt.Errorf("%w: template data length %d", ErrTooLarge, dl)
+	}
+	if uint64(dl) > uint64(len(b)-off-4) {
+		return f, off, short(int64(off)+4+int64(dl), ErrLength, "template data length %d, %d bytes remain", dl, len(b)-off-4)
+	}
+	off += 4
+	end := off + int(dl)
+	f.data, f.size = b[off:end:end], end
+	return f, 0, nil
 }
 
 // parseEntry parses one entry at the start of b and returns it, its size,
-// and on error the offset within b where the problem lies.
+// and on error the offset within b where the problem lies. It is the one
+// entry parser: ParseList, the verification pipeline and every reader go
+// through it.
 func parseEntry(b []byte, order endian, tc *templateCache) (Entry, int, int, error) {
-	var e Entry
-	if len(b) < entryHeaderMin {
-		return e, 0, 0, fmt.Errorf("%w: entry header needs %d bytes, %d remain", ErrTruncated, entryHeaderMin, len(b))
-	}
-	e.PCR = order.Uint32(b[0:4])
-	copy(e.TemplateDigest[:], b[4:24])
-	nameLen := order.Uint32(b[24:28])
-	off := 28
-	if uint64(nameLen) > uint64(len(b)-off) {
-		return e, 0, 24, fmt.Errorf("%w: template name length %d, %d bytes remain", ErrLength, nameLen, len(b)-off)
-	}
-	nameB := b[off : off+int(nameLen)]
-	t, name, err := tc.lookupName(nameB)
+	f, errOff, err := splitFrame(b, order, true)
+	e := Entry{PCR: f.pcr, TemplateDigest: f.digest}
 	if err != nil {
-		return e, 0, off, fmt.Errorf("template name %q: %w", clip(nameB), err)
+		return e, 0, errOff, err
+	}
+	t, name, err := tc.lookupName(f.name)
+	if err != nil {
+		return e, 0, entryHeaderMin, fmt.Errorf("template name %q: %w", clip(f.name), err)
 	}
 	// The name as written: a format string stays a format string even when
 	// it equals a built-in template's format.
 	e.TemplateName = name
-	off += int(nameLen)
+	e.TemplateData = f.data
 	if t.Legacy() {
-		// 20-byte digest | u32 len | name (no NUL)
-		if len(b)-off < 24 {
-			return e, 0, off, fmt.Errorf("%w: legacy ima template data needs 24 bytes, %d remain", ErrTruncated, len(b)-off)
-		}
-		nl := order.Uint32(b[off+20 : off+24])
-		if uint64(nl) > uint64(len(b)-off-24) {
-			return e, 0, off + 20, fmt.Errorf("%w: legacy ima file name length %d, %d bytes remain", ErrLength, nl, len(b)-off-24)
-		}
-		if nl > eventNameLenMax {
-			return e, 0, off + 20, fmt.Errorf("%w: legacy ima file name length %d exceeds %d", ErrMalformed, nl, eventNameLenMax)
-		}
-		end := off + 24 + int(nl)
-		e.TemplateData = b[off:end:end]
-		return e, end, 0, nil
+		return e, f.size, 0, nil
 	}
-	if len(b)-off < 4 {
-		return e, 0, off, fmt.Errorf("%w: template data length needs 4 bytes, %d remain", ErrTruncated, len(b)-off)
-	}
-	dl := order.Uint32(b[off : off+4])
-	if uint64(dl) > uint64(len(b)-off-4) {
-		return e, 0, off, fmt.Errorf("%w: template data length %d, %d bytes remain", ErrLength, dl, len(b)-off-4)
-	}
-	off += 4
-	end := off + int(dl)
-	e.TemplateData = b[off:end:end]
 	if fo, err := checkFields(e.TemplateData, order, len(t.Fields)); err != nil {
-		return e, 0, off + fo, fmt.Errorf("template %s: %w", e.TemplateName, err)
+		return e, 0, f.size - len(f.data) + fo, fmt.Errorf("template %s: %w", e.TemplateName, err)
 	}
-	return e, end, 0, nil
+	return e, f.size, 0, nil
 }
 
 // checkFields verifies that data is exactly n length-prefixed fields, as the
@@ -394,4 +312,11 @@ func (e endian) Uint32(b []byte) uint32 {
 		return binary.BigEndian.Uint32(b)
 	}
 	return binary.LittleEndian.Uint32(b)
+}
+
+func (e endian) byteOrder() binary.ByteOrder {
+	if e.big {
+		return binary.BigEndian
+	}
+	return binary.LittleEndian
 }

@@ -222,8 +222,10 @@ func TestLyingLengths(t *testing.T) {
 		offset int64
 		want   error
 	}{
-		{"name length", 24, 0xffffffff, 24, ErrLength},
-		{"data length", 34, 0xffffffff, 34, ErrLength},
+		{"name length", 24, 0xffffffff, 24, ErrTooLarge},
+		{"data length", 34, 0xffffffff, 34, ErrTooLarge},
+		{"name length past the end", 24, 1000, 24, ErrLength},
+		{"data length past the end", 34, 1000, 34, ErrLength},
 		{"first field length", 38, 0xffffffff, 38, ErrMalformed},
 		{"second field length", 38 + 4 + 26, 0xfffffff0, 38 + 4 + 26, ErrMalformed},
 		{"field length short", 38, 25, 38 + 4 + 25, ErrMalformed},
@@ -336,7 +338,7 @@ func TestFormatNameOfBuiltin(t *testing.T) {
 		t.Errorf("ascii %q", out)
 	}
 	var re *RestoreError
-	if err := CheckRestorable(es); !errors.As(err, &re) || re.Problems[0].Kind != KindAltered || !strings.Contains(re.Problems[0].Reason, `"ima-ng"`) {
+	if err := CheckRestorable(es, binary.LittleEndian); !errors.As(err, &re) || re.Problems[0].Kind != KindAltered || !strings.Contains(re.Problems[0].Reason, `"ima-ng"`) {
 		t.Errorf("restore: %v", err)
 	}
 }

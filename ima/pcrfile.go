@@ -10,6 +10,10 @@ import (
 	"strings"
 )
 
+// PCRValues holds PCR values: bank -> PCR index -> value. It is the one
+// type for PCR values the package takes and returns.
+type PCRValues map[crypto.Hash]map[uint32][]byte
+
 // maxPCRIndex bounds PCR indices accepted from PCR files.
 const maxPCRIndex = 1023
 

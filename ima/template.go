@@ -191,3 +191,25 @@ type cacheEntry struct {
 	t    *Template
 	name string
 }
+
+// lookupParsed returns the template of an entry that parseEntry accepted
+// (nil if it no longer resolves), without allocating.
+func (c *templateCache) lookupParsed(name string) *Template {
+	for _, t := range builtinTemplates {
+		if t.Name == name {
+			return t
+		}
+	}
+	if ce, ok := c.custom[name]; ok {
+		return ce.t
+	}
+	t, err := LookupTemplate(name)
+	if err != nil {
+		return nil
+	}
+	if c.custom == nil {
+		c.custom = make(map[string]cacheEntry)
+	}
+	c.custom[name] = cacheEntry{t, name}
+	return t
+}

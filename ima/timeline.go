@@ -97,22 +97,17 @@ type Timeline struct {
 	Reason  string  `json:"reason"`
 }
 
-// BuildTimeline splits entries at boot_aggregate events and classifies how
-// each boot ended. A kexec_load between two boot_aggregates means a soft
-// reboot; without a kexec_execute after the last kexec_load, events were lost
-// and only a cold boot restores consistency. Field lengths are read
-// little-endian; use BuildTimelineOrder for other lists.
-func BuildTimeline(entries []Entry) Timeline {
-	return BuildTimelineOrder(entries, binary.LittleEndian)
-}
-
-// BuildTimelineOrder is BuildTimeline for a list in the given byte order.
-func BuildTimelineOrder(entries []Entry, order binary.ByteOrder) Timeline {
-	tb := newTimelineBuilder(order)
+// BuildTimeline splits entries of a list in the given byte order at
+// boot_aggregate events and classifies how each boot ended. A kexec_load
+// between two boot_aggregates means a soft reboot; without a kexec_execute
+// after the last kexec_load, events were lost and only a cold boot
+// restores consistency.
+func BuildTimeline(entries []Entry, order binary.ByteOrder) Timeline {
+	tb := NewTimelineBuilder(order)
 	for i := range entries {
-		tb.add(i, &entries[i])
+		tb.Add(i, &entries[i])
 	}
-	return tb.finish(len(entries))
+	return tb.Finish(len(entries))
 }
 
 // timelineCandidate reports whether e can carry one of the four event names
@@ -154,20 +149,21 @@ func nameCandidate(e *Entry, t *Template, order endian) bool {
 	return false
 }
 
-// timelineBuilder builds a Timeline from entries fed in list order. Only
-// entry 0, violations and timeline candidates change the result, so a
-// caller may feed just those.
-type timelineBuilder struct {
+// TimelineBuilder builds a Timeline from entries fed in list order (Add,
+// then Finish). Only entry 0, violations and entries whose event name
+// starts with "boot_aggregate" or "kexec_" change the result, so a caller
+// may feed just those.
+type TimelineBuilder struct {
 	tl    Timeline
 	cur   int
 	order binary.ByteOrder
 }
 
-func newTimelineBuilder(order binary.ByteOrder) *timelineBuilder {
-	return &timelineBuilder{cur: -1, order: order}
+func NewTimelineBuilder(order binary.ByteOrder) *TimelineBuilder {
+	return &TimelineBuilder{cur: -1, order: endianOf(order).byteOrder()}
 }
 
-func (tb *timelineBuilder) add(i int, e *Entry) {
+func (tb *TimelineBuilder) Add(i int, e *Entry) {
 	tl := &tb.tl
 	name := ""
 	if timelineCandidate(e) {
@@ -199,8 +195,8 @@ func (tb *timelineBuilder) add(i int, e *Entry) {
 	}
 }
 
-// finish classifies the boots of a list of n entries.
-func (tb *timelineBuilder) finish(n int) Timeline {
+// Finish classifies the boots of a list of n entries.
+func (tb *TimelineBuilder) Finish(n int) Timeline {
 	tl := tb.tl
 	tl.Entries = n
 	if tb.cur >= 0 {

@@ -15,8 +15,8 @@ import (
 // (zero when the prefix does not reach it), as a TPM would report.
 func quote(es []Entry, k int, bank crypto.Hash, m Method) map[uint32][]byte {
 	v := Replay(es[:k], bank, m)
-	for _, p := range usedPCRs(es) {
-		if v[p] == nil {
+	for _, e := range es {
+		if p := e.PCR; v[p] == nil {
 			v[p] = make([]byte, bank.Size())
 		}
 	}
@@ -32,7 +32,7 @@ func TestVerifyMethodsAndPrefix(t *testing.T) {
 			crypto.SHA256: quote(es, k, crypto.SHA256, MethodPerBank),
 			crypto.SHA384: quote(es, k, crypto.SHA384, MethodSHA1Padded),
 		}
-		r := Verify(es, q)
+		r := Verify(es, binary.LittleEndian, q, VerifyOptions{})
 		if !r.Consistent || r.Prefix != k {
 			t.Fatalf("k=%d: consistent %v prefix %d problems %v", k, r.Consistent, r.Prefix, r.Problems)
 		}
@@ -67,14 +67,14 @@ func TestVerifyInconsistent(t *testing.T) {
 	// one flipped bit in one quoted PCR
 	q := good()
 	q[crypto.SHA256][10][0] ^= 0x80
-	r := Verify(es, q)
+	r := Verify(es, binary.LittleEndian, q, VerifyOptions{})
 	if r.Consistent || r.Prefix != -1 {
 		t.Errorf("corrupted quote: %+v", r)
 	}
 	// banks that disagree on the prefix: no common prefix
 	q = good()
 	q[crypto.SHA1] = quote(es, n-2, crypto.SHA1, MethodPerBank)
-	if r := Verify(es, q); r.Consistent {
+	if r := Verify(es, binary.LittleEndian, q, VerifyOptions{}); r.Consistent {
 		t.Errorf("banks at different prefixes verified: %+v", r)
 	}
 	// a tampered template data byte inside the prefix
@@ -82,7 +82,7 @@ func TestVerifyInconsistent(t *testing.T) {
 	td := slices.Clone(bad[3].TemplateData)
 	td[len(td)-1] ^= 1
 	bad[3].TemplateData = td
-	r = Verify(bad, good())
+	r = Verify(bad, binary.LittleEndian, good(), VerifyOptions{})
 	if r.Consistent || !slices.Contains(r.DigestMismatches, 3) {
 		t.Errorf("tampered data: %+v", r)
 	}
@@ -90,21 +90,21 @@ func TestVerifyInconsistent(t *testing.T) {
 	// list lies about its digest
 	bad = slices.Clone(es)
 	bad[2].TemplateDigest[5] ^= 1
-	r = Verify(bad, good())
+	r = Verify(bad, binary.LittleEndian, good(), VerifyOptions{})
 	if r.Consistent || !slices.Contains(r.DigestMismatches, 2) {
 		t.Errorf("tampered digest: %+v", r)
 	}
 	// a bank that quotes none of the list's PCRs
-	r = Verify(es, PCRValues{crypto.SHA256: {0: make([]byte, 32)}})
+	r = Verify(es, binary.LittleEndian, PCRValues{crypto.SHA256: {0: make([]byte, 32)}}, VerifyOptions{})
 	if r.Consistent || len(r.Problems) == 0 {
 		t.Errorf("unrelated PCRs verified: %+v", r)
 	}
 	// all-zero PCRs match only the empty prefix
-	r = Verify(es, PCRValues{crypto.SHA256: quote(es, 0, crypto.SHA256, MethodPerBank)})
+	r = Verify(es, binary.LittleEndian, PCRValues{crypto.SHA256: quote(es, 0, crypto.SHA256, MethodPerBank)}, VerifyOptions{})
 	if r.Consistent || r.Prefix != 0 {
 		t.Errorf("empty prefix: %+v", r)
 	}
-	if r := Verify(es, nil); r.Consistent {
+	if r := Verify(es, binary.LittleEndian, nil, VerifyOptions{}); r.Consistent {
 		t.Error("no quote verified")
 	}
 }
@@ -153,7 +153,7 @@ func TestParsePCRFileForms(t *testing.T) {
 func TestTimeline(t *testing.T) {
 	order := binary.LittleEndian
 	es := synthList(t, order)
-	tl := BuildTimeline(es)
+	tl := BuildTimeline(es, binary.LittleEndian)
 	if len(tl.Boots) != 2 || tl.Verdict != VerdictSoftReboots || tl.Boots[0].Exit != "soft-reboot" || tl.Boots[1].Exit != "running" {
 		t.Fatalf("timeline %+v", tl)
 	}
@@ -167,7 +167,7 @@ func TestTimeline(t *testing.T) {
 			noExec = append(noExec, es[i])
 		}
 	}
-	if tl := BuildTimeline(noExec); tl.Verdict != VerdictEventsLost || tl.Boots[0].Exit != "events-lost" {
+	if tl := BuildTimeline(noExec, binary.LittleEndian); tl.Verdict != VerdictEventsLost || tl.Boots[0].Exit != "events-lost" {
 		t.Errorf("no execute: %+v", tl)
 	}
 	// drop both markers: unmarked hand-over
@@ -177,13 +177,13 @@ func TestTimeline(t *testing.T) {
 			none = append(none, noExec[i])
 		}
 	}
-	if tl := BuildTimeline(none); tl.Verdict != VerdictUnmarked {
+	if tl := BuildTimeline(none, binary.LittleEndian); tl.Verdict != VerdictUnmarked {
 		t.Errorf("unmarked: %+v", tl)
 	}
-	if tl := BuildTimeline(es[:5]); tl.Verdict != VerdictColdBoot || len(tl.Boots) != 1 {
+	if tl := BuildTimeline(es[:5], binary.LittleEndian); tl.Verdict != VerdictColdBoot || len(tl.Boots) != 1 {
 		t.Errorf("single boot: %+v", tl)
 	}
-	if tl := BuildTimeline(nil); tl.Verdict != VerdictEmpty {
+	if tl := BuildTimeline(nil, binary.LittleEndian); tl.Verdict != VerdictEmpty {
 		t.Errorf("empty: %+v", tl)
 	}
 }

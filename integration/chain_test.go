@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/binary"
 	"fmt"
 	"path/filepath"
 	"regexp"
@@ -192,7 +193,7 @@ func TestContrastKexecTools(t *testing.T) {
 	list1 := parseList(t, res.List(1, "binary_runtime_measurements"), "boot 1")
 	list2 := parseList(t, res.List(2, "binary_runtime_measurements"), "boot 2")
 	pcrs2 := pcrValues(t, res.PCRs(2), "sha1", "sha256")
-	toolsResult := ima.Verify(list2, pcrs2)
+	toolsResult := ima.Verify(list2, binary.LittleEndian, pcrs2, ima.VerifyOptions{})
 	if countBootAggregates(list2) != 1 || len(list2) >= len(list1) {
 		t.Fatalf("kexec-tools: boot 2 list %s; expected the list to be lost (only the new boot_aggregate)", describe(list2))
 	}
@@ -205,7 +206,7 @@ func TestContrastKexecTools(t *testing.T) {
 	g2.files["/boot/vmlinuz-2"] = g2.k1
 	res2 := g2.run(g2.k1, handoverScenario(""))
 	l2 := parseList(t, res2.List(2, "binary_runtime_measurements"), "gokexec boot 2")
-	goResult := ima.Verify(l2, pcrValues(t, res2.PCRs(2), "sha1", "sha256"))
+	goResult := ima.Verify(l2, binary.LittleEndian, pcrValues(t, res2.PCRs(2), "sha1", "sha256"), ima.VerifyOptions{})
 	if !goResult.Consistent || goResult.Prefix != len(l2) {
 		t.Fatalf("gokexec: boot 2 list does not replay (prefix %d of %d)", goResult.Prefix, len(l2))
 	}

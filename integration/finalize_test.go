@@ -82,7 +82,7 @@ func TestFinalizeRefreshesAndMeasures(t *testing.T) {
 	if !found {
 		t.Fatal("no measurement of /boot/vmlinuz-2 between the markers")
 	}
-	tl := ima.BuildTimeline(list2)
+	tl := ima.BuildTimeline(list2, binary.LittleEndian)
 	if tl.Verdict != ima.VerdictSoftReboots || len(tl.Boots) != 2 || tl.Boots[0].Exit != "soft-reboot" {
 		t.Fatalf("timeline verdict %s, boots %+v", tl.Verdict, tl.Boots)
 	}
@@ -160,11 +160,11 @@ func TestForeignExecLosesEvents(t *testing.T) {
 	if len(load) != 1 || len(exec) != 0 {
 		t.Fatalf("markers load %v execute %v; want a kexec_load without kexec_execute", load, exec)
 	}
-	tl := ima.BuildTimeline(list2)
+	tl := ima.BuildTimeline(list2, binary.LittleEndian)
 	if tl.Verdict != ima.VerdictEventsLost {
 		t.Fatalf("timeline verdict %s (%s), want %s", tl.Verdict, tl.Reason, ima.VerdictEventsLost)
 	}
-	if r := ima.Verify(list2, pcrValues(t, res.PCRs(2), "sha1", "sha256")); r.Consistent {
+	if r := ima.Verify(list2, binary.LittleEndian, pcrValues(t, res.PCRs(2), "sha1", "sha256"), ima.VerifyOptions{}); r.Consistent {
 		t.Fatal("the list replays although events were lost")
 	}
 	cmds := res.Find(2, proto.TypeCmd, "")

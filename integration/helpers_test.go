@@ -206,7 +206,7 @@ func keys(m map[string][]string) []string {
 // requireReplays checks that the whole list reproduces the quoted PCRs.
 func requireReplays(t *testing.T, es []ima.Entry, pcrs ima.PCRValues, what string) ima.VerifyResult {
 	t.Helper()
-	r := ima.Verify(es, pcrs)
+	r := ima.Verify(es, binary.LittleEndian, pcrs, ima.VerifyOptions{})
 	if !r.Consistent || r.Prefix != len(es) {
 		t.Fatalf("%s: list of %d entries does not replay to the PCRs: consistent=%v prefix=%d problems=%v", what, len(es), r.Consistent, r.Prefix, r.Problems)
 	}

@@ -52,7 +52,7 @@ func TestMeasurementsAndMarkers(t *testing.T) {
 	if m.EncodedSize() > maxMarkerSize(MarkerExecute) {
 		t.Fatal("maxMarkerSize is not an upper bound")
 	}
-	if err := ima.CheckRestorable(append(es, m)); err != nil {
+	if err := ima.CheckRestorable(append(es, m), binary.LittleEndian); err != nil {
 		t.Fatalf("the loader's entries must survive the restoring kernel: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package loader
 import (
 	"bytes"
 	"crypto"
+	"encoding/binary"
 	"fmt"
 	"sort"
 	"strings"
@@ -31,10 +32,10 @@ func planBanks(es []ima.Entry, quoted ima.PCRValues) ([]bankPlan, error) {
 	sort.Slice(banks, func(i, j int) bool { return banks[i] < banks[j] })
 	var out []bankPlan
 	for _, b := range banks {
-		ms, ok := ima.BootMethods(es, b, quoted[b])
+		ms, ok := ima.BootMethods(es, binary.LittleEndian, b, quoted[b])
 		if !ok {
 			return nil, fmt.Errorf("%w: bank %s: no choice of extend method per boot reproduces the quoted PCRs over %d entries and %d boots",
-				ErrSelfCheck, ima.HashName(b), len(es), len(ima.BootStarts(es)))
+				ErrSelfCheck, ima.HashName(b), len(es), len(ima.BootStarts(es, binary.LittleEndian)))
 		}
 		out = append(out, bankPlan{b, ms})
 	}
@@ -54,7 +55,7 @@ func current(plans []bankPlan) map[crypto.Hash]ima.Method {
 // entries in the last) against quoted.
 func replaysWith(es []ima.Entry, quoted ima.PCRValues, plans []bankPlan) bool {
 	for _, p := range plans {
-		got := ima.ReplayBootMethods(es, p.bank, p.methods)
+		got := ima.ReplayBootMethods(es, binary.LittleEndian, p.bank, p.methods)
 		if got == nil {
 			return false
 		}

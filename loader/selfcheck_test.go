@@ -3,6 +3,7 @@ package loader
 import (
 	"crypto"
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"testing"
 
@@ -35,9 +36,9 @@ func TestPlanBanksMixedMethods(t *testing.T) {
 	es, _ := mixedLog(t)
 	want := []ima.Method{ima.MethodSHA1Padded, ima.MethodPerBank, ima.MethodSHA1Padded}
 	quoted := ima.PCRValues{
-		crypto.SHA1:   ima.ReplayBootMethods(es, crypto.SHA1, []ima.Method{0, 0, 0}),
-		crypto.SHA256: ima.ReplayBootMethods(es, crypto.SHA256, []ima.Method{0, 0, 0}),
-		crypto.SHA384: ima.ReplayBootMethods(es, crypto.SHA384, want),
+		crypto.SHA1:   ima.ReplayBootMethods(es, binary.LittleEndian, crypto.SHA1, []ima.Method{0, 0, 0}),
+		crypto.SHA256: ima.ReplayBootMethods(es, binary.LittleEndian, crypto.SHA256, []ima.Method{0, 0, 0}),
+		crypto.SHA384: ima.ReplayBootMethods(es, binary.LittleEndian, crypto.SHA384, want),
 	}
 	plans, err := planBanks(es, quoted)
 	if err != nil {

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"crypto"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -36,23 +38,30 @@ func oneFile(cmd string, rest []string) (string, error) {
 	return rest[0], nil
 }
 
-// loadList reads and parses a binary list (or, with kexec, a hand-over
-// buffer).
-func loadList(name string, stdin io.Reader, order binary.ByteOrder, kexec bool) ([]ima.Entry, error) {
-	b, err := readInput(name, stdin)
+// listInput opens FILE as a binary list (or, with kexec, a hand-over
+// buffer, whose header it checks) and returns the reader of its entries.
+// finish checks a hand-over buffer's count once the entries are read.
+func listInput(name string, stdin io.Reader, order binary.ByteOrder, kexec bool) (in *input, r io.Reader, finish func(n int) error, err error) {
+	in, err = openInput(name, stdin)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	var entries []ima.Entry
+	finish = func(int) error { return nil }
+	r = in.r
 	if kexec {
-		entries, err = ima.ParseKexecBuffer(b, order)
-	} else {
-		entries, err = ima.ParseList(b, order)
+		size := int64(-1)
+		if in.size > 0 {
+			size = in.size
+		}
+		h, lr, err := ima.KexecListReader(r, size, order)
+		if err != nil {
+			in.Close()
+			return nil, nil, nil, fmt.Errorf("%s: %w", name, err)
+		}
+		r = lr
+		finish = func(n int) error { return ima.CheckKexecCount(h, n) }
 	}
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	return entries, nil
+	return in, r, finish, nil
 }
 
 type jsonEntry struct {
@@ -139,34 +148,71 @@ func cmdShow(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 	if err != nil {
 		return exitBad, err
 	}
-	entries, err := loadList(name, stdin, order, *kexec)
+	if *format != "ascii" && *format != "json" {
+		return exitBad, usagef("show: --format %q: want ascii or json", *format)
+	}
+	in, r, finish, err := listInput(name, stdin, order, *kexec)
 	if err != nil {
 		return exitBad, err
 	}
-	switch *format {
-	case "ascii":
-		out, err := ima.AppendASCII(nil, entries, order)
-		if err != nil {
-			return exitBad, fmt.Errorf("%s: %w", name, err)
-		}
-		_, err = stdout.Write(out)
-		return exitOK, err
-	case "json":
-		list := make([]jsonEntry, len(entries))
-		for i := range entries {
-			e := &entries[i]
-			d, err := e.Decode(order)
-			if err != nil {
-				return exitBad, fmt.Errorf("%s: entry %d: %w", name, i, err)
-			}
-			list[i] = jsonEntry{Index: i, PCR: e.PCR, TemplateDigest: hex.EncodeToString(e.TemplateDigest[:]),
-				Template: e.TemplateName, Violation: e.Violation(), Fields: decodedJSON(d)}
-		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return exitOK, enc.Encode(map[string]any{"entries": list, "timeline": ima.BuildTimelineOrder(entries, order)})
+	defer in.Close()
+	w := bufio.NewWriterSize(stdout, 64<<10)
+	defer w.Flush()
+	tb := ima.NewTimelineBuilder(order)
+	var line []byte
+	n := 0
+	if *format == "json" {
+		w.WriteString("{\n  \"entries\": [")
 	}
-	return exitBad, usagef("show: --format %q: want ascii or json", *format)
+	err = ima.Scan(r, order, func(i int, off int64, e *ima.Entry) error {
+		n = i + 1
+		if *format == "ascii" {
+			var err error
+			line, err = ima.AppendASCII(line[:0], []ima.Entry{*e}, order)
+			if err != nil {
+				var pe *ima.ParseError
+				if errors.As(err, &pe) {
+					pe.Index, pe.Offset = i, off
+				}
+				return err
+			}
+			_, err = w.Write(line)
+			return err
+		}
+		tb.Add(i, e)
+		d, err := e.Decode(order)
+		if err != nil {
+			return fmt.Errorf("entry %d: %w", i, err)
+		}
+		b, err := json.MarshalIndent(jsonEntry{Index: i, PCR: e.PCR, TemplateDigest: hex.EncodeToString(e.TemplateDigest[:]),
+			Template: e.TemplateName, Violation: e.Violation(), Fields: decodedJSON(d)}, "    ", "  ")
+		if err != nil {
+			return err
+		}
+		if i > 0 {
+			w.WriteByte(',')
+		}
+		w.WriteString("\n    ")
+		_, err = w.Write(b)
+		return err
+	})
+	if err == nil {
+		err = finish(n)
+	}
+	if err != nil {
+		return exitBad, fmt.Errorf("%s: %w", name, err)
+	}
+	if *format == "json" {
+		tl, err := json.MarshalIndent(tb.Finish(n), "  ", "  ")
+		if err != nil {
+			return exitBad, err
+		}
+		if n > 0 {
+			w.WriteString("\n  ")
+		}
+		fmt.Fprintf(w, "],\n  \"timeline\": %s\n}\n", tl)
+	}
+	return exitOK, w.Flush()
 }
 
 func parseBanks(names []string) ([]crypto.Hash, error) {
@@ -228,28 +274,17 @@ func cmdReplay(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 			runs = append(runs, ima.BankMethod{Bank: b, Method: m})
 		}
 	}
-	var replayed []map[uint32][]byte
-	var n int
-	if *kexec {
-		entries, err := loadList(name, stdin, order, true)
-		if err != nil {
-			return exitBad, err
-		}
-		replayed, n = ima.ReplayAll(entries, runs), len(entries)
-	} else {
-		f, size, b, err := openList(name, stdin)
-		if err != nil {
-			return exitBad, err
-		}
-		if f != nil {
-			defer f.Close()
-			replayed, n, err = ima.ReplayReaderAt(f, size, order, runs)
-		} else {
-			replayed, n, err = ima.ReplayList(b, order, runs)
-		}
-		if err != nil {
-			return exitBad, fmt.Errorf("%s: %w", name, err)
-		}
+	in, r, finish, err := listInput(name, stdin, order, *kexec)
+	if err != nil {
+		return exitBad, err
+	}
+	defer in.Close()
+	replayed, n, err := ima.ReplayReader(r, order, runs)
+	if err == nil {
+		err = finish(n)
+	}
+	if err != nil {
+		return exitBad, fmt.Errorf("%s: %w", name, err)
 	}
 	type result struct {
 		Bank   string            `json:"bank"`
@@ -301,7 +336,7 @@ func loadPCRArg(arg string, stdin io.Reader) (ima.PCRValues, error) {
 			return nil, usagef("--pcrs %q: %v", arg, err)
 		}
 	}
-	data, err := readInput(file, stdin)
+	data, err := readSmall(file, stdin, maxPCRFile)
 	if err != nil {
 		return nil, err
 	}
@@ -317,6 +352,8 @@ func cmdVerify(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 	pcrs := fs.StringArray("pcrs", nil, "[BANK,]FILE with quoted PCR values (repeatable)")
 	tpmDev := fs.String("tpm", "", "read PCRs from a TPM (--tpm or --tpm=/dev/tpm0)")
 	fs.Lookup("tpm").NoOptDefVal = "auto"
+	readsF := fs.String("reads", "auto", "auto, instant or per-bank: how the PCR values were taken")
+	strict := fs.Bool("strict", false, "every PCR with entries must be quoted; no entry may follow the matched prefix")
 	asJSON := fs.Bool("json", false, "JSON output")
 	bo := fs.String("byte-order", "native", "native, little (canonical) or big")
 	kexec := fs.Bool("kexec", false, "FILE is a kexec hand-over buffer")
@@ -339,7 +376,13 @@ func cmdVerify(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 	if len(*pcrs) == 0 && !useTPM {
 		return exitBad, usagef("verify: need --pcrs or --tpm")
 	}
+	switch *readsF {
+	case "auto", "instant", "per-bank":
+	default:
+		return exitBad, usagef("verify: --reads %q: want auto, instant or per-bank", *readsF)
+	}
 	quoted := ima.PCRValues{}
+	var sources []pcrSource
 	if useTPM {
 		// PCRs first, list second: a running system keeps measuring, and
 		// PCRs read before the list match a prefix of it.
@@ -352,39 +395,38 @@ func cmdVerify(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 			return exitBad, err
 		}
 		quoted.Merge(v)
+		sources = append(sources, pcrSource{"--tpm", len(v)})
 	}
+	for _, a := range *pcrs {
+		v, err := loadPCRArg(a, stdin)
+		if err != nil {
+			return exitBad, err
+		}
+		quoted.Merge(v)
+		sources = append(sources, pcrSource{a, len(v)})
+	}
+	opt := ima.VerifyOptions{Strict: *strict}
+	reads := decideReads(*readsF, sources, len(quoted))
+	if reads.perBank {
+		opt.Reads = ima.ReadsPerBank
+	}
+	in, r, finish, err := listInput(name, stdin, order, *kexec)
+	if err != nil {
+		return exitBad, err
+	}
+	defer in.Close()
 	var res ima.VerifyResult
-	var tl ima.Timeline
-	if *kexec {
-		entries, err := loadList(name, stdin, order, true)
-		if err != nil {
-			return exitBad, err
-		}
-		if err := mergePCRArgs(quoted, *pcrs, stdin); err != nil {
-			return exitBad, err
-		}
-		res, tl = ima.VerifyOrder(entries, quoted, order), ima.BuildTimelineOrder(entries, order)
+	if in.size > 0 && !*kexec {
+		// A regular file: read again where a second pass is cheaper.
+		res, err = ima.VerifyReaderAt(in.f, in.size, order, quoted, opt)
 	} else {
-		// One parallel pass over the list: parse, hash, extend and
-		// timeline without materializing the entries.
-		f, size, b, err := openList(name, stdin)
-		if err != nil {
-			return exitBad, err
-		}
-		if f != nil {
-			defer f.Close()
-		}
-		if err := mergePCRArgs(quoted, *pcrs, stdin); err != nil {
-			return exitBad, err
-		}
-		if size > 0 {
-			res, tl, err = ima.VerifyReaderAt(f, size, order, quoted)
-		} else {
-			res, tl, err = ima.VerifyList(b, order, quoted)
-		}
-		if err != nil {
-			return exitBad, fmt.Errorf("%s: %w", name, err)
-		}
+		res, err = ima.VerifyReader(r, order, quoted, opt)
+	}
+	if err == nil {
+		err = finish(res.Entries)
+	}
+	if err != nil {
+		return exitBad, fmt.Errorf("%s: %w", name, err)
 	}
 	code := exitMismatch
 	if res.Consistent {
@@ -393,50 +435,48 @@ func cmdVerify(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return code, enc.Encode(map[string]any{"list": name, "verify": res, "timeline": tl})
+		return code, enc.Encode(map[string]any{"list": name, "verify": res, "timeline": res.Timeline, "reads_reason": reads.why})
 	}
-	printTimeline(stdout, name, tl)
-	printVerify(stdout, res, tl)
-	return code, nil
+	w := bufio.NewWriter(stdout)
+	printTimeline(w, name, res.Timeline)
+	printVerify(w, res, reads)
+	return code, w.Flush()
 }
 
-// openList opens a list for one pass: a regular file is returned open
-// with its size, to be read in segments through small buffers (cheaper
-// than holding it, or touching a mapping page by page); stdin, securityfs
-// and other files of unknown size are read whole into b.
-func openList(name string, stdin io.Reader) (f *os.File, size int64, b []byte, err error) {
-	if name != "-" {
-		if f, err = os.Open(name); err != nil {
-			return nil, 0, nil, err
-		}
-		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Size() > 0 && st.Size() <= maxInput {
-			return f, st.Size(), nil, nil
-		}
-	}
-	var r io.Reader = stdin
-	if f != nil {
-		r = f
-	}
-	b, err = readAll(name, r)
-	if f != nil {
-		f.Close()
-	}
-	return nil, 0, b, err
+// pcrSource is one input of quoted values and how many banks it held.
+type pcrSource struct {
+	arg   string
+	banks int
 }
 
-func mergePCRArgs(quoted ima.PCRValues, args []string, stdin io.Reader) error {
-	for _, a := range args {
-		v, err := loadPCRArg(a, stdin)
-		if err != nil {
-			return err
-		}
-		quoted.Merge(v)
+// readsChoice is the reading mode and why it applies.
+type readsChoice struct {
+	perBank bool
+	why     string
+}
+
+// decideReads applies --reads, or when it is auto, infers from the inputs
+// how the values were taken, and says so.
+func decideReads(flag string, sources []pcrSource, banks int) readsChoice {
+	switch flag {
+	case "instant":
+		return readsChoice{false, "instant (--reads instant)"}
+	case "per-bank":
+		return readsChoice{true, "per-bank (--reads per-bank)"}
 	}
-	return nil
+	switch {
+	case banks <= 1:
+		return readsChoice{false, "instant (assumed: one bank, for which both readings agree)"}
+	case len(sources) == 1 && sources[0].arg == "--tpm":
+		return readsChoice{false, "instant (assumed: --tpm reads every bank in one pass, with nothing measured in between)"}
+	case len(sources) == 1:
+		return readsChoice{false, fmt.Sprintf("instant (assumed: one file holds all %d banks, as one tpm2_pcrread command writes them; --reads per-bank if its banks were read one after another)", banks)}
+	}
+	return readsChoice{true, fmt.Sprintf("per-bank (assumed: the values come from %d separate inputs, as the sysfs pcr-<bank> files are read one bank after another; --reads instant if they were taken at one instant)", len(sources))}
 }
 
 func printTimeline(w io.Writer, name string, tl ima.Timeline) {
-	fmt.Fprintf(w, "list %s: %d entries, %d boot(s)\n", name, tl.Entries, len(tl.Boots))
+	fmt.Fprintf(w, "list %s: %d entries, %d boot(s)\n", ima.Escape(name), tl.Entries, len(tl.Boots))
 	for i, b := range tl.Boots {
 		start := "no boot_aggregate"
 		if b.BootAggregate {
@@ -444,38 +484,58 @@ func printTimeline(w io.Writer, name string, tl ima.Timeline) {
 		}
 		fmt.Fprintf(w, "  boot %d: entries %d-%d (%s), %d violation(s), exit: %s\n", i+1, b.Start, b.End-1, start, b.Violations, b.Exit)
 		for _, m := range b.Markers {
-			fmt.Fprintf(w, "    #%d %s (PCR %d): %s\n", m.Index, m.Name, m.PCR, m.Payload)
+			fmt.Fprintf(w, "    #%d %s (PCR %d): %s\n", m.Index, ima.Escape(m.Name), m.PCR, ima.Escape(m.Payload))
 		}
 	}
 	fmt.Fprintf(w, "markers: %s: %s\n", tl.Verdict, tl.Reason)
 }
 
-func methodName(m *ima.Method) string {
-	if m == nil {
-		return "none"
+// entryRange renders the first k entries.
+func entryRange(k int) string {
+	switch {
+	case k <= 0:
+		return "no entries"
+	case k == 1:
+		return "entry 0"
 	}
-	return m.String()
+	return fmt.Sprintf("entries 0-%d", k-1)
 }
 
-func printVerify(w io.Writer, res ima.VerifyResult, tl ima.Timeline) {
+func joinPCRs(ps []uint32) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = fmt.Sprint(p)
+	}
+	return strings.Join(s, ",")
+}
+
+func printVerify(w io.Writer, res ima.VerifyResult, reads readsChoice) {
+	perBank := res.Reads == ima.ReadsPerBank
+	fmt.Fprintf(w, "pcr reads: %s\n", reads.why)
 	for _, b := range res.Banks {
-		pcrs := make([]string, len(b.PCRs))
-		for i, p := range b.PCRs {
-			pcrs[i] = fmt.Sprint(p)
+		fmt.Fprintf(w, "bank %s: PCRs %s ", b.Bank, joinPCRs(b.PCRs))
+		bound := res.Prefix
+		if perBank || bound < 0 {
+			bound = b.OwnPrefix
 		}
-		fmt.Fprintf(w, "bank %s: PCRs [%s]: ", b.Bank, strings.Join(pcrs, ","))
-		if len(b.BootMethods) > 0 {
+		switch {
+		case len(b.BootMethods) > 0:
 			names := make([]string, len(b.BootMethods))
 			for i, m := range b.BootMethods {
 				names[i] = m.String()
 			}
-			fmt.Fprintf(w, "matches the whole list with a method per boot: %s (the kernels hashed this bank differently)", strings.Join(names, ", "))
-		} else if b.Method != nil {
-			fmt.Fprintf(w, "matches at the common prefix with %s", methodName(b.Method))
-		} else {
-			fmt.Fprintf(w, "no match at the common prefix")
+			fmt.Fprintf(w, "bind %s of %d, a method per boot: %s (the kernels hashed this bank differently)\n", entryRange(b.OwnPrefix), res.Entries, strings.Join(names, ", "))
+		case b.Method != nil && bound > 0:
+			fmt.Fprintf(w, "bind %s of %d (%s)", entryRange(bound), res.Entries, b.Method)
+			if !perBank && b.OwnPrefix > bound {
+				fmt.Fprintf(w, "; alone they bind %s (%s)", entryRange(b.OwnPrefix), methodName(b.OwnMethod))
+			}
+			fmt.Fprintln(w)
+		case b.OwnPrefix > 0:
+			fmt.Fprintf(w, "bind no prefix common to every bank; alone they bind %s (%s)\n", entryRange(b.OwnPrefix), methodName(b.OwnMethod))
+		default:
+			fmt.Fprintf(w, "bind no prefix of the list\n")
 		}
-		fmt.Fprintf(w, "; alone: longest prefix %d (%s)\n", b.OwnPrefix, methodName(b.OwnMethod))
 		if b.Method == nil && len(b.BootMethods) == 0 {
 			for _, p := range b.PCRs {
 				fmt.Fprintf(w, "  PCR-%02d quoted   %s\n", p, b.Quoted[p])
@@ -485,9 +545,15 @@ func printVerify(w io.Writer, res ima.VerifyResult, tl ima.Timeline) {
 				}
 			}
 		}
-		if len(b.Unverified) > 0 {
-			fmt.Fprintf(w, "  not quoted, not checked: PCRs %v\n", b.Unverified)
-		}
+	}
+	if res.MethodSearch != "" {
+		fmt.Fprintf(w, "method search: %s\n", res.MethodSearch)
+	}
+	for _, u := range res.Unquoted {
+		fmt.Fprintf(w, "not checked: PCR %d has %d entries, not quoted in bank %s\n", u.PCR, u.Entries, strings.Join(u.Banks, ", "))
+	}
+	if res.Prefix >= 0 && res.Unbound > 0 {
+		fmt.Fprintf(w, "not bound: %d entries after the matched prefix (%d-%d)\n", res.Unbound, res.Prefix, res.Entries-1)
 	}
 	for _, i := range res.DigestMismatches {
 		fmt.Fprintf(w, "entry %d: stored template digest differs from the SHA-1 of its data\n", i)
@@ -495,15 +561,29 @@ func printVerify(w io.Writer, res ima.VerifyResult, tl ima.Timeline) {
 	for _, p := range res.Problems {
 		fmt.Fprintf(w, "problem: %s\n", p)
 	}
-	if res.Consistent {
-		fmt.Fprintf(w, "verdict: consistent: the first %d of %d entries reproduce every quoted PCR\n", res.Prefix, res.Entries)
-		return
+	strict := ""
+	if res.Strict {
+		strict = ", strict"
 	}
-	if tl.Verdict == ima.VerdictEventsLost {
-		fmt.Fprintf(w, "verdict: inconsistent: %s\n", tl.Reason)
-		return
+	switch {
+	case res.Consistent && perBank:
+		fmt.Fprintf(w, "verdict: consistent (bank by bank%s): every bank binds %s, some bank binds %s, of %d\n", strict, entryRange(res.Prefix), entryRange(res.Some), res.Entries)
+	case res.Consistent:
+		fmt.Fprintf(w, "verdict: consistent (one instant%s): %s of %d reproduce every quoted PCR\n", strict, entryRange(res.Prefix), res.Entries)
+	case res.Timeline.Verdict == ima.VerdictEventsLost:
+		fmt.Fprintf(w, "verdict: inconsistent: %s\n", res.Timeline.Reason)
+	case res.Prefix > 0 && res.Strict:
+		fmt.Fprintf(w, "verdict: inconsistent (strict): %s\n", res.Problems[len(res.Problems)-1])
+	default:
+		fmt.Fprintf(w, "verdict: inconsistent: no prefix of the list reproduces the quoted PCRs\n")
 	}
-	fmt.Fprintf(w, "verdict: inconsistent: no prefix of the list reproduces the quoted PCRs\n")
+}
+
+func methodName(m *ima.Method) string {
+	if m == nil {
+		return "none"
+	}
+	return m.String()
 }
 
 func cmdRestore(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
@@ -523,7 +603,7 @@ func cmdRestore(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 	if err != nil {
 		return exitBad, err
 	}
-	b, err := readInput(name, stdin)
+	b, err := readSmall(name, stdin, maxInput)
 	if err != nil {
 		return exitBad, err
 	}
@@ -535,7 +615,7 @@ func cmdRestore(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 		}
 		rep.Header = ima.KexecHeader{Version: 1, Count: uint64(len(entries))}
 		rep.Restored = len(entries)
-		if err := ima.CheckRestorableOrder(entries, order); err != nil {
+		if err := ima.CheckRestorable(entries, order); err != nil {
 			re := err.(*ima.RestoreError)
 			rep.Problems, rep.Restored = re.Problems, re.Restored
 		}

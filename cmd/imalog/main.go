@@ -3,11 +3,12 @@
 //
 //	imalog show   [--format ascii|json] [--byte-order B] [--kexec] FILE
 //	imalog replay [--bank B]... [--method per-bank|sha1-padded] [--json] FILE
-//	imalog verify FILE (--pcrs [BANK,]PCRFILE ... | --tpm[=DEV]) [--json]
+//	imalog verify FILE (--pcrs [BANK,]PCRFILE ... | --tpm[=DEV]) [--reads R] [--strict] [--json]
 //	imalog restore [--byte-order B] [--list] FILE
 //
 // Exit status: 0 consistent (or success), 1 inconsistent (verify) or not
-// restorable (restore), 2 bad input or usage.
+// restorable (restore), 2 bad input or usage. Every string taken from a
+// list is printed escaped (ima.AppendEscaped); JSON output holds it exactly.
 package main
 
 import (
@@ -16,9 +17,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
-
-	"golang.org/x/sys/unix"
 )
 
 const (
@@ -37,19 +35,21 @@ func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(forma
 const usage = `usage:
   imalog show   [--format ascii|json] [--byte-order native|little|big] [--kexec] FILE
   imalog replay [--bank sha1|sha256|sha384|sha512]... [--method per-bank|sha1-padded] [--json] FILE
-  imalog verify FILE (--pcrs [BANK,]PCRFILE ... | --tpm[=DEV]) [--json] [--byte-order ...]
+  imalog verify FILE (--pcrs [BANK,]PCRFILE ... | --tpm[=DEV]) [--reads auto|instant|per-bank]
+                [--strict] [--json] [--byte-order ...] [--kexec]
   imalog restore [--byte-order ...] [--list] FILE
 FILE is binary_runtime_measurements (or a kexec hand-over buffer with --kexec;
 restore reads a hand-over buffer unless --list). "-" reads standard input.
 PCR files: evmctl's "PCR-NN: XX XX ..." lines, tpm2_pcrread YAML, or JSON
-{"sha256":{"10":"hex"}}. Exit: 0 consistent, 1 inconsistent, 2 bad input.
+{"sha256":{"10":"hex"}}. --reads instant: the values were taken at one instant
+(a quote, --tpm, one tpm2_pcrread): one common prefix must match; per-bank:
+the banks were read one after another (sysfs files): each bank matches its
+own prefix; auto (default) picks one from the inputs and says why. --strict:
+every PCR with entries must be quoted and no entry may follow the matched
+prefix. Exit: 0 consistent, 1 inconsistent, 2 bad input.
 `
 
 func main() {
-	// A short-lived process whose heap is proportional to its input: do not
-	// collect unless the heap passes 1 GiB.
-	debug.SetGCPercent(-1)
-	debug.SetMemoryLimit(1 << 30)
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
@@ -100,45 +100,81 @@ func parseOrder(s string) (binary.ByteOrder, error) {
 	return nil, usagef("--byte-order %q: want native, little (canonical) or big", s)
 }
 
-// maxInput bounds what imalog reads (a list of several million entries).
-const maxInput = 4 << 30
+// Input limits: a whole hand-over buffer (restore) and a PCR file.
+const (
+	maxInput   = 4 << 30
+	maxPCRFile = 1 << 20
+)
 
-func readInput(name string, stdin io.Reader) ([]byte, error) {
-	var r io.Reader
-	if name == "-" {
-		r = stdin
-	} else {
-		f, err := os.Open(name)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Size() > 0 && st.Size() <= maxInput {
-			// Map regular files read-only and pre-faulted: no copy, one
-			// syscall. The mapping lives until the process exits.
-			// (securityfs files report size 0 and take the read path.)
-			if b, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_PRIVATE|unix.MAP_POPULATE); err == nil {
-				return b, nil
-			}
-			b := make([]byte, st.Size())
-			if _, err := io.ReadFull(f, b); err != nil {
-				return nil, fmt.Errorf("%s: %w", name, err)
-			}
-			return b, nil
-		}
-		r = f
-	}
-	return readAll(name, r)
+// input is an opened FILE argument: a regular file (with its size; 0 for
+// securityfs files, whose size is unknown) or standard input.
+type input struct {
+	name string
+	f    *os.File // nil for standard input
+	r    io.Reader
+	size int64 // > 0: a regular file of this size, readable at offsets
 }
 
-// readAll reads r whole, up to maxInput bytes.
-func readAll(name string, r io.Reader) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, maxInput+1))
+func (in *input) Close() {
+	if in.f != nil {
+		in.f.Close()
+	}
+}
+
+// openInput opens FILE ("-": standard input). Anything but a regular file
+// (a directory, a FIFO, a device such as /dev/zero, a socket) is refused
+// before it is opened, so opening never blocks and reading never runs
+// away; the error names the file.
+func openInput(name string, stdin io.Reader) (*input, error) {
+	if name == "-" {
+		return &input{name: name, r: stdin}, nil
+	}
+	st, err := os.Stat(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := regular(name, st); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	if st2, err := f.Stat(); err != nil || !os.SameFile(st, st2) {
+		f.Close()
+		return nil, fmt.Errorf("%s: changed while being opened", name)
+	}
+	return &input{name: name, f: f, r: f, size: st.Size()}, nil
+}
+
+func regular(name string, st os.FileInfo) error {
+	m := st.Mode()
+	switch {
+	case m.IsRegular():
+		return nil
+	case m.IsDir():
+		return fmt.Errorf("%s: is a directory, not a file", name)
+	case m&os.ModeNamedPipe != 0:
+		return fmt.Errorf("%s: is a FIFO; give a regular file, or - to read standard input", name)
+	case m&os.ModeDevice != 0:
+		return fmt.Errorf("%s: is a device, not a regular file", name)
+	}
+	return fmt.Errorf("%s: not a regular file (mode %v)", name, m.Type())
+}
+
+// readSmall reads a whole input of at most limit bytes.
+func readSmall(name string, stdin io.Reader, limit int64) ([]byte, error) {
+	in, err := openInput(name, stdin)
+	if err != nil {
+		return nil, err
+	}
+	defer in.Close()
+	b, err := io.ReadAll(io.LimitReader(in.r, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	if len(b) > maxInput {
-		return nil, fmt.Errorf("%s: larger than %d bytes", name, maxInput)
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s: larger than %d bytes", name, limit)
 	}
 	return b, nil
 }

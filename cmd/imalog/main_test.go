@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/gokexec/gokexec/ima"
+	"golang.org/x/sys/unix"
 )
 
 func imalog(t *testing.T, args ...string) (int, string, string) {
@@ -52,10 +54,10 @@ func TestShowAndVerifyCaptures(t *testing.T) {
 			t.Errorf("%s: show exit %d (%s), equal=%v", dir, code, errs, out == string(want))
 		}
 		code, out, errs = imalog(t, append([]string{"verify", list}, pcrArgs(dir, "")...)...)
-		if code != 0 || !strings.Contains(out, "verdict: consistent") || !strings.Contains(out, "bank sha384: PCRs [10") {
+		if code != 0 || !strings.Contains(out, "verdict: consistent") || !strings.Contains(out, "bank sha384: PCRs 10") {
 			t.Errorf("%s: verify exit %d\n%s%s", dir, code, out, errs)
 		}
-		if strings.Contains(dir, "6.1.0") && !strings.Contains(out, "bank sha384: PCRs [10,11]: matches at the common prefix with sha1-padded") && !strings.Contains(out, "bank sha384: PCRs [10]: matches at the common prefix with sha1-padded") {
+		if strings.Contains(dir, "6.1.0") && !strings.Contains(out, " of "+fmt.Sprint(strings.Count(string(want), "\n"))+" (sha1-padded)\n") {
 			t.Errorf("%s: 6.1 sha384 method not reported as sha1-padded:\n%s", dir, out)
 		}
 		code, out, _ = imalog(t, append([]string{"verify", "--json", list}, pcrArgs(dir, "-prefix")...)...)
@@ -103,6 +105,11 @@ func TestBadInput(t *testing.T) {
 		os.WriteFile(p, b, 0o644)
 		return p
 	}
+	// Nobody writes to the FIFO: opening it for reading would block.
+	fifo := filepath.Join(tmp, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	lying := bytes.Clone(good)
 	binary.LittleEndian.PutUint32(lying[24:], 0xffffffff)
 	unknown := bytes.Clone(good)
@@ -113,7 +120,7 @@ func TestBadInput(t *testing.T) {
 		msg  string
 	}{
 		{"truncated", []string{"show", write("trunc", good[:len(good)-7])}, "offset"},
-		{"lying length", []string{"show", write("lying", lying)}, "offset 24 (0x18): length field exceeds the remaining bytes: template name length 4294967295"},
+		{"lying length", []string{"show", write("lying", lying)}, "offset 24 (0x18): entry larger than MaxEntrySize: template name length 4294967295"},
 		{"unknown template", []string{"verify", write("unknown", unknown), "--pcrs", filepath.Join(dir, "pcr-sha1.txt")}, "unknown template"},
 		{"garbage", []string{"replay", write("garbage", []byte("PCR-10: not a list, just text\n"))}, "offset"},
 		{"missing file", []string{"show", filepath.Join(tmp, "nope")}, "no such file"},
@@ -126,6 +133,16 @@ func TestBadInput(t *testing.T) {
 		{"bad bank", []string{"replay", "--bank", "md9", filepath.Join(dir, "binary_runtime_measurements")}, "unsupported hash"},
 		{"bad byte order", []string{"show", "--byte-order", "middle", filepath.Join(dir, "binary_runtime_measurements")}, "--byte-order"},
 		{"big-endian reading of a little-endian list", []string{"show", "--byte-order", "big", filepath.Join(dir, "binary_runtime_measurements")}, "offset"},
+		{"directory as list", []string{"verify", tmp, "--pcrs", filepath.Join(dir, "pcr-sha1.txt")}, tmp + ": is a directory"},
+		{"/dev/zero as list", []string{"verify", "/dev/zero", "--pcrs", filepath.Join(dir, "pcr-sha1.txt")}, "/dev/zero: is a device"},
+		{"/dev/zero as show list", []string{"show", "/dev/zero"}, "/dev/zero: is a device"},
+		{"/dev/zero as PCR file", []string{"verify", filepath.Join(dir, "binary_runtime_measurements"), "--pcrs", "sha1,/dev/zero"}, "/dev/zero: is a device"},
+		{"directory as PCR file", []string{"verify", filepath.Join(dir, "binary_runtime_measurements"), "--pcrs", "sha1," + tmp}, tmp + ": is a directory"},
+		{"/dev/zero as --kexec buffer", []string{"verify", "--kexec", "/dev/zero", "--pcrs", filepath.Join(dir, "pcr-sha1.txt")}, "/dev/zero: is a device"},
+		{"/dev/zero to restore", []string{"restore", "/dev/zero"}, "/dev/zero: is a device"},
+		{"FIFO as list", []string{"verify", fifo, "--pcrs", filepath.Join(dir, "pcr-sha1.txt")}, fifo + ": is a FIFO"},
+		{"FIFO as PCR file", []string{"verify", filepath.Join(dir, "binary_runtime_measurements"), "--pcrs", "sha1," + fifo}, fifo + ": is a FIFO"},
+		{"FIFO as --kexec buffer", []string{"show", "--kexec", fifo}, fifo + ": is a FIFO"},
 		{"absent TPM", []string{"verify", "--tpm=/nonexistent/tpm", filepath.Join(dir, "binary_runtime_measurements")}, "--tpm"},
 	}
 	for _, c := range cases {

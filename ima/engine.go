@@ -1,0 +1,342 @@
+package ima
+
+import (
+	"crypto"
+	"encoding/binary"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"runtime"
+)
+
+// The engine: one pass over a list. A reading goroutine cuts the input
+// into chunks of whole entries with parseEntry (the one parser); worker
+// goroutines compute, per entry, what does not depend on other entries (the
+// template digests a pass needs, whether the entry can be a timeline
+// event); the calling goroutine consumes the chunks in list order, which
+// is where the per-bank extend chains run. Chunks come from a fixed pool
+// that is refilled as they are consumed, so a pass holds at most
+// poolSize chunks whatever the list's size.
+
+// chunkBytes is the read size of a streamed chunk; chunkEntries the
+// number of entries per chunk of an in-memory list. Variables so that
+// tests can force many chunk boundaries.
+var (
+	chunkBytes   = 64 << 10
+	chunkEntries = 1024
+)
+
+// source is what a pass reads: entries in memory, or a stream of list
+// bytes (open returns it; a re-readable source can be opened again).
+type source struct {
+	entries []Entry
+	open    func() (io.Reader, error)
+	reread  bool // open may be called again
+	order   endian
+}
+
+// job is what the workers compute per entry.
+type job struct {
+	own  []crypto.Hash // H_bank(template input) for each of these banks
+	sha1 bool          // SHA-1 of the template input
+}
+
+// chunk is a run of consecutive entries and what the workers made of them.
+type chunk struct {
+	base  int   // index of the first entry
+	off   int64 // byte offset of the first entry (streams)
+	buf   []byte
+	es    []Entry
+	own   [][]byte   // per job.own bank: len(es) digests back to back
+	sha1  [][20]byte // job.sha1: per entry
+	cand  []int32    // entries (within the chunk) the timeline must see
+	err   error      // the input ends in this error after es
+	done  chan struct{}
+	skipW bool // workers compute nothing (the consumer has stopped)
+}
+
+// errStop ends a pass early without an error.
+var errStop = errors.New("stop")
+
+// runPass feeds src through the workers into consume, in list order. It
+// returns the number of entries consumed and the first error: a parse or
+// read error of the input (wrapped in *ParseError), or consume's.
+func runPass(src source, jb job, consume func(c *chunk) error) (int, error) {
+	workers := max(runtime.GOMAXPROCS(0), 1)
+	pool := make(chan *chunk, workers+2)
+	for range cap(pool) {
+		pool <- &chunk{}
+	}
+	work := make(chan *chunk, cap(pool))
+	inOrder := make(chan *chunk, cap(pool))
+	quit := make(chan struct{})
+	go func() {
+		defer close(work)
+		defer close(inOrder)
+		emit := func(c *chunk) bool {
+			c.done = make(chan struct{})
+			work <- c
+			inOrder <- c
+			return c.err == nil
+		}
+		get := func() *chunk {
+			select {
+			case c := <-pool:
+				c.es, c.cand, c.err, c.skipW = c.es[:0], c.cand[:0], nil, false
+				return c
+			case <-quit:
+				return nil
+			}
+		}
+		if src.open == nil {
+			for base := 0; base < len(src.entries); base += chunkEntries {
+				c := get()
+				if c == nil {
+					return
+				}
+				end := min(base+chunkEntries, len(src.entries))
+				c.base = base
+				c.es = src.entries[base:end:end] // capped: never appended to
+				emit(c)
+			}
+			return
+		}
+		readChunks(src, get, emit)
+	}()
+	for range workers {
+		go func() {
+			var w worker
+			for c := range work {
+				if !c.skipW {
+					w.fill(c, jb, src.order)
+				}
+				close(c.done)
+			}
+		}()
+	}
+	n := 0
+	var err error
+	for c := range inOrder {
+		<-c.done
+		if err == nil {
+			if cerr := consume(c); cerr != nil {
+				err = cerr
+				close(quit)
+			} else {
+				n += len(c.es)
+				err = c.err
+				if err != nil {
+					close(quit)
+				}
+			}
+		}
+		pool <- c
+	}
+	if errors.Is(err, errStop) {
+		err = nil
+	}
+	return n, err
+}
+
+// readChunks reads src's stream into chunks of whole entries.
+func readChunks(src source, get func() *chunk, emit func(*chunk) bool) {
+	c := get()
+	if c == nil {
+		return
+	}
+	r, err := src.open()
+	if err != nil {
+		c.err = err
+		emit(c)
+		return
+	}
+	var tc templateCache
+	var carry []byte // the start of an entry that did not fit
+	off, idx := int64(0), 0
+	eof := false
+	for {
+		size := max(chunkBytes, len(carry))
+		if cap(c.buf) < size {
+			c.buf = make([]byte, size)
+		}
+		buf := append(c.buf[:0], carry...)
+		c.base, c.off = idx, off
+		pos := 0
+		for {
+			if !eof && len(buf) < cap(buf) {
+				n, rerr := io.ReadAtLeast(r, buf[len(buf):cap(buf)], 1)
+				buf = buf[:len(buf)+n]
+				if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+					eof = true
+				} else if rerr != nil {
+					c.buf = buf
+					c.err = &ParseError{Offset: off + int64(pos), Index: idx, Err: fmt.Errorf("read: %w", rerr)}
+					emit(c)
+					return
+				}
+				continue
+			}
+			if pos == len(buf) {
+				break
+			}
+			e, n, errOff, perr := parseEntry(buf[pos:], src.order, &tc)
+			if perr == nil {
+				c.es = append(c.es, e)
+				pos += n
+				off += int64(n)
+				idx++
+				continue
+			}
+			var se *shortError
+			if !eof && errors.As(perr, &se) {
+				if pos > 0 {
+					break // the rest goes to the next chunk
+				}
+				// One entry larger than the buffer (at most MaxEntrySize).
+				nb := make([]byte, len(buf), max(int(se.need), min(2*cap(buf), MaxEntrySize)))
+				copy(nb, buf)
+				buf = nb
+				continue
+			}
+			c.buf = buf
+			c.err = &ParseError{Offset: off + int64(errOff), Index: idx, Err: perr}
+			emit(c)
+			return
+		}
+		carry = append(carry[:0], buf[pos:]...)
+		c.buf = buf
+		if !emit(c) {
+			return
+		}
+		if eof && len(carry) == 0 {
+			return
+		}
+		if c = get(); c == nil {
+			return
+		}
+	}
+}
+
+// worker holds one worker goroutine's hashers.
+type worker struct {
+	tc    templateCache
+	other map[crypto.Hash]hash.Hash
+	s1    hash.Hash
+}
+
+func (w *worker) fill(c *chunk, jb job, order endian) {
+	n := len(c.es)
+	for len(c.own) < len(jb.own) {
+		c.own = append(c.own, nil)
+	}
+	for k, b := range jb.own {
+		c.own[k] = grow(c.own[k], n*b.Size())
+	}
+	if jb.sha1 {
+		if cap(c.sha1) < n {
+			c.sha1 = make([][20]byte, n)
+		}
+		c.sha1 = c.sha1[:n]
+	}
+	for i := range c.es {
+		e := &c.es[i]
+		for k, b := range jb.own {
+			sz := b.Size()
+			w.templateSum(b, c.own[k][i*sz:(i+1)*sz], e)
+		}
+		if jb.sha1 {
+			w.templateSum(crypto.SHA1, c.sha1[i][:], e)
+		}
+		if e.Violation() || c.base+i == 0 || w.candidate(e, order) {
+			c.cand = append(c.cand, int32(i))
+		}
+	}
+}
+
+func grow(b []byte, n int) []byte {
+	if cap(b) < n {
+		return make([]byte, n)
+	}
+	return b[:n]
+}
+
+// candidate reports whether e's event name can be one the timeline needs.
+func (w *worker) candidate(e *Entry, order endian) bool {
+	return nameCandidate(e, w.tc.lookupParsed(e.TemplateName), order)
+}
+
+// templateSum writes H_bank(template input of e) to dst.
+func (w *worker) templateSum(bank crypto.Hash, dst []byte, e *Entry) {
+	if e.TemplateName == legacyTemplateName {
+		if w.other == nil {
+			w.other = map[crypto.Hash]hash.Hash{}
+		}
+		h := w.other[bank]
+		if h == nil {
+			h = bank.New()
+			w.other[bank] = h
+		}
+		h.Reset()
+		writeTemplateInput(h, e)
+		h.Sum(dst[:0])
+		return
+	}
+	sumInto(bank, dst, e.TemplateData, &w.other)
+}
+
+// sumInto writes H_bank(p) to dst with the standard library's one-shot
+// functions where there is one.
+func sumInto(bank crypto.Hash, dst, p []byte, other *map[crypto.Hash]hash.Hash) {
+	switch bank {
+	case crypto.SHA1:
+		s := sha1.Sum(p)
+		copy(dst, s[:])
+	case crypto.SHA256:
+		s := sha256.Sum256(p)
+		copy(dst, s[:])
+	case crypto.SHA384:
+		s := sha512.Sum384(p)
+		copy(dst, s[:])
+	case crypto.SHA512:
+		s := sha512.Sum512(p)
+		copy(dst, s[:])
+	default:
+		if *other == nil {
+			*other = map[crypto.Hash]hash.Hash{}
+		}
+		h := (*other)[bank]
+		if h == nil {
+			h = bank.New()
+			(*other)[bank] = h
+		}
+		h.Reset()
+		h.Write(p)
+		h.Sum(dst[:0])
+	}
+}
+
+// Scan parses the binary list read from r in the given byte order and
+// calls fn with every entry in list order, holding a few chunks of the
+// list at a time: e and its TemplateData are valid only during the call.
+// An error from fn ends the scan and is returned; a list that does not
+// parse yields ParseList's error after the entries before it.
+func Scan(r io.Reader, order binary.ByteOrder, fn func(i int, off int64, e *Entry) error) error {
+	if order == nil {
+		return errNilOrder
+	}
+	_, err := runPass(streamSource(r, order), job{}, func(c *chunk) error {
+		off := c.off
+		for i := range c.es {
+			if err := fn(c.base+i, off, &c.es[i]); err != nil {
+				return err
+			}
+			off += int64(c.es[i].EncodedSize())
+		}
+		return nil
+	})
+	return err
+}
