@@ -344,7 +344,9 @@ func ReadHost(fsys fs.FS) (*Host, error) {
 	}
 	b, err := readCapped(fsys, PathBootParams, BootParamsSize+1)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission):
+		// Unreadable (an unprivileged dry run on a kernel that keeps it
+		// root-only) counts as absent: the plan then says what is lost.
 		if !h.EFI {
 			return nil, nil
 		}
@@ -364,7 +366,7 @@ func ReadHost(fsys fs.FS) (*Host, error) {
 		dst  *uint64
 	}{{PathFwVendor, &h.FwVendor}, {PathRuntime, &h.Runtime}, {PathConfigTable, &h.ConfigTable}} {
 		b, err := readCapped(fsys, f.path, maxValueBytes)
-		if errors.Is(err, fs.ErrNotExist) {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
 			h.Missing = append(h.Missing, f.path)
 			continue
 		}
@@ -377,7 +379,7 @@ func ReadHost(fsys fs.FS) (*Host, error) {
 	}
 	b, err = readCapped(fsys, PathSystab, maxSystabBytes)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission):
 		h.Missing = append(h.Missing, PathSystab)
 	case err != nil:
 		return nil, err
@@ -387,7 +389,7 @@ func ReadHost(fsys fs.FS) (*Host, error) {
 		}
 	}
 	h.RuntimeMap, err = ReadRuntimeMap(fsys)
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
 		h.Missing = append(h.Missing, PathRuntimeMap)
 	} else if err != nil {
 		return nil, err

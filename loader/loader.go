@@ -43,6 +43,7 @@ import (
 	"runtime"
 
 	"github.com/gokexec/gokexec/appraise"
+	"github.com/gokexec/gokexec/fdt"
 	"github.com/gokexec/gokexec/kexec"
 	"github.com/gokexec/gokexec/plan"
 	"github.com/gokexec/gokexec/segment"
@@ -65,6 +66,11 @@ type Options struct {
 	MemMap    string // override the memory map source (dir or iomem file)
 	MemMin    uint64
 	MemMax    uint64
+
+	// NoEFI (--noefi): hand no EFI state to an x86 kernel.
+	NoEFI bool
+	// Host is a captured host tree (--host) to plan against; "" is this system.
+	Host string
 
 	// Appraise, Keys and Allowlists: appraisal of the kernel and initrd.
 	Appraise   appraise.Mode
@@ -191,6 +197,9 @@ func Inputs(o *Options) (*plan.Inputs, error) {
 	default:
 		return nil, fmt.Errorf("%w: planning for %s on %s needs the target's memory map (--memmap)", plan.ErrInput, in.Arch, runtime.GOARCH)
 	}
+	if err := o.firmware(in, native); err != nil {
+		return nil, err
+	}
 	if !o.NoIMA {
 		list, _, err := readIMAList(o.IMALog)
 		switch {
@@ -309,6 +318,10 @@ func planFor(o *Options, in *plan.Inputs, d *plan.Decision, syscall string) (*pl
 		p, err = plan.Build(in)
 	}
 	if err != nil {
+		if errors.Is(err, fdt.ErrMalformed) && o.dtbPath != "" {
+			// Name the file the device tree came from.
+			return nil, fmt.Errorf("%w: device tree %s: %w", plan.ErrInput, o.dtbPath, err)
+		}
 		return nil, err
 	}
 	if in.DTB != nil && o.dtbPath != "" {
@@ -353,6 +366,9 @@ func Load(o *Options, warn func(string)) (*plan.Plan, error) {
 	d := p.Decision
 	if d.Warning != "" {
 		warn(d.Warning)
+	}
+	for _, w := range p.Warnings {
+		warn(w)
 	}
 	err = execute(p, in, o.Appraise != appraise.ModeOff)
 	auto := o.Mode == "" || o.Mode == plan.ModeAuto

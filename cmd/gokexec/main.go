@@ -44,6 +44,8 @@ type cli struct {
 	status, debug, noChecks, showVersion, help   bool
 	reuseCmdline, noIMA, dryRun, jsonOut         bool
 	loadPanic, finalize                          bool
+	noEFI                                        bool
+	host                                         string
 	imaPCR                                       uint32
 	appraiseMode                                 appraise.Mode
 	keys, allowlists                             []string
@@ -86,6 +88,8 @@ func newFlags(c *cli, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.memMax, "mem-max", "", "highest physical address to load into")
 	fs.StringVar(&c.imaExtra, "ima-extra", "64K", "headroom after the IMA list for entries added before -e (K/M/G suffixes)")
 	fs.BoolVar(&c.noIMA, "no-ima", false, "do not hand the IMA measurement list over")
+	fs.BoolVar(&c.noEFI, "noefi", false, "x86: hand no EFI state over; the next kernel boots as non-EFI (as kexec-tools' --noefi)")
+	fs.StringVar(&c.host, "host", "", "plan against a captured host tree DIR (laid out like /; see capture-host) instead of this system")
 	fs.Var(&c.appraiseMode, "appraise", "appraise the kernel and initrd: off, log or enforce")
 	fs.StringArrayVar(&c.keys, "key", nil, "X.509 certificate (PEM or DER) for IMA signatures (repeatable)")
 	fs.StringArrayVar(&c.allowlists, "allowlist", nil, "allowed digests: sha256sum output or keylime runtime policy JSON (repeatable)")
@@ -228,7 +232,7 @@ func options(c *cli, kernel string) (*loader.Options, error) {
 	if c.imaPCR > 23 {
 		return nil, usageErr("--ima-pcr %d: PCRs are 0-23", c.imaPCR)
 	}
-	o := &loader.Options{KernelPath: kernel, Arch: c.arch, DTBPath: c.dtb, NoIMA: c.noIMA, IMAPCR: c.imaPCR, TPMDevice: c.tpmDevice,
+	o := &loader.Options{NoEFI: c.noEFI, Host: c.host, KernelPath: kernel, Arch: c.arch, DTBPath: c.dtb, NoIMA: c.noIMA, IMAPCR: c.imaPCR, TPMDevice: c.tpmDevice,
 		Appraise: c.appraiseMode, Keys: c.keys, Allowlists: c.allowlists,
 		IMALog: c.imaLog, MemMap: c.memmap, DryRun: c.dryRun, StateDir: c.stateDir}
 	switch c.arch {
@@ -248,6 +252,7 @@ func options(c *cli, kernel string) (*loader.Options, error) {
 	default:
 		o.Mode = plan.ModeAuto
 	}
+	hostDefaults(o)
 	o.InitrdPath = c.initrd
 	if c.ramdisk != "" {
 		if c.initrd != "" && c.initrd != c.ramdisk {
@@ -453,6 +458,7 @@ func printPlan(p *plan.Plan, asJSON bool, w io.Writer) error {
 		fmt.Fprintf(w, "initrd %s (%d bytes, sha256 %s)\n", p.Initrd.Path, p.Initrd.Size, p.Initrd.SHA256)
 	}
 	fmt.Fprintf(w, "cmdline %q\n", p.Cmdline)
+	printEFI(p, w)
 	for _, a := range p.Appraisal {
 		fmt.Fprintf(w, "appraisal: %s\n", a.Reason)
 	}
