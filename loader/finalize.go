@@ -79,9 +79,9 @@ func Finalize(s *State) (*Report, error) {
 	o := s.Options
 	o.DryRun = false
 	if s.Plan.Syscall == plan.SyscallKexecFileLoad {
-		// The kernel holds the bytes it read (sealed, when appraised) and
-		// owns that hand-over (or drops it); nothing is re-loaded.
-		return &Report{Plan: s.Plan}, nil
+		// The kernel owns that hand-over; loading again now sizes its
+		// buffer for today's list (refresh.go).
+		return refreshFileLoad(s)
 	}
 	in, err := Inputs(&o)
 	if err != nil {
