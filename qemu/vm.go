@@ -38,6 +38,10 @@ type VM struct {
 	ArtifactsDir string
 	// ExtraArgs are appended to the QEMU command line.
 	ExtraArgs []string
+	// Firmware is "bios" (default: SeaBIOS) or "uefi" (OVMF, amd64 only).
+	Firmware string
+	// CPUs is the number of vCPUs; default 1.
+	CPUs int
 }
 
 // Result is what came back from a run. Run returns it also with an error,
@@ -167,7 +171,16 @@ func runOnce(ctx context.Context, vm VM, accel Accel) (*Result, error) {
 		appendLine += " gkt.step=" + vm.Step
 	}
 	qmpSock := filepath.Join(work, "qmp.sock")
-	args = append(args, "-m", fmt.Sprint(vm.MemMiB), "-smp", "1",
+	fw, err := firmwareArgs(vm, work)
+	if err != nil {
+		return res, err
+	}
+	args = append(args, fw...)
+	cpus := vm.CPUs
+	if cpus < 1 {
+		cpus = 1
+	}
+	args = append(args, "-m", fmt.Sprint(vm.MemMiB), "-smp", fmt.Sprint(cpus),
 		"-display", "none", "-monitor", "none", "-no-reboot",
 		"-qmp", "unix:"+qmpSock+",server=on,wait=off",
 		"-kernel", vm.Kernel, "-append", appendLine, "-serial", "stdio")
