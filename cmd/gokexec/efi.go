@@ -1,11 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
+	"github.com/gokexec/gokexec/kexec"
 	"github.com/gokexec/gokexec/loader"
 	"github.com/gokexec/gokexec/plan"
 )
@@ -55,4 +58,89 @@ func hostDefaults(o *loader.Options) {
 			}
 		}
 	}
+}
+
+// captureFiles are the host files a plan reads, relative to /; a trailing
+// "/*/" names every numbered subdirectory's listed fields.
+var captureFiles = []string{
+	"sys/kernel/boot_params/data",
+	"sys/firmware/efi/fw_vendor",
+	"sys/firmware/efi/runtime",
+	"sys/firmware/efi/config_table",
+	"sys/firmware/efi/systab",
+	"proc/iomem",
+	"proc/cmdline",
+	"sys/kernel/security/lockdown",
+	"proc/sys/kernel/kexec_load_disabled",
+	"sys/kernel/security/ima/binary_runtime_measurements",
+	"sys/kernel/security/integrity/ima/binary_runtime_measurements",
+}
+
+var captureDirs = []struct {
+	dir    string
+	fields []string
+}{
+	{"sys/firmware/efi/runtime-map", []string{"type", "phys_addr", "virt_addr", "num_pages", "attribute"}},
+	{"sys/firmware/memmap", []string{"start", "end", "type"}},
+}
+
+// captureHost writes, under dir, a copy of every host file the planner
+// reads, laid out like / (for --host). /proc/kallsyms is reduced to the IMA
+// symbols the syscall decision looks for, with zero addresses.
+func captureHost(src, dir string) error {
+	if src == "" {
+		src = kexec.RootFS
+	}
+	copyOne := func(rel string) error {
+		b, err := kexec.ReadInput("capture-host", filepath.Join(src, rel), kexec.MaxIMAListBytes)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		dst := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(dst, b, 0o644)
+	}
+	for _, rel := range captureFiles {
+		if err := copyOne(rel); err != nil {
+			return fmt.Errorf("capture-host: %w", err)
+		}
+	}
+	for _, d := range captureDirs {
+		ents, err := os.ReadDir(filepath.Join(src, d.dir))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("capture-host: %w", err)
+		}
+		for _, e := range ents {
+			for _, f := range d.fields {
+				if err := copyOne(filepath.Join(d.dir, e.Name(), f)); err != nil {
+					return fmt.Errorf("capture-host: %w", err)
+				}
+			}
+		}
+	}
+	ks, err := os.ReadFile(filepath.Join(src, "proc/kallsyms"))
+	if err == nil {
+		var out []byte
+		for _, l := range strings.Split(string(ks), "\n") {
+			f := strings.Fields(l)
+			if len(f) == 3 && strings.HasPrefix(f[2], "ima_") {
+				out = append(out, "0000000000000000 "+f[1]+" "+f[2]+"\n"...)
+			}
+		}
+		if err := os.MkdirAll(filepath.Join(dir, "proc"), 0o755); err != nil {
+			return fmt.Errorf("capture-host: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "proc/kallsyms"), out, 0o644); err != nil {
+			return fmt.Errorf("capture-host: %w", err)
+		}
+	}
+	return nil
 }

@@ -32,8 +32,10 @@ measurement list over to it.
   gokexec -u            unload
   gokexec -S [-l]       status: exit 1 if loaded, 0 if not (kexec-tools semantics)
   gokexec KERNEL ...    load, then boot it (like -l followed by -e)
-  gokexec -l KERNEL --dry-run --json [--memmap PATH] [--ima-log FILE] [--arch ARCH]
+  gokexec -l KERNEL --dry-run --json [--memmap PATH] [--ima-log FILE] [--arch ARCH] [--host DIR]
                         print the plan; touch nothing, need no privileges
+  gokexec capture-host DIR
+                        copy the host files a plan reads into DIR (for --host DIR)
 
 Options:
 `
@@ -163,6 +165,12 @@ func dispatch(c *cli, pos []string, stdout, stderr io.Writer) error {
 	}
 	if n > 1 {
 		return usageErr("-s, -c and -a exclude each other")
+	}
+	if len(pos) > 0 && pos[0] == "capture-host" {
+		if len(pos) != 2 {
+			return usageErr("capture-host DIR: one directory expected")
+		}
+		return captureHost(c.host, pos[1])
 	}
 	if len(pos) > 1 {
 		return usageErr("one kernel image expected, got %d arguments: %s", len(pos), strings.Join(pos, " "))
