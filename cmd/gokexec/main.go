@@ -345,9 +345,9 @@ func status(c *cli) error {
 	if c.load {
 		path = "/sys/kernel/kexec_loaded"
 	}
-	b, err := os.ReadFile(path)
+	b, err := kexec.ReadInput("status", path, kexec.MaxSmallBytes)
 	if err != nil {
-		return &exitError{2, fmt.Errorf("status: %w", err)}
+		return &exitError{2, err}
 	}
 	if strings.TrimSpace(string(b)) == "1" {
 		return &exitError{1, errors.New("")}
