@@ -3,6 +3,7 @@ module github.com/gokexec/gokexec
 go 1.26.8
 
 require (
+	github.com/google/go-attestation v0.6.4
 	github.com/google/go-tpm v0.9.8
 	github.com/spf13/pflag v1.1.0
 	github.com/u-root/u-root v0.16.0

@@ -1,0 +1,435 @@
+package integration
+
+import (
+	"bytes"
+	"crypto"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-attestation/attest"
+
+	"github.com/gokexec/gokexec/qemu"
+	"github.com/gokexec/gokexec/qemu/proto"
+)
+
+// The UEFI scenarios boot the first kernel under OVMF (QEMU -kernel: OVMF
+// starts it through its EFI stub, which installs the firmware's TPM event
+// log as a configuration table) and hand over with gokexec or kexec-tools.
+
+const (
+	biosLog = "/sys/kernel/security/tpm0/binary_bios_measurements"
+	// efiProbe mounts efivarfs and prints one EFI variable OVMF always has
+	// (PlatformLang: 4 bytes of attributes, then "en-US" or similar), so a
+	// kernel that can call GetVariable shows it and one without EFI runtime
+	// services says so.
+	efiProbe = `insmod /lib/modules/$(uname -r)/efivarfs.ko 2>/dev/null
+if [ -d /sys/firmware/efi ]; then echo "efi-dir: yes"; else echo "efi-dir: no"; fi
+if mount -t efivarfs efivarfs /sys/firmware/efi/efivars 2>/dev/null; then echo "efivarfs: mounted"; else echo "efivarfs: not mounted"; fi
+v=$(ls /sys/firmware/efi/efivars 2>/dev/null | grep '^PlatformLang-' | head -n1)
+if [ -n "$v" ]; then echo "variable: $v"; echo "value: $(tail -c +5 /sys/firmware/efi/efivars/$v | tr -d '\000')"; else echo "variable: none"; fi
+echo "variables: $(ls /sys/firmware/efi/efivars 2>/dev/null | wc -l)"
+if [ -e ` + biosLog + ` ]; then echo "event-log: $(wc -c < ` + biosLog + `) bytes"; else echo "event-log: none"; fi
+dmesg | grep -E 'efi: EFI v|Secure boot|KASLR|efi: .*TPMEventLog|No EFI environment' | head -n 20
+`
+)
+
+// efiFacts is what efiProbe printed in one boot.
+type efiFacts struct {
+	EFIDir, Efivarfs bool
+	Variable, Value  string
+	Variables        int
+	EventLog         int // bytes, -1 none
+	DmesgEFI         string
+	Raw              string
+}
+
+var (
+	efiLine = regexp.MustCompile(`efi: EFI v[0-9.]+ by [^\n]*`)
+	kvLine  = regexp.MustCompile(`(?m)^([a-z-]+): (.*)$`)
+)
+
+func parseEFIFacts(out string) efiFacts {
+	f := efiFacts{EventLog: -1, Raw: out}
+	for _, m := range kvLine.FindAllStringSubmatch(out, -1) {
+		switch m[1] {
+		case "efi-dir":
+			f.EFIDir = m[2] == "yes"
+		case "efivarfs":
+			f.Efivarfs = m[2] == "mounted"
+		case "variable":
+			f.Variable = m[2]
+		case "value":
+			f.Value = m[2]
+		case "variables":
+			f.Variables, _ = strconv.Atoi(strings.TrimSpace(m[2]))
+		case "event-log":
+			if n, err := strconv.Atoi(strings.TrimSuffix(m[2], " bytes")); err == nil {
+				f.EventLog = n
+			}
+		}
+	}
+	f.DmesgEFI = efiLine.FindString(out)
+	return f
+}
+
+func (f efiFacts) String() string {
+	ev := "none"
+	if f.EventLog >= 0 {
+		ev = fmt.Sprintf("%d bytes", f.EventLog)
+	}
+	boot := "non-EFI"
+	if f.DmesgEFI != "" {
+		boot = strings.TrimPrefix(f.DmesgEFI, "efi: ")
+	}
+	return fmt.Sprintf("boot %s; efivarfs %v, %d variables, PlatformLang %q; event log %s", boot, f.Efivarfs, f.Variables, f.Value, ev)
+}
+
+// uefiGuest is a guest with busybox (for the probes) and, for both test
+// kernels, the efivarfs module (Debian builds it as a module).
+func uefiGuest(t *testing.T, name string) *guest {
+	g := newGuestNamed(t, name)
+	g.hostBin["/bin/busybox"] = "/bin/busybox"
+	for _, k := range []string{g.k1, g.k2} {
+		rel, ko := efivarfsModule(t, k)
+		g.files["/lib/modules/"+rel+"/efivarfs.ko"] = ko
+	}
+	return g
+}
+
+// efivarfsModule returns a kernel's release and its efivarfs.ko, taken
+// (once, then cached beside the kernel) from the kernel's Debian package.
+func efivarfsModule(t *testing.T, kernel string) (string, string) {
+	t.Helper()
+	dir := filepath.Dir(kernel)
+	pkg, err := os.ReadFile(filepath.Join(dir, "package"))
+	if err != nil {
+		t.Fatalf("%v (the kernel's package name; bash scripts/setup.sh)", err)
+	}
+	name := strings.TrimSpace(string(pkg))
+	rel := strings.TrimPrefix(name, "linux-image-")
+	ko := filepath.Join(dir, "efivarfs.ko")
+	if _, err := os.Stat(ko); err == nil {
+		return rel, ko
+	}
+	tmp := t.TempDir()
+	dl := exec.Command("apt-get", "download", name)
+	dl.Dir = tmp
+	if out, err := dl.CombinedOutput(); err != nil {
+		t.Fatalf("apt-get download %s: %v\n%s", name, err, out)
+	}
+	debs, _ := filepath.Glob(filepath.Join(tmp, "*.deb"))
+	if len(debs) != 1 {
+		t.Fatalf("apt-get download %s: %d packages", name, len(debs))
+	}
+	// 6.1 ships efivarfs.ko, 6.12 efivarfs.ko.xz (busybox insmod takes
+	// neither compressed nor signed-and-compressed modules: unpack here).
+	x := exec.Command("sh", "-c", `m=./lib/modules/$2/kernel/fs/efivarfs/efivarfs.ko
+if dpkg-deb -c "$1" | grep -q "$m.xz$"; then dpkg-deb --fsys-tarfile "$1" | tar -xO "$m.xz" | xz -dc > "$3.tmp"
+else dpkg-deb --fsys-tarfile "$1" | tar -xO "$m" > "$3.tmp"; fi && mv "$3.tmp" "$3"`, "sh", debs[0], rel, ko)
+	if out, err := x.CombinedOutput(); err != nil {
+		t.Fatalf("efivarfs.ko from %s: %v\n%s", name, err, out)
+	}
+	return rel, ko
+}
+
+// runFW is guest.run with a firmware and machine size.
+func (g *guest) runFW(k string, sc *proto.Scenario, fw string, cpus, memMiB int) *qemu.Result {
+	g.t.Helper()
+	ir := qemu.NewInitramfs()
+	if err := ir.AddFile("/init", g.bins[qemu.AgentPackage]); err != nil {
+		g.t.Fatal(err)
+	}
+	for gp, hp := range g.files {
+		if err := ir.AddFile(gp, hp); err != nil {
+			g.t.Fatal(err)
+		}
+	}
+	for gp, hp := range g.hostBin {
+		if err := ir.AddHostBinary(hp, gp); err != nil {
+			g.t.Fatal(err)
+		}
+	}
+	for _, l := range []string{"sh", "mount", "mkdir", "ls", "grep", "head", "tail", "tr", "wc", "dmesg", "cat", "insmod", "uname"} {
+		if err := ir.AddSymlink("/bin/"+l, "busybox"); err != nil {
+			g.t.Fatal(err)
+		}
+	}
+	if err := ir.AddScenario(sc); err != nil {
+		g.t.Fatal(err)
+	}
+	initrd := filepath.Join(g.art, "initrd.cpio")
+	if err := ir.WriteTo(initrd); err != nil {
+		g.t.Fatal(err)
+	}
+	start := time.Now()
+	res, err := qemu.Run(g.ctx, qemu.VM{Kernel: k, Initrd: initrd, Step: "1", Append: g.appendExtra, TPM: g.tpm,
+		ArtifactsDir: g.art, Timeout: g.timeout, Firmware: fw, CPUs: cpus, MemMiB: memMiB})
+	g.t.Logf("scenario wall time %v (firmware %s, %d vCPU, %d MiB; serial log %s)", time.Since(start).Round(100*time.Millisecond),
+		fw, max(cpus, 1), memMiB, filepath.Join(g.art, "serial.log"))
+	logAccel(g.t, res)
+	if err != nil {
+		if res != nil {
+			for _, rec := range res.Records {
+				if rec.Type == proto.TypeCmd {
+					g.t.Logf("boot %d cmd %v exit %d:\n%s", rec.Boot, rec.Argv, rec.Exit, rec.Output)
+				}
+			}
+		}
+		g.t.Fatal(err)
+	}
+	return res
+}
+
+// probeActions reports the EFI facts, the firmware event log and the PCRs.
+func probeActions() []proto.Action {
+	return []proto.Action{
+		{Run: []string{"/bin/busybox", "sh", "-c", efiProbe}, ExpectExit: intp(0)},
+		{Run: []string{"/bin/busybox", "sh", "-c", "cat " + biosLog + " > /tmp/bios.bin 2>/dev/null || : > /tmp/bios.bin"}, ExpectExit: intp(0)},
+		{File: "/tmp/bios.bin"},
+	}
+}
+
+// facts returns boot n's probe output.
+func facts(t *testing.T, res *qemu.Result, n int) efiFacts {
+	t.Helper()
+	for _, rec := range res.Find(n, proto.TypeCmd, "") {
+		if len(rec.Argv) == 4 && rec.Argv[3] == efiProbe {
+			return parseEFIFacts(string(rec.Output))
+		}
+	}
+	t.Fatalf("boot %d: no EFI probe output", n)
+	return efiFacts{}
+}
+
+// biosMeasurements returns boot n's firmware event log and keeps it as
+// boot-N/binary_bios_measurements.
+func biosMeasurements(t *testing.T, g *guest, res *qemu.Result, n int) []byte {
+	t.Helper()
+	f := res.Find(n, proto.TypeFile, "/tmp/bios.bin")
+	if len(f) == 0 {
+		t.Fatalf("boot %d: no event log record", n)
+	}
+	dir := filepath.Join(g.art, fmt.Sprintf("boot-%d", n))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "binary_bios_measurements"), f[0].Data)
+	return f[0].Data
+}
+
+// replayEventLog checks with go-attestation that the firmware event log
+// replays to PCRs 0-7 in every bank the log and the PCR report share.
+func replayEventLog(t *testing.T, raw []byte, rep map[string][]string, what string) []string {
+	t.Helper()
+	el, err := attest.ParseEventLog(raw)
+	if err != nil {
+		t.Fatalf("%s: event log: %v", what, err)
+	}
+	names := map[attest.HashAlg]struct {
+		bank string
+		h    crypto.Hash
+	}{attest.HashSHA1: {"sha1", crypto.SHA1}, attest.HashSHA256: {"sha256", crypto.SHA256}, attest.HashAlg(0x0c): {"sha384", crypto.SHA384}}
+	var banks []string
+	for _, a := range el.Algs {
+		n, ok := names[a]
+		if !ok {
+			continue
+		}
+		vals, ok := rep[n.bank]
+		if !ok {
+			continue
+		}
+		var pcrs []attest.PCR
+		for i := 0; i < 8; i++ {
+			d, err := hex.DecodeString(vals[i])
+			if err != nil {
+				t.Fatal(err)
+			}
+			pcrs = append(pcrs, attest.PCR{Index: i, Digest: d, DigestAlg: n.h})
+		}
+		if _, err := el.Verify(pcrs); err != nil {
+			t.Fatalf("%s: event log does not replay to PCRs 0-7 in %s: %v", what, n.bank, err)
+		}
+		banks = append(banks, n.bank)
+	}
+	if len(banks) == 0 {
+		t.Fatalf("%s: event log banks %v, none in the PCR report", what, el.Algs)
+	}
+	return banks
+}
+
+// uefiHandover is the 6.1 -> 6.12 scenario under OVMF; load holds the
+// actions that load the next kernel and boot it.
+func uefiHandover(load []proto.Action) *proto.Scenario {
+	acts := []proto.Action{{Policy: basePolicy}, {MeasureFiles: 10, Dir: "/tmp/m1"}}
+	acts = append(acts, probeActions()...)
+	acts = append(acts,
+		proto.Action{Report: []string{"pcrs", "list"}},
+		// A capture of this host for off-target planning (--host).
+		proto.Action{Run: []string{"/bin/gokexec", "capture-host", "/tmp/host"}, ExpectExit: intp(0)},
+		proto.Action{Run: []string{"/bin/busybox", "tar", "-cf", "/tmp/host.tar", "-C", "/tmp/host", "."}, ExpectExit: intp(0)},
+		proto.Action{File: "/tmp/host.tar"},
+		proto.Action{RepackInitrd: "/run/next.cpio"},
+	)
+	acts = append(acts, load...)
+	step2 := append([]proto.Action{{Report: []string{"boot", "pcrs", "list"}}}, probeActions()...)
+	return &proto.Scenario{Steps: map[string]proto.Step{
+		"1": {DeadlineSec: 300, Actions: acts},
+		"2": {Actions: step2},
+	}}
+}
+
+func gokexecLoad(target string, extra ...string) []proto.Action {
+	args := append([]string{"/bin/gokexec", "-l", target, "--initrd", "/run/next.cpio", "--append", nextAppend("2")}, extra...)
+	dry := append(append([]string(nil), args...), "--dry-run", "--json")
+	return []proto.Action{
+		{Run: dry, ExpectExit: intp(0)},
+		{Run: args, ExpectExit: intp(0)},
+		{Exec: []string{"/bin/gokexec", "-e"}},
+	}
+}
+
+// planJSON returns the boot's dry-run plan.
+func planJSON(t *testing.T, res *qemu.Result, n int) map[string]any {
+	t.Helper()
+	for _, rec := range res.Find(n, proto.TypeCmd, "") {
+		if len(rec.Argv) > 2 && rec.Argv[0] == "/bin/gokexec" && rec.Argv[len(rec.Argv)-1] == "--json" {
+			i := bytes.IndexByte(rec.Output, '{')
+			if i < 0 {
+				break
+			}
+			var p map[string]any
+			if err := json.NewDecoder(bytes.NewReader(rec.Output[i:])).Decode(&p); err != nil {
+				t.Fatalf("plan JSON: %v\n%s", err, rec.Output)
+			}
+			return p
+		}
+	}
+	t.Fatalf("boot %d: no dry-run plan", n)
+	return nil
+}
+
+// TestUEFIHandover61to612: under OVMF, gokexec hands the EFI state over with
+// the IMA list: the second kernel is an EFI boot, reads an EFI variable, has
+// the first kernel's firmware event log byte for byte, and both the event
+// log (PCRs 0-7, every bank) and the IMA list (PCR 10) replay to the TPM.
+func TestUEFIHandover61to612(t *testing.T) {
+	g := uefiGuest(t, "")
+	g.files["/boot/vmlinuz-2"] = g.k2
+	start := time.Now()
+	res := g.runFW(g.k1, uefiHandover(gokexecLoad("/boot/vmlinuz-2")), qemu.FirmwareUEFI, 1, 1024)
+	wall := time.Since(start)
+	f1, f2 := facts(t, res, 1), facts(t, res, 2)
+	t.Logf("boot 1 (%s): %s", res.BootInfo(1).Release, f1)
+	t.Logf("boot 2 (%s): %s", res.BootInfo(2).Release, f2)
+	if f1.DmesgEFI == "" || f1.Value == "" || f1.EventLog <= 0 {
+		t.Fatalf("the first boot is not a full EFI boot under OVMF: %s\n%s", f1, f1.Raw)
+	}
+	p := planJSON(t, res, 1)
+	bp := p["boot_params"].(map[string]any)
+	e, ok := bp["efi"].(map[string]any)
+	if !ok {
+		t.Fatalf("plan has no boot_params.efi: warnings %v", p["warnings"])
+	}
+	for _, k := range []string{"systab", "memmap", "memmap_size", "memdesc_size", "memdesc_version"} {
+		if v, ok := e[k].(float64); !ok || v == 0 {
+			t.Errorf("boot_params.efi.%s = %v", k, e[k])
+		}
+	}
+	hasEFINode := false
+	for _, n := range bp["setup_data"].([]any) {
+		if n.(map[string]any)["type"].(float64) == 4 {
+			hasEFINode = true
+		}
+	}
+	if !hasEFINode {
+		t.Errorf("no SETUP_EFI node in %v", bp["setup_data"])
+	}
+	if f2.DmesgEFI == "" {
+		t.Fatalf("the second kernel is not an EFI boot:\n%s", f2.Raw)
+	}
+	if f2.Value == "" || f2.Value != f1.Value {
+		t.Fatalf("the second kernel reads PlatformLang %q through efivarfs, the first %q", f2.Value, f1.Value)
+	}
+	ev1, ev2 := biosMeasurements(t, g, res, 1), biosMeasurements(t, g, res, 2)
+	if len(ev1) == 0 || !bytes.Equal(ev1, ev2) {
+		t.Fatalf("firmware event log: boot 1 %d bytes, boot 2 %d bytes, identical %v", len(ev1), len(ev2), bytes.Equal(ev1, ev2))
+	}
+	banks := replayEventLog(t, ev2, res.PCRs(2), "boot 2")
+	replayEventLog(t, ev1, res.PCRs(1), "boot 1")
+	last := checkChain(t, g, res, 1)
+	t.Logf("UEFI %s -> %s: event log %d bytes replays to PCRs 0-7 in %v; IMA %s; wall %v", res.BootInfo(1).Release, res.BootInfo(2).Release,
+		len(ev2), banks, describe(last), wall.Round(100*time.Millisecond))
+}
+
+// TestUEFINoEFI: --noefi under OVMF. The second kernel boots as non-EFI and
+// says so; the IMA list still arrives and replays.
+func TestUEFINoEFI(t *testing.T) {
+	g := uefiGuest(t, "")
+	g.files["/boot/vmlinuz-2"] = g.k2
+	res := g.runFW(g.k1, uefiHandover(gokexecLoad("/boot/vmlinuz-2", "--noefi")), qemu.FirmwareUEFI, 1, 1024)
+	f1, f2 := facts(t, res, 1), facts(t, res, 2)
+	t.Logf("boot 1 (%s): %s", res.BootInfo(1).Release, f1)
+	t.Logf("boot 2 (%s): %s", res.BootInfo(2).Release, f2)
+	p := planJSON(t, res, 1)
+	if e := p["boot_params"].(map[string]any)["efi"]; e != nil {
+		t.Fatalf("--noefi plan hands EFI state over: %v", e)
+	}
+	if f1.DmesgEFI == "" {
+		t.Fatalf("first boot not EFI:\n%s", f1.Raw)
+	}
+	if f2.DmesgEFI != "" || f2.EFIDir || f2.Variables != 0 || f2.EventLog >= 0 {
+		t.Fatalf("second kernel under --noefi: %s\n%s", f2, f2.Raw)
+	}
+	if !strings.Contains(f2.Raw, "No EFI environment") && !strings.Contains(serialBoot(t, g, 2), "No EFI environment") {
+		t.Logf("note: the second kernel's dmesg has no \"No EFI environment\" line")
+	}
+	last := checkChain(t, g, res, 1)
+	t.Logf("--noefi: second kernel non-EFI (%s); IMA %s", f2, describe(last))
+}
+
+// serialBoot returns the console text of boot n (split at "Linux version").
+func serialBoot(t *testing.T, g *guest, n int) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(g.art, "serial.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(string(b), "] Linux version ")
+	if n >= len(parts) {
+		return ""
+	}
+	return parts[n]
+}
+
+// TestUEFIKexecTools: the same guest with Debian's kexec-tools (kexec -c -l,
+// kexec -e), for the side-by-side table in the issue's closing note.
+func TestUEFIKexecTools(t *testing.T) {
+	g := uefiGuest(t, "")
+	g.files["/boot/vmlinuz-2"] = g.k2
+	g.hostBin["/sbin/kexec"] = "/sbin/kexec"
+	load := []proto.Action{
+		{Run: []string{"/sbin/kexec", "-c", "-l", "/boot/vmlinuz-2", "--initrd", "/run/next.cpio", "--append", nextAppend("2")}, ExpectExit: intp(0)},
+		{Exec: []string{"/sbin/kexec", "-e"}},
+	}
+	res := g.runFW(g.k1, uefiHandover(load), qemu.FirmwareUEFI, 1, 1024)
+	f1, f2 := facts(t, res, 1), facts(t, res, 2)
+	t.Logf("boot 1 (%s): %s", res.BootInfo(1).Release, f1)
+	t.Logf("boot 2 (%s): %s", res.BootInfo(2).Release, f2)
+	ev1, ev2 := biosMeasurements(t, g, res, 1), biosMeasurements(t, g, res, 2)
+	es := parseList(t, res.List(2, "binary_runtime_measurements"), "boot 2")
+	t.Logf("kexec-tools -c: second kernel %s; event log identical %v; IMA list %s (carried: %v)",
+		f2, len(ev1) > 0 && bytes.Equal(ev1, ev2), describe(es), countBootAggregates(es) == 2)
+	if f2.DmesgEFI == "" {
+		t.Errorf("kexec-tools' second kernel is not an EFI boot:\n%s", f2.Raw)
+	}
+}
