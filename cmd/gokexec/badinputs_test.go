@@ -246,6 +246,7 @@ The kernel offers no way to read back what a kexec_load put into it, so a
 kexec_load by another tool after gokexec's cannot be seen. For a
 kexec_load plan, -e then re-loads from the verified files, so what boots is
 what gokexec appraised and measured (the other tool's image is replaced).
-For a kexec_file_load plan, -e does not re-load, and such a foreign
-kexec_load would boot unmeasured by gokexec.
+A kexec_file_load plan is re-loaded from the verified files at -e only on
+kernels that hand the list over themselves (loader/refresh.go); elsewhere
+such a foreign kexec_load would boot an image gokexec never saw.
 `
