@@ -15,7 +15,8 @@ mkdir -p "$cache"
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 need_pkgs=(qemu-system-x86 qemu-system-arm qemu-utils swtpm swtpm-tools kexec-tools
-	ima-evm-utils openssl device-tree-compiler cpio busybox-static gzip xz-utils binutils-aarch64-linux-gnu time ovmf)
+	ima-evm-utils openssl device-tree-compiler cpio busybox-static gzip xz-utils binutils-aarch64-linux-gnu time ovmf
+	build-essential bc bison flex libelf-dev libssl-dev)
 missing=()
 for p in "${need_pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -60,4 +61,7 @@ fetch() {
 fetch deb61-amd64 linux-image-cloud-amd64
 fetch deb612-amd64 linux-image-6.12-cloud-amd64
 fetch deb61-arm64 linux-image-cloud-arm64:arm64 || echo "setup: arm64 kernel unavailable" >&2
+# The CONFIG_IMA_KEXEC test kernel, built from Debian unstable's linux-source
+# (cached in ${GOKEXEC_KCACHE:-/var/cache/gokexec/kernels}; see the script).
+GOKEXEC_CACHE=$cache bash "$here/scripts/build-kernel.sh"
 echo "setup: ready (cache $cache)" >&2
