@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"encoding/binary"
 	"fmt"
+	"hash"
 	"strings"
 )
 
@@ -78,10 +79,11 @@ func loadSearchList(src source, bank crypto.Hash) (*searchList, error) {
 // replayBoot extends entries [from, to) into state with method m.
 func (l *searchList) replayBoot(state []byte, from, to int, m Method) {
 	d := make([]byte, l.size)
+	var other map[crypto.Hash]hash.Hash
 	for i := from; i < to; i++ {
 		extendedDigest(d, l.viol[i], l.bank, m, l.s1[i][:], l.own[i*l.size:(i+1)*l.size])
 		p := int(l.pos[i]) * l.size
-		extendInto(l.bank, state[p:p+l.size], d, nil)
+		extendInto(l.bank, state[p:p+l.size], d, &other)
 	}
 }
 

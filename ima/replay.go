@@ -94,23 +94,43 @@ func TemplateDigest(e Entry, bank crypto.Hash, method Method) []byte {
 	return extendedDigest(make([]byte, bank.Size()), e.Violation(), bank, method, s1[:], own)
 }
 
-// extendInto sets v = H_bank(v || d) in place.
+// extendInto sets v = H_bank(v || d) in place. The common banks hash a
+// stack buffer with the one-shot functions (no allocation per extend).
 func extendInto(bank crypto.Hash, v, d []byte, other *map[crypto.Hash]hash.Hash) {
-	var buf [128]byte
-	n := copy(buf[:], v)
-	n += copy(buf[n:], d)
 	switch bank {
 	case crypto.SHA1:
-		s := sha1.Sum(buf[:n])
+		var buf [2 * sha1.Size]byte
+		copy(buf[copy(buf[:], v):], d)
+		s := sha1.Sum(buf[:])
 		copy(v, s[:])
 	case crypto.SHA256:
-		s := sha256.Sum256(buf[:n])
+		var buf [2 * sha256.Size]byte
+		copy(buf[copy(buf[:], v):], d)
+		s := sha256.Sum256(buf[:])
 		copy(v, s[:])
 	case crypto.SHA384:
-		s := sha512.Sum384(buf[:n])
+		var buf [2 * sha512.Size384]byte
+		copy(buf[copy(buf[:], v):], d)
+		s := sha512.Sum384(buf[:])
+		copy(v, s[:])
+	case crypto.SHA512:
+		var buf [2 * sha512.Size]byte
+		copy(buf[copy(buf[:], v):], d)
+		s := sha512.Sum512(buf[:])
 		copy(v, s[:])
 	default:
-		sumInto(bank, v, buf[:n], other)
+		if *other == nil {
+			*other = map[crypto.Hash]hash.Hash{}
+		}
+		h := (*other)[bank]
+		if h == nil {
+			h = bank.New()
+			(*other)[bank] = h
+		}
+		h.Reset()
+		h.Write(v)
+		h.Write(d)
+		h.Sum(v[:0])
 	}
 }
 

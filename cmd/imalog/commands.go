@@ -550,10 +550,10 @@ func printVerify(w io.Writer, res ima.VerifyResult, reads readsChoice) {
 		fmt.Fprintf(w, "method search: %s\n", res.MethodSearch)
 	}
 	for _, u := range res.Unquoted {
-		fmt.Fprintf(w, "not checked: PCR %d has %d entries, not quoted in bank %s\n", u.PCR, u.Entries, strings.Join(u.Banks, ", "))
+		fmt.Fprintf(w, "not checked: PCR %d has %s, not quoted in bank %s\n", u.PCR, plural(u.Entries, "entry", "entries"), strings.Join(u.Banks, ", "))
 	}
 	if res.Prefix >= 0 && res.Unbound > 0 {
-		fmt.Fprintf(w, "not bound: %d entries after the matched prefix (%d-%d)\n", res.Unbound, res.Prefix, res.Entries-1)
+		fmt.Fprintf(w, "not bound: %s after the matched prefix (%d-%d)\n", plural(res.Unbound, "entry", "entries"), res.Prefix, res.Entries-1)
 	}
 	for _, i := range res.DigestMismatches {
 		fmt.Fprintf(w, "entry %d: stored template digest differs from the SHA-1 of its data\n", i)
@@ -577,6 +577,13 @@ func printVerify(w io.Writer, res ima.VerifyResult, reads readsChoice) {
 	default:
 		fmt.Fprintf(w, "verdict: inconsistent: no prefix of the list reproduces the quoted PCRs\n")
 	}
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 func methodName(m *ima.Method) string {
