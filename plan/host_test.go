@@ -1,0 +1,100 @@
+package plan
+
+import (
+	"bytes"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/gokexec/gokexec/bzimage"
+	"github.com/gokexec/gokexec/efi"
+	"github.com/gokexec/gokexec/segment"
+)
+
+// ovmfCapture is `gokexec capture-host` run in a Debian 6.1 cloud guest
+// booted by OVMF (QEMU q35, 1 GiB, TestUEFINoEFI's first boot).
+const ovmfCapture = "testdata/host-qemu-q35-ovmf-1g-linux-image-6.1.0-57-cloud-amd64"
+
+// capturedInputs plans the 6.1 test kernel against the capture: its memory
+// map, IMA list and firmware.
+func capturedInputs(t *testing.T) *Inputs {
+	t.Helper()
+	h, err := efi.ReadHost(os.DirFS(ovmfCapture))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem, err := segment.ParseSysfsMemmap(os.DirFS(filepath.Join(ovmfCapture, "sys/firmware/memmap")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := os.ReadFile(filepath.Join(ovmfCapture, "sys/kernel/security/ima/binary_runtime_measurements"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Inputs{Arch: ArchAMD64, KernelPath: "vmlinuz", Kernel: kernelFixture(t), Cmdline: "console=ttyS0",
+		Memory: mem, IMAList: list, IMAExtra: 64 << 10, RNGSeed: make([]byte, 32), EFI: h}
+}
+
+func TestPlanOVMFCapture(t *testing.T) {
+	in := capturedInputs(t)
+	h := in.EFI
+	if !h.EFI || len(h.Missing) != 0 || h.BootParams == nil || !h.BootParams.EFIBoot() {
+		t.Fatalf("capture: EFI %v, missing %v", h.EFI, h.Missing)
+	}
+	p, err := Build(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Warnings) != 0 {
+		t.Fatalf("warnings %q", p.Warnings)
+	}
+	e := p.BootParams.EFI
+	if e == nil {
+		t.Fatal("no EFI hand-over planned for an OVMF host")
+	}
+	// What the guest's own kernel said (serial log of that run): systab
+	// from boot_params, SMBIOS=0x3f520000 and ACPI 2.0=0x3f77d014.
+	if e.Systab != h.BootParams.EFI.Systab || e.SMBIOS != 0x3f520000 || p.BootParams.ACPIRSDP != 0x3f77d014 {
+		t.Errorf("systab %#x smbios %#x rsdp %#x", e.Systab, e.SMBIOS, p.BootParams.ACPIRSDP)
+	}
+	if len(e.RuntimeMap) != 7 || e.MemmapSize != 7*efi.MemoryDescriptorSize {
+		t.Errorf("runtime map: %d descriptors, %d bytes", len(e.RuntimeMap), e.MemmapSize)
+	}
+	for i, d := range e.RuntimeMap {
+		if d.Attribute&efi.MemoryRuntime == 0 || d.Virt == 0 {
+			t.Errorf("descriptor %d %+v: not a runtime region with a virtual address", i, d)
+		}
+	}
+	if e.SecureBoot != h.BootParams.SecureBoot {
+		t.Errorf("secure_boot %d, the running kernel had %d", e.SecureBoot, h.BootParams.SecureBoot)
+	}
+	if s := p.BootParams.Screen; s == nil || s.VideoType != efi.VideoTypeEFI || s.Width != 1280 || s.Height != 800 {
+		t.Errorf("screen %+v, want OVMF's 1280x800 GOP framebuffer", s)
+	}
+	// The bytes: efi_info as the running kernel's, but with the rebuilt map.
+	bp := seg(t, p, "boot_params")
+	le := binary.LittleEndian
+	if string(bp.Buf[0x1c0:0x1c4]) != "EL64" || le.Uint32(bp.Buf[0x1c8:]) != 40 || le.Uint32(bp.Buf[0x1cc:]) != 1 {
+		t.Errorf("efi_info % x", bp.Buf[0x1c0:0x1e0])
+	}
+	nodes, err := bzimage.SetupDataAt(bp.Buf[:bp.Bufsz], bp.Mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []uint32
+	for _, n := range nodes {
+		types = append(types, n.Type)
+	}
+	if len(types) == 0 || types[len(types)-1] != bzimage.SetupEFI {
+		t.Errorf("setup_data types %v: SETUP_EFI not last", types)
+	}
+	// Planning is a function of the capture: the same inputs, the same plan.
+	p2, err := Build(capturedInputs(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(seg(t, p2, "boot_params").Buf, bp.Buf) {
+		t.Error("two plans of the same capture differ")
+	}
+}
