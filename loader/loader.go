@@ -60,7 +60,9 @@ type Options struct {
 	NoIMA    bool
 	IMAExtra uint64
 	IMAPCR   uint32 // PCR for the loader's own entries; 0 means 10
-	// TPMDevice is the TPM finalize extends; "" tries /dev/tpmrm0, then /dev/tpm0.
+	// TPMDevice is the TPM finalize extends; it must exist and open. ""
+	// takes /dev/tpmrm0, then /dev/tpm0; only when neither exists does the
+	// machine count as having no TPM (plan fact tpm "none").
 	TPMDevice string
 	IMALog    string // override the IMA list source (file)
 	MemMap    string // override the memory map source (dir or iomem file)

@@ -12,6 +12,9 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gokexec/gokexec/ima"
+	"github.com/gokexec/gokexec/loader"
 )
 
 var update = flag.Bool("update", false, "rewrite docs/bad-inputs.md from the bad-input table")
@@ -250,3 +253,23 @@ A kexec_file_load plan is re-loaded from the verified files at -e only on
 kernels that hand the list over themselves (loader/refresh.go); elsewhere
 such a foreign kexec_load would boot an image gokexec never saw.
 `
+
+// Issue 11, finding 1: -e says when this machine has no TPM or the IMA
+// hand-over was left out, without -d.
+func TestReportFinalizeSaysWhatWasLeftOut(t *testing.T) {
+	var b bytes.Buffer
+	reportFinalize(&loader.Report{NoTPM: true, TPM: loader.NoTPM, Entries: make([]ima.Entry, 5)}, false, &b)
+	if !strings.Contains(b.String(), "no TPM") || !strings.Contains(b.String(), "5 entries") || !strings.Contains(b.String(), "no PCR") {
+		t.Errorf("no TPM: %q", b.String())
+	}
+	b.Reset()
+	reportFinalize(&loader.Report{NoIMA: true}, false, &b)
+	if !strings.Contains(b.String(), "--no-ima") {
+		t.Errorf("no IMA: %q", b.String())
+	}
+	b.Reset()
+	reportFinalize(&loader.Report{TPM: "/dev/tpmrm0", Extended: true, Entries: make([]ima.Entry, 5)}, false, &b)
+	if b.Len() != 0 {
+		t.Errorf("a normal finalize printed %q without -d", b.String())
+	}
+}

@@ -115,7 +115,12 @@ type exitError struct {
 	err  error
 }
 
-func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
 
 func usageErr(format string, a ...any) error {
 	return &exitError{2, fmt.Errorf(format, a...)}
@@ -144,7 +149,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {
-		if ee.err != nil && ee.err.Error() != "" {
+		if ee.err != nil { // nil: a status answer (-S), nothing to say
 			fmt.Fprintf(stderr, "gokexec: %v\n", ee.err)
 		}
 		return ee.code
@@ -350,7 +355,7 @@ func status(c *cli) error {
 		return &exitError{2, err}
 	}
 	if strings.TrimSpace(string(b)) == "1" {
-		return &exitError{1, errors.New("")}
+		return &exitError{1, nil}
 	}
 	return nil
 }
