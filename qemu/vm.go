@@ -42,6 +42,14 @@ type VM struct {
 	Firmware string
 	// CPUs is the number of vCPUs; default 1.
 	CPUs int
+	// Disk, when set, is attached as the first virtio disk (/dev/vda):
+	// a qcow2 file (by its .qcow2 suffix; see Overlay) or a raw image.
+	// Writes go through QEMU's cache without flushes (cache=unsafe).
+	Disk string
+	// Reset lets a guest reboot reset the machine (firmware, TPM and all)
+	// and boot again within the same run; by default (-no-reboot) a reboot
+	// ends the run.
+	Reset bool
 }
 
 // Result is what came back from a run. Run returns it also with an error,
@@ -181,11 +189,21 @@ func runOnce(ctx context.Context, vm VM, accel Accel) (*Result, error) {
 		cpus = 1
 	}
 	args = append(args, "-m", fmt.Sprint(vm.MemMiB), "-smp", fmt.Sprint(cpus),
-		"-display", "none", "-monitor", "none", "-no-reboot",
+		"-display", "none", "-monitor", "none",
 		"-qmp", "unix:"+qmpSock+",server=on,wait=off",
 		"-kernel", vm.Kernel, "-append", appendLine, "-serial", "stdio")
+	if !vm.Reset {
+		args = append(args, "-no-reboot")
+	}
 	if vm.Initrd != "" {
 		args = append(args, "-initrd", vm.Initrd)
+	}
+	if vm.Disk != "" {
+		format := "raw"
+		if strings.HasSuffix(vm.Disk, ".qcow2") {
+			format = "qcow2"
+		}
+		args = append(args, "-drive", "file="+vm.Disk+",format="+format+",if=virtio,cache=unsafe")
 	}
 	var ln net.Listener
 	if vm.Arch == "amd64" {
