@@ -4,9 +4,15 @@
 // named by gkt.step= on the kernel command line, reports results as protocol
 // lines (see package qemu/proto) and powers the guest off.
 //
+// With --service it runs instead as a systemd service in a Debian guest
+// image (service.go): the scenario comes from fw_cfg and the step is the
+// boot number counted on the guest's disk.
+//
 // Invariants:
 //   - It refuses to do anything when it is not PID 1, so it can never power
-//     off or reboot the machine it was built on.
+//     off or reboot the machine it was built on; in service mode it refuses
+//     unless the guest image's marker file exists and the kernel command
+//     line carries the harness's gkt.out=.
 //   - Every boot produces a "boot" record first and ends with either a "done"
 //     record or an "error" record, followed by power-off; a watchdog powers
 //     off after the step's deadline even if an action hangs.
@@ -42,9 +48,15 @@ type agent struct {
 	enc    *proto.Encoder
 	step   string
 	action int
+	// service is set in service mode (--service; see service.go).
+	service bool
 }
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == "--service" {
+		serviceMain()
+		return
+	}
 	if os.Getpid() != 1 {
 		fmt.Fprintln(os.Stderr, "gokexec guest agent: not PID 1, refusing to run (it powers the machine off)")
 		os.Exit(2)
@@ -63,6 +75,13 @@ func main() {
 	if err != nil {
 		a.fail(err)
 	}
+	a.runStep(sc)
+}
+
+// runStep runs the actions of the step named a.step under the step's
+// watchdog, reports "done" and powers off; on an error it reports it and
+// powers off.
+func (a *agent) runStep(sc *proto.Scenario) {
 	st, ok := sc.Steps[a.step]
 	if !ok {
 		a.fail(fmt.Errorf("no step %q in %s (gkt.step= on the command line)", a.step, proto.ScenarioPath))
@@ -236,6 +255,9 @@ func (a *agent) do(act *proto.Action) error {
 			return err
 		}
 		a.send(&proto.Record{Type: proto.TypeCmd, Argv: act.Exec, Exit: code, Output: out})
+		if a.service && code == 0 {
+			a.waitForShutdown() // systemctl kexec returned: the shutdown is under way
+		}
 		return fmt.Errorf("%q returned (exit %d), expected it not to", act.Exec, code)
 	case "write_file":
 		if err := os.MkdirAll(filepath.Dir(act.WriteFile), 0o755); err != nil {
