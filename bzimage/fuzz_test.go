@@ -27,5 +27,19 @@ func FuzzParse(f *testing.F) {
 				t.Fatal(err)
 			}
 		}
+		if im.Xloadflags&XLFEFIKexec != 0 {
+			p := &Params{E820: m, Cmdline: "console=ttyS0", EFI: &EFI{LoaderSignature: "EL64", Systab: 0x3f8ee018,
+				MemdescSize: 40, MemdescVersion: 1, Memmap: make([]byte, 80)}}
+			buf, pl, err := BuildParamsEFI(im, 0x10_0000, p)
+			if err == nil {
+				nodes, err := SetupDataAt(buf, 0x10_0000)
+				if err != nil || len(nodes) == 0 || nodes[len(nodes)-1].Type != SetupEFI {
+					t.Fatalf("EFI chain %+v: %v", nodes, err)
+				}
+				if pl.MemmapAddr+80 > 0x10_0000+uint64(len(buf)) {
+					t.Fatal("EFI memory map outside the block")
+				}
+			}
+		}
 	})
 }
