@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"unsafe"
@@ -68,8 +69,11 @@ var ErrLockdown = errors.New("kernel lockdown forbids kexec_load")
 
 // Lockdown returns the active lockdown mode ("none", "integrity",
 // "confidentiality") or "" when the kernel has no lockdown LSM.
-func Lockdown() string {
-	b, err := readSmall("/sys/kernel/security/lockdown")
+func Lockdown() string { return LockdownAt("") }
+
+// LockdownAt is Lockdown of the tree at root ("": this system).
+func LockdownAt(root string) string {
+	b, err := readSmall(filepath.Join(rootOr(root), "sys/kernel/security/lockdown"))
 	if err != nil {
 		return ""
 	}

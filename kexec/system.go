@@ -191,9 +191,11 @@ func ParseKallsyms(r io.Reader) (KallsymsFacts, error) {
 	return f, nil
 }
 
-// ReadKallsyms reads the running kernel's facts from /proc/kallsyms.
-func ReadKallsyms() (KallsymsFacts, error) {
-	f, err := os.Open("/proc/kallsyms")
+// ReadKallsyms reads the kernel's facts from root/proc/kallsyms: the
+// running kernel's with root "" or "/", a captured host's (capture-host,
+// --host) otherwise.
+func ReadKallsyms(root string) (KallsymsFacts, error) {
+	f, err := os.Open(filepath.Join(rootOr(root), "proc/kallsyms"))
 	if err != nil {
 		return KallsymsFacts{}, fmt.Errorf("kallsyms: %w", err)
 	}
@@ -205,7 +207,7 @@ func ReadKallsyms() (KallsymsFacts, error) {
 // list over by itself on kexec_file_load (CONFIG_IMA_KEXEC): its symbol
 // table then holds ima_add_kexec_buffer.
 func KernelHandsOverIMA() (bool, error) {
-	f, err := ReadKallsyms()
+	f, err := ReadKallsyms("")
 	return f.HandsOver, err
 }
 
@@ -221,9 +223,20 @@ func (b boundedFS) ReadFile(name string) ([]byte, error) {
 }
 
 // KexecLoadDisabled reports sysctl kernel.kexec_load_disabled.
-func KexecLoadDisabled() bool {
-	b, err := readSmall("/proc/sys/kernel/kexec_load_disabled")
+func KexecLoadDisabled() bool { return KexecLoadDisabledAt("") }
+
+// KexecLoadDisabledAt is KexecLoadDisabled of the tree at root ("": this
+// system).
+func KexecLoadDisabledAt(root string) bool {
+	b, err := readSmall(filepath.Join(rootOr(root), "proc/sys/kernel/kexec_load_disabled"))
 	return err == nil && strings.TrimSpace(string(b)) == "1"
+}
+
+func rootOr(root string) string {
+	if root == "" {
+		return "/"
+	}
+	return root
 }
 
 // HasCapSysBoot reports whether this process holds CAP_SYS_BOOT.

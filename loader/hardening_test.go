@@ -71,7 +71,12 @@ func installHost(t *testing.T, h *fakeHost) {
 	}
 	kexecLoaded = func() (bool, error) { return h.loaded, nil }
 	bootID = func() (string, error) { return h.boot, nil }
-	readKallsyms = func() (kexec.KallsymsFacts, error) { return h.kallsyms, nil }
+	readKallsyms = func(root string) (kexec.KallsymsFacts, error) {
+		if root != "" {
+			return kexec.ReadKallsyms(root)
+		}
+		return h.kallsyms, nil
+	}
 	openTPMAt = func(path string) (*tpm.TPM, error) { return tpm.Open(path) }
 	tpmDefaults = []string{filepath.Join(t.TempDir(), "tpmrm0"), filepath.Join(t.TempDir(), "tpm0")}
 	t.Cleanup(func() {
@@ -80,7 +85,7 @@ func installHost(t *testing.T, h *fakeHost) {
 		fileLoadFDs = saved[2].(func(*os.File, *os.File, string) error)
 		kexecLoaded = saved[3].(func() (bool, error))
 		bootID = saved[4].(func() (string, error))
-		readKallsyms = saved[5].(func() (kexec.KallsymsFacts, error))
+		readKallsyms = saved[5].(func(string) (kexec.KallsymsFacts, error))
 		openTPMAt = saved[6].(func(string) (*tpm.TPM, error))
 		tpmDefaults = saved[7].([]string)
 	})
@@ -524,6 +529,33 @@ func TestDevZeroInputs(t *testing.T) {
 		_, _, err := Plan(o)
 		if !errors.Is(err, kexec.ErrNotRegular) || !strings.Contains(err.Error(), name+" /dev/zero") {
 			t.Errorf("%s /dev/zero: %v", name, err)
+		}
+	}
+}
+
+// Finding 6 with --host: the facts come from the captured tree's
+// proc/kallsyms (capture-host keeps the IMA names), not this machine's.
+func TestCapturedHostKallsyms(t *testing.T) {
+	h := &fakeHost{list: readTestList(t), boot: "b1"}
+	installHost(t, h)
+	dir := t.TempDir()
+	k := filepath.Join(dir, "vmlinuz")
+	os.WriteFile(k, testkernel.Bytes(t, testkernel.Deb61, 0xcc), 0o644)
+	for fixture, refused := range map[string]bool{"ima-kexec-6.16.txt": true, "debian-6.1-no-ima-kexec.txt": false} {
+		tree := t.TempDir()
+		os.MkdirAll(filepath.Join(tree, "proc"), 0o755)
+		b, err := os.ReadFile(filepath.Join("../kexec/testdata/kallsyms", fixture))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(tree, "proc/kallsyms"), b, 0o644)
+		o := &Options{Arch: "amd64", KernelPath: k, MemMap: testMemmap, IMALog: testList, DryRun: true, Mode: plan.ModeLoad, Host: tree}
+		p, _, err := Plan(o)
+		if refused != errors.Is(err, ErrKernelMeasuresExec) {
+			t.Errorf("%s: %v", fixture, err)
+		}
+		if !refused && (err != nil || p.Decision.Facts.KernelMeasuresExec || p.Decision.Facts.TPM != "") {
+			t.Errorf("%s: %v %+v", fixture, err, p.Decision.Facts)
 		}
 	}
 }
