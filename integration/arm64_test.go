@@ -27,6 +27,7 @@ import (
 // kernel's list and end with gokexec's kexec_execute marker.
 func TestARM64Handover(t *testing.T) {
 	skipShort(t)
+	parallelGuest(t)
 	ctx := context.Background()
 	art := qemu.ArtifactsDir(t)
 	k, err := qemu.Kernel(qemu.Deb61ARM64)

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,6 +38,21 @@ type guest struct {
 	appendExtra string
 }
 
+// parallel holds the tests that parallelGuest has made parallel.
+var parallel sync.Map
+
+// parallelGuest runs t in parallel with the other guest scenarios: each has
+// its own TPM, artifacts and QEMU, and a guest uses one core, so on two
+// cores two scenarios at a time take about half the wall time (go test's
+// -parallel, GOMAXPROCS by default, bounds how many). A test that boots
+// more than one guest calls it once per guest; only the first counts.
+func parallelGuest(t *testing.T) {
+	t.Helper()
+	if _, dup := parallel.LoadOrStore(t, true); !dup {
+		t.Parallel()
+	}
+}
+
 func skipShort(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
@@ -54,6 +70,7 @@ func newGuest(t *testing.T, extraPkgs ...string) *guest {
 func newGuestNamed(t *testing.T, name string, extraPkgs ...string) *guest {
 	t.Helper()
 	skipShort(t)
+	parallelGuest(t)
 	ctx := context.Background()
 	art := qemu.ArtifactsDir(t)
 	if name != "" {
