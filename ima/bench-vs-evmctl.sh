@@ -1,13 +1,18 @@
 #!/bin/bash
 # Whole-process wall time of `imalog verify` against `evmctl ima_measurement`
-# on the same 200,000-entry list and PCR files, alternating the commands in
-# every round (the machine is shared: neighbours' load drifts, and a ratio
-# taken within one round cancels most of it). Prints every round, then the
-# medians and the median of the per-round ratios.
+# on the same 200,000-entry list and PCR files, and against the hashing
+# floor (ima/internal/hashfloor: the hashing a sha1+sha256 verification
+# needs, standard-library hashes, one goroutine, timed inside the process
+# after parsing), alternating the commands in every round (the machine is
+# shared: neighbours' load drifts, and a ratio taken within one round
+# cancels most of it). Prints every round, then the medians, the median of
+# the per-round ratios, and imalog's peak RSS.
 #
-# usage: [REPLAY=1] ima/bench-vs-evmctl.sh [ROUNDS] [IMALOG...]
+# usage: [REPLAY=1] [BIG=N] ima/bench-vs-evmctl.sh [ROUNDS] [IMALOG...]
 #   REPLAY=1 times `imalog replay --bank sha1 --bank sha256 LIST` (the same
 #   replay, no comparison) instead of `imalog verify`.
+#   BIG=N also writes the list N times over into one file (N=72: 2 GB),
+#   and reports imalog verify's wall time and peak RSS on it.
 #   The list and PCR files are the ones BenchmarkEvmctl200k leaves in
 #   $TMPDIR/gokexec-ima-bench (go test -run XXX -bench Evmctl200k ./ima).
 #   IMALOG defaults to a static build of ./cmd/imalog (CGO_ENABLED=0,
@@ -22,27 +27,52 @@ if [ ${#bins[@]} -eq 0 ]; then
 	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$dir/imalog-static" ./cmd/imalog
 	bins=("$dir/imalog-static")
 fi
+CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$dir/hashfloor" ./ima/internal/hashfloor
 cd "$dir"
 pcrs=(--pcrs sha1,pcr-sha1.txt --pcrs sha256,pcr-sha256.txt)
 sub=(verify list "${pcrs[@]}")
 [ -n "${REPLAY:-}" ] && sub=(replay --bank sha1 --bank sha256 list)
 out=$(mktemp)
+ms() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", (b-a)*1000}'; }
 for ((r = 1; r <= rounds; r++)); do
 	t0=$EPOCHREALTIME
 	evmctl ima_measurement --ignore-violations "${pcrs[@]}" list >/dev/null 2>&1
-	line="$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", (b-a)*1000}')"
+	line="$(ms "$t0" "$EPOCHREALTIME")"
 	for bin in "${bins[@]}"; do
 		t0=$EPOCHREALTIME
 		"$bin" "${sub[@]}" >/dev/null
-		line="$line $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", (b-a)*1000}')"
+		line="$line $(ms "$t0" "$EPOCHREALTIME")"
 	done
+	line="$line $(./hashfloor list | cut -d' ' -f1)"
 	echo "$line" | tee -a "$out"
 done
 med() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
-echo "medians over $rounds rounds (ms); ratio = evmctl / imalog within each round:"
+fl=$((${#bins[@]} + 2))
+echo "medians over $rounds rounds (ms); columns: evmctl, ${bins[*]}, hashing floor"
 echo "  evmctl ima_measurement: $(cut -d' ' -f1 "$out" | med)"
+echo "  hashing floor (one goroutine, in process): $(cut -d' ' -f$fl "$out" | med)"
 for ((i = 0; i < ${#bins[@]}; i++)); do
 	col=$((i + 2))
-	echo "  ${bins[$i]} ${sub[0]}: $(cut -d' ' -f$col "$out" | med), ratio $(awk -v c=$col '{printf "%.2f\n", $1 / $c}' "$out" | med)"
+	echo "  ${bins[$i]} ${sub[0]}: $(cut -d' ' -f$col "$out" | med);" \
+		"evmctl/imalog $(awk -v c=$col '{printf "%.2f\n", $1 / $c}' "$out" | med)," \
+		"imalog/floor $(awk -v c=$col -v f=$fl '{printf "%.2f\n", $c / $f}' "$out" | med)," \
+		"peak RSS $(/usr/bin/time -f %M "${bins[$i]}" "${sub[@]}" 2>&1 >/dev/null | tail -1) KiB"
 done
 rm -f "$out"
+if [ -n "${BIG:-}" ]; then
+	rm -f big
+	for ((i = 0; i < BIG; i++)); do cat list >>big; done
+	"${bins[0]}" replay --bank sha1 --bank sha256 --json big >big.json
+	for b in sha1 sha256; do
+		python3 - "$b" >pcr-big-$b.txt <<-'EOF'
+			import json, sys
+			r = [x for x in json.load(open("big.json"))["replay"] if x["bank"] == sys.argv[1]][0]
+			for p, v in sorted(r["pcrs"].items(), key=lambda kv: int(kv[0])):
+			    print("PCR-%02d: %s" % (int(p), " ".join(v[i:i + 2] for i in range(0, len(v), 2))))
+		EOF
+	done
+	echo "$(stat -c %s big)-byte list ($BIG copies):"
+	/usr/bin/time -f "  imalog verify: %e s wall, %U s user, %S s sys, peak RSS %M KiB" \
+		"${bins[0]}" verify big --pcrs sha1,pcr-big-sha1.txt --pcrs sha256,pcr-big-sha256.txt | tail -1
+	rm -f big big.json pcr-big-*.txt
+fi

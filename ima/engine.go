@@ -2,10 +2,10 @@ package ima
 
 import (
 	"crypto"
-	"encoding/binary"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
@@ -51,6 +51,7 @@ type chunk struct {
 	off   int64 // byte offset of the first entry (streams)
 	buf   []byte
 	es    []Entry
+	names [][]byte   // streams: the framed template names, resolved by a worker
 	own   [][]byte   // per job.own bank: len(es) digests back to back
 	sha1  [][20]byte // job.sha1: per entry
 	cand  []int32    // entries (within the chunk) the timeline must see
@@ -86,7 +87,7 @@ func runPass(src source, jb job, consume func(c *chunk) error) (int, error) {
 		get := func() *chunk {
 			select {
 			case c := <-pool:
-				c.es, c.cand, c.err, c.skipW = c.es[:0], c.cand[:0], nil, false
+				c.es, c.names, c.cand, c.err, c.skipW = c.es[:0], c.names[:0], c.cand[:0], nil, false
 				return c
 			case <-quit:
 				return nil
@@ -154,7 +155,6 @@ func readChunks(src source, get func() *chunk, emit func(*chunk) bool) {
 		emit(c)
 		return
 	}
-	var tc templateCache
 	var carry []byte // the start of an entry that did not fit
 	off, idx := int64(0), 0
 	eof := false
@@ -183,11 +183,13 @@ func readChunks(src source, get func() *chunk, emit func(*chunk) bool) {
 			if pos == len(buf) {
 				break
 			}
-			e, n, errOff, perr := parseEntry(buf[pos:], src.order, &tc)
+			// Framing here; the workers resolve the templates (resolve).
+			f, errOff, perr := splitFrame(buf[pos:], src.order, true)
 			if perr == nil {
-				c.es = append(c.es, e)
-				pos += n
-				off += int64(n)
+				c.es = append(c.es, f.entry())
+				c.names = append(c.names, f.name)
+				pos += f.size
+				off += int64(f.size)
 				idx++
 				continue
 			}
@@ -229,6 +231,7 @@ type worker struct {
 }
 
 func (w *worker) fill(c *chunk, jb job, order endian) {
+	w.resolve(c, order)
 	n := len(c.es)
 	for len(c.own) < len(jb.own) {
 		c.own = append(c.own, nil)
@@ -262,6 +265,24 @@ func grow(b []byte, n int) []byte {
 		return make([]byte, n)
 	}
 	return b[:n]
+}
+
+// resolve completes the parse of a streamed chunk's framed entries; the
+// first entry that does not resolve ends the chunk with its error.
+func (w *worker) resolve(c *chunk, order endian) {
+	if c.names == nil {
+		return
+	}
+	off := c.off
+	for i := range c.es {
+		e := &c.es[i]
+		if errOff, err := resolveEntry(e, c.names[i], order, &w.tc); err != nil {
+			c.es = c.es[:i]
+			c.err = &ParseError{Offset: off + int64(errOff), Index: c.base + i, Err: err}
+			return
+		}
+		off += int64(e.EncodedSize())
+	}
 }
 
 // candidate reports whether e's event name can be one the timeline needs.

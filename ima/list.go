@@ -167,29 +167,44 @@ func splitFrame(b []byte, order endian, legacy bool) (f frame, errOff int, err e
 
 // parseEntry parses one entry at the start of b and returns it, its size,
 // and on error the offset within b where the problem lies. It is the one
-// entry parser: ParseList, the verification pipeline and every reader go
-// through it.
+// entry parser: splitFrame finds the entry by its length fields, then
+// resolveEntry gives it its template and checks its fields. (The streaming
+// pass runs the two halves on different goroutines.)
 func parseEntry(b []byte, order endian, tc *templateCache) (Entry, int, int, error) {
 	f, errOff, err := splitFrame(b, order, true)
-	e := Entry{PCR: f.pcr, TemplateDigest: f.digest}
 	if err != nil {
+		return Entry{PCR: f.pcr, TemplateDigest: f.digest}, 0, errOff, err
+	}
+	e := f.entry()
+	if errOff, err := resolveEntry(&e, f.name, order, tc); err != nil {
 		return e, 0, errOff, err
 	}
-	t, name, err := tc.lookupName(f.name)
+	return e, f.size, 0, nil
+}
+
+// entry is the frame as an Entry without its template name.
+func (f *frame) entry() Entry {
+	return Entry{PCR: f.pcr, TemplateDigest: f.digest, TemplateData: f.data}
+}
+
+// resolveEntry sets e's template name from the framed name and checks
+// that its template data splits into exactly the template's fields. On
+// error it returns the offset from the entry's start.
+func resolveEntry(e *Entry, name []byte, order endian, tc *templateCache) (int, error) {
+	t, s, err := tc.lookupName(name)
 	if err != nil {
-		return e, 0, entryHeaderMin, fmt.Errorf("template name %q: %w", clip(f.name), err)
+		return entryHeaderMin, fmt.Errorf("template name %q: %w", clip(name), err)
 	}
 	// The name as written: a format string stays a format string even when
 	// it equals a built-in template's format.
-	e.TemplateName = name
-	e.TemplateData = f.data
+	e.TemplateName = s
 	if t.Legacy() {
-		return e, f.size, 0, nil
+		return 0, nil
 	}
 	if fo, err := checkFields(e.TemplateData, order, len(t.Fields)); err != nil {
-		return e, 0, f.size - len(f.data) + fo, fmt.Errorf("template %s: %w", e.TemplateName, err)
+		return entryHeaderMin + len(name) + 4 + fo, fmt.Errorf("template %s: %w", e.TemplateName, err)
 	}
-	return e, f.size, 0, nil
+	return 0, nil
 }
 
 // checkFields verifies that data is exactly n length-prefixed fields, as the

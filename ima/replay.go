@@ -261,6 +261,13 @@ func (x *chain) extend(k int, e *Entry, c *chunk, i int) {
 	}
 }
 
+// extendAll extends every entry of c.
+func (x *chain) extendAll(c *chunk) {
+	for i := range c.es {
+		x.extend(c.base+i, &c.es[i], c, i)
+	}
+}
+
 // finish closes the open intervals at n entries.
 func (x *chain) finish(n int) {
 	for _, p := range x.pcrs.indices() {
@@ -328,10 +335,8 @@ func replayPlan(runs []BankMethod) ([]*chain, []int, job) {
 func replaySource(src source, runs []BankMethod) ([]map[uint32][]byte, int, error) {
 	chains, runOf, jb := replayPlan(runs)
 	n, err := runPass(src, jb, func(c *chunk) error {
-		for i := range c.es {
-			for _, x := range chains {
-				x.extend(c.base+i, &c.es[i], c, i)
-			}
+		for _, x := range chains {
+			x.extendAll(c)
 		}
 		return nil
 	})

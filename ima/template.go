@@ -164,6 +164,9 @@ func (c *templateCache) lookup(b []byte) (*Template, error) {
 // entries (built-in names and each distinct custom name are stored once).
 func (c *templateCache) lookupName(b []byte) (*Template, string, error) {
 	// string(b) in a comparison does not allocate.
+	if c.last != nil && c.last.Name != "" && c.last.Name == string(b) {
+		return c.last, c.last.Name, nil
+	}
 	for _, t := range builtinTemplates {
 		if t.Name == string(b) {
 			c.last = t

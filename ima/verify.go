@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 )
 
 // Reads says how the quoted PCR values were taken, which decides what
@@ -214,11 +215,9 @@ func verifySource(src source, quoted PCRValues, opt VerifyOptions) (VerifyResult
 	tb := NewTimelineBuilder(src.order.byteOrder())
 	var mism []mismatch
 	n, err := runPass(src, jb, func(c *chunk) error {
+		extendChunk(all, c)
 		for i := range c.es {
 			e, k := &c.es[i], c.base+i
-			for _, x := range all {
-				x.extend(k, e, c, i)
-			}
 			*counts.at(e.PCR, newInt)++
 			if jb.sha1 && !e.Violation() && c.sha1[i] != e.TemplateDigest && len(mism) < maxMismatches {
 				mism = append(mism, mismatch{k, e.PCR})
@@ -298,11 +297,7 @@ func verifySource(src source, quoted PCRValues, opt VerifyOptions) (VerifyResult
 	}
 	if len(pad) > 0 {
 		if _, err := runPass(src, job{}, func(c *chunk) error {
-			for i := range c.es {
-				for _, x := range pad {
-					x.extend(c.base+i, &c.es[i], c, i)
-				}
-			}
+			extendChunk(pad, c)
 			return nil
 		}); err != nil {
 			return res, err
@@ -344,6 +339,20 @@ func verifySource(src source, quoted PCRValues, opt VerifyOptions) (VerifyResult
 		res.Problems = append(res.Problems, "an entry in the matched prefix has a stored template digest that differs from its data")
 	}
 	return res, nil
+}
+
+// extendChunk extends every chain over the chunk's entries, each chain on
+// its own goroutine: the chains are independent, and each is the one
+// sequential part of its bank's work.
+func extendChunk(chains []*chain, c *chunk) {
+	var wg sync.WaitGroup
+	for _, x := range chains[min(1, len(chains)):] {
+		wg.Go(func() { x.extendAll(c) })
+	}
+	if len(chains) > 0 {
+		chains[0].extendAll(c)
+	}
+	wg.Wait()
 }
 
 type mismatch struct {
