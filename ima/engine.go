@@ -57,7 +57,6 @@ type chunk struct {
 	cand  []int32    // entries (within the chunk) the timeline must see
 	err   error      // the input ends in this error after es
 	done  chan struct{}
-	skipW bool // workers compute nothing (the consumer has stopped)
 }
 
 // errStop ends a pass early without an error.
@@ -79,15 +78,16 @@ func runPass(src source, jb job, consume func(c *chunk) error) (int, error) {
 		defer close(work)
 		defer close(inOrder)
 		emit := func(c *chunk) bool {
+			ok := c.err == nil // read before a worker may set it
 			c.done = make(chan struct{})
 			work <- c
 			inOrder <- c
-			return c.err == nil
+			return ok
 		}
 		get := func() *chunk {
 			select {
 			case c := <-pool:
-				c.es, c.names, c.cand, c.err, c.skipW = c.es[:0], c.names[:0], c.cand[:0], nil, false
+				c.es, c.names, c.cand, c.err = c.es[:0], c.names[:0], c.cand[:0], nil
 				return c
 			case <-quit:
 				return nil
@@ -112,9 +112,7 @@ func runPass(src source, jb job, consume func(c *chunk) error) (int, error) {
 		go func() {
 			var w worker
 			for c := range work {
-				if !c.skipW {
-					w.fill(c, jb, src.order)
-				}
+				w.fill(c, jb, src.order)
 				close(c.done)
 			}
 		}()

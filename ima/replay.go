@@ -249,7 +249,10 @@ func (x *chain) extend(k int, e *Entry, c *chunk, i int) {
 	default:
 		own = c.own[x.src][i*x.size : (i+1)*x.size]
 	}
-	d := extendedDigest(x.dig, e.Violation(), x.bank, x.method, s1, own)
+	d := own // extendedDigest's case for a bank's own digest, without the copy
+	if own == nil || e.Violation() {
+		d = extendedDigest(x.dig, e.Violation(), x.bank, x.method, s1, own)
+	}
 	s := x.state(e.PCR)
 	if s.from >= 0 {
 		s.lo, s.hi, s.from = s.from, k, -1

@@ -41,6 +41,8 @@ func oneFile(cmd string, rest []string) (string, error) {
 // listInput opens FILE as a binary list (or, with kexec, a hand-over
 // buffer, whose header it checks) and returns the reader of its entries.
 // finish checks a hand-over buffer's count once the entries are read.
+// For a regular file of known size, in.ra and in.raSize give the entries
+// again at offsets.
 func listInput(name string, stdin io.Reader, order binary.ByteOrder, kexec bool) (in *input, r io.Reader, finish func(n int) error, err error) {
 	in, err = openInput(name, stdin)
 	if err != nil {
@@ -60,6 +62,12 @@ func listInput(name string, stdin io.Reader, order binary.ByteOrder, kexec bool)
 		}
 		r = lr
 		finish = func(n int) error { return ima.CheckKexecCount(h, n) }
+		if in.size > 0 {
+			in.raSize = int64(h.BufferSize) - ima.KexecHeaderSize
+			in.ra = io.NewSectionReader(in.f, ima.KexecHeaderSize, in.raSize)
+		}
+	} else if in.size > 0 {
+		in.ra, in.raSize = in.f, in.size
 	}
 	return in, r, finish, nil
 }
@@ -416,9 +424,9 @@ func cmdVerify(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 	}
 	defer in.Close()
 	var res ima.VerifyResult
-	if in.size > 0 && !*kexec {
+	if in.ra != nil {
 		// A regular file: read again where a second pass is cheaper.
-		res, err = ima.VerifyReaderAt(in.f, in.size, order, quoted, opt)
+		res, err = ima.VerifyReaderAt(in.ra, in.raSize, order, quoted, opt)
 	} else {
 		res, err = ima.VerifyReader(r, order, quoted, opt)
 	}

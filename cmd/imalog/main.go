@@ -113,6 +113,9 @@ type input struct {
 	f    *os.File // nil for standard input
 	r    io.Reader
 	size int64 // > 0: a regular file of this size, readable at offsets
+	// The list's entries at offsets (set by listInput for regular files).
+	ra     io.ReaderAt
+	raSize int64
 }
 
 func (in *input) Close() {

@@ -223,6 +223,12 @@ func TestRestoreBuffer(t *testing.T) {
 	if code != 0 {
 		t.Errorf("show --kexec: %d %s", code, errs)
 	}
+	if len(ok) == len(es) {
+		code, out, errs = imalog(t, append([]string{"verify", "--kexec", good}, pcrArgs(dir, "")...)...)
+		if code != 0 || !strings.Contains(out, "verdict: consistent") {
+			t.Errorf("verify --kexec: %d %s%s", code, out, errs)
+		}
+	}
 	code, _, errs = imalog(t, "show", "--kexec", badf)
 	if code != 2 || !strings.Contains(errs, "count") {
 		t.Errorf("show --kexec on a lying count: %d %s", code, errs)
