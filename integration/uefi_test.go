@@ -441,3 +441,59 @@ func TestUEFIKexecTools(t *testing.T) {
 		t.Errorf("kexec-tools' second kernel is not an EFI boot:\n%s", f2.Raw)
 	}
 }
+
+// TestUEFIKASLRChain: 10 gokexec hand-overs under OVMF (6.1 first, then
+// 6.12 each time), every one with the EFI state and the IMA list: the last
+// kernel is still an EFI boot with the firmware's event log, and its list
+// holds every boot and replays.
+func TestUEFIKASLRChain(t *testing.T) {
+	const hops = 10
+	g := uefiGuest(t, "")
+	g.files["/boot/vmlinuz-2"] = g.k2
+	g.timeout = 10 * time.Minute
+	var targets []string
+	for i := 0; i < hops; i++ {
+		targets = append(targets, "/boot/vmlinuz-2")
+	}
+	sc := chain{targets: targets, measure: 3}.scenario()
+	first := sc.Steps["1"]
+	first.Actions = append(probeActions(), first.Actions...)
+	sc.Steps["1"] = first
+	lastStep := strconv.Itoa(hops + 1)
+	last := sc.Steps[lastStep]
+	last.Actions = append(last.Actions, probeActions()...)
+	sc.Steps[lastStep] = last
+	res := g.runFW(g.k1, sc, qemu.FirmwareUEFI, 1, 1024)
+	f1, fN := facts(t, res, 1), facts(t, res, hops+1)
+	if fN.DmesgEFI == "" || fN.Value != f1.Value {
+		t.Fatalf("boot %d: %s", hops+1, fN)
+	}
+	ev1, evN := biosMeasurements(t, g, res, 1), biosMeasurements(t, g, res, hops+1)
+	if len(ev1) == 0 || !bytes.Equal(ev1, evN) {
+		t.Fatalf("event log changed over %d hand-overs (%d -> %d bytes)", hops, len(ev1), len(evN))
+	}
+	replayEventLog(t, evN, res.PCRs(hops+1), fmt.Sprintf("boot %d", hops+1))
+	es := checkChain(t, g, res, hops)
+	t.Logf("%d hand-overs under OVMF: last boot %s; kernel code at %v; IMA %s", hops, fN, kernelAddrs(res), describe(es))
+}
+
+// TestBigGuest: 2 vCPUs and 6 GiB (RAM above 4 GiB, and OVMF's holes under
+// UEFI) with each firmware: the hand-over is intact and consistent.
+func TestBigGuest(t *testing.T) {
+	for _, fw := range []string{qemu.FirmwareUEFI, qemu.FirmwareBIOS} {
+		t.Run(fw, func(t *testing.T) {
+			g := uefiGuest(t, fw)
+			g.files["/boot/vmlinuz-2"] = g.k2
+			res := g.runFW(g.k1, uefiHandover(gokexecLoad("/boot/vmlinuz-2")), fw, 2, 6144)
+			f2 := facts(t, res, 2)
+			if fw == qemu.FirmwareUEFI && (f2.DmesgEFI == "" || f2.EventLog <= 0) {
+				t.Fatalf("second kernel: %s", f2)
+			}
+			if fw == qemu.FirmwareUEFI {
+				replayEventLog(t, biosMeasurements(t, g, res, 2), res.PCRs(2), "boot 2")
+			}
+			es := checkChain(t, g, res, 1)
+			t.Logf("%s, 2 vCPU, 6 GiB: second kernel %s; IMA %s", fw, f2, describe(es))
+		})
+	}
+}
