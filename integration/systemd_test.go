@@ -390,4 +390,3 @@ func grepLines(s, sub string) []string {
 	}
 	return out
 }
-
