@@ -44,6 +44,32 @@
 //     killed) or when ctx ends. The command line is DefaultAppend(arch), then
 //     VM.Append, then gkt.step=VM.Step.
 //
+// # Debian guest image (systemd)
+//
+// BuildDebianImage(ctx, DebianOptions{Debs, Agent}) gives a bookworm root
+// file system made by mmdebstrap --variant=apt (DebianPackages: systemd-sysv,
+// udev, linux-image-cloud-amd64, kmod, initramfs-tools, zstd; no
+// recommends, no docs; VT gettys masked, volatile journal, 10 s stop
+// timeouts, default target multi-user), the given .debs installed with dpkg
+// in a chroot, and the agent as gkt-agent.service (service mode: after
+// multi-user.target, scenario from fw_cfg opt/gkt/scenario, step = boot
+// number counted on the disk), written with mke2fs -d to a raw ext4 image.
+// The image's own /boot/vmlinuz-* and initrd.img-* are copied out beside
+// it. Two cache layers under CacheDir()/debian: base-<hash of suite,
+// packages, mirror, builder version>/root and image-<hash of the base, the
+// .debs' and the agent's bytes, builder version>/{root.img,vmlinuz,
+// initrd.img}; a lock file serialises builds across test processes. Boot it
+// with VM{Kernel: img.Kernel, Initrd: img.Initrd, Disk: <Overlay of
+// img.Disk>, Append: DebianAppend, ExtraArgs: FwCfgArgs("scenario", file)}.
+// VM.Reset lets a guest reboot reset the machine (and the TPM) inside the
+// run instead of ending it. Observed under TCG: multi-user.target in about
+// 40 s, a gokexec -l of the 14 MB kernel and 13 MB initrd about 25 s,
+// systemctl kexec to the second system's multi-user.target about 60 s; in
+// systemd-shutdown's late state / is read-only, /run (tmpfs), /dev, /sys
+// with securityfs, /proc and /dev/tpm0 + /dev/tpmrm0 are still there, and
+// with no /usr/sbin/kexec systemd 252 calls reboot(LINUX_REBOOT_CMD_KEXEC)
+// itself.
+//
 // # Accelerator
 //
 // ChooseAccel decides once per process and guest architecture, and every
