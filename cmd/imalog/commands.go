@@ -530,11 +530,11 @@ func printVerify(w io.Writer, res ima.VerifyResult, reads readsChoice) {
 		case len(b.BootMethods) > 0:
 			names := make([]string, len(b.BootMethods))
 			for i, m := range b.BootMethods {
-				names[i] = m.String()
+				names[i] = methodName(&m)
 			}
 			fmt.Fprintf(w, "bind %s of %d, a method per boot: %s (the kernels hashed this bank differently)\n", entryRange(b.OwnPrefix), res.Entries, strings.Join(names, ", "))
 		case b.Method != nil && bound > 0:
-			fmt.Fprintf(w, "bind %s of %d (%s)", entryRange(bound), res.Entries, b.Method)
+			fmt.Fprintf(w, "bind %s of %d (%s)", entryRange(bound), res.Entries, methodName(b.Method))
 			if !perBank && b.OwnPrefix > bound {
 				fmt.Fprintf(w, "; alone they bind %s (%s)", entryRange(b.OwnPrefix), methodName(b.OwnMethod))
 			}
@@ -594,9 +594,15 @@ func plural(n int, one, many string) string {
 	return fmt.Sprintf("%d %s", n, many)
 }
 
+// methodName names an extension method in text output: "per-bank hash"
+// (the bank's own hash of the template data) or "sha1-padded" (the SHA-1
+// template digest zero-padded).
 func methodName(m *ima.Method) string {
-	if m == nil {
+	switch {
+	case m == nil:
 		return "none"
+	case *m == ima.MethodPerBank:
+		return "per-bank hash"
 	}
 	return m.String()
 }

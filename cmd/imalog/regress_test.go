@@ -97,9 +97,9 @@ func TestCLIBankByBank(t *testing.T) {
 	code, out, _ := imalog(t, append([]string{"verify", list}, args...)...)
 	for _, want := range []string{
 		"pcr reads: per-bank (assumed: the values come from 3 separate inputs",
-		"bank sha1: PCRs 10 bind entries 0-306 of 313 (per-bank)\n",
-		"bank sha256: PCRs 10 bind entries 0-308 of 313 (per-bank)\n",
-		"bank sha384: PCRs 10 bind entries 0-310 of 313 (per-bank)\n",
+		"bank sha1: PCRs 10 bind entries 0-306 of 313 (per-bank hash)\n",
+		"bank sha256: PCRs 10 bind entries 0-308 of 313 (per-bank hash)\n",
+		"bank sha384: PCRs 10 bind entries 0-310 of 313 (per-bank hash)\n",
 		"not bound: 6 entries after the matched prefix (307-312)\n",
 		"verdict: consistent (bank by bank): every bank binds entries 0-306, some bank binds entries 0-310, of 313\n",
 	} {
@@ -111,7 +111,7 @@ func TestCLIBankByBank(t *testing.T) {
 		t.Errorf("exit %d", code)
 	}
 	code, out, _ = imalog(t, append([]string{"verify", "--reads", "instant", list}, args...)...)
-	if code != 1 || !strings.Contains(out, "pcr reads: instant (--reads instant)") || !strings.Contains(out, "bind no prefix common to every bank; alone they bind entries 0-306 (per-bank)") {
+	if code != 1 || !strings.Contains(out, "pcr reads: instant (--reads instant)") || !strings.Contains(out, "bind no prefix common to every bank; alone they bind entries 0-306 (per-bank hash)") {
 		t.Errorf("--reads instant: exit %d\n%s", code, out)
 	}
 }
