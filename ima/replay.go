@@ -249,8 +249,13 @@ func (x *chain) extend(k int, e *Entry, c *chunk, i int) {
 	default:
 		own = c.own[x.src][i*x.size : (i+1)*x.size]
 	}
-	d := own // extendedDigest's case for a bank's own digest, without the copy
-	if own == nil || e.Violation() {
+	// extendedDigest's cases that need no copy: a bank's own digest, and
+	// the SHA-1 digest for the SHA-1 bank.
+	d := own
+	if own == nil && x.bank == crypto.SHA1 {
+		d = s1
+	}
+	if d == nil || e.Violation() {
 		d = extendedDigest(x.dig, e.Violation(), x.bank, x.method, s1, own)
 	}
 	s := x.state(e.PCR)
