@@ -244,3 +244,32 @@ func writeFile(t *testing.T, path string, b []byte) {
 		t.Fatal(err)
 	}
 }
+
+// Real PCR files of one capture read at two moments, mixed per bank: the
+// 6.1 capture's sha1 and sha384 (padded) values after the whole list, its
+// sha256 values after 18 entries. Per bank that is every bank at 18, some
+// bank at 22; as one instant no prefix matches every bank.
+func TestRealCaptureMixedMoments(t *testing.T) {
+	for _, dir := range captureDirs(t) {
+		if !strings.HasSuffix(dir, "linux-image-6.1.0-56-cloud-amd64") {
+			continue
+		}
+		order := binary.LittleEndian
+		raw := readCapture(t, dir, "binary_runtime_measurements")
+		full, early := loadQuote(t, dir, ""), loadQuote(t, dir, "-prefix")
+		q := PCRValues{crypto.SHA1: full[crypto.SHA1], crypto.SHA256: early[crypto.SHA256], crypto.SHA384: full[crypto.SHA384]}
+		r, err := VerifyReaderAt(bytes.NewReader(raw), int64(len(raw)), order, q, VerifyOptions{Reads: ReadsPerBank})
+		if err != nil || !r.Consistent || r.Prefix != 18 || r.Some != 22 || r.Unbound != 4 {
+			t.Fatalf("per-bank: %v consistent %v every %d some %d unbound %d %v", err, r.Consistent, r.Prefix, r.Some, r.Unbound, r.Problems)
+		}
+		if m := r.Banks[2].Method; r.Banks[2].Hash != crypto.SHA384 || m == nil || *m != MethodSHA1Padded {
+			t.Fatalf("sha384: %+v", r.Banks[2])
+		}
+		r, err = VerifyReader(bytes.NewReader(raw), order, q, VerifyOptions{})
+		if err != nil || r.Consistent || r.Prefix != -1 || r.Some != 22 {
+			t.Fatalf("instant: %v consistent %v prefix %d some %d", err, r.Consistent, r.Prefix, r.Some)
+		}
+		return
+	}
+	t.Fatal("no 6.1 capture")
+}

@@ -289,6 +289,9 @@ func (x *chain) finish(n int) {
 // interval returns the prefix lengths at which every PCR of check equals
 // its quoted value, [lo, hi], or lo > hi if there are none.
 func (x *chain) interval(check []uint32) (lo, hi int) {
+	if len(check) == 0 {
+		return 1, 0 // nothing checked binds nothing
+	}
 	lo, hi = 0, int(^uint(0)>>1)
 	for _, p := range check {
 		s := x.pcrs.get(p)

@@ -221,3 +221,19 @@ func TestParsePCRFileTpm2Tools(t *testing.T) {
 		t.Errorf("%d banks", len(v))
 	}
 }
+
+// A bank that quotes none of the list's PCRs binds nothing (and says so),
+// rather than every prefix.
+func TestBankWithoutCheckedPCRs(t *testing.T) {
+	es := synthList(t, binary.LittleEndian)
+	q := PCRValues{
+		crypto.SHA1:   quote(es, len(es), crypto.SHA1, MethodPerBank),
+		crypto.SHA256: {23: make([]byte, 32)},
+	}
+	for _, reads := range []Reads{ReadsInstant, ReadsPerBank} {
+		r := Verify(es, binary.LittleEndian, q, VerifyOptions{Reads: reads})
+		if r.Consistent || r.Banks[1].OwnPrefix != -1 || r.Banks[1].Method != nil || r.Some != -1 {
+			t.Errorf("%v: consistent %v, sha256 own prefix %d, some %d, problems %v", reads, r.Consistent, r.Banks[1].OwnPrefix, r.Some, r.Problems)
+		}
+	}
+}
