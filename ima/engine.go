@@ -225,7 +225,6 @@ func readChunks(src source, get func() *chunk, emit func(*chunk) bool) {
 type worker struct {
 	tc    templateCache
 	other map[crypto.Hash]hash.Hash
-	s1    hash.Hash
 }
 
 func (w *worker) fill(c *chunk, jb job, order endian) {

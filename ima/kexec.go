@@ -359,31 +359,23 @@ func finishEntry(pcr uint32, name string, data []byte) Entry {
 	return e
 }
 
-// NewBufEntryOrder builds an ima-buf entry (as ima_measure_critical_data
-// does): d-ng of H(buf), the event name with its NUL, and buf, with field
-// lengths in order.
-func NewBufEntryOrder(order binary.ByteOrder, pcr uint32, name string, buf []byte, h crypto.Hash) (Entry, error) {
-	if err := checkBank(h); err != nil {
-		return Entry{}, err
+// NewBufEntry builds an ima-buf entry as ima_measure_critical_data does:
+// d-ng of H(buf), the event name with its NUL, and buf, with field lengths
+// little-endian (native on amd64 and arm64, and the canonical format; like
+// NewFileEntry and NewViolation, it builds the entries of the machines
+// gokexec runs on). An unsupported hash falls back to SHA-256.
+func NewBufEntry(pcr uint32, name string, buf []byte, h crypto.Hash) Entry {
+	if checkBank(h) != nil {
+		h = crypto.SHA256
 	}
+	order := binary.LittleEndian
 	hh := h.New()
 	hh.Write(buf)
 	var data []byte
 	data = appendField(data, order, digestNG("", h, hh.Sum(nil)))
 	data = appendField(data, order, []byte(name), []byte{0})
 	data = appendField(data, order, buf)
-	return finishEntry(pcr, "ima-buf", data), nil
-}
-
-// NewBufEntry builds an ima-buf entry in little-endian order (native for
-// amd64 and arm64, and the canonical format). An unsupported hash falls back
-// to SHA-256; use NewBufEntryOrder to get an error instead.
-func NewBufEntry(pcr uint32, name string, buf []byte, hash crypto.Hash) Entry {
-	if checkBank(hash) != nil {
-		hash = crypto.SHA256
-	}
-	e, _ := NewBufEntryOrder(binary.LittleEndian, pcr, name, buf, hash)
-	return e
+	return finishEntry(pcr, "ima-buf", data)
 }
 
 // NewFileEntry builds a file measurement in little-endian order: template
