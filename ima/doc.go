@@ -69,7 +69,7 @@
 //     input. Length fields are checked against the bytes that remain and
 //     against MaxEntrySize before anything is sliced, allocated or read.
 //   - Memory does not depend on the list's size: a pass holds a fixed pool
-//     of chunks (64 KiB reads, larger only for an entry that needs it, at
+//     of chunks (128 KiB reads, larger only for an entry that needs it, at
 //     most MaxEntrySize), and a PCR's match with its quoted value is kept
 //     as one interval of prefix lengths, not per entry. Only ParseList
 //     (which returns every entry) and the method search (bounded by

@@ -26,7 +26,7 @@ import (
 // number of entries per chunk of an in-memory list. Variables so that
 // tests can force many chunk boundaries.
 var (
-	chunkBytes   = 64 << 10
+	chunkBytes   = 128 << 10
 	chunkEntries = 1024
 )
 
