@@ -33,3 +33,27 @@ func FuzzParseIomem(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseCrashRegions(f *testing.F) {
+	f.Add([]byte(iomemCrash))
+	f.Add([]byte("  2b000000-3affffff : Crash kernel\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rs, err := ParseCrashRegions(bytes.NewReader(b))
+		if err != nil {
+			return
+		}
+		for i, r := range rs {
+			if r.End <= r.Start || (i > 0 && r.Start < rs[i-1].End) {
+				t.Fatalf("bad region %d: %v", i, rs)
+			}
+		}
+		rest := Subtract([]Range{{0, 1 << 40}}, rs)
+		for _, x := range rest {
+			for _, r := range rs {
+				if x.Overlaps(r) {
+					t.Fatalf("Subtract left %v overlapping %v", x, r)
+				}
+			}
+		}
+	})
+}
