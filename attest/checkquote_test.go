@@ -9,9 +9,8 @@ import (
 	"testing"
 
 	"github.com/gokexec/gokexec/attest"
+	"github.com/gokexec/gokexec/internal/swtpmtest"
 )
-
-func errorsAs(err error, target any) bool { return errors.As(err, target) }
 
 // verifyFiles runs the package over tpm2-tools' files, as imalog does.
 func verifyFiles(akFile, msgFile, sigFile, pcrFile, nonceHex string) error {
@@ -85,39 +84,39 @@ func randHex(t *testing.T, n int) string {
 // package and tpm2_checkquote accept and refuse the same ones, and that
 // the package names the reason.
 func TestCheckquoteDifferential(t *testing.T) {
-	needTool(t, "tpm2_checkquote")
-	a := startSimTPM(t)
-	b := startSimTPM(t) // another TPM
-	a.extend(t, 10, 0x11)
-	a.extend(t, 10, 0x22)
-	a.extend(t, 16, 0x33)
+	swtpmtest.NeedTool(t, "tpm2_checkquote")
+	a := swtpmtest.Start(t)
+	b := swtpmtest.Start(t) // another TPM
+	a.Extend(t, 10, 0x11)
+	a.Extend(t, 10, 0x22)
+	a.Extend(t, 16, 0x33)
 	const sel = "sha1:10,16+sha256:0,10,16"
 	dir := t.TempDir()
 	p := func(n string) string { return filepath.Join(dir, n) }
 	agree, total := 0, 0
-	for _, k := range akSpecs {
-		t.Run(k.name, func(t *testing.T) {
-			a.makeAK(t, k)
-			b.makeAK(t, k)
+	for _, k := range swtpmtest.AKSpecs {
+		t.Run(k.Name, func(t *testing.T) {
+			a.MakeAK(t, k)
+			b.MakeAK(t, k)
 			nonce := randHex(t, 16)
-			a.quote(t, k, "q", sel, nonce)
-			b.quote(t, k, "other", sel, nonce)
-			copyFile(t, a.path("q.msg"), p("q.msg"), nil)
-			copyFile(t, a.path("q.sig"), p("q.sig"), nil)
-			copyFile(t, a.path("q.pcrs"), p("q.pcrs"), nil)
-			copyFile(t, a.path(k.name+".pub"), p("ak.pub"), nil)
-			copyFile(t, a.path(k.name+".pem"), p("ak.pem"), nil)
-			copyFile(t, b.path("other.msg"), p("other.msg"), nil)
-			copyFile(t, b.path("other.sig"), p("other.sig"), nil)
-			copyFile(t, b.path("other.pcrs"), p("other.pcrs"), nil)
-			copyFile(t, a.path("q.msg"), p("bad.msg"), func(b []byte) { b[len(b)-1] ^= 1 })
-			copyFile(t, a.path("q.sig"), p("bad.sig"), func(b []byte) { b[len(b)-1] ^= 1 })
+			a.Quote(t, k, "q", sel, nonce)
+			b.Quote(t, k, "other", sel, nonce)
+			copyFile(t, a.Path("q.msg"), p("q.msg"), nil)
+			copyFile(t, a.Path("q.sig"), p("q.sig"), nil)
+			copyFile(t, a.Path("q.pcrs"), p("q.pcrs"), nil)
+			copyFile(t, a.Path(k.Name+".pub"), p("ak.pub"), nil)
+			copyFile(t, a.Path(k.Name+".pem"), p("ak.pem"), nil)
+			copyFile(t, b.Path("other.msg"), p("other.msg"), nil)
+			copyFile(t, b.Path("other.sig"), p("other.sig"), nil)
+			copyFile(t, b.Path("other.pcrs"), p("other.pcrs"), nil)
+			copyFile(t, a.Path("q.msg"), p("bad.msg"), func(b []byte) { b[len(b)-1] ^= 1 })
+			copyFile(t, a.Path("q.sig"), p("bad.sig"), func(b []byte) { b[len(b)-1] ^= 1 })
 			// The first digest of the serialized file sits after the
 			// selection (132 bytes), the list count (4) and its count (4)
 			// and size (2).
-			copyFile(t, a.path("q.pcrs"), p("bad.pcrs"), func(b []byte) { b[132+4+4+2] ^= 1 })
+			copyFile(t, a.Path("q.pcrs"), p("bad.pcrs"), func(b []byte) { b[132+4+4+2] ^= 1 })
 			if g := os.Getenv("ATTEST_WRITE_GOLDEN"); g != "" {
-				gd := filepath.Join(g, "swtpm-"+k.name)
+				gd := filepath.Join(g, "swtpm-"+k.Name)
 				os.MkdirAll(gd, 0o755)
 				for _, f := range []string{"q.msg", "q.sig", "q.pcrs", "ak.pub", "ak.pem"} {
 					copyFile(t, p(f), filepath.Join(gd, f), nil)
@@ -143,8 +142,8 @@ func TestCheckquoteDifferential(t *testing.T) {
 			}
 			for _, c := range cases {
 				err := verifyFiles(p(c.ak), p(c.msg), p(c.sig), p(c.pcrs), c.nonce)
-				ok, out := checkquote(t, dir, c.ak, c.msg, c.sig, c.pcrs, k.hash, c.nonce)
-				if k.sigAlg == "rsapss" {
+				ok, out := swtpmtest.Checkquote(t, dir, c.ak, c.msg, c.sig, c.pcrs, k.Hash, c.nonce)
+				if k.SigAlg == "rsapss" {
 					// tpm2_checkquote (5.4 .. 5.6-rc0) refuses every RSAPSS
 					// quote (tpm2-tools issue #3283); make sure it still
 					// does, and take the signature's verdict from the TPM
@@ -155,7 +154,7 @@ func TestCheckquoteDifferential(t *testing.T) {
 					if ok {
 						t.Errorf("%s: tpm2_checkquote accepted an RSAPSS quote: #3283 is fixed, drop this branch", c.name)
 					}
-					_, verr := a.run("tpm2_verifysignature", "-c", k.name+".ctx", "-g", k.hash, "-m", p(c.msg), "-s", p(c.sig))
+					_, verr := a.Run("tpm2_verifysignature", "-c", k.Name+".ctx", "-g", k.Hash, "-m", p(c.msg), "-s", p(c.sig))
 					sigOK := verr == nil
 					if c.want == nil || errors.Is(c.want, attest.ErrBadSignature) {
 						ok, out = sigOK, "(tpm2_verifysignature)"

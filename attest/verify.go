@@ -41,8 +41,8 @@ type Result struct {
 // VerifySignature checks sig over the message bytes with the AK.
 func VerifySignature(msg []byte, sig *Signature, ak *AK) error {
 	if sig != nil && ak != nil && ak.FixedScheme != tpm2.TPMAlgNull && (sig.Scheme != ak.FixedScheme || (ak.FixedHash != 0 && sig.Hash != ak.FixedHash)) {
-		return fmt.Errorf("signature %s/%s, the key is limited to %s/%s: %w", schemeName(sig.Scheme), hashName(sig.Hash),
-			schemeName(ak.FixedScheme), hashName(ak.FixedHash), ErrSchemeMismatch)
+		return fmt.Errorf("signature %s/%s, the key is limited to %s/%s: %w", SchemeName(sig.Scheme), hashName(sig.Hash),
+			SchemeName(ak.FixedScheme), hashName(ak.FixedHash), ErrSchemeMismatch)
 	}
 	if sig == nil || ak == nil || !sig.Hash.Available() {
 		return fmt.Errorf("signature or key missing, or hash %v: %w", hashOf(sig), ErrUnsupported)
@@ -59,14 +59,14 @@ func VerifySignature(msg []byte, sig *Signature, ak *AK) error {
 		case tpm2.TPMAlgRSAPSS:
 			err = rsa.VerifyPSS(k, sig.Hash, digest, sig.RSA, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthAuto})
 		default:
-			return fmt.Errorf("a %s signature for an RSA key: %w", schemeName(sig.Scheme), ErrSchemeMismatch)
+			return fmt.Errorf("a %s signature for an RSA key: %w", SchemeName(sig.Scheme), ErrSchemeMismatch)
 		}
 		if err != nil {
-			return fmt.Errorf("%s/%s: %w: %v", schemeName(sig.Scheme), hashName(sig.Hash), ErrBadSignature, err)
+			return fmt.Errorf("%s/%s: %w: %v", SchemeName(sig.Scheme), hashName(sig.Hash), ErrBadSignature, err)
 		}
 	case *ecdsa.PublicKey:
 		if sig.Scheme != tpm2.TPMAlgECDSA {
-			return fmt.Errorf("a %s signature for an ECC key: %w", schemeName(sig.Scheme), ErrSchemeMismatch)
+			return fmt.Errorf("a %s signature for an ECC key: %w", SchemeName(sig.Scheme), ErrSchemeMismatch)
 		}
 		if sig.R == nil || sig.S == nil || k.Curve == nil || k.X == nil || k.Y == nil {
 			return malformed("ECDSA signature or key", nil)
@@ -195,7 +195,8 @@ func Verify(msg []byte, sig *Signature, ak *AK, opt Options) (*Result, error) {
 	return r, nil
 }
 
-func schemeName(a tpm2.TPMAlgID) string {
+// SchemeName names a signature scheme as tpm2-tools does (rsassa, rsapss, ecdsa).
+func SchemeName(a tpm2.TPMAlgID) string {
 	switch a {
 	case tpm2.TPMAlgRSASSA:
 		return "rsassa"

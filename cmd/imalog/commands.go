@@ -356,6 +356,9 @@ func loadPCRArg(arg string, stdin io.Reader) (ima.PCRValues, error) {
 }
 
 func cmdVerify(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
+	if code, err, ok := verifyExtension(args, stdin, stdout); ok { // quote.go: --quote, --checkpoint, --machines
+		return code, err
+	}
 	fs := newFlags("verify")
 	pcrs := fs.StringArray("pcrs", nil, "[BANK,]FILE with quoted PCR values (repeatable)")
 	tpmDev := fs.String("tpm", "", "read PCRs from a TPM (--tpm or --tpm=/dev/tpm0)")

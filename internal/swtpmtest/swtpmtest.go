@@ -1,7 +1,12 @@
-package attest_test
+// Package swtpmtest runs a swtpm TPM 2.0 on loopback TCP for tests and
+// drives it with tpm2-tools through the swtpm TCTI. A missing tool fails
+// the test (scripts/setup.sh installs swtpm and tpm2-tools); nothing here
+// touches a real TPM.
+package swtpmtest
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -12,16 +17,16 @@ import (
 	"time"
 )
 
-// simTPM is a swtpm on two loopback TCP ports driven with tpm2-tools
+// TPM is a swtpm on two loopback TCP ports driven with tpm2-tools
 // through the swtpm TCTI. Missing tools fail the test: scripts/setup.sh
 // installs swtpm and tpm2-tools.
-type simTPM struct {
-	dir  string
-	tcti string
+type TPM struct {
+	Dir  string
+	TCTI string // TPM2TOOLS_TCTI value
 	cmd  *exec.Cmd
 }
 
-func needTool(t testing.TB, name string) string {
+func NeedTool(t testing.TB, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
@@ -52,10 +57,12 @@ func freePorts(t testing.TB) (int, int) {
 	return 0, 0
 }
 
-func startSimTPM(t testing.TB) *simTPM {
+// Start sets up fresh TPM state (sha1, sha256, sha384 banks) in a
+// temporary directory and starts swtpm on it; the test's cleanup stops it.
+func Start(t testing.TB) *TPM {
 	t.Helper()
-	needTool(t, "tpm2_quote")
-	setup, swtpm := needTool(t, "swtpm_setup"), needTool(t, "swtpm")
+	NeedTool(t, "tpm2_quote")
+	setup, swtpm := NeedTool(t, "swtpm_setup"), NeedTool(t, "swtpm")
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
 	if err := os.Mkdir(state, 0o700); err != nil {
@@ -68,7 +75,7 @@ func startSimTPM(t testing.TB) *simTPM {
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
 		srv, ctrl := freePorts(t)
-		s := &simTPM{dir: dir, tcti: fmt.Sprintf("swtpm:host=127.0.0.1,port=%d", srv)}
+		s := &TPM{Dir: dir, TCTI: fmt.Sprintf("swtpm:host=127.0.0.1,port=%d", srv)}
 		var log bytes.Buffer
 		s.cmd = exec.Command(swtpm, "socket", "--tpm2", "--tpmstate", "dir="+state,
 			"--server", fmt.Sprintf("type=tcp,port=%d,bindaddr=127.0.0.1", srv),
@@ -107,12 +114,12 @@ func startSimTPM(t testing.TB) *simTPM {
 	return nil
 }
 
-// run runs a tpm2-tools command in the TPM's directory; transient objects
+// Run runs a tpm2-tools command in the TPM's directory; transient objects
 // and sessions are flushed afterwards (swtpm has no resource manager).
-func (s *simTPM) run(args ...string) ([]byte, error) {
+func (s *TPM) Run(args ...string) ([]byte, error) {
 	c := exec.Command(args[0], args[1:]...)
-	c.Dir = s.dir
-	c.Env = append(os.Environ(), "TPM2TOOLS_TCTI="+s.tcti)
+	c.Dir = s.Dir
+	c.Env = append(os.Environ(), "TPM2TOOLS_TCTI="+s.TCTI)
 	out, err := c.CombinedOutput()
 	for _, f := range []string{"-t", "-s"} {
 		fc := exec.Command("tpm2_flushcontext", f)
@@ -122,23 +129,24 @@ func (s *simTPM) run(args ...string) ([]byte, error) {
 	return out, err
 }
 
-func (s *simTPM) must(t testing.TB, args ...string) []byte {
+func (s *TPM) Must(t testing.TB, args ...string) []byte {
 	t.Helper()
-	out, err := s.run(args...)
+	out, err := s.Run(args...)
 	if err != nil {
 		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return out
 }
 
-func (s *simTPM) path(name string) string { return filepath.Join(s.dir, name) }
+func (s *TPM) Path(name string) string { return filepath.Join(s.Dir, name) }
 
-// akSpec is one kind of attestation key.
-type akSpec struct {
-	name, keyAlg, sigAlg, hash string
+// AKSpec is one kind of attestation key.
+type AKSpec struct {
+	Name, KeyAlg, SigAlg, Hash string
 }
 
-var akSpecs = []akSpec{
+// AKSpecs are the kinds tests cover.
+var AKSpecs = []AKSpec{
 	{"rsassa-sha256", "rsa", "rsassa", "sha256"},
 	{"rsapss-sha256", "rsa", "rsapss", "sha256"},
 	{"ecdsa-sha256", "ecc", "ecdsa", "sha256"},
@@ -146,38 +154,38 @@ var akSpecs = []akSpec{
 	{"ecdsa-sha1", "ecc", "ecdsa", "sha1"},
 }
 
-// makeAK creates an EK and an AK of kind k; it writes NAME.ctx, NAME.pub
+// MakeAK creates an EK and an AK of kind k; it writes NAME.ctx, NAME.pub
 // (TPM2B_PUBLIC) and NAME.pem in the TPM's directory.
-func (s *simTPM) makeAK(t testing.TB, k akSpec) {
+func (s *TPM) MakeAK(t testing.TB, k AKSpec) {
 	t.Helper()
-	if _, err := os.Stat(s.path("ek.ctx")); err != nil {
-		s.must(t, "tpm2_createek", "-c", "ek.ctx", "-G", "rsa", "-u", "ek.pub")
+	if _, err := os.Stat(s.Path("ek.ctx")); err != nil {
+		s.Must(t, "tpm2_createek", "-c", "ek.ctx", "-G", "rsa", "-u", "ek.pub")
 	}
-	s.must(t, "tpm2_createak", "-C", "ek.ctx", "-c", k.name+".ctx", "-G", k.keyAlg, "-g", k.hash, "-s", k.sigAlg,
-		"-u", k.name+".pub", "-n", k.name+".name")
-	s.must(t, "tpm2_readpublic", "-c", k.name+".ctx", "-f", "pem", "-o", k.name+".pem")
+	s.Must(t, "tpm2_createak", "-C", "ek.ctx", "-c", k.Name+".ctx", "-G", k.KeyAlg, "-g", k.Hash, "-s", k.SigAlg,
+		"-u", k.Name+".pub", "-n", k.Name+".name")
+	s.Must(t, "tpm2_readpublic", "-c", k.Name+".ctx", "-f", "pem", "-o", k.Name+".pem")
 }
 
-// quote makes OUT.msg, OUT.sig and OUT.pcrs (serialized) with the AK.
-func (s *simTPM) quote(t testing.TB, k akSpec, out, sel, nonceHex string) {
+// Quote makes OUT.msg, OUT.sig and OUT.pcrs (serialized) with the AK.
+func (s *TPM) Quote(t testing.TB, k AKSpec, out, sel, nonceHex string) {
 	t.Helper()
-	args := []string{"tpm2_quote", "-c", k.name + ".ctx", "-l", sel, "-g", k.hash, "--scheme", k.sigAlg,
+	args := []string{"tpm2_quote", "-c", k.Name + ".ctx", "-l", sel, "-g", k.Hash, "--scheme", k.SigAlg,
 		"-m", out + ".msg", "-s", out + ".sig", "-o", out + ".pcrs"}
 	if nonceHex != "" {
 		args = append(args, "-q", nonceHex)
 	}
-	s.must(t, args...)
+	s.Must(t, args...)
 }
 
-// extend extends a PCR in the sha1 and sha256 banks.
-func (s *simTPM) extend(t testing.TB, pcr int, seed byte) {
+// Extend extends a PCR in the sha1 and sha256 banks.
+func (s *TPM) Extend(t testing.TB, pcr int, seed byte) {
 	t.Helper()
-	s.must(t, "tpm2_pcrextend", fmt.Sprintf("%d:sha1=%s,sha256=%s", pcr,
+	s.Must(t, "tpm2_pcrextend", fmt.Sprintf("%d:sha1=%s,sha256=%s", pcr,
 		strings.Repeat(fmt.Sprintf("%02x", seed), 20), strings.Repeat(fmt.Sprintf("%02x", seed), 32)))
 }
 
-// checkquote runs tpm2_checkquote and reports whether it accepted.
-func checkquote(t testing.TB, dir, ak, msg, sig, pcrs, hash, nonceHex string) (bool, string) {
+// Checkquote runs tpm2_checkquote and reports whether it accepted.
+func Checkquote(t testing.TB, dir, ak, msg, sig, pcrs, hash, nonceHex string) (bool, string) {
 	t.Helper()
 	args := []string{"-u", ak, "-m", msg, "-s", sig, "-g", hash}
 	if pcrs != "" {
@@ -191,7 +199,7 @@ func checkquote(t testing.TB, dir, ak, msg, sig, pcrs, hash, nonceHex string) (b
 	out, err := c.CombinedOutput()
 	if err != nil {
 		var ee *exec.ExitError
-		if !errorsAs(err, &ee) {
+		if !errors.As(err, &ee) {
 			t.Fatalf("tpm2_checkquote: %v", err)
 		}
 		return false, string(out)
