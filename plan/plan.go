@@ -150,6 +150,8 @@ type Plan struct {
 	// Warnings are what the user must be told about this plan (an EFI
 	// hand-over that cannot happen, and why).
 	Warnings []string `json:"warnings,omitempty"`
+	// Crash is set for a crash kernel plan (-p; see crash.go).
+	Crash *CrashPlan `json:"crash,omitempty"`
 }
 
 // Appraisal is the appraisal outcome of one input, as the loader found it.
