@@ -225,6 +225,7 @@ func readChunks(src source, get func() *chunk, emit func(*chunk) bool) {
 type worker struct {
 	tc    templateCache
 	other map[crypto.Hash]hash.Hash
+	tmpl  []*Template // the templates resolve found for the current chunk
 }
 
 func (w *worker) fill(c *chunk, jb job, order endian) {
@@ -251,7 +252,7 @@ func (w *worker) fill(c *chunk, jb job, order endian) {
 		if jb.sha1 {
 			w.templateSum(crypto.SHA1, c.sha1[i][:], e)
 		}
-		if e.Violation() || c.base+i == 0 || w.candidate(e, order) {
+		if e.Violation() || c.base+i == 0 || w.candidate(i, e, order) {
 			c.cand = append(c.cand, int32(i))
 		}
 	}
@@ -267,6 +268,7 @@ func grow(b []byte, n int) []byte {
 // resolve completes the parse of a streamed chunk's framed entries; the
 // first entry that does not resolve ends the chunk with its error.
 func (w *worker) resolve(c *chunk, order endian) {
+	w.tmpl = w.tmpl[:0]
 	if c.names == nil {
 		return
 	}
@@ -278,12 +280,17 @@ func (w *worker) resolve(c *chunk, order endian) {
 			c.err = &ParseError{Offset: off + int64(errOff), Index: c.base + i, Err: err}
 			return
 		}
+		w.tmpl = append(w.tmpl, w.tc.last)
 		off += int64(e.EncodedSize())
 	}
 }
 
-// candidate reports whether e's event name can be one the timeline needs.
-func (w *worker) candidate(e *Entry, order endian) bool {
+// candidate reports whether e, entry i of the chunk, has an event name
+// the timeline needs.
+func (w *worker) candidate(i int, e *Entry, order endian) bool {
+	if i < len(w.tmpl) {
+		return nameCandidate(e, w.tmpl[i], order)
+	}
 	return nameCandidate(e, w.tc.lookupParsed(e.TemplateName), order)
 }
 
