@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"context"
 	"crypto"
 	"crypto/sha256"
 	"encoding/binary"
@@ -19,7 +20,7 @@ import (
 // returns dry-run options for them with the real Debian kernel from the
 // build cache (the benchmarks skip without it). Plan then reads only files
 // and /proc, /sys facts: a dry run calls no kexec syscall.
-func benchOptions(b *testing.B) *Options {
+func benchOptions(b *testing.B) (Host, Image, Options) {
 	b.Helper()
 	kernel := filepath.FromSlash("../build/cache/kernels/deb61-amd64/vmlinuz")
 	if _, err := os.Stat(kernel); err != nil {
@@ -49,20 +50,23 @@ func benchOptions(b *testing.B) *Options {
 	if err := os.WriteFile(filepath.Join(dir, "ima.list"), ima.AppendList(nil, es, binary.LittleEndian), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	return &Options{Arch: plan.ArchAMD64, KernelPath: kernel, InitrdPath: filepath.Join(dir, "initrd"),
-		Cmdline: "console=ttyS0", IMAExtra: 64 << 10, IMALog: filepath.Join(dir, "ima.list"),
-		MemMap: filepath.FromSlash("../plan/testdata/iomem-qemu-q35-1g-deb61.txt"), DryRun: true}
+	img, err := FileImage(kernel, filepath.Join(dir, "initrd"), "", "console=ttyS0", false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := &System{IMALog: filepath.Join(dir, "ima.list"), MemMap: filepath.FromSlash("../plan/testdata/iomem-qemu-q35-1g-deb61.txt")}
+	return h, img, Options{Arch: plan.ArchAMD64, IMAExtra: 64 << 10}
 }
 
 func benchPlan(b *testing.B, mode plan.Mode) {
-	o := benchOptions(b)
+	h, img, o := benchOptions(b)
 	o.Mode = mode
-	st, _ := os.Stat(o.KernelPath)
+	st, _ := os.Stat(img.Kernel.Path)
 	b.SetBytes(st.Size() + 30<<20)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		p, _, err := Plan(o)
+		p, err := Plan(context.Background(), h, img, o)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -10,31 +10,26 @@ import (
 	"github.com/gokexec/gokexec/plan"
 )
 
-// GatherFacts reads the facts of the syscall decision from the running
-// system. /proc/kallsyms (100,000+ lines, the slowest fact) is read only
-// when there is a list to carry: it says whether the kernel hands the list
-// over itself and whether it measures after a snapshot (which refuses a
+// gatherFacts reads the facts of the syscall decision from the host.
+// /proc/kallsyms (100,000+ lines, the slowest fact) is read only when
+// there is a list to carry: it says whether the kernel hands the list over
+// itself and whether it measures after a snapshot (which refuses a
 // kexec_load hand-over, whatever the mode). A named TPM that does not
-// exist is an error. With o.Host the facts are the captured tree's
-// (lockdown, kexec_load_disabled, the kallsyms names capture-host keeps),
-// and the TPM fact is left empty: the captured machine's TPM is not here.
-func GatherFacts(o *Options, imaList bool) (plan.Facts, error) {
-	if o.Arch != "" && o.Arch != runtime.GOARCH {
+// exist is an error; a captured host leaves the TPM fact empty.
+func gatherFacts(h Host, o *Options, imaList bool) (plan.Facts, error) {
+	if o.arch() != runtime.GOARCH {
 		return plan.Facts{IMAList: imaList, HandoverWanted: !o.NoIMA, CrossArch: true}, nil
 	}
-	f := plan.Facts{Lockdown: kexec.LockdownAt(o.Host), IMAList: imaList, HandoverWanted: !o.NoIMA, KexecLoadDisabled: kexec.KexecLoadDisabledAt(o.Host)}
+	f := plan.Facts{Lockdown: h.Lockdown(), IMAList: imaList, HandoverWanted: !o.NoIMA, KexecLoadDisabled: h.KexecLoadDisabled()}
 	if f.IMAList && f.HandoverWanted {
-		ks, err := readKallsyms(o.Host)
+		ks, err := h.Kallsyms()
 		if err != nil {
 			f.Kallsyms = err.Error()
 		}
 		f.KernelHandsOver, f.KernelMeasuresExec = ks.HandsOver, ks.MeasuresAtExec
 	}
-	if o.Host != "" {
-		return f, nil
-	}
 	var err error
-	if f.TPM, err = tpmFact(o.TPMDevice); err != nil {
+	if f.TPM, err = h.TPMDevice(); err != nil {
 		return f, err
 	}
 	return f, nil

@@ -2,6 +2,7 @@ package loader
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"encoding/binary"
 	"errors"
@@ -9,20 +10,7 @@ import (
 
 	"github.com/gokexec/gokexec/ima"
 	"github.com/gokexec/gokexec/plan"
-	"github.com/gokexec/gokexec/tpm"
 )
-
-// ErrInputChanged says a file changed between load and exec.
-var ErrInputChanged = errors.New("input changed since it was loaded")
-
-// ErrSelfCheck says the list to hand over does not replay to the TPM.
-var ErrSelfCheck = errors.New("the hand-over list does not reproduce the TPM's PCRs")
-
-// ErrExtended is wrapped by errors that happen after the loader's entries
-// were extended into the TPM: the running kernel's own list then no longer
-// matches the PCRs, which only a reboot into the prepared hand-over (or a
-// cold boot) mends.
-var ErrExtended = errors.New("the TPM already holds the loader's entries; the running kernel's list no longer matches the TPM")
 
 // Report says what Finalize did.
 type Report struct {
@@ -42,9 +30,10 @@ type Report struct {
 	// NoIMA: finalize was told not to touch the IMA hand-over (--no-ima at
 	// -e); what was loaded at -l is handed over as it is.
 	NoIMA bool
+	// Foreign (StateDir.Finalize only): the loaded image is another
+	// tool's; nothing was finalized.
+	Foreign bool
 }
-
-const handoverFile = "handover.bin"
 
 // Finalize completes a recorded load just before the reboot (DESIGN §4):
 // it checks that the inputs are unchanged, takes a fresh snapshot of the
@@ -59,8 +48,8 @@ const handoverFile = "handover.bin"
 // -e): a later run continues from the list the earlier one loaded, adds
 // what the kernel measured since and a new kexec_execute marker.
 //
-// First it checks that the state still describes what is loaded
-// (CheckBinding) and that kernel, initrd and DTB still hash to the
+// First it checks that the load is still what the kernel has loaded
+// (Binding) and that kernel, initrd and DTB still hash to the
 // recorded digests; the re-load uses only those bytes. A named TPM that
 // cannot be opened is an error; with no TPM device at all the entries are
 // appended but extended nowhere (Report.NoTPM). A missing IMA list is an
@@ -69,50 +58,59 @@ const handoverFile = "handover.bin"
 // Finalize never reboots. Errors after the loader's entries were extended
 // wrap ErrExtended: the running kernel's own list no longer matches the
 // TPM.
-func Finalize(s *State) (*Report, error) {
-	if s.Plan == nil {
-		return nil, ErrNoState
-	}
-	if err := CheckBinding(s); err != nil {
+func (l *Loaded) Finalize(ctx context.Context) (*Report, error) {
+	l.ready = false
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	o := s.Options
-	o.DryRun = false
-	if s.Plan.Syscall == plan.SyscallKexecFileLoad {
-		// The kernel owns that hand-over; loading again now sizes its
-		// buffer for today's list (refresh.go).
-		return refreshFileLoad(s)
-	}
-	in, err := Inputs(&o)
+	rep, err := l.finalize()
 	if err != nil {
 		return nil, err
 	}
-	if err := checkInputs(s.Plan, in, o.dtbPath); err != nil {
+	l.ready = true
+	return rep, nil
+}
+
+func (l *Loaded) finalize() (*Report, error) {
+	if l.plan == nil {
+		return nil, ErrNothingLoaded
+	}
+	if err := checkBinding(l.host, l.binding); err != nil {
 		return nil, err
 	}
-	rep := &Report{Plan: s.Plan}
+	o := &l.opts
+	if l.plan.Syscall == plan.SyscallKexecFileLoad {
+		// The kernel owns that hand-over; loading again now sizes its
+		// buffer for today's list (refresh.go).
+		return l.refreshFileLoad()
+	}
+	r, err := inputs(l.host, l.img, o, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkInputs(l.plan, r.in, r.dtbName); err != nil {
+		return nil, err
+	}
+	in := r.in
+	rep := &Report{Plan: l.plan}
 	if o.NoIMA {
 		rep.NoIMA = true
 		return rep, nil
 	}
-	if s.Plan.IMA == nil {
+	if l.plan.IMA == nil {
 		return rep, nil // loaded without a list to hand over
 	}
 	var prev []ima.Entry
-	if s.Finalized != nil {
-		b, err := readStateFile(o.stateDir(), handoverFile, maxHandoverBytes)
-		if err != nil {
-			return nil, fmt.Errorf("finalize: %s: %w", handoverFile, err)
+	if l.finalized != nil {
+		if plan.Digest(l.handover) != l.finalized.ListSHA256 {
+			return nil, fmt.Errorf("finalize: the kept hand-over list does not match the recorded one")
 		}
-		if plan.Digest(b) != s.Finalized.ListSHA256 {
-			return nil, fmt.Errorf("finalize: %s does not match the recorded hand-over", handoverFile)
-		}
-		if prev, err = ima.ParseList(b, binary.LittleEndian); err != nil {
-			return nil, fmt.Errorf("finalize: %s: %w", handoverFile, err)
+		if prev, err = ima.ParseList(l.handover, binary.LittleEndian); err != nil {
+			return nil, fmt.Errorf("finalize: the kept hand-over list: %w", err)
 		}
 	}
 	pcr := o.pcr()
-	t, dev, err := openTPM(o.TPMDevice)
+	t, dev, err := l.host.OpenTPM()
 	if err != nil {
 		return nil, fmt.Errorf("finalize: %w", err)
 	}
@@ -120,33 +118,33 @@ func Finalize(s *State) (*Report, error) {
 		defer t.Close()
 	}
 	if t == nil {
-		if d := s.Plan.Decision; d != nil && d.Facts.TPM != "" && d.Facts.TPM != NoTPM {
+		if d := l.plan.Decision; d != nil && d.Facts.TPM != "" && d.Facts.TPM != NoTPM {
 			return nil, fmt.Errorf("finalize: %w: the load found TPM %s, now there is none", ErrTPM, d.Facts.TPM)
 		}
 	}
 	rep.TPM, rep.NoTPM = dev, t == nil
 
 	// 1. The log as the TPM knows it, and each bank's method.
-	base, nKernel, plans, banks, err := stableBase(t, prev, s.Finalized)
+	base, nKernel, plans, banks, err := stableBase(l.host, t, prev, l.finalized)
 	if err != nil {
 		return nil, err
 	}
 	rep.Banks = banks
-	if s.Finalized != nil && nKernel == s.Finalized.KernelEntries {
+	if l.finalized != nil && nKernel == l.finalized.KernelEntries {
 		rep.Skipped = true
 		return rep, nil
 	}
 
 	// 2. The loader's entries, sized for the segment they will land in.
 	var ours []ima.Entry
-	if s.Finalized == nil {
+	if l.finalized == nil {
 		sigs := map[string][]byte{}
-		for _, a := range s.Appraisals {
+		for _, a := range l.appraisals {
 			if a.Signature != nil {
 				sigs[a.Path] = a.Signature
 			}
 		}
-		ms, err := measurements(s.Plan, pcr, sigs)
+		ms, err := measurements(l.plan, pcr, sigs)
 		if err != nil {
 			return nil, err
 		}
@@ -154,14 +152,14 @@ func Finalize(s *State) (*Report, error) {
 	}
 	baseBytes := listSize(base)
 	need := uint64(ima.KexecHeaderSize) + baseBytes + listSize(ours) + uint64(maxMarkerSize(MarkerLoad)+maxMarkerSize(MarkerExecute)) + 4096
-	segSize := s.Plan.IMA.Size
+	segSize := l.plan.IMA.Size
 	if need > segSize {
 		if segSize, err = plan.IMASegmentSize(need, o.IMAExtra, 0, 4096); err != nil {
 			return nil, err
 		}
 		rep.Relayout = true
 	}
-	if s.Finalized == nil {
+	if l.finalized == nil {
 		ours = append([]ima.Entry{marker(pcr, MarkerLoad, segSize, baseBytes, uint64(len(base)))}, ours...)
 	}
 	before := baseBytes + listSize(ours)
@@ -183,7 +181,7 @@ func Finalize(s *State) (*Report, error) {
 			}
 		}
 		rep.Extended = true
-		if final, nKernel, err = reconcile(t, base, nKernel, ours, plans); err != nil {
+		if final, nKernel, err = reconcile(l.host, t, base, nKernel, ours, plans); err != nil {
 			return nil, err
 		}
 	}
@@ -197,21 +195,16 @@ func Finalize(s *State) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("finalize: %w (%w)", err, ErrExtended)
 	}
-	if err := executePlan(p); err != nil {
+	if err := execute(l.host, p, r, false); err != nil {
 		return nil, fmt.Errorf("finalize: %w (%w)", err, ErrExtended)
 	}
-	p.Decision = s.Plan.Decision
-	p.DTBInput = s.Plan.DTBInput
-	p.Appraisal = s.Plan.Appraisal
-	s.Plan = p
+	p.Decision = l.plan.Decision
+	p.DTBInput = l.plan.DTBInput
+	p.Appraisal = l.plan.Appraisal
+	l.plan = p
 	rep.Plan = p
-	if err := writeStateFile(o.stateDir(), handoverFile, raw); err != nil {
-		return nil, fmt.Errorf("finalize: %w (%w)", err, ErrExtended)
-	}
-	s.Finalized = &Finalized{KernelEntries: nKernel, ListSHA256: plan.Digest(raw)}
-	if err := saveState(o.stateDir(), s); err != nil {
-		return nil, err
-	}
+	l.handover = raw
+	l.finalized = &Finalized{KernelEntries: nKernel, ListSHA256: plan.Digest(raw)}
 	return rep, nil
 }
 
@@ -220,10 +213,10 @@ func Finalize(s *State) (*Report, error) {
 // after an earlier finalize, the list it loaded followed by what the kernel
 // measured since. The base must replay to the TPM; the method that
 // reproduces each bank is returned for extending the loader's entries.
-func stableBase(t *tpm.TPM, prev []ima.Entry, fin *Finalized) (base []ima.Entry, nKernel int, plans []bankPlan, desc []string, err error) {
+func stableBase(h Host, t TPM, prev []ima.Entry, fin *Finalized) (base []ima.Entry, nKernel int, plans []bankPlan, desc []string, err error) {
 	last := errors.New("no attempt")
 	for try := 0; try < 5; try++ {
-		raw, _, err := readIMAList("")
+		raw, err := h.IMAList()
 		if err != nil {
 			return nil, 0, nil, nil, fmt.Errorf("finalize: %w", err)
 		}
@@ -245,7 +238,7 @@ func stableBase(t *tpm.TPM, prev []ima.Entry, fin *Finalized) (base []ima.Entry,
 		if err != nil {
 			return nil, 0, nil, nil, err
 		}
-		again, _, err := readIMAList("")
+		again, err := h.IMAList()
 		if err != nil {
 			return nil, 0, nil, nil, err
 		}
@@ -264,7 +257,7 @@ func stableBase(t *tpm.TPM, prev []ima.Entry, fin *Finalized) (base []ima.Entry,
 
 // readPCRs reads every active bank's value of every PCR the list uses (and
 // PCR 10).
-func readPCRs(t *tpm.TPM, es []ima.Entry) (ima.PCRValues, error) {
+func readPCRs(t TPM, es []ima.Entry) (ima.PCRValues, error) {
 	seen := map[uint32]bool{DefaultPCR: true}
 	idx := []uint32{DefaultPCR}
 	for _, e := range es {
@@ -284,8 +277,8 @@ func readPCRs(t *tpm.TPM, es []ima.Entry) (ima.PCRValues, error) {
 // were extended and returns the order that reproduces the PCRs: the base,
 // the kernel entries that arrived before ours, ours, the rest. nKernel is
 // how many kernel entries base accounts for; the new count is returned.
-func reconcile(t *tpm.TPM, base []ima.Entry, nKernel int, ours []ima.Entry, plans []bankPlan) ([]ima.Entry, int, error) {
-	raw, _, err := readIMAList("")
+func reconcile(h Host, t TPM, base []ima.Entry, nKernel int, ours []ima.Entry, plans []bankPlan) ([]ima.Entry, int, error) {
+	raw, err := h.IMAList()
 	if err != nil {
 		return nil, 0, fmt.Errorf("finalize: %w (%w)", err, ErrExtended)
 	}
@@ -309,4 +302,24 @@ func reconcile(t *tpm.TPM, base []ima.Entry, nKernel int, ours []ima.Entry, plan
 	}
 	return nil, 0, fmt.Errorf("%w after extending the loader's %d entries (%d kernel entries arrived meanwhile) (%w)",
 		ErrSelfCheck, len(ours), len(newer), ErrExtended)
+}
+
+// checkInputs compares the digests of the inputs read at finalize with
+// those the plan recorded at load.
+func checkInputs(p *plan.Plan, in *plan.Inputs, dtbName string) error {
+	if d := plan.Digest(in.Kernel); d != p.Kernel.SHA256 {
+		return fmt.Errorf("%w: kernel %s (sha256 now %s, loaded %s)", ErrInputChanged, p.Kernel.Path, d, p.Kernel.SHA256)
+	}
+	if p.Initrd != nil && plan.Digest(in.Initrd) != p.Initrd.SHA256 {
+		return fmt.Errorf("%w: initrd %s (sha256 now %s, loaded %s)", ErrInputChanged, p.Initrd.Path, plan.Digest(in.Initrd), p.Initrd.SHA256)
+	}
+	if p.DTBInput != nil {
+		if in.DTB == nil || dtbName != p.DTBInput.Path {
+			return fmt.Errorf("%w: device tree %s is no longer the source (now %q)", ErrInputChanged, p.DTBInput.Path, dtbName)
+		}
+		if d := plan.Digest(in.DTB); d != p.DTBInput.SHA256 {
+			return fmt.Errorf("%w: device tree %s (sha256 now %s, loaded %s)", ErrInputChanged, p.DTBInput.Path, d, p.DTBInput.SHA256)
+		}
+	}
+	return nil
 }

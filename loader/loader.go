@@ -1,36 +1,43 @@
-// Package loader is gokexec's workflow: it gathers a plan's inputs from the
-// running system (or from files given to override them), builds the plan,
-// executes it through package kexec, and keeps the state that ties a load
-// to the exec that follows it.
+// Package loader is the library a bootloader calls to boot another Linux
+// kernel with the running kernel's IMA measurement list handed over:
+//
+//	l, err := loader.Load(ctx, host, img, opts) // plan, appraise, load
+//	rep, err := l.Finalize(ctx)                 // just before the reboot
+//	err = l.Exec()                              // reboot into it
+//
+// The Image's inputs are io.ReaderAts; nothing needs a file or a state
+// directory. Everything the loader reads from or does to the machine goes
+// through a Host: System (this machine), Captured (a tree from gokexec
+// capture-host) or a test's fake. State and StateDir exist only for the
+// two-process command line (gokexec -l, later gokexec -e).
 //
 // Invariants:
-//   - Every input path is resolved (filepath.Abs, filepath.EvalSymlinks)
-//     before it is read, appraised or measured, and read once, through one
-//     descriptor that does not follow a link in its last component, from a
-//     regular file within a size bound (kexec.ReadInput). The resolved name
-//     is the one appraised, recorded and measured.
 //   - The bytes that are hashed and appraised are the bytes the kernel
 //     gets: kexec_load copies them from memory; kexec_file_load gets a
 //     sealed memfd holding them whenever appraisal is on. With appraisal
-//     off, kexec_file_load gets the file itself (so the kernel's own IMA
-//     measures and appraises it under its real name); the kernel's entry
-//     for it is then the authority on what was loaded.
-//   - Kernel, initrd and DTB are appraised, measured and re-checked at -e
-//     alike. Appraisal excludes never admit them.
-//   - A failed load leaves nothing loaded that the user did not have before:
-//     all checks run before kexec_load, and kexec_load itself either loads
-//     the whole image or nothing.
-//   - Nothing is skipped silently: a named TPM that cannot be opened, a TPM
-//     seen at load that is gone at -e, a missing IMA list without NoIMA,
-//     state that no longer describes what is loaded, and a kernel that
-//     would measure after the hand-over snapshot are errors. "This machine
-//     has no TPM" is a state of its own (plan fact tpm "none",
-//     Report.NoTPM).
-//   - Dry runs read only what they are pointed at and never call kexec.
-//   - The library never logs and never reboots; errors wrap sentinels (%w).
+//     off and an Input.Path, kexec_file_load gets that file (so the
+//     kernel's own IMA measures and appraises it under its real name),
+//     after checking it still holds the bytes that were read.
+//   - Kernel, initrd and DTB are appraised, measured and re-checked at
+//     finalize alike (re-read through their ReaderAts, or from their
+//     paths in a two-process load). Appraisal excludes never admit them.
+//   - A failed load leaves nothing loaded that the caller did not have
+//     before: all checks run before the syscall, and kexec_load itself
+//     either loads the whole image or nothing.
+//   - Nothing is skipped silently: a named TPM that cannot be opened, a
+//     TPM seen at load that is gone at finalize, a missing IMA list without
+//     NoIMA, a load that is no longer what the kernel has loaded, and a
+//     kernel that would measure after the hand-over snapshot are errors.
+//     "This machine has no TPM" is a state of its own (plan fact tpm
+//     "none", Report.NoTPM).
+//   - Plan (a dry run) reads only what its Host describes and never acts.
+//   - Exec reboots only a load whose last Finalize succeeded.
+//   - The library never logs and never exits; every refusal wraps a
+//     sentinel error (errors.Is), listed in errors.go.
 package loader
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
@@ -49,166 +56,123 @@ import (
 	"github.com/gokexec/gokexec/segment"
 )
 
-// Options are the user's choices for a load.
+// Options are the caller's choices for a load. The zero value is a load
+// for this machine's architecture with the IMA hand-over, no headroom,
+// PCR 10, the automatic syscall choice and no appraisal.
 type Options struct {
-	Arch       string // "" = the running architecture
-	KernelPath string
-	InitrdPath string
-	Cmdline    string
-	DTBPath    string
+	Arch string    `json:"arch,omitempty"` // "" = the running architecture
+	Mode plan.Mode `json:"mode,omitempty"` // syscall choice (-a, -c, -s); "" means auto
 
-	NoIMA    bool
-	IMAExtra uint64
-	IMAPCR   uint32 // PCR for the loader's own entries; 0 means 10
-	// TPMDevice is the TPM finalize extends; it must exist and open. ""
-	// takes /dev/tpmrm0, then /dev/tpm0; only when neither exists does the
-	// machine count as having no TPM (plan fact tpm "none").
-	TPMDevice string
-	IMALog    string // override the IMA list source (file)
-	MemMap    string // override the memory map source (dir or iomem file)
-	MemMin    uint64
-	MemMax    uint64
-
+	NoIMA    bool   `json:"no_ima,omitempty"`
+	IMAExtra uint64 `json:"ima_extra,omitempty"` // headroom after the list for entries added before finalize
+	IMAPCR   uint32 `json:"ima_pcr,omitempty"`   // PCR for the loader's own entries; 0 means 10
+	MemMin   uint64 `json:"mem_min,omitempty"`
+	MemMax   uint64 `json:"mem_max,omitempty"`
 	// NoEFI (--noefi): hand no EFI state to an x86 kernel.
-	NoEFI bool
-	// Host is a captured host tree (--host) to plan against; "" is this system.
-	Host string
+	NoEFI bool `json:"no_efi,omitempty"`
 
-	// Appraise, Keys and Allowlists: appraisal of the kernel and initrd.
-	Appraise   appraise.Mode
-	Keys       []string
-	Allowlists []string
+	// Appraisal decides whether the inputs may be loaded (Mode off: no
+	// appraisal). Only its mode is kept in a State.
+	Appraisal appraise.Policy `json:"-"`
+	// Appraise is Appraisal.Mode as a State records it.
+	Appraise appraise.Mode `json:"appraise,omitempty"`
 
-	// Mode is the syscall choice (-a, -c, -s); "" means auto.
-	Mode plan.Mode
-
-	DryRun bool
-	// StateDir holds the state between -l and -e; default /run/gokexec.
-	StateDir string
-
-	appraisals []Appraisal // results of the last Inputs call
-	dtbPath    string      // where the DTB of the last Inputs call came from
+	// Warn, if set, receives what a user must be told at load: the list
+	// will not be carried, a syscall fallback, a plan warning.
+	Warn func(string) `json:"-"`
 }
 
-// Finalized records a completed finalize.
-type Finalized struct {
-	KernelEntries int    `json:"kernel_entries"`
-	ListSHA256    string `json:"list_sha256"`
-}
-
-// DefaultStateDir is where a load records what -e needs.
-const DefaultStateDir = "/run/gokexec"
-
-// State is what a load leaves for the exec that follows.
-type State struct {
-	Options    Options     `json:"options"`
-	Plan       *plan.Plan  `json:"plan"`
-	Appraisals []Appraisal `json:"appraisals,omitempty"`
-	// Binding ties the state to the image this load put into the kernel
-	// (see CheckBinding).
-	Binding *Binding `json:"binding,omitempty"`
-	// Finalized, once Finalize has run, is how many of the running
-	// kernel's entries the loaded hand-over list (kept beside the state in
-	// handover.bin) accounts for. A later finalize continues from that list,
-	// since the TPM already holds the loader's entries.
-	Finalized *Finalized `json:"finalized,omitempty"`
-}
-
-// resolve returns path made absolute with every symbolic link resolved.
-func resolve(what, path string) (string, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return "", fmt.Errorf("%w: %w", plan.ErrInput, &kexec.InputError{What: what, Path: path, Err: err})
+func (o *Options) arch() string {
+	if o.Arch == "" {
+		return runtime.GOARCH
 	}
-	r, err := filepath.EvalSymlinks(abs)
-	if err != nil {
-		return "", fmt.Errorf("%w: %w", plan.ErrInput, &kexec.InputError{What: what, Path: path, Err: err})
-	}
-	return r, nil
+	return o.Arch
 }
 
-// readInput resolves *path (replacing it with the resolved name) and reads
-// it within max bytes.
-func readInput(what string, path *string, max int64) ([]byte, error) {
-	r, err := resolve(what, *path)
-	if err != nil {
-		return nil, err
+func (o *Options) pcr() uint32 {
+	if o.IMAPCR == 0 {
+		return DefaultPCR
 	}
-	*path = r
-	b, err := kexec.ReadResolved(what, r, max)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", plan.ErrInput, err)
-	}
-	return b, nil
+	return o.IMAPCR
 }
 
-// ErrNoIMAList says there is no IMA measurement list to hand over and
-// NoIMA was not given.
-var ErrNoIMAList = errors.New("no IMA measurement list to hand over (securityfs not mounted at /sys/kernel/security, or IMA inactive); pass --no-ima to go on without the hand-over")
+func (o *Options) appraised() bool {
+	return o.Appraisal.Mode != appraise.ModeOff || o.Appraise != appraise.ModeOff
+}
 
-// Inputs gathers and reads everything a plan needs. The paths in o are
-// replaced by their resolved names.
-func Inputs(o *Options) (*plan.Inputs, error) {
-	in := &plan.Inputs{Arch: o.Arch, Cmdline: o.Cmdline,
+func (o *Options) warn(s string) {
+	if o.Warn != nil {
+		o.Warn(s)
+	}
+}
+
+// read is an Image's bytes: plan inputs and where the DTB came from.
+type read struct {
+	in      *plan.Inputs
+	dtbName string // "" when the plan starts from no device tree
+	img     Image
+}
+
+// inputs reads the image and the host's facts into plan inputs. dry: a
+// dry run (a missing IMA list is reported by the plan, not refused; the
+// RNG seed is zero so the plan is reproducible).
+func inputs(h Host, img Image, o *Options, dry bool) (*read, error) {
+	in := &plan.Inputs{Arch: o.arch(), Cmdline: img.Cmdline, PageSize: 4096,
 		IMAExtra: o.IMAExtra, MemMin: o.MemMin, MemMax: o.MemMax, IMAOrder: binary.LittleEndian}
-	if in.Arch == "" {
-		in.Arch = runtime.GOARCH
-	}
-	in.PageSize = 4096
-	var err error
-	if o.KernelPath == "" {
+	r := &read{in: in, img: img}
+	if !img.Kernel.present() {
 		return nil, fmt.Errorf("%w: no kernel given", plan.ErrInput)
 	}
-	if in.Kernel, err = readInput("kernel", &o.KernelPath, kexec.MaxKernelBytes); err != nil {
+	var err error
+	if in.Kernel, err = img.Kernel.read("kernel", kexec.MaxKernelBytes); err != nil {
 		return nil, err
 	}
-	in.KernelPath = o.KernelPath
-	if o.InitrdPath != "" {
-		if in.Initrd, err = readInput("--initrd", &o.InitrdPath, kexec.MaxInitrdBytes); err != nil {
+	in.KernelPath = img.Kernel.Name
+	if img.Initrd.present() {
+		if in.Initrd, err = img.Initrd.read("--initrd", kexec.MaxInitrdBytes); err != nil {
 			return nil, err
 		}
 		if len(in.Initrd) == 0 {
-			return nil, fmt.Errorf("%w: initrd %s is empty", plan.ErrInput, o.InitrdPath)
+			return nil, fmt.Errorf("%w: initrd %s is empty", plan.ErrInput, img.Initrd.Name)
 		}
-		in.InitrdPath = o.InitrdPath
+		in.InitrdPath = img.Initrd.Name
 	}
 	native := in.Arch == runtime.GOARCH
-	o.dtbPath = ""
 	switch {
-	case o.DTBPath != "":
-		if in.DTB, err = readInput("--dtb", &o.DTBPath, kexec.MaxDTBBytes); err != nil {
+	case img.DTB.present():
+		if in.DTB, err = img.DTB.read("--dtb", kexec.MaxDTBBytes); err != nil {
 			return nil, err
 		}
-		o.dtbPath = o.DTBPath
+		r.dtbName = img.DTB.Name
 	case in.Arch == plan.ArchARM64 && native:
-		if in.DTB, err = kexec.ReadInput("device tree", kexec.SysfsFDT, kexec.MaxDTBBytes); err != nil {
+		if in.DTB, err = h.DeviceTree(); err != nil {
 			return nil, fmt.Errorf("%w: the running system's device tree: %w (give one with --dtb)", plan.ErrInput, err)
 		}
-		o.dtbPath = kexec.SysfsFDT
+		r.dtbName = kexec.SysfsFDT
 	}
-	if err := o.appraiseInputs(in); err != nil {
-		return nil, err
-	}
-	switch {
-	case o.MemMap != "" || native:
-		if in.Memory, _, err = kexec.ReadMemoryMap(o.MemMap); err != nil {
+	if in.Memory, err = h.MemoryMap(in.Arch); err != nil {
+		// Planning arm64 for another machine: the DTB's /memory nodes serve.
+		if !(errors.Is(err, ErrNotDescribed) && in.Arch == plan.ArchARM64 && !native) {
+			if errors.Is(err, ErrNotDescribed) {
+				return nil, fmt.Errorf("%w: %w", plan.ErrInput, err)
+			}
 			return nil, err
 		}
-	case in.Arch == plan.ArchARM64:
-		// Planning for another machine: the DTB's /memory nodes serve.
-	default:
-		return nil, fmt.Errorf("%w: planning for %s on %s needs the target's memory map (--memmap)", plan.ErrInput, in.Arch, runtime.GOARCH)
 	}
-	if err := o.firmware(in, native); err != nil {
-		return nil, err
+	if in.Arch == plan.ArchAMD64 {
+		fw, err := h.Firmware(in.Arch)
+		if err != nil {
+			return nil, fmt.Errorf("%w: firmware: %w", plan.ErrInput, err)
+		}
+		in.EFI, in.NoEFI = fw, o.NoEFI
 	}
 	if !o.NoIMA {
-		list, _, err := readIMAList(o.IMALog)
+		list, err := h.IMAList()
 		switch {
 		case errors.Is(err, kexec.ErrNoIMA):
 			// A dry run says so in its plan (no "ima" section, fact
 			// ima_list false); a real load or finalize refuses.
-			if !o.DryRun {
+			if !dry {
 				return nil, ErrNoIMAList
 			}
 		case err != nil:
@@ -220,92 +184,90 @@ func Inputs(o *Options) (*plan.Inputs, error) {
 			}
 		}
 	}
-	if !o.DryRun {
-		in.RNGSeed = make([]byte, 32)
+	in.RNGSeed = make([]byte, 32)
+	if !dry {
 		if _, err := rand.Read(in.RNGSeed); err != nil {
 			return nil, fmt.Errorf("rng seed: %w", err)
 		}
-		in.ACPIRSDP = kexec.ACPIRSDP()
-	} else {
-		// Dry runs are reproducible: an all-zero seed of the real size keeps
-		// the layout identical to a real load's.
-		in.RNGSeed = make([]byte, 32)
+		in.ACPIRSDP = h.ACPIRSDP()
 	}
-	return in, nil
+	return r, nil
 }
 
-// appraiseInputs appraises the kernel and initrd bytes just read and keeps
-// the results (and verified signatures) in o.appraisals.
-func (o *Options) appraiseInputs(in *plan.Inputs) error {
-	o.appraisals = nil
-	pol, err := o.policy()
-	if err != nil || pol.Mode == appraise.ModeOff {
-		return err
+// appraiseAll appraises kernel, initrd and DTB as they were read.
+func appraiseAll(o *Options, r *read) ([]Appraisal, error) {
+	if !o.appraised() {
+		return nil, nil
 	}
 	files := []struct {
-		path string
+		name string
 		data []byte
-	}{{in.KernelPath, in.Kernel}}
-	if in.Initrd != nil {
+		sig  []byte
+	}{{r.in.KernelPath, r.in.Kernel, r.img.Kernel.Signature}}
+	if r.in.Initrd != nil {
 		files = append(files, struct {
-			path string
+			name string
 			data []byte
-		}{in.InitrdPath, in.Initrd})
+			sig  []byte
+		}{r.in.InitrdPath, r.in.Initrd, r.img.Initrd.Signature})
 	}
-	if in.DTB != nil {
+	if r.in.DTB != nil {
 		files = append(files, struct {
-			path string
+			name string
 			data []byte
-		}{o.dtbPath, in.DTB})
+			sig  []byte
+		}{r.dtbName, r.in.DTB, r.img.DTB.Signature})
 	}
+	var out []Appraisal
 	for _, f := range files {
-		a, err := appraiseFile(pol, f.path, f.data)
+		a, err := appraiseBytes(o.Appraisal, f.name, f.data, f.sig)
 		if err != nil {
-			return fmt.Errorf("appraisal: %w; nothing loaded", err)
+			return nil, fmt.Errorf("appraisal: %w; nothing loaded", err)
 		}
-		o.appraisals = append(o.appraisals, a)
+		out = append(out, a)
 	}
-	return nil
+	return out, nil
 }
 
-func (o *Options) pcr() uint32 {
-	if o.IMAPCR == 0 {
-		return DefaultPCR
-	}
-	return o.IMAPCR
-}
-
-// Plan reads the inputs, decides the syscall and builds the plan. For
-// kexec_load, the hand-over list is the running kernel's list followed by a
-// kexec_load marker.
-func Plan(o *Options) (*plan.Plan, *plan.Inputs, error) {
-	in, err := Inputs(o)
+// prepare reads, appraises, decides and plans.
+func prepare(h Host, img Image, o *Options, dry bool) (*plan.Plan, *read, []Appraisal, error) {
+	r, err := inputs(h, img, o, dry)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	facts, err := GatherFacts(o, len(in.IMAList) > 0)
+	as, err := appraiseAll(o, r)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	facts, err := gatherFacts(h, o, len(r.in.IMAList) > 0)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	d := plan.Decide(o.Mode, facts)
-	p, err := planFor(o, in, &d, d.Syscall)
+	p, err := planFor(o, r, &d, d.Syscall)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	p.Decision = &d
-	for _, a := range o.appraisals {
+	for _, a := range as {
 		p.Appraisal = append(p.Appraisal, plan.Appraisal{Path: a.Path, Pass: a.Pass, Method: a.Method, Reason: a.Reason})
 	}
-	return p, in, nil
+	return p, r, as, nil
 }
 
-// ErrKernelMeasuresExec says a kexec_load hand-over was refused because
-// the running kernel measures its own kexec_execute entry after the
-// snapshot (DESIGN §3.3.1): the next kernel would get a list one entry
-// short of the PCRs.
-var ErrKernelMeasuresExec = errors.New("the running kernel measures its own kexec_execute entry in its reboot notifier (CONFIG_IMA_KEXEC: ima_update_kexec_buffer/ima_measure_kexec_event in /proc/kallsyms), after gokexec's snapshot; a kexec_load hand-over would be one entry short. Use kexec_file_load (-s or -a: the kernel hands its list over itself) or --no-ima")
+// Plan is a dry run: it reads the image and the host's facts, appraises,
+// decides the syscall and builds the plan, and loads nothing. For
+// kexec_load the hand-over list is the host's list followed by a
+// kexec_load marker.
+func Plan(ctx context.Context, h Host, img Image, o Options) (*plan.Plan, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	p, _, _, err := prepare(h, img, &o, true)
+	return p, err
+}
 
-func planFor(o *Options, in *plan.Inputs, d *plan.Decision, syscall string) (*plan.Plan, error) {
+func planFor(o *Options, r *read, d *plan.Decision, syscall string) (*plan.Plan, error) {
+	in := r.in
 	var p *plan.Plan
 	var err error
 	if syscall == plan.SyscallKexecFileLoad {
@@ -314,163 +276,182 @@ func planFor(o *Options, in *plan.Inputs, d *plan.Decision, syscall string) (*pl
 		if in.IMAList != nil && d.Facts.KernelMeasuresExec {
 			return nil, ErrKernelMeasuresExec
 		}
-		if err := withLoadMarker(in, o.pcr()); err != nil {
+		if in, err = withLoadMarker(in, o.pcr()); err != nil {
 			return nil, err
 		}
 		p, err = plan.Build(in)
 	}
 	if err != nil {
-		if errors.Is(err, fdt.ErrMalformed) && o.dtbPath != "" {
-			// Name the file the device tree came from.
-			return nil, fmt.Errorf("%w: device tree %s: %w", plan.ErrInput, o.dtbPath, err)
+		if errors.Is(err, fdt.ErrMalformed) && r.dtbName != "" {
+			// Name the input the device tree came from.
+			return nil, fmt.Errorf("%w: device tree %s: %w", plan.ErrInput, r.dtbName, err)
 		}
 		return nil, err
 	}
-	if in.DTB != nil && o.dtbPath != "" {
-		p.DTBInput = &plan.Input{Path: o.dtbPath, Size: uint64(len(in.DTB)), SHA256: plan.Digest(in.DTB)}
+	if in.DTB != nil && r.dtbName != "" {
+		p.DTBInput = &plan.Input{Path: r.dtbName, Size: uint64(len(in.DTB)), SHA256: plan.Digest(in.DTB)}
 	}
+	p.Decision = d
 	return p, nil
 }
 
-func archFlag(arch string) uint64 {
-	switch arch {
-	case plan.ArchAMD64:
-		return kexec.ArchX86_64
-	case plan.ArchARM64:
-		return kexec.ArchAArch64
-	}
-	return kexec.ArchDefault
+// Loaded is an image loaded into the kernel, to be finalized and booted.
+// It is not safe for concurrent use.
+type Loaded struct {
+	host Host
+	img  Image
+	opts Options
+	// plan is the plan last loaded (Finalize replaces it).
+	plan       *plan.Plan
+	appraisals []Appraisal
+	binding    *Binding
+	// finalized and handover: after a Finalize, how many of the running
+	// kernel's entries the loaded hand-over list accounts for, and that
+	// list. A later Finalize continues from it.
+	finalized *Finalized
+	handover  []byte
+	// ready: the last Finalize succeeded and nothing has been loaded since.
+	ready bool
 }
 
-// Execute loads a plan with kexec_load.
-func Execute(p *plan.Plan) error {
-	segs := make([]segment.Segment, len(p.Segments))
-	for i, s := range p.Segments {
-		segs[i] = segment.Segment{Name: s.Name, Buf: s.Buf, Mem: s.Mem, Memsz: s.Memsz}
-	}
-	return kexec.Load(p.Entry, segs, archFlag(p.Arch))
-}
+// Plan is the plan that is loaded now.
+func (l *Loaded) Plan() *plan.Plan { return l.plan }
 
-func (o *Options) stateDir() string {
-	if o.StateDir != "" {
-		return o.StateDir
-	}
-	return DefaultStateDir
-}
+// Appraisals are the appraisal outcomes of the load (none without
+// appraisal).
+func (l *Loaded) Appraisals() []Appraisal { return l.appraisals }
 
-// Load plans and loads, then records the state for Exec. warn receives
-// the warnings a user must see (the list will not be carried, a fallback).
-func Load(o *Options, warn func(string)) (*plan.Plan, error) {
-	p, in, err := Plan(o)
+// Load plans, appraises and loads img. The returned Loaded must be
+// finalized (Finalize) before Exec boots it. Warnings (a syscall fallback,
+// what the next kernel lacks) go to o.Warn.
+func Load(ctx context.Context, h Host, img Image, o Options) (*Loaded, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	o.Appraise = o.Appraisal.Mode
+	p, r, as, err := prepare(h, img, &o, false)
 	if err != nil {
 		return nil, err
 	}
 	d := p.Decision
 	if d.Warning != "" {
-		warn(d.Warning)
+		o.warn(d.Warning)
 	}
 	for _, w := range p.Warnings {
-		warn(w)
+		o.warn(w)
 	}
-	err = execute(p, in, o.Appraise != appraise.ModeOff)
+	err = execute(h, p, r, o.appraised())
 	auto := o.Mode == "" || o.Mode == plan.ModeAuto
 	switch {
 	case err == nil:
 	case auto && p.Syscall == plan.SyscallKexecLoad && fallbackToFile(err):
-		warn(fmt.Sprintf("kexec_load refused (%v); falling back to kexec_file_load: the IMA list will not be carried unless the kernel does it itself", err))
-		fp, ferr := plan.FileLoad(in)
+		o.warn(fmt.Sprintf("kexec_load refused (%v); falling back to kexec_file_load: the IMA list will not be carried unless the kernel does it itself", err))
+		fp, ferr := planFor(&o, r, d, plan.SyscallKexecFileLoad)
 		if ferr != nil {
 			return nil, ferr
 		}
-		fp.Decision = d
-		if in.DTB != nil && o.dtbPath != "" {
-			fp.DTBInput = p.DTBInput
-		}
-		if err = execute(fp, in, o.Appraise != appraise.ModeOff); err != nil {
+		fp.Appraisal = p.Appraisal
+		if err = execute(h, fp, r, o.appraised()); err != nil {
 			return nil, err
 		}
 		p = fp
 	case auto && p.Syscall == plan.SyscallKexecFileLoad && fallbackToLoad(err):
-		warn(fmt.Sprintf("kexec_file_load failed (%v); falling back to kexec_load", err))
-		lp, perr := planFor(o, in, d, plan.SyscallKexecLoad)
+		o.warn(fmt.Sprintf("kexec_file_load failed (%v); falling back to kexec_load", err))
+		lp, perr := planFor(&o, r, d, plan.SyscallKexecLoad)
 		if perr != nil {
 			return nil, perr
 		}
-		lp.Decision = d
-		if err = execute(lp, in, o.Appraise != appraise.ModeOff); err != nil {
+		lp.Appraisal = p.Appraisal
+		if err = execute(h, lp, r, o.appraised()); err != nil {
 			return nil, err
 		}
 		p = lp
 	default:
 		return nil, err
 	}
-	b, err := bind()
-	if err == nil {
-		err = saveState(o.stateDir(), &State{Options: *o, Plan: p, Appraisals: o.appraisals, Binding: b})
-	}
+	b, err := bind(h)
 	if err != nil {
-		// The image is loaded but -e could not finalize it: unload rather
-		// than leave an image whose hand-over would go stale.
-		_ = Unload(o.stateDir())
+		// The image is loaded but could not be finalized later: unload
+		// rather than leave an image whose hand-over would go stale.
+		_ = h.Unload(false)
 		return nil, err
 	}
-	return p, nil
+	return &Loaded{host: h, img: img, opts: o, plan: p, appraisals: as, binding: b}, nil
 }
 
 // execute runs a plan with the syscall it names.
-func execute(p *plan.Plan, in *plan.Inputs, appraised bool) error {
+func execute(h Host, p *plan.Plan, r *read, appraised bool) error {
 	if p.Syscall == plan.SyscallKexecFileLoad {
-		return fileLoad(in, appraised)
+		return fileLoad(h, r, appraised)
 	}
-	return executePlan(p)
+	segs := make([]segment.Segment, len(p.Segments))
+	for i, s := range p.Segments {
+		segs[i] = segment.Segment{Name: s.Name, Buf: s.Buf, Mem: s.Mem, Memsz: s.Memsz}
+	}
+	return h.KexecLoad(LoadRequest{Entry: p.Entry, Segments: segs, Arch: p.Arch})
 }
 
 // fileLoad hands the kernel and initrd to kexec_file_load. When the
-// inputs were appraised (or the kernel had to be decompressed) the kernel
-// reads a sealed memfd holding exactly the bytes that were hashed, so no
-// one can swap the file between appraisal and load. Otherwise it reads the
+// inputs were appraised, or an input has no Path, the kernel reads a
+// sealed memfd holding exactly the bytes that were hashed, so no one can
+// swap the file between appraisal and load. Otherwise it reads the
 // resolved file itself, through one descriptor that is hashed first, so
 // the kernel's own IMA hooks see the file's name and security.ima.
-func fileLoad(in *plan.Inputs, appraised bool) error {
-	open := func(path string, data []byte) (*os.File, error) {
-		if appraised {
-			return kexec.SealedMemfd(filepath.Base(path), data)
+func fileLoad(h Host, r *read, appraised bool) error {
+	open := func(in Input, data []byte) (*os.File, error) {
+		if appraised || in.Path == "" {
+			return kexec.SealedMemfd(filepath.Base(in.Name), data)
 		}
-		f, err := kexec.OpenResolved(path)
+		f, err := kexec.OpenResolved(in.Path)
 		if err != nil {
 			return nil, err
 		}
-		h := sha256.New()
-		if _, err := io.Copy(h, io.LimitReader(f, int64(len(data))+1)); err == nil && hex.EncodeToString(h.Sum(nil)) == plan.Digest(data) {
+		sum := sha256.New()
+		if _, err := io.Copy(sum, io.LimitReader(f, int64(len(data))+1)); err == nil && hex.EncodeToString(sum.Sum(nil)) == plan.Digest(data) {
 			if _, err := f.Seek(0, io.SeekStart); err == nil {
 				return f, nil
 			}
 		}
 		f.Close()
-		return kexec.SealedMemfd(filepath.Base(path), data)
+		return kexec.SealedMemfd(filepath.Base(in.Name), data)
 	}
-	k, err := open(in.KernelPath, in.Kernel)
+	k, err := open(r.img.Kernel, r.in.Kernel)
 	if err != nil {
 		return fmt.Errorf("kernel: %w", err)
 	}
 	defer k.Close()
 	var rd *os.File
-	if in.Initrd != nil {
-		if rd, err = open(in.InitrdPath, in.Initrd); err != nil {
+	if r.in.Initrd != nil {
+		if rd, err = open(r.img.Initrd, r.in.Initrd); err != nil {
 			return fmt.Errorf("initrd: %w", err)
 		}
 		defer rd.Close()
 	}
-	return fileLoadFDs(k, rd, in.Cmdline)
+	return h.KexecFileLoad(FileLoadRequest{Kernel: k, Initrd: rd, Cmdline: r.in.Cmdline})
 }
 
-// Unload unloads whatever kexec_load or kexec_file_load loaded and forgets
-// the recorded state.
-func Unload(stateDir string) error {
-	errLoad := kexec.UnloadLoad(archFlag(runtime.GOARCH))
-	errFile := kexec.UnloadFile()
-	if errLoad != nil && errFile != nil {
-		return errLoad
+// Exec reboots into the loaded image. It refuses (ErrNotFinalized) unless
+// the last Finalize succeeded, and returns only on failure. It does not
+// sync file systems: a caller with writable mounts syncs first.
+func (l *Loaded) Exec() error {
+	if !l.ready {
+		return ErrNotFinalized
 	}
-	return ClearState(stateDir)
+	return l.host.Reboot()
+}
+
+// Unload unloads the image. The Loaded cannot be finalized afterwards.
+func (l *Loaded) Unload() error {
+	l.ready = false
+	l.binding = nil
+	return l.host.Unload(false)
+}
+
+// Unload unloads whatever kexec_load or kexec_file_load loaded, whoever
+// loaded it (gokexec -u).
+func Unload(ctx context.Context, h Host) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return h.Unload(false)
 }

@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -62,8 +63,8 @@ func TestWithLoadMarker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := &plan.Inputs{IMAList: raw, IMAExtra: 64 << 10, PageSize: 4096}
-	if err := withLoadMarker(in, 10); err != nil {
+	in, err := withLoadMarker(&plan.Inputs{IMAList: raw, IMAExtra: 64 << 10, PageSize: 4096}, 10)
+	if err != nil {
 		t.Fatal(err)
 	}
 	es, err := ima.ParseList(in.IMAList, binary.LittleEndian)
@@ -82,7 +83,7 @@ func TestWithLoadMarker(t *testing.T) {
 	}
 }
 
-func TestAppraiseFile(t *testing.T) {
+func TestAppraiseBytes(t *testing.T) {
 	dir := t.TempDir()
 	data, err := os.ReadFile("../appraise/testdata/data/hello.txt")
 	if err != nil {
@@ -95,39 +96,39 @@ func TestAppraiseFile(t *testing.T) {
 	f := filepath.Join(dir, "vmlinuz")
 	os.WriteFile(f, data, 0o644)
 	os.WriteFile(f+".sig", sig, 0o644)
-	o := &Options{Appraise: appraise.ModeEnforce, Keys: []string{"../appraise/testdata/openssl/rsa.pem"}}
-	pol, err := o.policy()
+	pol, err := PolicyFiles(appraise.ModeEnforce, []string{"../appraise/testdata/openssl/rsa.pem"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := appraiseFile(pol, f, data)
+	in, err := FileInput("kernel", f, 1<<20, true)
+	if err != nil || !bytes.Equal(in.Signature, sig) {
+		t.Fatalf("signature of %s: %v", f, err)
+	}
+	a, err := appraiseBytes(pol, f, data, in.Signature)
 	if err != nil || !a.Pass || a.Method != "signature" || string(a.Signature) != string(sig) {
 		t.Fatalf("good file: %+v %v", a, err)
 	}
 	tampered := append([]byte(nil), data...)
 	tampered[0] ^= 1
-	if _, err := appraiseFile(pol, f, tampered); !errors.Is(err, appraise.ErrBadSignature) || !strings.Contains(err.Error(), f) {
+	if _, err := appraiseBytes(pol, f, tampered, sig); !errors.Is(err, appraise.ErrBadSignature) || !strings.Contains(err.Error(), f) {
 		t.Fatalf("tampered bytes: %v", err)
 	}
-	o.Appraise = appraise.ModeLog
-	pol, _ = o.policy()
-	if a, err := appraiseFile(pol, f, tampered); err != nil || a.Pass {
+	pol.Mode = appraise.ModeLog
+	if a, err := appraiseBytes(pol, f, tampered, sig); err != nil || a.Pass {
 		t.Fatalf("log mode must report but allow: %+v %v", a, err)
 	}
 	// An allowlist vouches for an unsigned file.
-	os.Remove(f + ".sig")
 	sum := sha256.Sum256(data)
 	al := filepath.Join(dir, "allow.txt")
 	os.WriteFile(al, []byte(hex.EncodeToString(sum[:])+"  "+f+"\n"), 0o644)
-	o = &Options{Appraise: appraise.ModeEnforce, Allowlists: []string{al}}
-	pol, err = o.policy()
+	pol, err = PolicyFiles(appraise.ModeEnforce, nil, []string{al})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a, err := appraiseFile(pol, f, data); err != nil || a.Method != "allowlist" {
+	if a, err := appraiseBytes(pol, f, data, nil); err != nil || a.Method != "allowlist" {
 		t.Fatalf("allowlisted: %+v %v", a, err)
 	}
-	if _, err := appraiseFile(pol, f, tampered); err == nil {
+	if _, err := appraiseBytes(pol, f, tampered, nil); err == nil {
 		t.Fatal("a digest not on the allowlist was accepted")
 	}
 }
@@ -145,23 +146,32 @@ func TestFallbacks(t *testing.T) {
 }
 
 func TestStateRoundTrip(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "gokexec") // created 0700 by saveState
-	if _, err := LoadState(dir); !errors.Is(err, ErrNoState) {
+	sd := StateDir(filepath.Join(t.TempDir(), "gokexec")) // created 0700 by Save
+	if _, err := sd.Load(); !errors.Is(err, ErrNoState) {
 		t.Fatalf("empty dir: %v", err)
 	}
-	s := &State{Options: Options{KernelPath: "/boot/vmlinuz", IMAExtra: 4096, Appraise: appraise.ModeEnforce}, Plan: &plan.Plan{Arch: "amd64", Syscall: "kexec_load"},
-		Finalized: &Finalized{KernelEntries: 7, ListSHA256: "ab"}}
-	if err := saveState(dir, s); err != nil {
+	list := []byte("not parsed here")
+	s := &State{Options: Options{IMAExtra: 4096, Appraise: appraise.ModeEnforce}, Plan: &plan.Plan{Arch: "amd64", Syscall: "kexec_load", Kernel: plan.Input{Path: "/boot/vmlinuz"}},
+		Finalized: &Finalized{KernelEntries: 7, ListSHA256: plan.Digest(list)}, Handover: list}
+	if err := sd.Save(s); err != nil {
 		t.Fatal(err)
 	}
-	got, err := LoadState(dir)
-	if err != nil || got.Options.KernelPath != "/boot/vmlinuz" || got.Options.Appraise != appraise.ModeEnforce || got.Plan.Syscall != "kexec_load" || got.Finalized.KernelEntries != 7 {
+	got, err := sd.Load()
+	if err != nil || got.Plan.Kernel.Path != "/boot/vmlinuz" || got.Options.Appraise != appraise.ModeEnforce || got.Plan.Syscall != "kexec_load" || got.Finalized.KernelEntries != 7 || !bytes.Equal(got.Handover, list) {
 		t.Fatalf("%+v %v", got, err)
 	}
-	if err := ClearState(dir); err != nil {
+	// A handover.bin that is not the recorded one is refused.
+	s.Handover = []byte("other")
+	if err := sd.Save(s); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadState(dir); !errors.Is(err, ErrNoState) {
-		t.Fatal("state survived ClearState")
+	if _, err := sd.Load(); !errors.Is(err, ErrStateDir) {
+		t.Fatalf("mismatched handover.bin: %v", err)
+	}
+	if err := sd.Clear(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sd.Load(); !errors.Is(err, ErrNoState) {
+		t.Fatal("state survived Clear")
 	}
 }

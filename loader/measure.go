@@ -92,27 +92,47 @@ func listSize(es []ima.Entry) uint64 {
 	return n
 }
 
-// withLoadMarker appends the kexec_load marker to the list snapshot taken at
-// load time. The marker is not extended into the TPM at load: the running
-// system stays attestable until -e, where finalize records everything. A
-// hand-over that is executed without finalize (another tool's -e) thus
-// carries a kexec_load without a kexec_execute, which a verifier reads as
-// "events were lost: cold boot needed".
-func withLoadMarker(in *plan.Inputs, pcr uint32) error {
+// withLoadMarker returns in with the kexec_load marker appended to the
+// list snapshot taken at load time (in itself is left alone). The marker
+// is not extended into the TPM at load: the running system stays
+// attestable until finalize, which records everything. A hand-over that
+// is executed without finalize (another tool's -e) thus carries a
+// kexec_load without a kexec_execute, which a verifier reads as "events
+// were lost: cold boot needed".
+func withLoadMarker(in *plan.Inputs, pcr uint32) (*plan.Inputs, error) {
 	if in.IMAList == nil {
-		return nil
+		return in, nil
 	}
 	es, err := ima.ParseList(in.IMAList, binary.LittleEndian)
 	if err != nil {
-		return fmt.Errorf("%w: %w", plan.ErrIMAList, err)
+		return nil, fmt.Errorf("%w: %w", plan.ErrIMAList, err)
 	}
 	need := uint64(ima.KexecHeaderSize+len(in.IMAList)) + uint64(maxMarkerSize(MarkerLoad))
 	size, err := plan.IMASegmentSize(need, in.IMAExtra, 0, in.PageSize)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	m := marker(pcr, MarkerLoad, size, uint64(len(in.IMAList)), uint64(len(es)))
-	in.IMAList = ima.AppendList(append([]byte(nil), in.IMAList...), []ima.Entry{m}, binary.LittleEndian)
-	in.IMAMinSegment = size
-	return nil
+	out := *in
+	out.IMAList = ima.AppendList(append([]byte(nil), in.IMAList...), []ima.Entry{m}, binary.LittleEndian)
+	out.IMAMinSegment = size
+	return &out, nil
+}
+
+// countCmdlines counts the kexec-cmdline entries of a binary list.
+func countCmdlines(raw []byte) (int, error) {
+	es, err := ima.ParseList(raw, binary.LittleEndian)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for i := range es {
+		if es[i].TemplateName != "ima-buf" {
+			continue
+		}
+		if d, err := es[i].Decode(binary.LittleEndian); err == nil && d.Name == CmdlineEvent {
+			n++
+		}
+	}
+	return n, nil
 }

@@ -2,19 +2,16 @@ package loader
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 
-	"github.com/gokexec/gokexec/appraise"
 	"github.com/gokexec/gokexec/ima"
 )
 
-// ErrRefresh is wrapped when the kexec_file_load that finalize runs again
-// just before the reboot fails. The image loaded at -l is then still
-// loaded (the kernel swaps images only after a load succeeded), but its
-// hand-over buffer is the one sized at -l: rebooting into it could lose
-// the end of the list, so -e does not reboot.
-var ErrRefresh = errors.New("re-running kexec_file_load before the reboot failed")
+// ErrRefresh (errors.go) is wrapped when the kexec_file_load that finalize
+// runs again just before the reboot fails. The image loaded at -l is then
+// still loaded (the kernel swaps images only after a load succeeded), but
+// its hand-over buffer is the one sized at -l: rebooting into it could
+// lose the end of the list, so -e does not reboot.
 
 // refreshFileLoad is finalize for a kexec_file_load load on a kernel that
 // hands its IMA list over itself (CONFIG_IMA_KEXEC).
@@ -38,43 +35,39 @@ var ErrRefresh = errors.New("re-running kexec_file_load before the reboot failed
 //   - Nothing is refreshed when it cannot help: with NoIMA, or when the
 //     load's facts say the kernel does not hand the list over.
 //   - A failed refresh wraps ErrRefresh and leaves the image of -l loaded.
-//   - After a refresh the state's binding is renewed (the load may have
+//   - After a refresh the load's binding is renewed (the load may have
 //     added a kexec-cmdline measurement), so a later finalize or -e still
 //     recognizes the load as gokexec's.
 //
 // The report's Count and ListBytes describe the list the kernel sized its
 // buffer for.
-func refreshFileLoad(s *State) (*Report, error) {
-	rep := &Report{Plan: s.Plan}
-	o := s.Options
-	o.DryRun = false
+func (l *Loaded) refreshFileLoad() (*Report, error) {
+	rep := &Report{Plan: l.plan}
+	o := &l.opts
 	if o.NoIMA {
 		rep.NoIMA = true
 		return rep, nil
 	}
-	if d := s.Plan.Decision; d == nil || !d.Facts.KernelHandsOver {
+	if d := l.plan.Decision; d == nil || !d.Facts.KernelHandsOver {
 		return rep, nil
 	}
-	in, err := Inputs(&o)
+	r, err := inputs(l.host, l.img, o, false)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkInputs(s.Plan, in, o.dtbPath); err != nil {
+	if err := checkInputs(l.plan, r.in, r.dtbName); err != nil {
 		return nil, err
 	}
-	if err := fileLoad(in, o.Appraise != appraise.ModeOff); err != nil {
+	if err := fileLoad(l.host, r, o.appraised()); err != nil {
 		return nil, fmt.Errorf("%w: %w (the image of -l stays loaded with the hand-over buffer sized at -l)", ErrRefresh, err)
 	}
-	b, err := bind()
+	b, err := bind(l.host)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrRefresh, err)
 	}
-	s.Binding = b
-	if err := saveState(o.stateDir(), s); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrRefresh, err)
-	}
-	rep.ListBytes = uint64(len(in.IMAList))
-	if es, err := ima.ParseList(in.IMAList, binary.LittleEndian); err == nil {
+	l.binding = b
+	rep.ListBytes = uint64(len(r.in.IMAList))
+	if es, err := ima.ParseList(r.in.IMAList, binary.LittleEndian); err == nil {
 		rep.Count = len(es)
 	}
 	return rep, nil

@@ -15,20 +15,15 @@ import (
 // buffer at load time), and a second finalize still finds the load.
 func TestRefreshReloadsFileLoad(t *testing.T) {
 	h := &fakeHost{list: readTestList(t), boot: "b1", kallsyms: kexec.KallsymsFacts{HandsOver: true, MeasuresAtExec: true}}
-	installHost(t, h)
-	o, p, err := testLoad(t, h, plan.ModeAuto, nil)
+	sd, l, err := testLoad(t, h, plan.ModeAuto, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Syscall != plan.SyscallKexecFileLoad || len(h.fileLoads) != 1 {
-		t.Fatalf("load: syscall %s, %d kexec_file_loads", p.Syscall, len(h.fileLoads))
+	if l.Plan().Syscall != plan.SyscallKexecFileLoad || len(h.fileLoads) != 1 {
+		t.Fatalf("load: syscall %s, %d kexec_file_loads", l.Plan().Syscall, len(h.fileLoads))
 	}
 	for round := 2; round <= 3; round++ {
-		s, err := LoadState(o.StateDir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rep, err := Finalize(s)
+		rep, err := sd.Finalize(ctx, h, false)
 		if err != nil {
 			t.Fatalf("finalize %d: %v", round-1, err)
 		}
@@ -52,16 +47,11 @@ func TestRefreshReloadsFileLoad(t *testing.T) {
 // from loading again: finalize leaves the image alone.
 func TestRefreshNotOnKernelsThatDoNotHandOver(t *testing.T) {
 	h := &fakeHost{list: readTestList(t), boot: "b1"}
-	installHost(t, h)
-	o, _, err := testLoad(t, h, plan.ModeFile, nil)
+	sd, _, err := testLoad(t, h, plan.ModeFile, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := LoadState(o.StateDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Finalize(s); err != nil {
+	if _, err := sd.Finalize(ctx, h, false); err != nil {
 		t.Fatal(err)
 	}
 	if len(h.fileLoads) != 1 {
@@ -73,25 +63,18 @@ func TestRefreshNotOnKernelsThatDoNotHandOver(t *testing.T) {
 // the kernel refuses wraps ErrRefresh.
 func TestRefreshRefusals(t *testing.T) {
 	h := &fakeHost{list: readTestList(t), boot: "b1", kallsyms: kexec.KallsymsFacts{HandsOver: true}}
-	installHost(t, h)
-	o, _, err := testLoad(t, h, plan.ModeAuto, nil)
+	sd, l, err := testLoad(t, h, plan.ModeAuto, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := LoadState(o.StateDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	saved := fileLoadFDs
-	fileLoadFDs = func(k, rd *os.File, cmdline string) error { return errors.New("EBUSY stand-in") }
-	if _, err := Finalize(s); !errors.Is(err, ErrRefresh) {
+	h.fileErr = errors.New("EBUSY stand-in")
+	if _, err := sd.Finalize(ctx, h, false); !errors.Is(err, ErrRefresh) {
 		t.Fatalf("failed reload: %v", err)
 	}
-	fileLoadFDs = saved
-	if err := os.WriteFile(o.KernelPath, []byte("replaced"), 0o644); err != nil {
+	if err := os.WriteFile(l.Plan().Kernel.Path, []byte("replaced"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Finalize(s); !errors.Is(err, ErrInputChanged) {
+	if _, err := sd.Finalize(ctx, h, false); !errors.Is(err, ErrInputChanged) {
 		t.Fatalf("changed kernel: %v", err)
 	}
 	if len(h.fileLoads) != 1 {

@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -11,11 +12,75 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gokexec/gokexec/kexec"
+	"github.com/gokexec/gokexec/plan"
 )
 
-// The state directory holds what -e needs from -l: the options, the plan
-// (with every input's digest) and, after a finalize, the hand-over list it
-// loaded. Everything in it steers what the machine boots, so:
+// State is a Loaded as the two-process command line keeps it between
+// gokexec -l and gokexec -e: everything but the inputs' bytes, which are
+// re-read from their paths (Resume). A bootloader that loads and boots in
+// one process never needs it.
+type State struct {
+	Options    Options     `json:"options"`
+	Plan       *plan.Plan  `json:"plan"`
+	Appraisals []Appraisal `json:"appraisals,omitempty"`
+	// Binding ties the state to the image the load put into the kernel.
+	Binding *Binding `json:"binding,omitempty"`
+	// Finalized, once Finalize has run, is how many of the running
+	// kernel's entries the loaded hand-over list (Handover, kept beside the
+	// state in handover.bin) accounts for. A later finalize continues from
+	// that list, since the TPM already holds the loader's entries.
+	Finalized *Finalized `json:"finalized,omitempty"`
+	Handover  []byte     `json:"-"`
+}
+
+// Finalized records a completed finalize.
+type Finalized struct {
+	KernelEntries int    `json:"kernel_entries"`
+	ListSHA256    string `json:"list_sha256"`
+}
+
+// State returns the load as a State, for a later process to Resume.
+func (l *Loaded) State() *State {
+	return &State{Options: l.opts, Plan: l.plan, Appraisals: l.appraisals, Binding: l.binding,
+		Finalized: l.finalized, Handover: l.handover}
+}
+
+// Resume makes a Loaded of a State another process recorded, with the
+// inputs given again in img (normally ReopenImage(s)). Finalize then
+// checks, as always, that the inputs still hold the loaded bytes and that
+// the load is still what the kernel has loaded.
+func Resume(h Host, s *State, img Image) (*Loaded, error) {
+	if s == nil || s.Plan == nil {
+		return nil, ErrNoState
+	}
+	o := s.Options
+	return &Loaded{host: h, img: img, opts: o, plan: s.Plan, appraisals: s.Appraisals,
+		binding: s.Binding, finalized: s.Finalized, handover: s.Handover}, nil
+}
+
+// ReopenImage reads the inputs a State recorded from their paths
+// (FileImage): the kernel, the initrd, and the DTB unless it was the
+// running machine's (which finalize reads from the Host again).
+func ReopenImage(s *State) (Image, error) {
+	if s == nil || s.Plan == nil {
+		return Image{}, ErrNoState
+	}
+	var initrd, dtb string
+	if s.Plan.Initrd != nil {
+		initrd = s.Plan.Initrd.Path
+	}
+	if s.Plan.DTBInput != nil && s.Plan.DTBInput.Path != kexec.SysfsFDT {
+		dtb = s.Plan.DTBInput.Path
+	}
+	return FileImage(s.Plan.Kernel.Path, initrd, dtb, s.Plan.Cmdline, false)
+}
+
+// StateDir is the directory where the command line keeps a State between
+// -l and -e (DefaultStateDir unless --state-dir). It holds the options, the
+// plan (with every input's digest) and, after a finalize, the hand-over
+// list it loaded. Everything in it steers what the machine boots, so:
 //   - the directory is created 0700 and must be owned by this process's
 //     effective user (root, for a real load) and have no group or other
 //     permissions, checked whenever it is used — an existing directory
@@ -26,10 +91,13 @@ import (
 //   - files read back must be regular, owned like the directory, not
 //     writable by group or others, and within a size bound.
 
-// ErrStateDir says the state directory or a file in it is not safe to use.
-var ErrStateDir = errors.New("unsafe state directory")
+// DefaultStateDir is where a load records what -e needs.
+const DefaultStateDir StateDir = "/run/gokexec"
+
+type StateDir string
 
 const (
+	handoverFile     = "handover.bin"
 	stateFile        = "state.json"
 	maxStateBytes    = 64 << 20
 	maxHandoverBytes = 1 << 30
@@ -169,41 +237,140 @@ func removeStateFile(dir, name string) error {
 	return nil
 }
 
-func saveState(dir string, s *State) error {
+func (d StateDir) dir() string {
+	if d == "" {
+		return string(DefaultStateDir)
+	}
+	return string(d)
+}
+
+// Save records s (state.json, and handover.bin when s has a hand-over list).
+func (d StateDir) Save(s *State) error {
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
-	return writeStateFile(dir, stateFile, b)
+	if s.Handover != nil {
+		if err := writeStateFile(d.dir(), handoverFile, s.Handover); err != nil {
+			return err
+		}
+	}
+	return writeStateFile(d.dir(), stateFile, b)
 }
 
-// ErrNoState says -e found no record of a gokexec load.
-var ErrNoState = errors.New("no gokexec load recorded")
-
-// LoadState reads the state a load left, after checking the directory and
-// the file as the package doc says.
-func LoadState(dir string) (*State, error) {
-	if dir == "" {
-		dir = DefaultStateDir
-	}
-	b, err := readStateFile(dir, stateFile, maxStateBytes)
+// Load reads the recorded State, after checking the directory and the
+// files as StateDir's doc says. No record is ErrNoState.
+func (d StateDir) Load() (*State, error) {
+	b, err := readStateFile(d.dir(), stateFile, maxStateBytes)
 	if err != nil {
 		return nil, err
 	}
 	var s State
 	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("state %s: %w", dir, err)
+		return nil, fmt.Errorf("state %s: %w", d.dir(), err)
+	}
+	if s.Finalized != nil {
+		if s.Handover, err = readStateFile(d.dir(), handoverFile, maxHandoverBytes); err != nil {
+			return nil, fmt.Errorf("state: %s: %w", handoverFile, err)
+		}
+		if plan.Digest(s.Handover) != s.Finalized.ListSHA256 {
+			return nil, fmt.Errorf("%w: %s does not match the recorded hand-over", ErrStateDir, handoverFile)
+		}
 	}
 	return &s, nil
 }
 
-// ClearState removes the recorded state (after an unload).
-func ClearState(dir string) error {
-	if dir == "" {
-		dir = DefaultStateDir
-	}
-	if err := removeStateFile(dir, handoverFile); err != nil {
+// Clear removes the recorded state (after an unload).
+func (d StateDir) Clear() error {
+	if err := removeStateFile(d.dir(), handoverFile); err != nil {
 		return err
 	}
-	return removeStateFile(dir, stateFile)
+	return removeStateFile(d.dir(), stateFile)
+}
+
+// LoadImage is gokexec -l: Load, then record the State in d. When the
+// state cannot be recorded the image is unloaded again (a later -e could
+// not finalize it).
+func (d StateDir) LoadImage(ctx context.Context, h Host, img Image, o Options) (*Loaded, error) {
+	l, err := Load(ctx, h, img, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.Save(l.State()); err != nil {
+		_ = l.Unload()
+		return nil, err
+	}
+	return l, nil
+}
+
+// Unload is gokexec -u: unload whatever is loaded and forget the record.
+func (d StateDir) Unload(ctx context.Context, h Host) error {
+	if err := Unload(ctx, h); err != nil {
+		return err
+	}
+	return d.Clear()
+}
+
+// Finalize finalizes the load recorded in d on h, as gokexec -e and
+// --finalize do, and records the result. noIMA (--no-ima at -e) leaves
+// the IMA hand-over as it was loaded. Nothing loaded is ErrNothingLoaded;
+// an image loaded by another tool (no record) is not gokexec's to
+// finalize: Report.Foreign, no error.
+func (d StateDir) Finalize(ctx context.Context, h Host, noIMA bool) (*Report, error) {
+	loaded, err := h.KexecLoaded(false)
+	if err != nil {
+		return nil, err
+	}
+	if !loaded {
+		return nil, ErrNothingLoaded
+	}
+	s, err := d.Load()
+	if errors.Is(err, ErrNoState) {
+		return &Report{Foreign: true}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if noIMA {
+		s.Options.NoIMA = true
+	}
+	img, err := ReopenImage(s)
+	if err != nil {
+		return nil, err
+	}
+	l, err := Resume(h, s, img)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := l.Finalize(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if rep.Skipped {
+		return rep, nil
+	}
+	if err := d.Save(l.State()); err != nil {
+		if rep.Extended {
+			return nil, fmt.Errorf("%w (%w)", err, ErrExtended)
+		}
+		return nil, err
+	}
+	return rep, nil
+}
+
+// Exec is gokexec -e: Finalize, then sync (when sync is not nil), then
+// reboot into the loaded image. It returns only on failure; a failed
+// finalize never reboots, and its error wraps ErrNotRebooted.
+func (d StateDir) Exec(ctx context.Context, h Host, noIMA bool, sync func(), report func(*Report)) error {
+	rep, err := d.Finalize(ctx, h, noIMA)
+	if err != nil {
+		return fmt.Errorf("%w; %w", err, ErrNotRebooted)
+	}
+	if report != nil {
+		report(rep)
+	}
+	if sync != nil {
+		sync()
+	}
+	return h.Reboot()
 }

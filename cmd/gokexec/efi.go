@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/gokexec/gokexec/kexec"
-	"github.com/gokexec/gokexec/loader"
 	"github.com/gokexec/gokexec/plan"
 )
 
@@ -33,30 +32,6 @@ func printEFI(p *plan.Plan, w io.Writer) {
 	}
 	if s := bp.Screen; s != nil {
 		fmt.Fprintf(w, "screen: framebuffer type %#x %dx%dx%d at %#x\n", s.VideoType, s.Width, s.Height, s.Depth, s.Base)
-	}
-}
-
-// hostDefaults points the finer overrides (--memmap, --ima-log) into a
-// captured host tree when they are not given.
-func hostDefaults(o *loader.Options) {
-	if o.Host == "" {
-		return
-	}
-	if o.MemMap == "" {
-		for _, p := range []string{"sys/firmware/memmap", "proc/iomem"} {
-			if _, err := os.Stat(filepath.Join(o.Host, p)); err == nil {
-				o.MemMap = filepath.Join(o.Host, p)
-				break
-			}
-		}
-	}
-	if o.IMALog == "" {
-		for _, p := range []string{"sys/kernel/security/ima/binary_runtime_measurements", "sys/kernel/security/integrity/ima/binary_runtime_measurements"} {
-			if _, err := os.Stat(filepath.Join(o.Host, p)); err == nil {
-				o.IMALog = filepath.Join(o.Host, p)
-				break
-			}
-		}
 	}
 }
 
