@@ -98,6 +98,12 @@ func debianImage(t *testing.T) *qemu.DebianImage {
 // scenario, and returns the result and the serial log's text.
 func systemdRun(t *testing.T, sc *proto.Scenario, reset bool) (*qemu.Result, string) {
 	t.Helper()
+	return systemdRunVM(t, sc, qemu.VM{Reset: reset})
+}
+
+// systemdRunVM is systemdRun with VM fields (Reset, Firmware) taken from vm.
+func systemdRunVM(t *testing.T, sc *proto.Scenario, vm qemu.VM) (*qemu.Result, string) {
+	t.Helper()
 	skipShort(t)
 	img := debianImage(t)
 	ctx := context.Background()
@@ -119,8 +125,10 @@ func systemdRun(t *testing.T, sc *proto.Scenario, reset bool) (*qemu.Result, str
 	}
 	t.Cleanup(func() { tpm.Stop() })
 	start := time.Now()
-	res, err := qemu.Run(ctx, qemu.VM{Kernel: img.Kernel, Initrd: img.Initrd, Disk: disk, Append: qemu.DebianAppend,
-		TPM: tpm, ArtifactsDir: art, Timeout: 15 * time.Minute, Reset: reset, ExtraArgs: qemu.FwCfgArgs("scenario", scPath)})
+	vm.Kernel, vm.Initrd, vm.Disk, vm.Append = img.Kernel, img.Initrd, disk, qemu.DebianAppend
+	vm.TPM, vm.ArtifactsDir, vm.Timeout = tpm, art, 15*time.Minute
+	vm.ExtraArgs = append(vm.ExtraArgs, qemu.FwCfgArgs("scenario", scPath)...)
+	res, err := qemu.Run(ctx, vm)
 	t.Logf("scenario wall time %v (serial log %s)", time.Since(start).Round(100*time.Millisecond), filepath.Join(art, "serial.log"))
 	logAccel(t, res)
 	if res != nil {
@@ -194,9 +202,28 @@ func bootSpans(es []ima.Entry) []int {
 // kexec_execute, and imalog verify --tpm in it says consistent.
 func TestSystemdKexecKeepsAttestation(t *testing.T) {
 	t.Parallel()
+	systemdKexecKeepsAttestation(t, "")
+}
+
+// TestSystemdKexecKeepsAttestationUEFI (4d) is the same under OVMF: the
+// hand-over keeps the EFI boot and the list.
+func TestSystemdKexecKeepsAttestationUEFI(t *testing.T) {
+	t.Parallel()
+	systemdKexecKeepsAttestation(t, "uefi")
+}
+
+func systemdKexecKeepsAttestation(t *testing.T, firmware string) {
 	img := debianImage(t)
-	sc := &proto.Scenario{Steps: map[string]proto.Step{"1": kexecStep(img), "2": secondStep(0)}}
-	res, serial := systemdRun(t, sc, false)
+	sc := &proto.Scenario{Steps: map[string]proto.Step{"1": kexecStep(img), "2": secondStep(0, proto.Action{Run: []string{"ls", "/sys/firmware/efi"}})}}
+	res, serial := systemdRunVM(t, sc, qemu.VM{Firmware: firmware})
+	if firmware == "uefi" {
+		// ls /sys/firmware/efi in the second system: an EFI boot still.
+		for _, c := range res.Find(2, proto.TypeCmd, "") {
+			if len(c.Argv) == 2 && c.Argv[0] == "ls" && c.Exit != 0 {
+				t.Fatalf("the second system is not an EFI boot: %s", c.Output)
+			}
+		}
+	}
 	if n := res.Boots(); n != 2 {
 		t.Fatalf("%d boots, want 2", n)
 	}
@@ -301,6 +328,46 @@ func TestSystemdKexecFinalizeFails(t *testing.T) {
 	t.Logf("after the normal reboot: %s; hook: %q", describe(list2), hook)
 }
 
+// TestSystemdKexecLoadUnit: the package's optional gokexec-load.service,
+// enabled, loads the kernel named in /etc/default/gokexec in the
+// kexec.target transaction (systemctl start kexec.target, since Debian 12's
+// systemctl kexec refuses to start with nothing loaded); the hook
+// finalizes and the second system's list is consistent.
+func TestSystemdKexecLoadUnit(t *testing.T) {
+	t.Parallel()
+	img := debianImage(t)
+	conf := "KERNEL_IMAGE=/boot/vmlinuz-" + img.Release + "\nINITRD=/boot/initrd.img-" + img.Release + "\n"
+	sc := &proto.Scenario{Steps: map[string]proto.Step{
+		"1": {DeadlineSec: 600, Actions: []proto.Action{
+			{Run: []string{"systemctl", "is-active", "multi-user.target"}, ExpectExit: intp(0)},
+			{Run: []string{"sh", "-c", "printf '" + conf + "' >>/etc/default/gokexec"}, ExpectExit: intp(0)},
+			{Run: []string{"systemctl", "enable", "gokexec-load.service"}, ExpectExit: intp(0)},
+			{Run: []string{"cat", "/sys/kernel/kexec_loaded"}, ExpectExit: intp(0)},
+			{Exec: []string{"systemctl", "start", "kexec.target"}},
+		}},
+		"2": secondStep(0),
+	}}
+	res, serial := systemdRun(t, sc, false)
+	if n := res.Boots(); n != 2 {
+		t.Fatalf("%d boots, want 2", n)
+	}
+	if got := strings.TrimSpace(guestCmdOutput(t, res, 1, "cat")); got != "0" {
+		t.Fatalf("kexec_loaded before kexec.target: %q, want 0 (the unit must do the load)", got)
+	}
+	if !strings.Contains(serial, "gokexec-shutdown: finalized the IMA hand-over") {
+		t.Fatalf("hook lines %q", grepLines(serial, "gokexec-shutdown"))
+	}
+	list2 := parseList(t, res.List(2, "binary_runtime_measurements"), "boot 2")
+	load, execs := markers(t, list2)
+	if countBootAggregates(list2) != 2 || len(load) != 1 || len(execs) != 1 {
+		t.Fatalf("boot 2: %s, kexec_load %v, kexec_execute %v", describe(list2), load, execs)
+	}
+	if out := guestCmdOutput(t, res, 2, "imalog"); !strings.Contains(out, "verdict: consistent") {
+		t.Fatalf("imalog verify --tpm:\n%s", out)
+	}
+	t.Logf("second system: %s", describe(list2))
+}
+
 // TestPackageChrootInstallUpgradePurge installs the package in a copy of the
 // image's base root file system (a chroot on this machine: nothing of the
 // package runs here), upgrades it over itself with a newer version keeping
@@ -361,7 +428,7 @@ func TestPackageChrootInstallUpgradePurge(t *testing.T) {
 	conf := filepath.Join(ch, "etc/default/gokexec")
 	b, _ := os.ReadFile(conf)
 	writeFile(t, conf, append(b, []byte("ON_FINALIZE_FAILURE=kexec\n")...))
-	t.Logf("upgrade:\n%s", dpkg("--force-confold", "-i", "/tmp/v2.deb"))
+	t.Logf("upgrade:\n%s", dpkg("-i", "/tmp/v2.deb"))
 	if s := dpkg("-s", "gokexec"); !strings.Contains(s, "Version: 0.9.1") || !strings.Contains(s, "Status: install ok installed") {
 		t.Fatalf("after upgrade:\n%s", s)
 	}
