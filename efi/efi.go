@@ -87,8 +87,17 @@ const MemoryDescriptorVersion = 1
 // rebuilt from sysfs carry no firmware padding, so this is their stride.
 const MemoryDescriptorSize = 40
 
-// MemoryRuntime is EFI_MEMORY_RUNTIME in a descriptor's attribute.
-const MemoryRuntime = 1 << 63
+// Descriptor attributes (UEFI spec, EFI_MEMORY_*).
+const (
+	MemoryUC      = 1 << 0
+	MemoryWC      = 1 << 1
+	MemoryWT      = 1 << 2
+	MemoryWB      = 1 << 3
+	MemoryRuntime = 1 << 63
+)
+
+// ConventionalMemory is EfiConventionalMemory, free RAM.
+const ConventionalMemory = 7
 
 // Caps on what is read.
 const (

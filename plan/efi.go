@@ -6,6 +6,7 @@ import (
 
 	"github.com/gokexec/gokexec/bzimage"
 	"github.com/gokexec/gokexec/efi"
+	"github.com/gokexec/gokexec/segment"
 )
 
 // EFI describes the EFI state handed to an x86 kernel in boot_params.
@@ -31,6 +32,10 @@ type EFI struct {
 	ConfigTable     uint64           `json:"config_table"`
 	SMBIOS          uint64           `json:"smbios"`
 	RuntimeMap      []efi.Descriptor `json:"runtime_map"`
+	// ConventionalDescriptors is how many EFI_CONVENTIONAL_MEMORY
+	// descriptors (the RAM, for physical KASLR) follow the runtime map in
+	// the memory map.
+	ConventionalDescriptors int `json:"conventional_descriptors"`
 }
 
 // NoEFIConsequence is what a kernel booted without the EFI hand-over lacks;
@@ -42,7 +47,7 @@ const NoEFIConsequence = "the next kernel boots without EFI: no EFI runtime serv
 // host is not an EFI host, when --noefi asked for none, or when the hand-over
 // is impossible; the latter comes with a warning naming the cause and what
 // the next kernel will lack.
-func efiState(in *Inputs, im *bzimage.Image) (*bzimage.EFI, *EFI, []string) {
+func efiState(in *Inputs, im *bzimage.Image, ram []segment.Range) (*bzimage.EFI, *EFI, []string) {
 	h := in.EFI
 	if h == nil || !h.EFI || in.NoEFI {
 		return nil, nil, nil
@@ -73,7 +78,8 @@ func efiState(in *Inputs, im *bzimage.Image) (*bzimage.EFI, *EFI, []string) {
 	if sb > 3 {
 		sb = 0
 	}
-	mm := efi.EncodeMemmap(h.RuntimeMap)
+	descs := append(append([]efi.Descriptor(nil), h.RuntimeMap...), conventional(ram, h.RuntimeMap)...)
+	mm := efi.EncodeMemmap(descs)
 	be := &bzimage.EFI{
 		LoaderSignature: bp.EFI.LoaderSignature,
 		Systab:          bp.EFI.Systab,
@@ -89,8 +95,56 @@ func efiState(in *Inputs, im *bzimage.Image) (*bzimage.EFI, *EFI, []string) {
 	pe := &EFI{LoaderSignature: be.LoaderSignature, Systab: be.Systab, MemmapSize: uint32(len(mm)),
 		MemdescSize: be.MemdescSize, MemdescVersion: be.MemdescVersion, SecureBoot: sb,
 		FwVendor: be.FwVendor, Runtime: be.Runtime, ConfigTable: be.Tables, SMBIOS: be.SMBIOS,
-		RuntimeMap: append([]efi.Descriptor(nil), h.RuntimeMap...)}
+		RuntimeMap: append([]efi.Descriptor(nil), h.RuntimeMap...), ConventionalDescriptors: len(descs) - len(h.RuntimeMap)}
 	return be, pe, nil
+}
+
+// conventional describes the RAM of the memory map as EFI conventional
+// memory, for the next kernel's decompressor. With EFI state in boot_params
+// it chooses its physical KASLR slot among the EFI map's conventional
+// descriptors only, never from e820; the runtime map alone has none, and a
+// kernel handed just that (as kexec-tools and kexec_file_load do) runs
+// without physical KASLR. The descriptors cover whole pages inside RAM and
+// outside every runtime region; the kernel itself takes its memory from
+// e820 and maps only EFI_MEMORY_RUNTIME descriptors, so these add nothing
+// else. The decompressor still never goes below min(load address, 512 MiB),
+// which keeps the IMA buffer and boot_params out of its reach.
+func conventional(ram []segment.Range, runtime []efi.Descriptor) []efi.Descriptor {
+	var busy []segment.Range
+	for _, d := range runtime {
+		if end, ok := d.End(); ok {
+			busy = append(busy, segment.Range{Start: d.Phys, End: end})
+		}
+	}
+	var out []efi.Descriptor
+	for _, r := range ram {
+		free := []segment.Range{r}
+		for _, b := range busy {
+			var next []segment.Range
+			for _, f := range free {
+				if !f.Overlaps(b) {
+					next = append(next, f)
+					continue
+				}
+				if f.Start < b.Start {
+					next = append(next, segment.Range{Start: f.Start, End: b.Start})
+				}
+				if b.End < f.End {
+					next = append(next, segment.Range{Start: b.End, End: f.End})
+				}
+			}
+			free = next
+		}
+		for _, f := range free {
+			s, ok := segment.AlignUp(f.Start, 4096)
+			e := segment.AlignDown(f.End, 4096)
+			if !ok || e <= s {
+				continue
+			}
+			out = append(out, efi.Descriptor{Type: efi.ConventionalMemory, Phys: s, Pages: (e - s) >> 12, Attribute: efi.MemoryWB | efi.MemoryWT | efi.MemoryWC | efi.MemoryUC})
+		}
+	}
+	return out
 }
 
 // screenInfo returns the running kernel's screen_info when it describes a

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gokexec/gokexec/bzimage"
 	"github.com/gokexec/gokexec/efi"
+	"github.com/gokexec/gokexec/segment"
 )
 
 // ovmfHost is an EFI host shaped like a Debian 6.1 guest under OVMF.
@@ -45,7 +46,8 @@ func TestPlanEFI(t *testing.T) {
 	if e == nil {
 		t.Fatal("no EFI state in the plan")
 	}
-	if e.Systab != 0x3f8ee018 || e.MemdescSize != 40 || e.MemdescVersion != 1 || e.MemmapSize != 80 || e.SecureBoot != 2 || e.SMBIOS != 0x3f9ac000 {
+	if e.Systab != 0x3f8ee018 || e.MemdescSize != 40 || e.MemdescVersion != 1 || e.SecureBoot != 2 || e.SMBIOS != 0x3f9ac000 ||
+		e.ConventionalDescriptors == 0 || e.MemmapSize != uint32(40*(2+e.ConventionalDescriptors)) {
 		t.Errorf("efi %+v", e)
 	}
 	if p.BootParams.ACPIRSDP != 0x3fb7e014 {
@@ -71,8 +73,39 @@ func TestPlanEFI(t *testing.T) {
 	}
 	off := e.Memmap - bp.Mem
 	ds, err := efi.DecodeMemmap(bp.Buf[off:off+uint64(e.MemmapSize)], e.MemdescSize)
-	if err != nil || len(ds) != 2 || ds[1] != in.EFI.RuntimeMap[1] {
+	if err != nil || len(ds) != 2+e.ConventionalDescriptors || ds[1] != in.EFI.RuntimeMap[1] {
 		t.Fatalf("memmap decodes to %+v, %v", ds, err)
+	}
+	// The conventional descriptors are the RAM: inside a RAM range, page
+	// aligned, clear of the runtime regions, and together all of the RAM
+	// that is not runtime.
+	ram := in.Memory.RAM()
+	var conv uint64
+	for _, d := range ds[2:] {
+		end, _ := d.End()
+		inRAM := false
+		for _, r := range ram {
+			if d.Phys >= r.Start && end <= r.End {
+				inRAM = true
+			}
+		}
+		for _, rt := range ds[:2] {
+			rtEnd, _ := rt.End()
+			if d.Phys < rtEnd && rt.Phys < end {
+				t.Errorf("conventional %+v overlaps runtime %+v", d, rt)
+			}
+		}
+		if d.Type != efi.ConventionalMemory || d.Phys%4096 != 0 || !inRAM || d.Attribute&efi.MemoryRuntime != 0 {
+			t.Errorf("conventional descriptor %+v", d)
+		}
+		conv += d.Pages << 12
+	}
+	var total uint64
+	for _, r := range ram {
+		total += r.Size()
+	}
+	if conv == 0 || conv > total {
+		t.Errorf("conventional memory %#x of RAM %#x", conv, total)
 	}
 	le := binary.LittleEndian
 	if got := uint64(le.Uint32(bp.Buf[0x1d0:])) | uint64(le.Uint32(bp.Buf[0x1dc:]))<<32; got != e.Memmap {
@@ -161,5 +194,28 @@ func TestPlanEFIRefusals(t *testing.T) {
 				t.Errorf("acpi_rsdp %#x", p.BootParams.ACPIRSDP)
 			}
 		})
+	}
+}
+
+func TestConventional(t *testing.T) {
+	ram := []segment.Range{{Start: 0x1000, End: 0xa0000}, {Start: 0x100000, End: 0x4000_0123}}
+	rt := []efi.Descriptor{
+		{Type: 5, Phys: 0x3000_0000, Pages: 0x10, Attribute: efi.MemoryRuntime},              // splits the second range
+		{Type: 11, Phys: 0xffc0_0000, Pages: 0x400, Attribute: efi.MemoryRuntime | 1},        // MMIO outside RAM
+		{Type: 6, Phys: 0xffff_ffff_ffff_f000, Pages: 1 << 60, Attribute: efi.MemoryRuntime}, // overflows: ignored
+	}
+	got := conventional(ram, rt)
+	want := []efi.Descriptor{
+		{Type: 7, Phys: 0x1000, Pages: 0x9f, Attribute: 0xf},
+		{Type: 7, Phys: 0x100000, Pages: (0x3000_0000 - 0x100000) >> 12, Attribute: 0xf},
+		{Type: 7, Phys: 0x3001_0000, Pages: (0x4000_0000 - 0x3001_0000) >> 12, Attribute: 0xf}, // end rounded down
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %+v", got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("descriptor %d: %+v, want %+v", i, got[i], want[i])
+		}
 	}
 }

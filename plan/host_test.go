@@ -58,7 +58,7 @@ func TestPlanOVMFCapture(t *testing.T) {
 	if e.Systab != h.BootParams.EFI.Systab || e.SMBIOS != 0x3f520000 || p.BootParams.ACPIRSDP != 0x3f77d014 {
 		t.Errorf("systab %#x smbios %#x rsdp %#x", e.Systab, e.SMBIOS, p.BootParams.ACPIRSDP)
 	}
-	if len(e.RuntimeMap) != 7 || e.MemmapSize != 7*efi.MemoryDescriptorSize {
+	if len(e.RuntimeMap) != 7 || e.ConventionalDescriptors == 0 || e.MemmapSize != uint32(7+e.ConventionalDescriptors)*efi.MemoryDescriptorSize {
 		t.Errorf("runtime map: %d descriptors, %d bytes", len(e.RuntimeMap), e.MemmapSize)
 	}
 	for i, d := range e.RuntimeMap {
