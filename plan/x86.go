@@ -132,7 +132,7 @@ func buildX86(in *Inputs) (*Plan, error) {
 		params.InitrdAddr, params.InitrdSize = initrdR.Start, uint64(len(in.Initrd))
 	}
 	var efiPlan *EFI
-	params.EFI, efiPlan, p.Warnings = efiState(in, im)
+	params.EFI, efiPlan, p.Warnings = efiState(in, im, ram)
 	var screen *efi.Screen
 	params.ScreenInfo, screen = screenInfo(in)
 	psize, err := bzimage.ParamsSize(params)
