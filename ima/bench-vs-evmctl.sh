@@ -6,7 +6,10 @@
 # after parsing), alternating the commands in every round (the machine is
 # shared: neighbours' load drifts, and a ratio taken within one round
 # cancels most of it). Prints every round, then the medians, the median of
-# the per-round ratios, and imalog's peak RSS.
+# the per-round ratios, and imalog's peak RSS. CPU time (user+system) is
+# reported beside wall time: on a loaded machine imalog, which uses both
+# cores, loses more wall time than evmctl (one thread) or the floor (one
+# goroutine), while CPU time moves much less with the load.
 #
 # usage: [REPLAY=1] [BIG=N] ima/bench-vs-evmctl.sh [ROUNDS] [IMALOG...]
 #   REPLAY=1 times `imalog replay --bank sha1 --bank sha256 LIST` (the same
@@ -34,31 +37,46 @@ sub=(verify list "${pcrs[@]}")
 [ -n "${REPLAY:-}" ] && sub=(replay --bank sha1 --bank sha256 list)
 out=$(mktemp)
 ms() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", (b-a)*1000}'; }
+# childcpu sets cpu to the user+system seconds of the shell's finished
+# children so far (times must run in this shell, not in a subshell).
+tf=$(mktemp)
+childcpu() {
+	times >"$tf"
+	cpu=$(tail -1 "$tf" | awk '{n = 0; for (i = 1; i <= 2; i++) {split($i, p, "m"); n += p[1] * 60 + p[2]}; printf "%.4f", n}')
+}
 for ((r = 1; r <= rounds; r++)); do
 	t0=$EPOCHREALTIME
 	evmctl ima_measurement --ignore-violations "${pcrs[@]}" list >/dev/null 2>&1
 	line="$(ms "$t0" "$EPOCHREALTIME")"
+	cpus=""
 	for bin in "${bins[@]}"; do
+		childcpu
+		c0=$cpu
 		t0=$EPOCHREALTIME
 		"$bin" "${sub[@]}" >/dev/null
 		line="$line $(ms "$t0" "$EPOCHREALTIME")"
+		childcpu
+		cpus="$cpus $(awk -v a="$c0" -v b="$cpu" 'BEGIN {printf "%.1f", (b-a)*1000}')"
 	done
-	line="$line $(./hashfloor list | cut -d' ' -f1)"
+	line="$line $(./hashfloor list | cut -d' ' -f1,2)$cpus"
 	echo "$line" | tee -a "$out"
 done
 med() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
-fl=$((${#bins[@]} + 2))
-echo "medians over $rounds rounds (ms); columns: evmctl, ${bins[*]}, hashing floor"
+nb=${#bins[@]}
+fl=$((nb + 2))
+echo "medians over $rounds rounds (ms); columns: evmctl, ${bins[*]} (wall), floor wall, floor CPU, ${bins[*]} (CPU)"
 echo "  evmctl ima_measurement: $(cut -d' ' -f1 "$out" | med)"
-echo "  hashing floor (one goroutine, in process): $(cut -d' ' -f$fl "$out" | med)"
-for ((i = 0; i < ${#bins[@]}; i++)); do
+echo "  hashing floor (one goroutine, in process): $(cut -d' ' -f$fl "$out" | med) wall, $(cut -d' ' -f$((fl + 1)) "$out" | med) CPU"
+for ((i = 0; i < nb; i++)); do
 	col=$((i + 2))
-	echo "  ${bins[$i]} ${sub[0]}: $(cut -d' ' -f$col "$out" | med);" \
+	cc=$((fl + 2 + i))
+	echo "  ${bins[$i]} ${sub[0]}: $(cut -d' ' -f$col "$out" | med) wall, $(cut -d' ' -f$cc "$out" | med) CPU;" \
 		"evmctl/imalog $(awk -v c=$col '{printf "%.2f\n", $1 / $c}' "$out" | med)," \
-		"imalog/floor $(awk -v c=$col -v f=$fl '{printf "%.2f\n", $c / $f}' "$out" | med)," \
+		"imalog/floor $(awk -v c=$col -v f=$fl '{printf "%.2f\n", $c / $f}' "$out" | med) wall," \
+		"$(awk -v c=$cc -v f=$((fl + 1)) '{printf "%.2f\n", $c / $f}' "$out" | med) CPU," \
 		"peak RSS $(/usr/bin/time -f %M "${bins[$i]}" "${sub[@]}" 2>&1 >/dev/null | tail -1) KiB"
 done
-rm -f "$out"
+rm -f "$out" "$tf"
 if [ -n "${BIG:-}" ]; then
 	rm -f big
 	for ((i = 0; i < BIG; i++)); do cat list >>big; done
