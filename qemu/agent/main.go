@@ -27,6 +27,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
+	"io"
 	"io/fs"
 	"math/big"
 	"os"
@@ -236,7 +237,7 @@ func (a *agent) do(act *proto.Action) error {
 		}
 		return nil
 	case "file":
-		b, err := os.ReadFile(act.File)
+		b, err := readFile(act.File, act.Limit)
 		if err != nil {
 			return err
 		}
@@ -266,6 +267,24 @@ func (a *agent) do(act *proto.Action) error {
 		return os.WriteFile(act.WriteFile, act.Data, 0o644)
 	}
 	return fmt.Errorf("unknown action")
+}
+
+// readFile reads a whole file, or its first limit bytes when limit > 0.
+func readFile(path string, limit int) ([]byte, error) {
+	if limit <= 0 {
+		return os.ReadFile(path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b := make([]byte, limit)
+	n, err := io.ReadFull(f, b)
+	if err == io.ErrUnexpectedEOF || err == io.EOF {
+		err = nil
+	}
+	return b[:n], err
 }
 
 func or(s, def string) string {

@@ -48,8 +48,11 @@ type Action struct {
 	// other exit status is an error that stops the step.
 	Run        []string `json:"run,omitempty"`
 	ExpectExit *int     `json:"expect_exit,omitempty"`
-	// File reports the guest file at this path as a "file" record.
-	File string `json:"file,omitempty"`
+	// File reports the guest file at this path as a "file" record: its
+	// first Limit bytes when Limit > 0 (for /proc/vmcore, which is as large
+	// as the crashed kernel's RAM).
+	File  string `json:"file,omitempty"`
+	Limit int    `json:"limit,omitempty"`
 	// RepackInitrd writes a newc cpio of the running root file system
 	// (without the contents of /proc, /sys, /dev, /run and /tmp) to this path.
 	RepackInitrd string `json:"repack_initrd,omitempty"`
@@ -101,6 +104,9 @@ func (s *Scenario) Validate() error {
 			a := &st.Actions[i]
 			if a.Kind() == "" {
 				return fmt.Errorf("proto: step %q action %d: exactly one action field must be set", name, i)
+			}
+			if a.Limit < 0 || (a.Limit > 0 && a.File == "") {
+				return fmt.Errorf("proto: step %q action %d: limit %d goes with file", name, i, a.Limit)
 			}
 			if a.MeasureFiles < 0 || a.MeasureFiles > 100000 {
 				return fmt.Errorf("proto: step %q action %d: measure_files %d out of range", name, i, a.MeasureFiles)
