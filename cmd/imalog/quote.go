@@ -43,6 +43,9 @@ func verifyExtension(args []string, stdin io.Reader, stdout io.Writer) (code int
 		return false
 	}
 	switch {
+	case has("machines"):
+		code, err = cmdVerifyMachines(args, stdout)
+		return code, err, true
 	case has("quote") || has("sig") || has("ak"):
 		code, err = cmdVerifyQuote(args, stdin, stdout)
 		return code, err, true

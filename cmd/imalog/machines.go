@@ -1,0 +1,331 @@
+package main
+
+// imalog verify --machines DIR|MANIFEST [--jobs N]
+//
+// Verifies many machines in one process and prints one JSON verdict per
+// machine per line (JSON Lines, in the manifest's or the directory's
+// order; docs/verdict-schema.md). A machine that cannot be read gets a
+// verdict with exit 2 and reason bad_input; the others go on. The exit
+// status is the worst machine's: 2 if any had bad input, else 1 if any
+// was inconsistent, else 0.
+//
+// A manifest is a JSON file (ManifestSchema); paths in it are relative to
+// its directory. A directory holds one subdirectory per machine, named
+// after it, with:
+//
+//	binary_runtime_measurements   the list (required)
+//	quote.msg quote.sig quote.pcrs  a quote (tpm2_quote -m -s -o), with
+//	ak.pub or ak.pem              its AK, and
+//	nonce                         the nonce sent, hex (optional)
+//	pcrs.*                        otherwise: PCR values in one file (one instant), or
+//	pcr-<bank>.txt                one file per bank (read bank by bank)
+//	checkpoint                    used and rewritten with --checkpoint-each
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/gokexec/gokexec/ima"
+)
+
+// ManifestSchema names the manifest format's version.
+const ManifestSchema = "gokexec/imalog-manifest/1"
+
+// Manifest limits.
+const (
+	maxManifest = 64 << 20
+	maxMachines = 1 << 20
+)
+
+// Manifest lists the machines of one run.
+type Manifest struct {
+	Schema   string            `json:"schema"`
+	Machines []ManifestMachine `json:"machines"`
+}
+
+// ManifestMachine is one machine: its list and what vouches for it.
+type ManifestMachine struct {
+	Name string `json:"name"`
+	List string `json:"list"`
+	// PCRs are --pcrs arguments ([BANK,]FILE); with Quote, the quoted
+	// values (tpm2_quote -o).
+	PCRs  []string       `json:"pcrs,omitempty"`
+	Reads string         `json:"reads,omitempty"` // auto (default), instant, per-bank; a quote is instant
+	Quote *ManifestQuote `json:"quote,omitempty"`
+	// Checkpoint, when set, makes the verification incremental: read
+	// from it when it exists, rewritten after the run.
+	Checkpoint string `json:"checkpoint,omitempty"`
+	ByteOrder  string `json:"byte_order,omitempty"` // native (default), little, big
+	Kexec      bool   `json:"kexec,omitempty"`      // the list is a hand-over buffer
+	Strict     bool   `json:"strict,omitempty"`
+}
+
+// ManifestQuote names a machine's quote files.
+type ManifestQuote struct {
+	Message   string `json:"message"`
+	Signature string `json:"signature"`
+	AK        string `json:"ak"`
+	Nonce     string `json:"nonce,omitempty"` // hex
+}
+
+// loadMachines reads a manifest file or scans a directory.
+func loadMachines(path string) ([]ManifestMachine, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if st.IsDir() {
+		return scanMachineDir(path)
+	}
+	b, err := readSmall(path, nil, maxManifest)
+	if err != nil {
+		return nil, err
+	}
+	var m Manifest
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if m.Schema != ManifestSchema {
+		return nil, fmt.Errorf("%s: schema %q, want %q", path, m.Schema, ManifestSchema)
+	}
+	if len(m.Machines) > maxMachines {
+		return nil, fmt.Errorf("%s: %d machines, at most %d", path, len(m.Machines), maxMachines)
+	}
+	base := filepath.Dir(path)
+	rel := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(base, p)
+	}
+	seen := map[string]bool{}
+	for i := range m.Machines {
+		mm := &m.Machines[i]
+		if mm.Name == "" || mm.List == "" {
+			return nil, fmt.Errorf("%s: machine %d: name and list are required", path, i)
+		}
+		if seen[mm.Name] {
+			return nil, fmt.Errorf("%s: machine %q twice", path, mm.Name)
+		}
+		seen[mm.Name] = true
+		mm.List, mm.Checkpoint = rel(mm.List), rel(mm.Checkpoint)
+		for j, a := range mm.PCRs {
+			if b, f, ok := strings.Cut(a, ","); ok {
+				if _, err := ima.ParseHashName(b); err == nil {
+					mm.PCRs[j] = b + "," + rel(f)
+					continue
+				}
+			}
+			mm.PCRs[j] = rel(a)
+		}
+		if q := mm.Quote; q != nil {
+			q.Message, q.Signature, q.AK = rel(q.Message), rel(q.Signature), rel(q.AK)
+		}
+	}
+	return m.Machines, nil
+}
+
+// scanMachineDir makes a machine of every subdirectory holding a list.
+func scanMachineDir(dir string) ([]ManifestMachine, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var ms []ManifestMachine
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		d := filepath.Join(dir, e.Name())
+		has := func(n string) bool { _, err := os.Stat(filepath.Join(d, n)); return err == nil }
+		if !has("binary_runtime_measurements") {
+			continue
+		}
+		if len(ms) >= maxMachines {
+			return nil, fmt.Errorf("%s: more than %d machines", dir, maxMachines)
+		}
+		m := ManifestMachine{Name: e.Name(), List: filepath.Join(d, "binary_runtime_measurements")}
+		if has("quote.msg") {
+			q := &ManifestQuote{Message: filepath.Join(d, "quote.msg"), Signature: filepath.Join(d, "quote.sig"), AK: filepath.Join(d, "ak.pub")}
+			if !has("ak.pub") {
+				q.AK = filepath.Join(d, "ak.pem")
+			}
+			if b, err := os.ReadFile(filepath.Join(d, "nonce")); err == nil {
+				q.Nonce = strings.TrimSpace(string(b))
+			}
+			m.Quote, m.PCRs = q, []string{filepath.Join(d, "quote.pcrs")}
+		} else {
+			files, _ := filepath.Glob(filepath.Join(d, "pcrs.*"))
+			banks, _ := filepath.Glob(filepath.Join(d, "pcr-*.txt"))
+			for _, f := range banks {
+				b := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), "pcr-"), ".txt")
+				if _, err := ima.ParseHashName(b); err == nil {
+					files = append(files, b+","+f)
+				}
+			}
+			m.PCRs = files
+		}
+		if has("checkpoint") {
+			m.Checkpoint = filepath.Join(d, "checkpoint")
+		}
+		ms = append(ms, m)
+	}
+	slices.SortFunc(ms, func(a, b ManifestMachine) int { return strings.Compare(a.Name, b.Name) })
+	return ms, nil
+}
+
+// verifyMachine verifies one machine; problems reading it become a
+// verdict with exit 2.
+func verifyMachine(m ManifestMachine, useCheckpoint bool) *Verdict {
+	bad := func(err error) *Verdict {
+		return &Verdict{Schema: VerdictSchema, Machine: m.Name, List: m.List, Exit: exitBad, Reason: ReasonBadInput, Error: err.Error()}
+	}
+	order, err := parseOrder(m.ByteOrder)
+	if err != nil {
+		return bad(err)
+	}
+	paths := append([]string{m.List, m.Checkpoint}, m.PCRs...)
+	if m.Quote != nil {
+		paths = append(paths, m.Quote.Message, m.Quote.Signature, m.Quote.AK)
+	}
+	if slices.Contains(paths, "-") {
+		return bad(errors.New(`"-" (standard input) names no machine's file`))
+	}
+	if len(m.PCRs) == 0 {
+		return bad(errors.New("no PCR values (pcrs) for the list"))
+	}
+	var v *Verdict
+	switch {
+	case m.Quote != nil:
+		qf := &quoteFlags{quote: &m.Quote.Message, sig: &m.Quote.Signature, ak: &m.Quote.AK, nonce: &m.Quote.Nonce, restricted: new(bool)}
+		in, err := loadQuote(qf, nil)
+		if err != nil {
+			return bad(err)
+		}
+		v, err = quoteRun{list: m.List, order: order, kexec: m.Kexec, strict: m.Strict, pcrs: m.PCRs}.run(in, nil)
+		if err != nil {
+			return bad(err)
+		}
+	default:
+		v, err = verifyWithPCRs(m, order)
+		if err != nil {
+			return bad(err)
+		}
+	}
+	v.Machine = m.Name
+	return v
+}
+
+// verifyWithPCRs is `imalog verify LIST --pcrs ...` as a Verdict.
+func verifyWithPCRs(m ManifestMachine, order binary.ByteOrder) (*Verdict, error) {
+	quoted := ima.PCRValues{}
+	var sources []pcrSource
+	for _, a := range m.PCRs {
+		pv, err := loadPCRArg(a, nil)
+		if err != nil {
+			return nil, err
+		}
+		quoted.Merge(pv)
+		sources = append(sources, pcrSource{a, len(pv)})
+	}
+	reads := m.Reads
+	if reads == "" {
+		reads = "auto"
+	}
+	switch reads {
+	case "auto", "instant", "per-bank":
+	default:
+		return nil, fmt.Errorf("reads %q: want auto, instant or per-bank", reads)
+	}
+	rc := decideReads(reads, sources, len(quoted))
+	opt := ima.VerifyOptions{Strict: m.Strict}
+	if rc.perBank {
+		opt.Reads = ima.ReadsPerBank
+	}
+	res, err := verifyListFile(m.List, nil, order, m.Kexec, quoted, opt)
+	if err != nil {
+		return nil, err
+	}
+	v := &Verdict{Schema: VerdictSchema, List: m.List, Reads: rc.why, Consistent: res.Consistent,
+		Reason: listReason(res), Verify: &res, Timeline: &res.Timeline, Exit: exitMismatch}
+	if res.Consistent {
+		v.Exit = exitOK
+	}
+	return v, nil
+}
+
+func cmdVerifyMachines(args []string, stdout io.Writer) (int, error) {
+	fs := newFlags("verify")
+	src := fs.String("machines", "", "a manifest (JSON) or a directory with one subdirectory per machine")
+	jobs := fs.Int("jobs", runtime.GOMAXPROCS(0), "machines verified at a time")
+	fs.Bool("json", true, "JSON Lines output (always)")
+	useCP := fs.Bool("checkpoint-each", false, "use and rewrite each machine's checkpoint")
+	rest, err := parseFlags(fs, args)
+	if err != nil {
+		return exitBad, err
+	}
+	if len(rest) != 0 {
+		return exitBad, usagef("verify --machines: the lists come from %s; got arguments %q", *src, rest)
+	}
+	if *jobs < 1 {
+		*jobs = 1
+	}
+	ms, err := loadMachines(*src)
+	if err != nil {
+		return exitBad, err
+	}
+	verdicts := make([]*Verdict, len(ms))
+	done := make([]chan struct{}, len(ms))
+	for i := range done {
+		done[i] = make(chan struct{})
+	}
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range *jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				verdicts[i] = verifyMachine(ms[i], *useCP)
+				close(done[i])
+			}
+		}()
+	}
+	go func() {
+		for i := range ms {
+			next <- i
+		}
+		close(next)
+	}()
+	w := bufio.NewWriter(stdout)
+	enc := json.NewEncoder(w)
+	code := exitOK
+	for i := range ms {
+		<-done[i]
+		v := verdicts[i]
+		if err := enc.Encode(v); err != nil {
+			return exitBad, err
+		}
+		verdicts[i] = nil
+		switch {
+		case v.Exit == exitBad:
+			code = exitBad
+		case v.Exit == exitMismatch && code == exitOK:
+			code = exitMismatch
+		}
+	}
+	wg.Wait()
+	return code, w.Flush()
+}
