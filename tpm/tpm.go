@@ -1,5 +1,5 @@
 // Package tpm reads and extends TPM 2.0 PCRs for gokexec's finalize step,
-// speaking the TPM 2.0 command protocol (TPM 2.0 Library, Part 3) itself.
+// through go-tpm's tpm2 commands over a go-tpm transport.
 //
 // Invariants:
 //   - Only three commands are ever sent: TPM2_GetCapability(TPM_CAP_PCRS),
@@ -20,23 +20,16 @@
 //     have a digest of exactly its size, or nothing is extended. Digests for
 //     banks that are not allocated are ignored.
 //   - Every returned digest is a fresh copy; errors wrap with %w.
-//   - Responses are untrusted input: a response whose header size disagrees
-//     with the bytes received, or whose fields run past its end or exceed
-//     the structure bounds, is ErrBadResponse, never a panic. A non-zero
-//     response code is a *ResponseError (errors.Is ErrTPM), except the
-//     TPM_RC_RETRY, TPM_RC_YIELDED and TPM_RC_TESTING warnings, which are
-//     retried a bounded number of times.
+//   - Responses are untrusted input: go-tpm unmarshals them; an answer that
+//     does not fit what was asked (an unrequested bank or PCR, a digest of
+//     the wrong size, more PCRs than digests) is ErrBadResponse, never a
+//     panic. A non-zero response code is an error matching ErrTPM (and
+//     go-tpm's tpm2.TPMRC with errors.As); TPM_RC_RETRY is retried by
+//     go-tpm's transport.
 //
 // Only Open touches the host (it opens a device node); everything else talks
-// through the io.ReadWriteCloser given to New, so tests drive a real swtpm over
-// its TCP data channel.
-//
-// The three commands are marshalled by hand (wire.go) rather than through
-// go-tpm: go-tpm's tpm2 package, which also links its legacy/tpm2 and
-// tpmutil packages, adds about 360 KB to the static gokexec binary, about
-// 8% of it, and pushed it past the size target of DESIGN.md section 7; the
-// commands used here are fixed-format and small. The tests check the codec
-// against go-tpm's (a test-only dependency) on a real swtpm.
+// through the transport given to New, so tests drive a real swtpm over its
+// TCP data channel.
 package tpm
 
 import (
@@ -47,6 +40,9 @@ import (
 	"os"
 	"sort"
 	"syscall"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
 )
 
 // Sentinel errors; match with errors.Is.
@@ -66,10 +62,19 @@ var (
 	ErrBadResponse = errors.New("tpm: malformed TPM response")
 	// ErrNoDevice: no TPM device node could be opened.
 	ErrNoDevice = errors.New("tpm: cannot open TPM device")
-	// ErrTPM: the TPM answered a command with an error response code; the
-	// error is also a *ResponseError.
+	// ErrTPM: the TPM answered a command with an error response code (or
+	// the transport failed); errors.As finds go-tpm's tpm2.TPMRC when the
+	// TPM answered.
 	ErrTPM = errors.New("tpm: command failed")
 )
+
+// conn is the transport a TPM talks through (go-tpm's).
+type conn = transport.TPMCloser
+
+// commandError wraps a command's failure.
+func commandError(cmd string, err error) error {
+	return fmt.Errorf("%w: %s: %w", ErrTPM, cmd, err)
+}
 
 // MaxPCR is the highest PCR index accepted (PC Client TPMs have 24 PCRs).
 const MaxPCR = 23
@@ -111,27 +116,57 @@ func Open(path string) (*TPM, error) {
 	return nil, fmt.Errorf("%w: %w", ErrNoDevice, errors.Join(errs...))
 }
 
-// New wraps an open TPM byte stream (a device node, swtpm's TCP data channel,
-// ...). Close closes rw. A device node must be in blocking mode (as Open
-// opens it): in O_NONBLOCK mode the kernel answers early reads with nothing.
+// New wraps an open TPM byte stream (a device node, swtpm's TCP data
+// channel, ...) in go-tpm's transport, which writes a command and reads
+// its response in one read. Close closes rw. A device node must be in
+// blocking mode (as Open opens it): in O_NONBLOCK mode the kernel answers
+// early reads with nothing.
 func New(rw io.ReadWriteCloser) *TPM {
-	return &TPM{t: &stream{rw: rw}}
+	return &TPM{t: transport.FromReadWriteCloser(rw)}
+}
+
+// NewTransport talks to a TPM through a go-tpm transport; Close closes it.
+func NewTransport(t transport.TPMCloser) *TPM {
+	return &TPM{t: t}
 }
 
 // Close closes the underlying stream.
 func (t *TPM) Close() error { return t.t.Close() }
 
 // algToHash maps the TPM algorithms this package knows to crypto.Hash.
-var algToHash = map[uint16]crypto.Hash{
-	algSHA1:   crypto.SHA1,
-	algSHA256: crypto.SHA256,
-	algSHA384: crypto.SHA384,
-	algSHA512: crypto.SHA512,
+var algToHash = map[tpm2.TPMIAlgHash]crypto.Hash{
+	tpm2.TPMAlgSHA1:   crypto.SHA1,
+	tpm2.TPMAlgSHA256: crypto.SHA256,
+	tpm2.TPMAlgSHA384: crypto.SHA384,
+	tpm2.TPMAlgSHA512: crypto.SHA512,
+}
+
+// pcrSelection is one bank's selection bitmap.
+type pcrSelection struct {
+	alg  tpm2.TPMIAlgHash
+	bits []byte
+}
+
+// getCapabilityPCRs asks for the PCR allocation (TPM_CAP_PCRS).
+func (t *TPM) getCapabilityPCRs() ([]pcrSelection, error) {
+	rsp, err := tpm2.GetCapability{Capability: tpm2.TPMCapPCRs, Property: 0, PropertyCount: 1}.Execute(t.t)
+	if err != nil {
+		return nil, commandError("TPM2_GetCapability(TPM_CAP_PCRS)", err)
+	}
+	sel, err := rsp.CapabilityData.Data.AssignedPCR()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadResponse, err)
+	}
+	out := make([]pcrSelection, 0, len(sel.PCRSelections))
+	for _, s := range sel.PCRSelections {
+		out = append(out, pcrSelection{alg: s.Hash, bits: append([]byte(nil), s.PCRSelect...)})
+	}
+	return out, nil
 }
 
 // bank is one allocated PCR bank as the TPM reports it.
 type bank struct {
-	alg    uint16
+	alg    tpm2.TPMIAlgHash
 	hash   crypto.Hash // 0 when unknown
 	alloc  []byte      // allocation bitmap (PCR i is bit i%8 of byte i/8)
 	active bool
@@ -196,12 +231,12 @@ func (t *TPM) ActiveBanks() ([]crypto.Hash, error) {
 
 // UnknownBanks returns the TPM algorithm IDs of active banks that this
 // package cannot hash for (and so skips unless Strict is set).
-func (t *TPM) UnknownBanks() ([]uint16, error) {
+func (t *TPM) UnknownBanks() ([]tpm2.TPMIAlgHash, error) {
 	all, err := t.banks()
 	if err != nil {
 		return nil, err
 	}
-	var out []uint16
+	var out []tpm2.TPMIAlgHash
 	for _, b := range all {
 		if b.active && b.hash == 0 {
 			out = append(out, b.alg)
@@ -256,8 +291,8 @@ func (t *TPM) ReadPCRs(pcrs []uint32) (map[crypto.Hash]map[uint32][]byte, error)
 func (t *TPM) readOnce(bs []bank, pcrs []uint32) (out map[crypto.Hash]map[uint32][]byte, again bool, err error) {
 	// remaining[alg] is the selection bitmap still to read.
 	size := 3 // 24 PCRs
-	remaining := make(map[uint16][]byte, len(bs))
-	hashOf := make(map[uint16]crypto.Hash, len(bs))
+	remaining := make(map[tpm2.TPMIAlgHash][]byte, len(bs))
+	hashOf := make(map[tpm2.TPMIAlgHash]crypto.Hash, len(bs))
 	out = make(map[crypto.Hash]map[uint32][]byte, len(bs))
 	for _, b := range bs {
 		want := selectBits(pcrs, size)
@@ -276,45 +311,45 @@ func (t *TPM) readOnce(bs []bank, pcrs []uint32) (out map[crypto.Hash]map[uint32
 	first := true
 	// Each round reads at least one digest, so len(bs)*24 rounds bound it.
 	for round := 0; round <= len(bs)*(MaxPCR+1); round++ {
-		var sel []pcrSelection
+		var sel tpm2.TPMLPCRSelection
 		for _, b := range bs {
 			if !allZero(remaining[b.alg]) {
-				sel = append(sel, pcrSelection{alg: b.alg, bits: append([]byte(nil), remaining[b.alg]...)})
+				sel.PCRSelections = append(sel.PCRSelections, tpm2.TPMSPCRSelection{Hash: b.alg, PCRSelect: append([]byte(nil), remaining[b.alg]...)})
 			}
 		}
-		if len(sel) == 0 {
+		if len(sel.PCRSelections) == 0 {
 			return out, false, nil
 		}
-		rsp, err := t.pcrRead(sel)
+		rsp, err := tpm2.PCRRead{PCRSelectionIn: sel}.Execute(t.t)
 		if err != nil {
-			return nil, false, err
+			return nil, false, commandError("TPM2_PCR_Read", err)
 		}
 		if first {
-			counter, first = rsp.counter, false
-		} else if rsp.counter != counter {
+			counter, first = rsp.PCRUpdateCounter, false
+		} else if rsp.PCRUpdateCounter != counter {
 			return nil, true, nil
 		}
-		vals := rsp.digests
+		vals := rsp.PCRValues.Digests
 		n := 0
 		// Digests come in selection order: banks in pcrSelectionOut order,
 		// PCRs ascending within a bank.
-		for _, s := range rsp.sel {
-			h, ok := hashOf[s.alg]
+		for _, s := range rsp.PCRSelectionOut.PCRSelections {
+			h, ok := hashOf[s.Hash]
 			if !ok {
-				return nil, false, fmt.Errorf("%w: PCR_Read returned unrequested bank 0x%04x", ErrBadResponse, s.alg)
+				return nil, false, fmt.Errorf("%w: PCR_Read returned unrequested bank 0x%04x", ErrBadResponse, uint16(s.Hash))
 			}
-			for i := 0; i < 8*len(s.bits); i++ {
-				if s.bits[i/8]&(1<<(i%8)) == 0 {
+			for i := 0; i < 8*len(s.PCRSelect); i++ {
+				if s.PCRSelect[i/8]&(1<<(i%8)) == 0 {
 					continue
 				}
-				rem := remaining[s.alg]
+				rem := remaining[s.Hash]
 				if i/8 >= len(rem) || rem[i/8]&(1<<(i%8)) == 0 {
 					return nil, false, fmt.Errorf("%w: PCR_Read returned unrequested PCR %d", ErrBadResponse, i)
 				}
 				if n >= len(vals) {
 					return nil, false, fmt.Errorf("%w: PCR_Read selection has more PCRs than digests", ErrBadResponse)
 				}
-				d := vals[n]
+				d := append([]byte(nil), vals[n].Buffer...)
 				n++
 				if len(d) != h.Size() {
 					return nil, false, fmt.Errorf("%w: PCR %d of %v has %d bytes", ErrBadResponse, i, h, len(d))
@@ -357,7 +392,7 @@ func (t *TPM) Extend(pcr uint32, digests map[crypto.Hash][]byte) error {
 	if err != nil {
 		return err
 	}
-	var vals []taggedDigest
+	var vals tpm2.TPMLDigestValues
 	for _, b := range bs {
 		d, ok := digests[b.hash]
 		if !ok {
@@ -366,7 +401,11 @@ func (t *TPM) Extend(pcr uint32, digests map[crypto.Hash][]byte) error {
 		if len(d) != b.hash.Size() {
 			return fmt.Errorf("%w: %v digest has %d bytes, want %d", ErrDigestSize, b.hash, len(d), b.hash.Size())
 		}
-		vals = append(vals, taggedDigest{alg: b.alg, digest: d})
+		vals.Digests = append(vals.Digests, tpm2.TPMTHA{HashAlg: b.alg, Digest: append([]byte(nil), d...)})
 	}
-	return t.pcrExtend(pcr, vals)
+	_, err = tpm2.PCRExtend{PCRHandle: tpm2.AuthHandle{Handle: tpm2.TPMHandle(pcr), Auth: tpm2.PasswordAuth(nil)}, Digests: vals}.Execute(t.t)
+	if err != nil {
+		return commandError(fmt.Sprintf("TPM2_PCR_Extend(%d)", pcr), err)
+	}
+	return nil
 }

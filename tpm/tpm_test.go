@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-tpm/tpm2"
 )
 
 // swtpm is one running software TPM with its TCP data channel.
@@ -423,7 +425,7 @@ func TestUnknownBank(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(unk, []uint16{0x0012}) {
+	if !slices.Equal(unk, []tpm2.TPMIAlgHash{0x0012}) {
 		t.Fatalf("UnknownBanks = %x, want [12]", unk)
 	}
 	banks, err := tp.ActiveBanks()
