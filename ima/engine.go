@@ -182,15 +182,16 @@ func readChunks(src source, get func() *chunk, emit func(*chunk) bool) {
 				break
 			}
 			// Framing here; the workers resolve the templates (resolve).
-			f, errOff, perr := splitFrame(buf[pos:], src.order, true)
+			c.es = append(c.es, Entry{})
+			name, size, errOff, perr := splitFrame(buf[pos:], src.order, true, &c.es[len(c.es)-1])
 			if perr == nil {
-				c.es = append(c.es, f.entry())
-				c.names = append(c.names, f.name)
-				pos += f.size
-				off += int64(f.size)
+				c.names = append(c.names, name)
+				pos += size
+				off += int64(size)
 				idx++
 				continue
 			}
+			c.es = c.es[:len(c.es)-1]
 			var se *shortError
 			if !eof && errors.As(perr, &se) {
 				if pos > 0 {

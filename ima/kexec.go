@@ -268,14 +268,12 @@ func SimulateRestore(b []byte, bo binary.ByteOrder) KexecReport {
 		}
 		// The kernel frames every entry by its length fields, the legacy
 		// template included (which it then rejects).
-		f, _, err := splitFrame(rest, order, false)
+		var e Entry
+		fname, p, _, err := splitFrame(rest, order, false, &e)
 		if err != nil {
 			return fail(KindRejected, "entry header: %v", err)
 		}
-		p := f.size
-		var e Entry
-		e.PCR, e.TemplateDigest = f.pcr, f.digest
-		parts := [2][]byte{f.name, f.data}
+		parts := [2][]byte{fname, e.TemplateData}
 		if last && uint64(p) != uint64(len(rest)) {
 			return fail(KindRejected, "%d bytes follow the last counted entry", len(rest)-p)
 		}

@@ -101,68 +101,61 @@ func ParseList(b []byte, order binary.ByteOrder) ([]Entry, error) {
 
 var errNilOrder = errors.New("ima: nil byte order")
 
-// frame is one entry split by its length fields only: what both the
-// parser and the restore simulation start from.
-type frame struct {
-	pcr    uint32
-	digest [20]byte
-	name   []byte
-	data   []byte
-	size   int // bytes the entry takes
-}
-
 // splitFrame splits the entry at the start of b by its length fields:
-// u32 pcr | 20-byte digest | u32 len | name | u32 len | data. With legacy
-// set, an entry named "ima" is framed as the kernel writes it (digest |
-// u32 len | name, no data length, name at most 255 bytes); without, as
-// the restoring kernel reads every entry. On error errOff is the offset
-// within b of the offending field.
-func splitFrame(b []byte, order endian, legacy bool) (f frame, errOff int, err error) {
+// u32 pcr | 20-byte digest | u32 len | name | u32 len | data. It sets e's
+// PCR, stored digest and template data (not its template name) and
+// returns the name and the entry's size. With legacy set, an entry named
+// "ima" is framed as the kernel writes it (digest | u32 len | name, no
+// data length, name at most 255 bytes); without, as the restoring kernel
+// reads every entry. On error errOff is the offset within b of the
+// offending field. It is what both the parser and the restore simulation
+// start from.
+func splitFrame(b []byte, order endian, legacy bool, e *Entry) (name []byte, size, errOff int, err error) {
 	if len(b) < entryHeaderMin {
-		return f, 0, short(entryHeaderMin, ErrTruncated, "entry header needs %d bytes, %d remain", entryHeaderMin, len(b))
+		return nil, 0, 0, short(entryHeaderMin, ErrTruncated, "entry header needs %d bytes, %d remain", entryHeaderMin, len(b))
 	}
-	f.pcr = order.Uint32(b[0:4])
-	copy(f.digest[:], b[4:24])
+	e.PCR = order.Uint32(b[0:4])
+	e.TemplateDigest = [20]byte(b[4:24])
 	nameLen := order.Uint32(b[24:28])
 	off := entryHeaderMin
 	if int64(nameLen) > MaxEntrySize {
-		return f, 24, fmt.Errorf("%w: template name length %d", ErrTooLarge, nameLen)
+		return nil, 0, 24, fmt.Errorf("%w: template name length %d", ErrTooLarge, nameLen)
 	}
 	if uint64(nameLen) > uint64(len(b)-off) {
-		return f, 24, short(int64(off)+int64(nameLen), ErrLength, "template name length %d, %d bytes remain", nameLen, len(b)-off)
+		return nil, 0, 24, short(int64(off)+int64(nameLen), ErrLength, "template name length %d, %d bytes remain", nameLen, len(b)-off)
 	}
-	f.name = b[off : off+int(nameLen)]
+	name = b[off : off+int(nameLen)]
 	off += int(nameLen)
-	if legacy && string(f.name) == legacyTemplateName {
+	if legacy && string(name) == legacyTemplateName {
 		// 20-byte digest | u32 len | name (no NUL)
 		if len(b)-off < 24 {
-			return f, off, short(int64(off)+24, ErrTruncated, "legacy ima template data needs 24 bytes, %d remain", len(b)-off)
+			return name, 0, off, short(int64(off)+24, ErrTruncated, "legacy ima template data needs 24 bytes, %d remain", len(b)-off)
 		}
 		nl := order.Uint32(b[off+20 : off+24])
 		if nl > eventNameLenMax {
-			return f, off + 20, fmt.Errorf("%w: legacy ima file name length %d exceeds %d", ErrMalformed, nl, eventNameLenMax)
+			return name, 0, off + 20, fmt.Errorf("%w: legacy ima file name length %d exceeds %d", ErrMalformed, nl, eventNameLenMax)
 		}
 		if uint64(nl) > uint64(len(b)-off-24) {
-			return f, off + 20, short(int64(off)+24+int64(nl), ErrLength, "legacy ima file name length %d, %d bytes remain", nl, len(b)-off-24)
+			return name, 0, off + 20, short(int64(off)+24+int64(nl), ErrLength, "legacy ima file name length %d, %d bytes remain", nl, len(b)-off-24)
 		}
 		end := off + 24 + int(nl)
-		f.data, f.size = b[off:end:end], end
-		return f, 0, nil
+		e.TemplateData = b[off:end:end]
+		return name, end, 0, nil
 	}
 	if len(b)-off < 4 {
-		return f, off, short(int64(off)+4, ErrTruncated, "template data length needs 4 bytes, %d remain", len(b)-off)
+		return name, 0, off, short(int64(off)+4, ErrTruncated, "template data length needs 4 bytes, %d remain", len(b)-off)
 	}
 	dl := order.Uint32(b[off : off+4])
 	if int64(off)+4+int64(dl) > MaxEntrySize {
-		return f, off, fmt.Errorf("%w: template data length %d", ErrTooLarge, dl)
+		return name, 0, off, fmt.Errorf("%w: template data length %d", ErrTooLarge, dl)
 	}
 	if uint64(dl) > uint64(len(b)-off-4) {
-		return f, off, short(int64(off)+4+int64(dl), ErrLength, "template data length %d, %d bytes remain", dl, len(b)-off-4)
+		return name, 0, off, short(int64(off)+4+int64(dl), ErrLength, "template data length %d, %d bytes remain", dl, len(b)-off-4)
 	}
 	off += 4
 	end := off + int(dl)
-	f.data, f.size = b[off:end:end], end
-	return f, 0, nil
+	e.TemplateData = b[off:end:end]
+	return name, end, 0, nil
 }
 
 // parseEntry parses one entry at the start of b and returns it, its size,
@@ -171,20 +164,15 @@ func splitFrame(b []byte, order endian, legacy bool) (f frame, errOff int, err e
 // resolveEntry gives it its template and checks its fields. (The streaming
 // pass runs the two halves on different goroutines.)
 func parseEntry(b []byte, order endian, tc *templateCache) (Entry, int, int, error) {
-	f, errOff, err := splitFrame(b, order, true)
+	var e Entry
+	name, size, errOff, err := splitFrame(b, order, true, &e)
 	if err != nil {
-		return Entry{PCR: f.pcr, TemplateDigest: f.digest}, 0, errOff, err
+		return Entry{PCR: e.PCR, TemplateDigest: e.TemplateDigest}, 0, errOff, err
 	}
-	e := f.entry()
-	if errOff, err := resolveEntry(&e, f.name, order, tc); err != nil {
+	if errOff, err := resolveEntry(&e, name, order, tc); err != nil {
 		return e, 0, errOff, err
 	}
-	return e, f.size, 0, nil
-}
-
-// entry is the frame as an Entry without its template name.
-func (f *frame) entry() Entry {
-	return Entry{PCR: f.pcr, TemplateDigest: f.digest, TemplateData: f.data}
+	return e, size, 0, nil
 }
 
 // resolveEntry sets e's template name from the framed name and checks
