@@ -168,7 +168,11 @@ func (s *System) Unload(crash bool) error {
 		flags |= kexecOnCrash
 	}
 	errLoad := kexec.UnloadLoad(flags)
-	errFile := kexec.UnloadFile()
+	unloadFile := kexec.UnloadFile
+	if crash {
+		unloadFile = kexec.UnloadFileCrash // the normal image stays loaded
+	}
+	errFile := unloadFile()
 	if errLoad != nil && errFile != nil {
 		return errLoad
 	}

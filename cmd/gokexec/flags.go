@@ -37,7 +37,7 @@ type cli struct {
 	fileSyscall, loadSyscall, autoSyscall        bool
 	status, debug, noChecks, showVersion, help   bool
 	reuseCmdline, noIMA, dryRun, jsonOut         bool
-	loadPanic, finalize                          bool
+	loadPanic, finalize, argsLinux               bool
 	noEFI                                        bool
 	host                                         string
 	imaPCR                                       uint32
@@ -60,7 +60,8 @@ func newFlags(c *cli) *flag.FlagSet {
 	fs.BoolVarP(&c.noIfdown, "no-ifdown", "x", false, "Don't bring down network interfaces.")
 	fs.BoolVarP(&c.noSync, "no-sync", "y", false, "Don't sync filesystems before kexec.")
 	fs.BoolVarP(&c.load, "load", "l", false, "Load the new kernel into the current kernel.")
-	fs.BoolVarP(&c.loadPanic, "load-panic", "p", false, "Load the new kernel for use on panic (not supported).")
+	fs.BoolVarP(&c.loadPanic, "load-panic", "p", false, "Load the new kernel for use on panic (kdump); with -u unload it.")
+	fs.BoolVar(&c.argsLinux, "args-linux", false, "Accepted for kexec-tools compatibility (its option for ELF vmlinux images).")
 	fs.BoolVarP(&c.unload, "unload", "u", false, "Unload the current kexec target kernel.")
 	fs.BoolVarP(&c.exec, "exec", "e", false, "Execute a currently loaded kernel (after finalizing the IMA hand-over).")
 	fs.BoolVarP(&c.status, "status", "S", false, "Return 1 if the type (by default crash) is loaded, 0 if not; -l: the normal kernel.")
@@ -136,9 +137,6 @@ const (
 
 // action checks the flags' combination and names what to do.
 func (c *cli) action(pos []string) (int, error) {
-	if c.loadPanic {
-		return 0, usageErr("-p/--load-panic: crash kernels are not supported")
-	}
 	n := 0
 	for _, b := range []bool{c.fileSyscall, c.loadSyscall, c.autoSyscall} {
 		if b {
@@ -156,6 +154,9 @@ func (c *cli) action(pos []string) (int, error) {
 	}
 	if len(pos) > 1 {
 		return 0, usageErr("one kernel image expected, got %d arguments: %s", len(pos), strings.Join(pos, " "))
+	}
+	if c.loadPanic {
+		return c.crashAction(pos)
 	}
 	switch {
 	case c.status:

@@ -102,6 +102,8 @@ func dispatch(ctx context.Context, c *cli, pos []string, stdout, stderr io.Write
 		return nil
 	case actExec:
 		return execLoaded(ctx, c, dir, stderr)
+	case actCrashLoad, actCrashDryRun, actCrashUnload:
+		return crash(ctx, c, act, pos, stdout, stderr, warn)
 	}
 	h, img, o, err := c.options(pos[0])
 	if err != nil {

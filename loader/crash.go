@@ -1,0 +1,190 @@
+package loader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/gokexec/gokexec/kexec"
+	"github.com/gokexec/gokexec/plan"
+	"github.com/gokexec/gokexec/segment"
+)
+
+// Crash kernels (kexec -p). A crash load reads and appraises the image
+// like any load, hands no IMA list over (README, "Crash kernels"), keeps
+// no state (nothing is finalized: the kernel boots the image when it
+// panics), and puts every segment inside the crash kernel region.
+
+// CrashHost is a Host that can describe the running kernel for a crash
+// dump: its crash region and memory (/proc/iomem) and, with notes, the
+// per-CPU crash notes, VMCOREINFO and /proc/kcore's direct map base. System
+// and Captured are CrashHosts.
+type CrashHost interface {
+	CrashFacts(notes bool) (*kexec.CrashFacts, error)
+}
+
+// iomemFile is override when it names a file (an /proc/iomem copy), else
+// "" (the host's own /proc/iomem).
+func iomemFile(override string) string {
+	if override == "" {
+		return ""
+	}
+	if st, err := os.Stat(override); err == nil && !st.IsDir() {
+		return override
+	}
+	return ""
+}
+
+// CrashFacts reads this machine's crash facts; a --memmap file stands for
+// /proc/iomem.
+func (s *System) CrashFacts(notes bool) (*kexec.CrashFacts, error) {
+	return kexec.ReadCrashFacts("", iomemFile(s.MemMap), notes)
+}
+
+// CrashFacts reads the captured tree's crash facts.
+func (c *Captured) CrashFacts(notes bool) (*kexec.CrashFacts, error) {
+	return kexec.ReadCrashFacts(c.Root, iomemFile(c.MemMap), notes)
+}
+
+// onCrash is a Host whose loads are crash loads (KEXEC_ON_CRASH,
+// KEXEC_FILE_ON_CRASH); everything else is the wrapped Host's.
+type onCrash struct{ Host }
+
+func (h onCrash) KexecLoad(r LoadRequest) error {
+	r.Crash = true
+	return h.Host.KexecLoad(r)
+}
+
+func (h onCrash) KexecFileLoad(r FileLoadRequest) error {
+	r.Crash = true
+	return h.Host.KexecFileLoad(r)
+}
+
+// crashed is a prepared crash load.
+type crashed struct {
+	plan  *plan.Plan
+	read  *read
+	crash *plan.Crash
+}
+
+func prepareCrash(h Host, img Image, o *Options, dry bool) (*crashed, error) {
+	ch, ok := h.(CrashHost)
+	if !ok {
+		return nil, fmt.Errorf("%w: the host cannot describe a crash dump", ErrNotDescribed)
+	}
+	o.NoIMA = true
+	r, err := inputs(h, img, o, dry)
+	if err != nil {
+		return nil, err
+	}
+	as, err := appraiseAll(o, r)
+	if err != nil {
+		return nil, err
+	}
+	facts, err := gatherFacts(h, o, false)
+	if err != nil {
+		return nil, err
+	}
+	d := plan.DecideCrash(o.Mode, facts)
+	// A kexec_load plan needs the notes; -a may fall back to one, so it
+	// reads them too, and does without when they cannot be read.
+	notes := d.Syscall == plan.SyscallKexecLoad || d.Mode == plan.ModeAuto
+	cf, err := ch.CrashFacts(notes)
+	if err != nil && notes && d.Syscall == plan.SyscallKexecFileLoad && !errors.Is(err, segment.ErrNoCrashRegion) {
+		cf, err = ch.CrashFacts(false)
+	}
+	if err != nil {
+		return nil, err
+	}
+	r.in.Memory = cf.Memory
+	c := &plan.Crash{Regions: cf.Regions, CPUNotes: cf.CPUNotes, VMCoreInfo: cf.VMCoreInfo, PageOffset: cf.PageOffset, KernelText: cf.KernelText}
+	p, err := planCrashFor(r, c, d.Syscall)
+	if err != nil {
+		return nil, err
+	}
+	if cf.KcoreErr != "" && p.Syscall == plan.SyscallKexecLoad {
+		p.Warnings = append(p.Warnings, "/proc/kcore: "+cf.KcoreErr)
+	}
+	p.Decision = &d
+	for _, a := range as {
+		p.Appraisal = append(p.Appraisal, plan.Appraisal{Path: a.Path, Pass: a.Pass, Method: a.Method, Reason: a.Reason})
+	}
+	return &crashed{plan: p, read: r, crash: c}, nil
+}
+
+func planCrashFor(r *read, c *plan.Crash, syscall string) (*plan.Plan, error) {
+	if syscall == plan.SyscallKexecFileLoad {
+		return plan.FileLoadCrash(r.in, c)
+	}
+	return plan.BuildCrash(r.in, c)
+}
+
+// PlanCrash is a dry run of a crash load: the plan, nothing loaded.
+func PlanCrash(ctx context.Context, h Host, img Image, o Options) (*plan.Plan, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	c, err := prepareCrash(h, img, &o, true)
+	if err != nil {
+		return nil, err
+	}
+	return c.plan, nil
+}
+
+// LoadCrash plans, appraises and loads img as the crash kernel and
+// returns the plan loaded. Under -a a kexec_file_load the kernel does not
+// support falls back to kexec_load, and a kexec_load lockdown refuses to
+// kexec_file_load. Warnings go to o.Warn.
+func LoadCrash(ctx context.Context, h Host, img Image, o Options) (*plan.Plan, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	o.Appraise = o.Appraisal.Mode
+	c, err := prepareCrash(h, img, &o, false)
+	if err != nil {
+		return nil, err
+	}
+	p := c.plan
+	if p.Decision.Warning != "" {
+		o.warn(p.Decision.Warning)
+	}
+	for _, w := range p.Warnings {
+		o.warn(w)
+	}
+	ch := onCrash{h}
+	err = execute(ch, p, c.read, o.appraised())
+	auto := o.Mode == "" || o.Mode == plan.ModeAuto
+	other := ""
+	switch {
+	case err == nil:
+		return p, nil
+	case auto && p.Syscall == plan.SyscallKexecFileLoad && fallbackToLoad(err):
+		other = plan.SyscallKexecLoad
+	case auto && p.Syscall == plan.SyscallKexecLoad && fallbackToFile(err):
+		other = plan.SyscallKexecFileLoad
+	default:
+		return nil, err
+	}
+	if other == plan.SyscallKexecLoad && len(c.crash.CPUNotes) == 0 {
+		return nil, fmt.Errorf("%w; no kexec_load fallback: %w", err, plan.ErrCrashFacts)
+	}
+	o.warn(fmt.Sprintf("%s failed (%v); falling back to %s", p.Syscall, err, other))
+	fp, err := planCrashFor(c.read, c.crash, other)
+	if err != nil {
+		return nil, err
+	}
+	fp.Decision, fp.Appraisal = p.Decision, p.Appraisal
+	if err := execute(ch, fp, c.read, o.appraised()); err != nil {
+		return nil, err
+	}
+	return fp, nil
+}
+
+// UnloadCrash unloads the crash kernel, whichever syscall loaded it.
+func UnloadCrash(ctx context.Context, h Host) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return h.Unload(true)
+}
