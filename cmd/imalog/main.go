@@ -39,7 +39,8 @@ const usage = `usage:
                 [--strict] [--json] [--byte-order ...] [--kexec]
   imalog restore [--byte-order ...] [--list] FILE
 FILE is binary_runtime_measurements (or a kexec hand-over buffer with --kexec;
-restore reads a hand-over buffer unless --list). "-" reads standard input.
+restore reads a hand-over buffer unless --list). "-" reads standard input;
+other FILEs and PCRFILEs must be regular files (not FIFOs, directories, devices).
 PCR files: evmctl's "PCR-NN: XX XX ..." lines, tpm2_pcrread YAML, or JSON
 {"sha256":{"10":"hex"}}. --reads instant: the values were taken at one instant
 (a quote, --tpm, one tpm2_pcrread): one common prefix must match; per-bank:
