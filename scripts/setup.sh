@@ -16,7 +16,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 need_pkgs=(qemu-system-x86 qemu-system-arm qemu-utils swtpm swtpm-tools kexec-tools
 	ima-evm-utils openssl device-tree-compiler cpio busybox-static gzip xz-utils binutils-aarch64-linux-gnu time ovmf
-	build-essential bc bison flex libelf-dev libssl-dev mmdebstrap lintian e2fsprogs tpm2-tools)
+	build-essential bc bison flex libelf-dev libssl-dev mmdebstrap lintian e2fsprogs tpm2-tools makedumpfile)
 missing=()
 for p in "${need_pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
