@@ -38,6 +38,8 @@ type fakeHost struct {
 	loadErr, fileErr error
 	// beforeLoad, if set, runs at each kexec_load (entries arriving).
 	beforeLoad func()
+	// listReads counts IMAList calls.
+	listReads int
 
 	executed  []LoadRequest
 	fileLoads [][2][]byte
@@ -63,6 +65,7 @@ func (h *fakeHost) Firmware(string) (*efi.Host, error) { return nil, nil }
 func (h *fakeHost) ACPIRSDP() uint64                   { return 0 }
 func (h *fakeHost) DeviceTree() ([]byte, error)        { return nil, os.ErrNotExist }
 func (h *fakeHost) IMAList() ([]byte, error) {
+	h.listReads++
 	if h.list == nil {
 		return nil, kexec.ErrNoIMA
 	}

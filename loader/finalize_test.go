@@ -1,0 +1,371 @@
+package loader
+
+// Finalize, its self-check and its re-plan on the fake host with a real
+// TPM (swtpm, package tpm/tpmtest): the fake kernel's list is extended
+// into the TPM as a kernel would, and every successful finalize must leave
+// a loaded hand-over list that replays to the TPM's PCRs in every bank.
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gokexec/gokexec/ima"
+	"github.com/gokexec/gokexec/internal/testkernel"
+	"github.com/gokexec/gokexec/plan"
+	"github.com/gokexec/gokexec/tpm"
+	"github.com/gokexec/gokexec/tpm/tpmtest"
+)
+
+var testBanks = []crypto.Hash{crypto.SHA1, crypto.SHA256}
+
+// tpmHost is a fake machine with a swtpm (sha1, sha256) whose PCR 10
+// holds a boot_aggregate and n measurements, as the list does.
+func tpmHost(t *testing.T, n int) (*fakeHost, *tpm.TPM) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("swtpm test; skipped with -short")
+	}
+	tp := tpm.New(tpmtest.Start(t, "sha1,sha256").Dial(t))
+	h := &fakeHost{boot: "b1", tpm: tp, tpmName: "swtpm", list: []byte{}}
+	h.measure(t, "boot_aggregate")
+	for i := 0; i < n; i++ {
+		h.measure(t, fmt.Sprintf("/usr/bin/tool-%d", i))
+	}
+	return h, tp
+}
+
+// measure does what the kernel does for a file: append its entry to the
+// list and extend it into PCR 10 of every bank.
+func (h *fakeHost) measure(t *testing.T, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		d := sha256.Sum256([]byte(name))
+		e, err := ima.NewFileEntry(10, "ima-ng", name, d[:], crypto.SHA256, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		extendEntry(t, h.tpm, e)
+		h.list = ima.AppendList(h.list, []ima.Entry{e}, binary.LittleEndian)
+	}
+}
+
+func extendEntry(t *testing.T, tp TPM, e ima.Entry) {
+	t.Helper()
+	ds := map[crypto.Hash][]byte{}
+	for _, b := range testBanks {
+		ds[b] = ima.TemplateDigest(e, b, ima.MethodPerBank)
+	}
+	if err := tp.Extend(e.PCR, ds); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func pcr10(t *testing.T, tp TPM) map[crypto.Hash][]byte {
+	t.Helper()
+	v, err := tp.ReadPCRs([]uint32{10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[crypto.Hash][]byte{}
+	for b, m := range v {
+		out[b] = m[10]
+	}
+	return out
+}
+
+// loadedList is the hand-over list in the IMA segment of the last
+// kexec_load.
+func loadedList(t *testing.T, h *fakeHost, p *plan.Plan) []ima.Entry {
+	t.Helper()
+	if len(h.executed) == 0 || p.IMA == nil {
+		t.Fatal("no kexec_load with an IMA segment")
+	}
+	for _, s := range h.executed[len(h.executed)-1].Segments {
+		if s.Name == p.IMA.Segment {
+			es, err := ima.ParseKexecBuffer(s.Buf, binary.LittleEndian)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return es
+		}
+	}
+	t.Fatalf("no segment %q in the last kexec_load", p.IMA.Segment)
+	return nil
+}
+
+// requireReplays checks that the loaded hand-over list replays to the
+// TPM's PCR 10 in every bank and holds the running kernel's whole list.
+func requireReplays(t *testing.T, h *fakeHost, tp TPM, p *plan.Plan) []ima.Entry {
+	t.Helper()
+	es := loadedList(t, h, p)
+	for b, want := range pcr10(t, tp) {
+		if got := ima.Replay(es, b, ima.MethodPerBank)[10]; !bytes.Equal(got, want) {
+			t.Fatalf("%v: the hand-over list (%d entries) replays to %x, the TPM holds %x", b, len(es), got, want)
+		}
+	}
+	kernel, err := ima.ParseList(h.list, binary.LittleEndian)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]int{}
+	for _, e := range es {
+		d, _ := e.Decode(binary.LittleEndian)
+		names[d.Name]++
+	}
+	for _, e := range kernel {
+		if d, _ := e.Decode(binary.LittleEndian); names[d.Name] == 0 {
+			t.Fatalf("the kernel's entry %q is missing from the hand-over", d.Name)
+		}
+	}
+	return es
+}
+
+func markers(es []ima.Entry) (load, exec int) {
+	for _, e := range es {
+		d, _ := e.Decode(binary.LittleEndian)
+		switch d.Name {
+		case MarkerLoad:
+			load++
+		case MarkerExecute:
+			exec++
+		}
+	}
+	return
+}
+
+// Nothing measured since the load: finalize extends the loader's five
+// entries, the hand-over replays, a second finalize has nothing to do, and
+// Exec reboots.
+func TestFinalizeNothingMeasuredSinceLoad(t *testing.T) {
+	h, tp := tpmHost(t, 20)
+	_, l, err := testLoad(t, h, plan.ModeLoad, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Plan().Decision.Facts.TPM != "swtpm" {
+		t.Fatalf("TPM fact %q", l.Plan().Decision.Facts.TPM)
+	}
+	if err := l.Exec(); !errors.Is(err, ErrNotFinalized) {
+		t.Fatalf("Exec before Finalize: %v", err)
+	}
+	rep, err := l.Finalize(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Extended || rep.NoTPM || len(rep.Entries) != 5 || rep.Relayout || rep.Count != 21+5 {
+		t.Fatalf("report: extended %v entries %d relayout %v count %d", rep.Extended, len(rep.Entries), rep.Relayout, rep.Count)
+	}
+	es := requireReplays(t, h, tp, rep.Plan)
+	if ld, ex := markers(es); ld != 1 || ex != 1 {
+		t.Fatalf("markers: %d kexec_load, %d kexec_execute", ld, ex)
+	}
+	n := len(h.executed)
+	rep, err = l.Finalize(ctx)
+	if err != nil || !rep.Skipped || len(h.executed) != n {
+		t.Fatalf("second finalize with nothing new: skipped %v, %d re-loads, %v", rep != nil && rep.Skipped, len(h.executed)-n, err)
+	}
+	if err := l.Exec(); err != nil || h.reboots != 1 {
+		t.Fatalf("Exec: %v (%d reboots)", err, h.reboots)
+	}
+}
+
+// arriveTPM measures a kernel entry right after the loader's last extend,
+// as a kernel that keeps measuring during finalize does.
+type arriveTPM struct {
+	TPM
+	h       *fakeHost
+	t       *testing.T
+	after   int // extends before the arrival
+	extends int
+}
+
+func (a *arriveTPM) Extend(pcr uint32, d map[crypto.Hash][]byte) error {
+	if err := a.TPM.Extend(pcr, d); err != nil {
+		return err
+	}
+	a.extends++
+	if a.extends == a.after {
+		a.h.measure(a.t, "/usr/bin/arrived-during-finalize")
+	}
+	return nil
+}
+
+// Entries arrived: some after the load, one while finalize extended its
+// own; finalize places them where the PCRs say, and a later finalize
+// continues from the loaded list with what arrived after it.
+func TestFinalizeEntriesArrived(t *testing.T) {
+	h, tp := tpmHost(t, 5)
+	_, l, err := testLoad(t, h, plan.ModeLoad, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.measure(t, "/usr/bin/after-load-1", "/usr/bin/after-load-2")
+	h.tpm = &arriveTPM{TPM: tp, h: h, t: t, after: 5}
+	rep, err := l.Finalize(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es := requireReplays(t, h, tp, rep.Plan)
+	last, _ := es[len(es)-1].Decode(binary.LittleEndian)
+	if last.Name != "/usr/bin/arrived-during-finalize" {
+		t.Fatalf("the entry that arrived after the loader's extends is not last: %q", last.Name)
+	}
+	// More arrive before the reboot: a second finalize adds them and a
+	// new kexec_execute, without a second kexec_load marker.
+	h.tpm = tp
+	h.measure(t, "/usr/bin/after-finalize")
+	rep, err = l.Finalize(ctx)
+	if err != nil || rep.Skipped {
+		t.Fatalf("second finalize: %+v %v", rep, err)
+	}
+	es = requireReplays(t, h, tp, rep.Plan)
+	if ld, ex := markers(es); ld != 1 || ex != 2 {
+		t.Fatalf("markers after two finalizes: %d kexec_load, %d kexec_execute", ld, ex)
+	}
+}
+
+// Headroom outgrown: more was measured after the load than the IMA
+// segment has room for; finalize re-plans with a larger segment and drops
+// nothing.
+func TestFinalizeHeadroomOutgrown(t *testing.T) {
+	h, tp := tpmHost(t, 3)
+	_, l, err := testLoad(t, h, plan.ModeLoad, func(_ *Image, o *Options) { o.IMAExtra = 0 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := *l.Plan().IMA
+	var names []string
+	for i := 0; i < 60; i++ {
+		names = append(names, "/usr/lib/x86_64-linux-gnu/"+strings.Repeat("long-name-", 10)+fmt.Sprint(i)+".so")
+	}
+	h.measure(t, names...)
+	rep, err := l.Finalize(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Relayout || rep.Plan.IMA.Size <= before.Size || rep.Plan.IMA.Size < rep.ListBytes {
+		t.Fatalf("relayout %v: segment %#x -> %#x for %d bytes", rep.Relayout, before.Size, rep.Plan.IMA.Size, rep.ListBytes)
+	}
+	if es := requireReplays(t, h, tp, rep.Plan); len(es) != 4+60+5 {
+		t.Fatalf("%d entries handed over, want %d", len(es), 4+60+5)
+	}
+}
+
+// TPM absent at finalize (it cannot be opened): refused before anything
+// is extended or loaded.
+func TestFinalizeTPMAbsent(t *testing.T) {
+	h, tp := tpmHost(t, 3)
+	_, l, err := testLoad(t, h, plan.ModeLoad, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	was := pcr10(t, tp)
+	h.tpmErr = fmt.Errorf("%w: /dev/tpmrm0: device gone", ErrTPM)
+	if _, err := l.Finalize(ctx); !errors.Is(err, ErrTPM) || errors.Is(err, ErrExtended) {
+		t.Fatalf("finalize without its TPM: %v", err)
+	}
+	if now := pcr10(t, tp); !bytes.Equal(now[crypto.SHA256], was[crypto.SHA256]) || len(h.executed) != 1 {
+		t.Fatal("something was extended or loaded")
+	}
+	if err := l.Exec(); !errors.Is(err, ErrNotFinalized) {
+		t.Fatalf("Exec: %v", err)
+	}
+}
+
+// Input changed: the bootloader's kernel (an open file) was rewritten
+// after the load; finalize refuses before extending.
+func TestFinalizeInputChanged(t *testing.T) {
+	h, tp := tpmHost(t, 3)
+	k := filepath.Join(t.TempDir(), "vmlinuz")
+	if err := os.WriteFile(k, testkernel.Bytes(t, testkernel.Deb61, 0xcc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(k, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img := Image{Kernel: Input{Name: "/boot/vmlinuz", R: f}, Initrd: Bytes("/boot/initrd.img", []byte("initrd")), Cmdline: "console=ttyS0"}
+	l, err := Load(ctx, h, img, Options{Arch: "amd64", Mode: plan.ModeLoad, IMAExtra: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	was := pcr10(t, tp)
+	if _, err := f.WriteAt([]byte{0xdd}, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Finalize(ctx); !errors.Is(err, ErrInputChanged) || !strings.Contains(err.Error(), "/boot/vmlinuz") {
+		t.Fatalf("changed kernel: %v", err)
+	}
+	if now := pcr10(t, tp); !bytes.Equal(now[crypto.SHA1], was[crypto.SHA1]) || len(h.executed) != 1 {
+		t.Fatal("something was extended or loaded")
+	}
+}
+
+// failTPM fails the loader's extend number n (1-based).
+type failTPM struct {
+	TPM
+	n, extends int
+}
+
+func (f *failTPM) Extend(pcr uint32, d map[crypto.Hash][]byte) error {
+	f.extends++
+	if f.extends == f.n {
+		return errors.New("TPM stand-in: command failed")
+	}
+	return f.TPM.Extend(pcr, d)
+}
+
+// An extend that fails half-way: the error says the TPM already holds
+// some of the loader's entries (ErrExtended), the old hand-over is not
+// replaced, and Exec refuses.
+func TestFinalizeExtendFailsHalfway(t *testing.T) {
+	h, tp := tpmHost(t, 3)
+	_, l, err := testLoad(t, h, plan.ModeLoad, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	was := pcr10(t, tp)
+	h.tpm = &failTPM{TPM: tp, n: 3}
+	_, err = l.Finalize(ctx)
+	if !errors.Is(err, ErrExtended) || !strings.Contains(err.Error(), "PCR 10") {
+		t.Fatalf("half-way failure: %v", err)
+	}
+	if now := pcr10(t, tp); bytes.Equal(now[crypto.SHA256], was[crypto.SHA256]) {
+		t.Fatal("the first two extends did not reach the TPM (the test's premise)")
+	}
+	if len(h.executed) != 1 {
+		t.Fatalf("%d kexec_loads: the hand-over was replaced after a failed extend", len(h.executed))
+	}
+	if err := l.Exec(); !errors.Is(err, ErrNotFinalized) || h.reboots != 0 {
+		t.Fatalf("Exec after a failed finalize: %v", err)
+	}
+}
+
+// Self-check: a PCR 10 the list does not explain (something extended it
+// behind IMA's back) is refused before the loader extends anything.
+func TestFinalizeSelfCheckRefuses(t *testing.T) {
+	h, tp := tpmHost(t, 3)
+	_, l, err := testLoad(t, h, plan.ModeLoad, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stray := ima.NewBufEntry(10, "not-in-the-list", []byte("x"), crypto.SHA256)
+	extendEntry(t, tp, stray)
+	was := pcr10(t, tp)
+	_, err = l.Finalize(ctx)
+	if !errors.Is(err, ErrSelfCheck) || errors.Is(err, ErrExtended) {
+		t.Fatalf("unexplained PCR 10: %v", err)
+	}
+	if now := pcr10(t, tp); !bytes.Equal(now[crypto.SHA256], was[crypto.SHA256]) || len(h.executed) != 1 {
+		t.Fatal("the loader extended or loaded after a failed self-check")
+	}
+}
