@@ -49,7 +49,7 @@ type searchList struct {
 func loadSearchList(src source, bank crypto.Hash) (*searchList, error) {
 	l := &searchList{bank: bank, size: bank.Size()}
 	at := map[uint32]int32{}
-	var jb job
+	jb := job{extend: true}
 	if bank != crypto.SHA1 {
 		jb.own = []crypto.Hash{bank}
 	}

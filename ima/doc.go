@@ -71,7 +71,10 @@
 //   - Memory does not depend on the list's size: a pass holds a fixed pool
 //     of chunks (128 KiB reads, larger only for an entry that needs it, at
 //     most MaxEntrySize), and a PCR's match with its quoted value is kept
-//     as one interval of prefix lengths, not per entry. Only ParseList
+//     as one interval of prefix lengths, not per entry; replay and
+//     verification refuse entries naming a PCR above 1023 (ErrPCRIndex;
+//     kernels use indices below 64), so the per-PCR state is bounded too.
+//     Only ParseList
 //     (which returns every entry) and the method search (bounded by
 //     maxSearchBytes) hold per-entry data.
 //   - Parse followed by AppendList is byte-identical: Entry.TemplateData

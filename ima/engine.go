@@ -43,7 +43,15 @@ type source struct {
 type job struct {
 	own  []crypto.Hash // H_bank(template input) for each of these banks
 	sha1 bool          // SHA-1 of the template input
+	// extend: the pass extends PCRs, so an entry's PCR index must be one
+	// a TPM can have (at most maxPCRIndex): the state kept per PCR is then
+	// bounded whatever the list holds.
+	extend bool
 }
+
+// ErrPCRIndex: an entry names a PCR no TPM has (kernels use indices below
+// 64; PCR files are read up to maxPCRIndex).
+var ErrPCRIndex = errors.New("PCR index out of range")
 
 // chunk is a run of consecutive entries and what the workers made of them.
 type chunk struct {
@@ -231,6 +239,15 @@ type worker struct {
 
 func (w *worker) fill(c *chunk, jb job, order endian) {
 	w.resolve(c, order)
+	if jb.extend {
+		for i := range c.es {
+			if p := c.es[i].PCR; p > maxPCRIndex {
+				c.es = c.es[:i]
+				c.err = fmt.Errorf("entry %d: %w: PCR %d, at most %d", c.base+i, ErrPCRIndex, p, maxPCRIndex)
+				break
+			}
+		}
+	}
 	n := len(c.es)
 	for len(c.own) < len(jb.own) {
 		c.own = append(c.own, nil)

@@ -273,3 +273,31 @@ func TestRealCaptureMixedMoments(t *testing.T) {
 	}
 	t.Fatal("no 6.1 capture")
 }
+
+// PCR indices bound the state a verification keeps: an entry naming a PCR
+// no TPM has (kernels use indices below 64) ends it with ErrPCRIndex
+// instead of growing a table entry per distinct index.
+func TestPCRIndexBound(t *testing.T) {
+	order := binary.LittleEndian
+	es := realPrefix(t, 3)
+	var list []Entry
+	for i := 0; i < 10000; i++ {
+		e := es[1]
+		e.PCR = uint32(1<<20 + i)
+		list = append(list, e)
+	}
+	raw := AppendList(nil, list, order)
+	_, err := VerifyReader(bytes.NewReader(raw), order, PCRValues{crypto.SHA256: {10: make([]byte, 32)}}, VerifyOptions{})
+	if !errors.Is(err, ErrPCRIndex) || !strings.Contains(err.Error(), "entry 0:") {
+		t.Fatalf("error %v", err)
+	}
+	if r := Verify(list, order, PCRValues{crypto.SHA256: {10: make([]byte, 32)}}, VerifyOptions{}); r.Consistent || len(r.Problems) == 0 {
+		t.Fatalf("Verify: %+v", r.Problems)
+	}
+	if Replay(list, crypto.SHA256, MethodPerBank) != nil {
+		t.Fatal("Replay replayed PCRs no TPM has")
+	}
+	if _, err := ParseList(raw, order); err != nil {
+		t.Fatalf("the list itself parses: %v", err)
+	}
+}

@@ -321,7 +321,7 @@ type BankMethod struct {
 // replayPlan sets up chains and the workers' job for runs; SHA-1 digests
 // are recomputed from the template data (a replay of the data).
 func replayPlan(runs []BankMethod) ([]*chain, []int, job) {
-	var jb job
+	jb := job{extend: true}
 	var chains []*chain
 	var runOf []int
 	for i, r := range runs {
@@ -354,7 +354,7 @@ func replaySource(src source, runs []BankMethod) ([]map[uint32][]byte, int, erro
 	})
 	out := make([]map[uint32][]byte, len(runs))
 	if err != nil {
-		return nil, n, err
+		return out, n, err // every run nil
 	}
 	for k, x := range chains {
 		out[runOf[k]] = x.values()
@@ -364,7 +364,7 @@ func replaySource(src source, runs []BankMethod) ([]map[uint32][]byte, int, erro
 
 // Replay extends entries into fresh (all-zero) PCRs of bank with method
 // and returns the final value of each PCR the list uses (nil for an
-// unavailable bank). SHA-1 template digests are recomputed from the
+// unavailable bank, or entries naming a PCR above maxPCRIndex). SHA-1 template digests are recomputed from the
 // template data, so a replay describes the data, whatever the stored
 // digests say.
 func Replay(entries []Entry, bank crypto.Hash, method Method) map[uint32][]byte {

@@ -131,7 +131,11 @@ func Verify(entries []Entry, order binary.ByteOrder, quoted PCRValues, opt Verif
 	if order == nil {
 		order = binary.LittleEndian
 	}
-	res, _ := verifySource(source{entries: entries, reread: true, order: endianOf(order)}, quoted, opt)
+	res, err := verifySource(source{entries: entries, reread: true, order: endianOf(order)}, quoted, opt)
+	if err != nil { // entries name a PCR no TPM has
+		res.Consistent = false
+		res.Problems = append(res.Problems, err.Error())
+	}
 	return res
 }
 
@@ -187,7 +191,7 @@ func verifySource(src source, quoted PCRValues, opt VerifyOptions) (VerifyResult
 	slices.SortFunc(banks, func(a, b crypto.Hash) int { return cmp.Or(bankSize(a)-bankSize(b), int(a)-int(b)) })
 
 	// Pass 1: every bank with its own hash (and, on a stream, padded too).
-	var jb job
+	jb := job{extend: true}
 	chainsOf := map[crypto.Hash][]*chain{}
 	var all []*chain
 	hasOwn := false
@@ -296,7 +300,7 @@ func verifySource(src source, quoted PCRValues, opt VerifyOptions) (VerifyResult
 		}
 	}
 	if len(pad) > 0 {
-		if _, err := runPass(src, job{}, func(c *chunk) error {
+		if _, err := runPass(src, job{extend: true}, func(c *chunk) error {
 			extendChunk(pad, c)
 			return nil
 		}); err != nil {
@@ -497,7 +501,7 @@ func needsCheck(bound map[uint32]int, used []uint32, limit int) bool {
 // limit that bound does not cover with the SHA-1 of its data.
 func checkDigests(src source, bound map[uint32]int, limit int) ([]int, error) {
 	var out []int
-	_, err := runPass(src, job{sha1: true}, func(c *chunk) error {
+	_, err := runPass(src, job{sha1: true, extend: true}, func(c *chunk) error {
 		for i := range c.es {
 			e, k := &c.es[i], c.base+i
 			if k >= limit {
