@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gokexec/gokexec/ima"
 	"github.com/gokexec/gokexec/qemu"
@@ -43,6 +44,9 @@ func newFileKexecGuest(t *testing.T, name string, extraPkgs ...string) (*guest, 
 		t.Fatalf("%s: CONFIG_IMA_KEXEC=%q CONFIG_KEXEC_FILE=%q", k.Path, k.Config["CONFIG_IMA_KEXEC"], k.Config["CONFIG_KEXEC_FILE"])
 	}
 	g.k1, g.k2 = k.Path, k.Path
+	// Two boots under software emulation on a shared CI machine: the
+	// outgrow scenario's gokexec half took 3m20s once with the CPU busy.
+	g.timeout = 10 * time.Minute
 	g.files["/boot/vmlinuz-2"] = k.Path
 	for _, p := range extraPkgs {
 		g.files["/bin/"+p[strings.LastIndex(p, "/")+1:]] = g.bins[p]
@@ -126,7 +130,7 @@ func TestFileKexecHandsOver(t *testing.T) {
 	g, k := newFileKexecGuest(t, "", "./cmd/imalog")
 	load := []string{"/bin/gokexec", "-l", "/boot/vmlinuz-2", "--initrd", "/run/next.cpio", "--append", nextAppend("2")}
 	sc := &proto.Scenario{Steps: map[string]proto.Step{
-		"1": {Actions: []proto.Action{
+		"1": {DeadlineSec: 300, Actions: []proto.Action{
 			{Policy: fileKexecPolicy},
 			{MeasureFiles: 10},
 			{RepackInitrd: "/run/next.cpio"},
@@ -135,7 +139,7 @@ func TestFileKexecHandsOver(t *testing.T) {
 			{MeasureFiles: 5, Dir: "/tmp/late"},
 			{Exec: []string{"/bin/gokexec", "-d", "-e"}},
 		}},
-		"2": {Actions: []proto.Action{
+		"2": {DeadlineSec: 300, Actions: []proto.Action{
 			{Report: []string{"boot", "pcrs", "list"}},
 			{Run: []string{"/bin/imalog", "verify", "/sys/kernel/security/ima/binary_runtime_measurements", "--tpm"}},
 		}},
@@ -240,7 +244,7 @@ func outgrow(t *testing.T, load, exec []string) (*qemu.Result, []ima.Entry, []im
 			{Report: []string{"list"}},
 			{Exec: exec},
 		}},
-		"2": {Actions: []proto.Action{
+		"2": {DeadlineSec: 300, Actions: []proto.Action{
 			{Report: []string{"boot", "pcrs", "list"}},
 			{Run: []string{"/bin/imalog", "verify", "/sys/kernel/security/ima/binary_runtime_measurements", "--tpm"}},
 		}},
@@ -343,7 +347,7 @@ func TestFileKexecForcedKexecLoad(t *testing.T) {
 	g, _ := newFileKexecGuest(t, "", "./cmd/imalog")
 	args := []string{"/boot/vmlinuz-2", "--initrd", "/run/next.cpio", "--append", nextAppend("2")}
 	sc := &proto.Scenario{Steps: map[string]proto.Step{
-		"1": {Actions: []proto.Action{
+		"1": {DeadlineSec: 300, Actions: []proto.Action{
 			{Policy: fileKexecPolicy},
 			{MeasureFiles: 10},
 			{RepackInitrd: "/run/next.cpio"},
@@ -354,7 +358,7 @@ func TestFileKexecForcedKexecLoad(t *testing.T) {
 			{Run: append([]string{"/bin/gokexec", "-s", "-l"}, args...), ExpectExit: intp(0)},
 			{Exec: []string{"/bin/gokexec", "-e"}},
 		}},
-		"2": {Actions: []proto.Action{
+		"2": {DeadlineSec: 300, Actions: []proto.Action{
 			{Report: []string{"boot", "pcrs", "list"}},
 			{Run: []string{"/bin/imalog", "verify", "/sys/kernel/security/ima/binary_runtime_measurements", "--tpm"}},
 		}},
