@@ -371,8 +371,9 @@ func TestUEFIHandover61to612(t *testing.T) {
 	banks := replayEventLog(t, ev2, res.PCRs(2), "boot 2")
 	replayEventLog(t, ev1, res.PCRs(1), "boot 1")
 	last := checkChain(t, g, res, 1)
-	t.Logf("UEFI %s -> %s: event log %d bytes replays to PCRs 0-7 in %v; IMA %s; wall %v", res.BootInfo(1).Release, res.BootInfo(2).Release,
-		len(ev2), banks, describe(last), wall.Round(100*time.Millisecond))
+	sb := regexp.MustCompile(`secureboot: [^\r\n]*`).FindString(serialBoot(t, g, 2))
+	t.Logf("UEFI %s -> %s: event log %d bytes replays to PCRs 0-7 in %v; IMA %s; kernel code at %v; %q; wall %v", res.BootInfo(1).Release, res.BootInfo(2).Release,
+		len(ev2), banks, describe(last), kernelAddrs(res), sb, wall.Round(100*time.Millisecond))
 }
 
 // TestUEFINoEFI: --noefi under OVMF. The second kernel boots as non-EFI and
@@ -420,26 +421,33 @@ func serialBoot(t *testing.T, g *guest, n int) string {
 	return parts[n]
 }
 
-// TestUEFIKexecTools: the same guest with Debian's kexec-tools (kexec -c -l,
-// kexec -e), for the side-by-side table in the issue's closing note.
+// TestUEFIKexecTools: the same guest with Debian's kexec-tools, kexec_load
+// (kexec -c -l) and kexec_file_load (kexec -s -l), then kexec -e, for the
+// side-by-side table in the issue's closing note. It asserts only that the
+// second kernel boots; what it sees is logged.
 func TestUEFIKexecTools(t *testing.T) {
-	g := uefiGuest(t, "")
-	g.files["/boot/vmlinuz-2"] = g.k2
-	g.hostBin["/sbin/kexec"] = "/sbin/kexec"
-	load := []proto.Action{
-		{Run: []string{"/sbin/kexec", "-c", "-l", "/boot/vmlinuz-2", "--initrd", "/run/next.cpio", "--append", nextAppend("2")}, ExpectExit: intp(0)},
-		{Exec: []string{"/sbin/kexec", "-e"}},
-	}
-	res := g.runFW(g.k1, uefiHandover(load), qemu.FirmwareUEFI, 1, 1024)
-	f1, f2 := facts(t, res, 1), facts(t, res, 2)
-	t.Logf("boot 1 (%s): %s", res.BootInfo(1).Release, f1)
-	t.Logf("boot 2 (%s): %s", res.BootInfo(2).Release, f2)
-	ev1, ev2 := biosMeasurements(t, g, res, 1), biosMeasurements(t, g, res, 2)
-	es := parseList(t, res.List(2, "binary_runtime_measurements"), "boot 2")
-	t.Logf("kexec-tools -c: second kernel %s; event log identical %v; IMA list %s (carried: %v)",
-		f2, len(ev1) > 0 && bytes.Equal(ev1, ev2), describe(es), countBootAggregates(es) == 2)
-	if f2.DmesgEFI == "" {
-		t.Errorf("kexec-tools' second kernel is not an EFI boot:\n%s", f2.Raw)
+	for _, mode := range []string{"-c", "-s"} {
+		t.Run(mode, func(t *testing.T) {
+			g := uefiGuest(t, "kexec"+mode)
+			g.files["/boot/vmlinuz-2"] = g.k2
+			g.hostBin["/sbin/kexec"] = "/sbin/kexec"
+			load := []proto.Action{
+				{Run: []string{"/sbin/kexec", mode, "-l", "/boot/vmlinuz-2", "--initrd", "/run/next.cpio", "--append", nextAppend("2")}, ExpectExit: intp(0)},
+				{Exec: []string{"/sbin/kexec", "-e"}},
+			}
+			res := g.runFW(g.k1, uefiHandover(load), qemu.FirmwareUEFI, 1, 1024)
+			f1, f2 := facts(t, res, 1), facts(t, res, 2)
+			t.Logf("boot 1 (%s): %s", res.BootInfo(1).Release, f1)
+			t.Logf("boot 2 (%s): %s", res.BootInfo(2).Release, f2)
+			ev1, ev2 := biosMeasurements(t, g, res, 1), biosMeasurements(t, g, res, 2)
+			es := parseList(t, res.List(2, "binary_runtime_measurements"), "boot 2")
+			sb := regexp.MustCompile(`secureboot: [^\r\n]*`).FindString(serialBoot(t, g, 2))
+			t.Logf("kexec-tools %s: second kernel %s; event log identical %v; IMA list %s (carried: %v); kernel code at %v; %q",
+				mode, f2, len(ev1) > 0 && bytes.Equal(ev1, ev2), describe(es), countBootAggregates(es) == 2, kernelAddrs(res), sb)
+			if f2.DmesgEFI == "" {
+				t.Errorf("kexec-tools' second kernel is not an EFI boot:\n%s", f2.Raw)
+			}
+		})
 	}
 }
 
@@ -451,7 +459,7 @@ func TestUEFIKASLRChain(t *testing.T) {
 	const hops = 10
 	g := uefiGuest(t, "")
 	g.files["/boot/vmlinuz-2"] = g.k2
-	g.timeout = 15 * time.Minute // about 6.5 min on an idle host; shared hosts run 2-3x slower
+	g.timeout = 20 * time.Minute // 6.5 min on an idle host; a shared, loaded host runs 2-3x slower
 	var targets []string
 	for i := 0; i < hops; i++ {
 		targets = append(targets, "/boot/vmlinuz-2")
