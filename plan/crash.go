@@ -192,7 +192,23 @@ func placeCrashKernel(alloc *segment.Allocator, im *bzimage.Image, in *Inputs) (
 			return r, nil
 		}
 	}
-	return segment.Range{}, fmt.Errorf("%w: kernel %s needs %#x bytes aligned to %#x: %w", ErrCrashNoFit, in.KernelPath, im.MemSize(), im.KernelAlignment, err)
+	return segment.Range{}, fmt.Errorf("%w: kernel %s needs %#x bytes aligned to %#x, the free crash memory is %s", ErrCrashNoFit, in.KernelPath, im.MemSize(), im.KernelAlignment, describeFree(alloc))
+}
+
+// describeFree names the free ranges of alloc, for a "does not fit" error.
+func describeFree(alloc *segment.Allocator) string {
+	free := alloc.Free()
+	if len(free) == 0 {
+		return "none"
+	}
+	s := ""
+	for i, r := range free {
+		if i > 0 {
+			s += ", "
+		}
+		s += fmt.Sprintf("%v (%d MiB)", r, r.Size()>>20)
+	}
+	return s
 }
 
 // BuildCrash makes a kexec_load crash plan: kernel, initrd, ELF core

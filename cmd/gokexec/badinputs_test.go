@@ -106,6 +106,19 @@ func badInputs(t *testing.T, dir string) []badInput {
 		return append([]string{"-l", kernel, "--dry-run", "--arch", "arm64", "--ima-log", imaList}, extra...)
 	}
 	key := "$REPO/appraise/testdata/openssl/rsa.pem"
+	// Crash kernels (-p): the QEMU map with a 16 MiB "Crash kernel"
+	// reservation, and kernels that cannot run as crash kernels.
+	iomem := string(read(memmap))
+	write("iomem-crash16m", []byte(strings.Replace(iomem, "  20eb1000-213fffff : Kernel bss\n", "  20eb1000-213fffff : Kernel bss\n  3e000000-3effffff : Crash kernel\n", 1)))
+	k := read(kernelFile(t))
+	k[0x234] = 0
+	write("vmlinuz-fixed", k)
+	k = read(kernelFile(t))
+	binary.LittleEndian.PutUint16(k[0x206:], 0x020b)
+	write("vmlinuz-2.11", k)
+	crash := func(kernel, iomem string) []string {
+		return []string{"-s", "-p", kernel, "--dry-run", "--memmap", iomem}
+	}
 	return []badInput{
 		{"kernel is /dev/zero", "7", l("/dev/zero"), 1, "kernel /dev/zero: not a regular file (a character device)"},
 		{"--initrd is /dev/zero", "7", l("$DIR/vmlinuz", "--initrd", "/dev/zero"), 1, "--initrd /dev/zero: not a regular file"},
@@ -128,6 +141,11 @@ func badInputs(t *testing.T, dir string) []badInput {
 		{"--tpm-device names a missing device", "1", l("$DIR/vmlinuz", "--tpm-device", "/dev/tpmrm9"), 1, "--tpm-device: stat /dev/tpmrm9: no such file or directory"},
 		{"--ima-pcr out of range", "", l("$DIR/vmlinuz", "--ima-pcr", "24"), 2, "PCRs are 0-23"},
 		{"-s with -c", "", []string{"-s", "-c", "-l", "$DIR/vmlinuz"}, 2, "exclude each other"},
+		{"-p: no crash kernel region reserved", "", []string{"-p", "$DIR/vmlinuz", "--dry-run", "--memmap", memmap}, 1, "no crash kernel region reserved (boot with crashkernel=SIZE)"},
+		{"-p: the crash kernel does not fit", "", crash("$DIR/vmlinuz", "$DIR/iomem-crash16m"), 1, "the crash kernel does not fit in the crash kernel region"},
+		{"-p: kernel not relocatable", "", crash("$DIR/vmlinuz-fixed", "$DIR/iomem-crash16m"), 1, "is not relocatable"},
+		{"-p: boot protocol 2.11", "", crash("$DIR/vmlinuz-2.11", "$DIR/iomem-crash16m"), 1, "older than 2.12"},
+		{"-p with -l", "", []string{"-p", "-l", "$DIR/vmlinuz"}, 2, "-p (crash kernel) and -l exclude each other"},
 	}
 }
 
