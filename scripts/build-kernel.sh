@@ -163,7 +163,11 @@ echo "$((end - cstart))" >"$out.tmp/compile-seconds"
 echo "$((end - start))" >"$out.tmp/build-seconds" # fetch + unpack + configure + compile
 rm -rf "$out"
 mv "$out.tmp" "$out"
-# The object tree is large and only speeds up a rebuild of the same key.
+# The object tree is large and only speeds up a rebuild of the same key;
+# source trees of other versions (1.8 GB each) will not be built again.
 rm -rf "$obj"
+for d in "$kcache"/src/*; do
+	[ "$d" = "$src" ] || rm -rf "$d"
+done
 link_harness
 log "built $out in $((end - start))s (compile $((end - cstart))s, $jobs jobs)"
