@@ -191,3 +191,40 @@ func UnloadFileCrash() error {
 	}
 	return err
 }
+
+// maxKcoreHeaders bounds the program headers KcoreHeaders copies.
+const maxKcoreHeaders = 1 << 20
+
+// KcoreHeaders returns the ELF header and program headers of /proc/kcore
+// at path (no memory contents): what readKcore needs, small enough for
+// capture-host to keep.
+func KcoreHeaders(path string) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	ef, err := elf.NewFile(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if ef.Class != elf.ELFCLASS64 || ef.Type != elf.ET_CORE {
+		return nil, fmt.Errorf("%s: not an ELF64 core", path)
+	}
+	var eh [elfcore.HeaderSize]byte
+	if _, err := f.ReadAt(eh[:], 0); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	bo := ef.ByteOrder
+	phoff, phentsize, phnum := bo.Uint64(eh[32:]), uint64(bo.Uint16(eh[54:])), uint64(bo.Uint16(eh[56:]))
+	end := phoff + phentsize*phnum
+	if phoff < elfcore.HeaderSize || end < phoff || end > maxKcoreHeaders {
+		return nil, fmt.Errorf("%s: program headers at %#x..%#x", path, phoff, end)
+	}
+	b := make([]byte, end)
+	if _, err := f.ReadAt(b, 0); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return b, nil
+}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gokexec/gokexec/elfcore"
 	"github.com/gokexec/gokexec/plan"
 	"github.com/gokexec/gokexec/segment"
 )
@@ -127,5 +128,39 @@ func TestCrashBadInputs(t *testing.T) {
 		if code != tc.code || !strings.Contains(errs, tc.msg) || strings.Count(errs, "\n") != 1 {
 			t.Errorf("%v: exit %d, stderr %q; want exit %d and one line containing %q", tc.args, code, errs, tc.code, tc.msg)
 		}
+	}
+}
+
+// TestCaptureCrash: capture-host keeps what a crash plan reads (notes,
+// vmcoreinfo, /proc/kcore's headers), so a -c -p dry run against the
+// capture is the captured machine's plan, page offset included.
+func TestCaptureCrash(t *testing.T) {
+	src := crashHost(t, true)
+	kcore, err := elfcore.Build(&elfcore.Header{Machine: elfcore.MachineX86,
+		CPUNotes: []elfcore.Note{{Addr: 1 << 20, Size: 4}}, VMCoreInfo: elfcore.Note{Addr: 2 << 20, Size: 4},
+		KernelText: &elfcore.Load{Phys: 0x1ec00000, Virt: 0xffffffffa0000000, Size: 0x2000000},
+		PageOffset: 0xffff9e0000000000, RAM: []segment.Range{{Start: 0x100000, End: 0x3ffcf000}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, b := range map[string][]byte{"proc/kcore": kcore, "sys/devices/system/cpu/online": []byte("0\n")} {
+		if err := os.WriteFile(filepath.Join(src, p), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dst := filepath.Join(t.TempDir(), "capture")
+	if code, _, errs := runCLI("--host", src, "capture-host", dst); code != 0 {
+		t.Fatalf("capture-host: exit %d: %s", code, errs)
+	}
+	code, out, errs := runCLI("-c", "-p", kernelFile(t), "--host", dst, "--dry-run", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var p plan.Plan
+	if err := json.Unmarshal([]byte(out), &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Crash == nil || p.Crash.PageOffset != 0xffff9e0000000000 || p.Crash.CPUNotes != 1 || len(p.Warnings) != 0 {
+		t.Fatalf("crash plan from the capture: %+v, warnings %v", p.Crash, p.Warnings)
 	}
 }

@@ -117,5 +117,8 @@ func captureHost(src, dir string) error {
 			return fmt.Errorf("capture-host: %w", err)
 		}
 	}
+	if err := captureCrash(src, dir); err != nil {
+		return fmt.Errorf("capture-host: %w", err)
+	}
 	return nil
 }
