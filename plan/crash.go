@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/gokexec/gokexec/bzimage"
 	"github.com/gokexec/gokexec/elfcore"
@@ -355,32 +356,13 @@ func BuildCrash(in *Inputs, c *Crash) (*Plan, error) {
 // crashCmdline appends elfcorehdr= (the header's physical address) to the
 // user's command line, replacing one the user gave.
 func crashCmdline(cmdline string, hdr uint64) string {
-	out := ""
-	for _, f := range splitFields(cmdline) {
-		if len(f) >= 11 && f[:11] == "elfcorehdr=" {
-			continue
-		}
-		out += f + " "
-	}
-	return out + fmt.Sprintf("elfcorehdr=%#x", hdr)
-}
-
-func splitFields(s string) []string {
 	var out []string
-	start := -1
-	for i := 0; i <= len(s); i++ {
-		if i == len(s) || s[i] == ' ' || s[i] == '\t' || s[i] == '\n' {
-			if start >= 0 {
-				out = append(out, s[start:i])
-				start = -1
-			}
-			continue
-		}
-		if start < 0 {
-			start = i
+	for _, f := range strings.Fields(cmdline) {
+		if !strings.HasPrefix(f, "elfcorehdr=") {
+			out = append(out, f)
 		}
 	}
-	return out
+	return strings.Join(append(out, fmt.Sprintf("elfcorehdr=%#x", hdr)), " ")
 }
 
 // CrashMemmap is the crash kernel's e820 map: the RAM of the low 1 MiB,

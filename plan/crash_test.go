@@ -205,3 +205,12 @@ func TestDecideCrash(t *testing.T) {
 		t.Error("-c under lockdown: no warning")
 	}
 }
+
+func TestCrashCmdline(t *testing.T) {
+	if got := crashCmdline("  console=ttyS0 elfcorehdr=0x1000  irqpoll ", 0x2b000000); got != "console=ttyS0 irqpoll elfcorehdr=0x2b000000" {
+		t.Fatalf("got %q", got)
+	}
+	if got := crashCmdline("", 0x1000); got != "elfcorehdr=0x1000" {
+		t.Fatalf("empty: %q", got)
+	}
+}
