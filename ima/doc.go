@@ -74,9 +74,11 @@
 //     as one interval of prefix lengths, not per entry; replay and
 //     verification refuse entries naming a PCR above 1023 (ErrPCRIndex;
 //     kernels use indices below 64), so the per-PCR state is bounded too.
-//     Only ParseList
-//     (which returns every entry) and the method search (bounded by
-//     maxSearchBytes) hold per-entry data.
+//     Only ParseList (which returns every entry) and the method search
+//     (bounded by maxSearchBytes) hold per-entry data.
+//   - Library code never writes to the caller's output: a verification's
+//     text is the caller's (cmd/imalog), which prints every string from the
+//     list through AppendEscaped.
 //   - Parse followed by AppendList is byte-identical: Entry.TemplateData
 //     holds the template data exactly as it appeared in the list (it
 //     aliases the input; copy it if the input will be reused, and in a
@@ -84,10 +86,9 @@
 //   - Results do not depend on chunk sizes or the number of goroutines:
 //     tests compare the streaming readers with ParseList and Verify chunk
 //     size by chunk size.
-//   - Every string taken from a list is printed through AppendEscaped in
-//     text output (AppendASCII included): bytes the kernel never writes
-//     unescaped, and terminal controls, become \xNN; JSON output holds the
-//     exact bytes.
+//   - AppendASCII escapes the strings it renders with AppendEscaped: bytes
+//     the kernel never writes unescaped, and terminal controls, become
+//     \xNN. Values (Entry, Decoded, Marker) hold the exact bytes, for JSON.
 //   - Hashes are the standard library's crypto/sha1, crypto/sha256 and
 //     crypto/sha512 (which use the CPU's SHA extensions where present).
 //   - Errors wrap sentinels (ErrTruncated, ErrLength, ErrTooLarge,
