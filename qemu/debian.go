@@ -64,6 +64,9 @@ type DebianOptions struct {
 	// Agent is the guest agent binary (BuildGuestBinaries' AgentPackage);
 	// it is installed as /usr/local/sbin/gkt-agent with AgentUnit.
 	Agent string
+	// Files are host files copied into the image: guest path -> host
+	// path, mode 0755 (for tools a scenario installs itself).
+	Files map[string]string
 	// SizeMiB of the ext4 file system (default 1536; the image is sparse).
 	SizeMiB int
 }
@@ -126,6 +129,18 @@ func BuildDebianImage(ctx context.Context, o DebianOptions) (*DebianImage, error
 		}
 		fmt.Fprintf(h, "file %s %s\n", filepath.Base(p), d)
 	}
+	guestPaths := make([]string, 0, len(o.Files))
+	for g := range o.Files {
+		guestPaths = append(guestPaths, g)
+	}
+	sort.Strings(guestPaths)
+	for _, g := range guestPaths {
+		d, err := fileDigest(o.Files[g])
+		if err != nil {
+			return nil, fmt.Errorf("qemu: debian image: %w", err)
+		}
+		fmt.Fprintf(h, "guest file %s %s\n", g, d)
+	}
 	img.Key = hex.EncodeToString(h.Sum(nil))
 	img.Dir = filepath.Join(dir, "image-"+img.Key[:16])
 	img.Disk = filepath.Join(img.Dir, "root.img")
@@ -140,7 +155,30 @@ func BuildDebianImage(ctx context.Context, o DebianOptions) (*DebianImage, error
 		return nil, err
 	}
 	img.ImageBuild = time.Since(start)
+	pruneImages(dir, img.Dir, 3)
 	return img, nil
+}
+
+// pruneImages removes all but the keep most recent image directories (every
+// change to the package makes a new one); keep is never removed.
+func pruneImages(dir, keep string, n int) {
+	dirs, _ := filepath.Glob(filepath.Join(dir, "image-*"))
+	type aged struct {
+		path string
+		mod  time.Time
+	}
+	var all []aged
+	for _, d := range dirs {
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() && d != keep && !strings.HasSuffix(d, ".tmp") {
+			all = append(all, aged{d, fi.ModTime()})
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].mod.After(all[j].mod) })
+	for i, a := range all {
+		if i >= n-1 {
+			_ = os.RemoveAll(a.path)
+		}
+	}
 }
 
 // DebianBase returns the cached mmdebstrap root directory (building it when
@@ -294,6 +332,11 @@ func buildImage(ctx context.Context, base string, img *DebianImage, o DebianOpti
 		_ = os.Remove(link)
 		if err := os.Symlink("/etc/systemd/system/gkt-agent.service", link); err != nil {
 			return fmt.Errorf("qemu: debian image: %w", err)
+		}
+	}
+	for g, hp := range o.Files {
+		if err := copyGuestFile(hp, filepath.Join(root, filepath.Clean("/"+g)), 0o755); err != nil {
+			return err
 		}
 	}
 	kernels, _ := filepath.Glob(filepath.Join(root, "boot/vmlinuz-*"))
