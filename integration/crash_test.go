@@ -30,8 +30,9 @@ var crashLine = regexp.MustCompile(`(?m)^\s+([0-9a-f]+)-([0-9a-f]+) : Crash kern
 // (argv up to the kernel image), checks -S -p, and panics; boot 2 is the
 // crash kernel, which reads /proc/vmcore and writes a dump of it.
 func crashScenario(load []string) *proto.Scenario {
-	argv := append(append([]string(nil), load...), "/boot/vmlinuz", "--initrd=/run/crash.cpio",
-		"--append="+nextAppend("2")+" "+crashAppend)
+	// kdump-config's form: kexec -p [-s] --command-line="..." --initrd=FILE KERNEL.
+	argv := append(append([]string(nil), load...), "--command-line="+nextAppend("2")+" "+crashAppend,
+		"--initrd=/run/crash.cpio", "/boot/vmlinuz")
 	return &proto.Scenario{Steps: map[string]proto.Step{
 		"1": {DeadlineSec: 300, Actions: []proto.Action{
 			{File: "/proc/iomem"},
@@ -69,7 +70,7 @@ type crashResult struct {
 
 // runCrash boots a guest with crashkernel=256M, loads a crash kernel with
 // load, panics it and checks what the crash kernel saw.
-func runCrash(t *testing.T, name string, load []string) crashResult {
+func runCrash(t *testing.T, name, fw string, gokexec bool, load []string) crashResult {
 	t.Helper()
 	g := newGuest(t)
 	g.appendExtra = "crashkernel=256M"
@@ -77,11 +78,14 @@ func runCrash(t *testing.T, name string, load []string) crashResult {
 	g.hostBin["/bin/busybox"] = "/bin/busybox"
 	g.hostBin["/usr/bin/readelf"] = "/usr/bin/readelf"
 	g.hostBin["/usr/bin/makedumpfile"] = "/usr/bin/makedumpfile"
-	if strings.HasSuffix(load[0], "/kexec") {
+	if gokexec {
+		// Installed as kexec, as kdump-tools calls it.
+		g.files["/sbin/kexec"] = g.bins["./cmd/gokexec"]
+	} else {
 		g.hostBin["/sbin/kexec"] = "/sbin/kexec"
 	}
 	g.timeout = 10 * time.Minute
-	res := g.run(g.k1, crashScenario(load))
+	res := g.runFW(g.k1, crashScenario(load), fw, 1, 1024)
 	if res.Boots() != 2 {
 		t.Fatalf("%d boots reported, want 2 (the crash kernel did not come up; serial log %s)", res.Boots(), res.Serial)
 	}
@@ -193,20 +197,26 @@ func runCrash(t *testing.T, name string, load []string) crashResult {
 	return r
 }
 
-// TestCrashDump: gokexec -p with each syscall loads a crash kernel that a
+// TestCrashDump: gokexec -p with each syscall, installed as /sbin/kexec and
+// called as Debian's kdump-config calls it, loads a crash kernel that a
 // panic boots; its /proc/vmcore is a valid ELF core that makedumpfile
 // dumps. kexec-tools' kexec -p runs beside it, with each syscall.
 func TestCrashDump(t *testing.T) {
 	skipShort(t)
 	for _, tc := range []struct {
-		name string
-		load []string
+		name    string
+		fw      string
+		gokexec bool
+		sys     string
 	}{
-		{"gokexec-kexec_load", []string{"/bin/gokexec", "-c", "-p"}},
-		{"gokexec-kexec_file_load", []string{"/bin/gokexec", "-s", "-p"}},
-		{"kexec-tools-kexec_load", []string{"/sbin/kexec", "-c", "-p"}},
-		{"kexec-tools-kexec_file_load", []string{"/sbin/kexec", "-s", "-p"}},
+		{"gokexec-kexec_load", "bios", true, "-c"},
+		{"gokexec-kexec_file_load", "bios", true, "-s"},
+		{"kexec-tools-kexec_load", "bios", false, "-c"},
+		{"kexec-tools-kexec_file_load", "bios", false, "-s"},
+		// Under OVMF the crash kernel gokexec builds boots as non-EFI and
+		// finds ACPI through boot_params.acpi_rsdp_addr.
+		{"gokexec-kexec_load-ovmf", "uefi", true, "-c"},
 	} {
-		t.Run(tc.name, func(t *testing.T) { runCrash(t, tc.name, tc.load) })
+		t.Run(tc.name, func(t *testing.T) { runCrash(t, tc.name, tc.fw, tc.gokexec, []string{"/sbin/kexec", "-p", tc.sys}) })
 	}
 }
