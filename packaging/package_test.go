@@ -43,7 +43,7 @@ func dpkgDeb(t *testing.T, args ...string) string {
 // the man pages, owned by root with the right modes, and that two builds of
 // the same tree are byte-identical (the guest image cache relies on it).
 func TestPackageContents(t *testing.T) {
-	deb := buildPackage(t, "VERSION=1.2.3")
+	deb := buildPackage(t, "VERSION=1.2.3", "SOURCE_DATE_EPOCH=1764547200")
 	list := dpkgDeb(t, "-c", deb)
 	want := map[string]string{ // path -> mode
 		"./usr/sbin/gokexec":                            "-rwxr-xr-x",
@@ -119,7 +119,7 @@ func TestPackageContents(t *testing.T) {
 			t.Fatalf("hook %s: %v, said %q; want silence and exit 0", verb, err, b)
 		}
 	}
-	again := buildPackage(t, "VERSION=1.2.3")
+	again := buildPackage(t, "VERSION=1.2.3", "SOURCE_DATE_EPOCH=1764547200")
 	b1, _ := os.ReadFile(deb)
 	b2, _ := os.ReadFile(again)
 	if string(b1) != string(b2) {
