@@ -19,7 +19,9 @@ package main
 //	nonce                         the nonce sent, hex (optional)
 //	pcrs.*                        otherwise: PCR values in one file (one instant), or
 //	pcr-<bank>.txt                one file per bank (read bank by bank)
-//	checkpoint                    used and rewritten with --checkpoint-each
+//	checkpoint                    with --checkpoint-each: read if present, rewritten
+//
+// A manifest machine with "checkpoint" is verified incrementally.
 
 import (
 	"bufio"
@@ -79,13 +81,13 @@ type ManifestQuote struct {
 }
 
 // loadMachines reads a manifest file or scans a directory.
-func loadMachines(path string) ([]ManifestMachine, error) {
+func loadMachines(path string, cpEach bool) ([]ManifestMachine, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, err
 	}
 	if st.IsDir() {
-		return scanMachineDir(path)
+		return scanMachineDir(path, cpEach)
 	}
 	b, err := readSmall(path, nil, maxManifest)
 	if err != nil {
@@ -138,7 +140,7 @@ func loadMachines(path string) ([]ManifestMachine, error) {
 }
 
 // scanMachineDir makes a machine of every subdirectory holding a list.
-func scanMachineDir(dir string) ([]ManifestMachine, error) {
+func scanMachineDir(dir string, cpEach bool) ([]ManifestMachine, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
@@ -177,7 +179,7 @@ func scanMachineDir(dir string) ([]ManifestMachine, error) {
 			}
 			m.PCRs = files
 		}
-		if has("checkpoint") {
+		if cpEach {
 			m.Checkpoint = filepath.Join(d, "checkpoint")
 		}
 		ms = append(ms, m)
@@ -188,7 +190,7 @@ func scanMachineDir(dir string) ([]ManifestMachine, error) {
 
 // verifyMachine verifies one machine; problems reading it become a
 // verdict with exit 2.
-func verifyMachine(m ManifestMachine, useCheckpoint bool) *Verdict {
+func verifyMachine(m ManifestMachine) *Verdict {
 	bad := func(err error) *Verdict {
 		return &Verdict{Schema: VerdictSchema, Machine: m.Name, List: m.List, Exit: exitBad, Reason: ReasonBadInput, Error: err.Error()}
 	}
@@ -214,12 +216,12 @@ func verifyMachine(m ManifestMachine, useCheckpoint bool) *Verdict {
 		if err != nil {
 			return bad(err)
 		}
-		v, err = quoteRun{list: m.List, order: order, kexec: m.Kexec, strict: m.Strict, pcrs: m.PCRs}.run(in, nil)
+		v, err = quoteRun{list: m.List, order: order, kexec: m.Kexec, strict: m.Strict, pcrs: m.PCRs, cp: cpOptions{path: m.Checkpoint}}.run(in, nil)
 		if err != nil {
 			return bad(err)
 		}
 	default:
-		v, err = verifyWithPCRs(m, order)
+		v, err = verifyWithPCRs(m, order, nil, cpOptions{path: m.Checkpoint})
 		if err != nil {
 			return bad(err)
 		}
@@ -229,11 +231,11 @@ func verifyMachine(m ManifestMachine, useCheckpoint bool) *Verdict {
 }
 
 // verifyWithPCRs is `imalog verify LIST --pcrs ...` as a Verdict.
-func verifyWithPCRs(m ManifestMachine, order binary.ByteOrder) (*Verdict, error) {
+func verifyWithPCRs(m ManifestMachine, order binary.ByteOrder, stdin io.Reader, cpo cpOptions) (*Verdict, error) {
 	quoted := ima.PCRValues{}
 	var sources []pcrSource
 	for _, a := range m.PCRs {
-		pv, err := loadPCRArg(a, nil)
+		pv, err := loadPCRArg(a, stdin)
 		if err != nil {
 			return nil, err
 		}
@@ -254,12 +256,15 @@ func verifyWithPCRs(m ManifestMachine, order binary.ByteOrder) (*Verdict, error)
 	if rc.perBank {
 		opt.Reads = ima.ReadsPerBank
 	}
-	res, err := verifyListFile(m.List, nil, order, m.Kexec, quoted, opt)
+	res, cv, err := verifyListCP(m.List, stdin, order, m.Kexec, quoted, opt, cpo)
+	v := &Verdict{Schema: VerdictSchema, List: m.List, Reads: rc.why, Checkpoint: cv}
 	if err != nil {
+		if checkpointRefused(v, err) {
+			return v, nil
+		}
 		return nil, err
 	}
-	v := &Verdict{Schema: VerdictSchema, List: m.List, Reads: rc.why, Consistent: res.Consistent,
-		Reason: listReason(res), Verify: &res, Timeline: &res.Timeline, Exit: exitMismatch}
+	v.Consistent, v.Reason, v.Verify, v.Timeline, v.Exit = res.Consistent, listReason(res), &res, &res.Timeline, exitMismatch
 	if res.Consistent {
 		v.Exit = exitOK
 	}
@@ -271,7 +276,7 @@ func cmdVerifyMachines(args []string, stdout io.Writer) (int, error) {
 	src := fs.String("machines", "", "a manifest (JSON) or a directory with one subdirectory per machine")
 	jobs := fs.Int("jobs", runtime.GOMAXPROCS(0), "machines verified at a time")
 	fs.Bool("json", true, "JSON Lines output (always)")
-	useCP := fs.Bool("checkpoint-each", false, "use and rewrite each machine's checkpoint")
+	useCP := fs.Bool("checkpoint-each", false, "a directory: use and rewrite each machine's checkpoint file")
 	rest, err := parseFlags(fs, args)
 	if err != nil {
 		return exitBad, err
@@ -282,7 +287,7 @@ func cmdVerifyMachines(args []string, stdout io.Writer) (int, error) {
 	if *jobs < 1 {
 		*jobs = 1
 	}
-	ms, err := loadMachines(*src)
+	ms, err := loadMachines(*src, *useCP)
 	if err != nil {
 		return exitBad, err
 	}
@@ -298,7 +303,7 @@ func cmdVerifyMachines(args []string, stdout io.Writer) (int, error) {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				verdicts[i] = verifyMachine(ms[i], *useCP)
+				verdicts[i] = verifyMachine(ms[i])
 				close(done[i])
 			}
 		}()

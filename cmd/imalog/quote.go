@@ -46,7 +46,7 @@ func verifyExtension(args []string, stdin io.Reader, stdout io.Writer) (code int
 	case has("machines"):
 		code, err = cmdVerifyMachines(args, stdout)
 		return code, err, true
-	case has("quote") || has("sig") || has("ak"):
+	case has("quote") || has("sig") || has("ak") || has("checkpoint"):
 		code, err = cmdVerifyQuote(args, stdin, stdout)
 		return code, err, true
 	}
@@ -149,6 +149,7 @@ type quoteRun struct {
 	pcrs         []string
 	restricted   bool
 	methodBudget int
+	cp           cpOptions
 }
 
 // run checks the quote and, when it holds, the list against its values.
@@ -170,9 +171,13 @@ func (r quoteRun) run(in *quoteInput, stdin io.Reader) (*Verdict, error) {
 		return v, nil
 	}
 	v.Quote.Verified, v.Quote.Ignored = true, qr.Ignored
-	res, err := verifyListFile(r.list, stdin, r.order, r.kexec, toIMA(qr.Values),
-		ima.VerifyOptions{Reads: ima.ReadsInstant, Strict: r.strict, MethodSearchBudget: r.methodBudget})
+	res, cv, err := verifyListCP(r.list, stdin, r.order, r.kexec, toIMA(qr.Values),
+		ima.VerifyOptions{Reads: ima.ReadsInstant, Strict: r.strict, MethodSearchBudget: r.methodBudget}, r.cp)
+	v.Checkpoint = cv
 	if err != nil {
+		if checkpointRefused(v, err) {
+			return v, nil
+		}
 		return nil, err
 	}
 	v.Verify, v.Timeline = &res, &res.Timeline
@@ -213,15 +218,18 @@ func verifyListFile(name string, stdin io.Reader, order binary.ByteOrder, kexec 
 	return res, nil
 }
 
+// cmdVerifyQuote is `imalog verify` with --quote and/or --checkpoint.
 func cmdVerifyQuote(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 	fs := newFlags("verify")
 	qf := addQuoteFlags(fs)
-	pcrs := fs.StringArray("pcrs", nil, "the quoted PCR values: tpm2_quote -o FILE (serialized or values), or [BANK,]FILE as without a quote")
+	pcrs := fs.StringArray("pcrs", nil, "PCR values: with --quote, tpm2_quote -o FILE (serialized or values) or [BANK,]FILE; else [BANK,]FILE")
+	cpPath := fs.String("checkpoint", "", "incremental: start from FILE if it exists, then rewrite it")
+	cpCheck := fs.String("checkpoint-check", "tail", "tail: hash the checkpoint's last 4 KiB of the list; full: all it consumed")
 	strict := fs.Bool("strict", false, "every PCR with entries must be quoted; no entry may follow the matched prefix")
 	asJSON := fs.Bool("json", false, "JSON output (docs/verdict-schema.md)")
 	bo := fs.String("byte-order", "native", "native, little (canonical) or big")
 	kexec := fs.Bool("kexec", false, "FILE is a kexec hand-over buffer")
-	readsF := fs.String("reads", "instant", "a quote is one instant; only instant is accepted")
+	readsF := fs.String("reads", "auto", "auto, instant or per-bank (a quote is one instant)")
 	fs.Bool("ignore-violations", false, "accepted for evmctl compatibility; violations always extend 0xff")
 	rest, err := parseFlags(fs, args)
 	if err != nil {
@@ -231,23 +239,37 @@ func cmdVerifyQuote(args []string, stdin io.Reader, stdout io.Writer) (int, erro
 	if err != nil {
 		return exitBad, err
 	}
-	if *readsF != "instant" && *readsF != "auto" {
+	quoted := fs.Changed("quote") || fs.Changed("sig") || fs.Changed("ak")
+	switch {
+	case quoted && *readsF != "instant" && *readsF != "auto":
 		return exitBad, usagef("verify: --reads %q with --quote: a quote's values are taken at one instant", *readsF)
-	}
-	if len(*pcrs) == 0 {
+	case len(*pcrs) == 0 && quoted:
 		return exitBad, usagef("verify: --quote needs the quoted values: --pcrs FILE (tpm2_quote -o)")
+	case len(*pcrs) == 0:
+		return exitBad, usagef("verify: --checkpoint needs --pcrs or --quote")
+	case *cpCheck != "tail" && *cpCheck != "full":
+		return exitBad, usagef("verify: --checkpoint-check %q: want tail or full", *cpCheck)
 	}
 	order, err := parseOrder(*bo)
 	if err != nil {
 		return exitBad, err
 	}
-	in, err := loadQuote(qf, stdin)
-	if err != nil {
-		return exitBad, err
-	}
-	v, err := quoteRun{list: name, order: order, kexec: *kexec, strict: *strict, pcrs: *pcrs, restricted: *qf.restricted}.run(in, stdin)
-	if err != nil {
-		return exitBad, err
+	cpo := cpOptions{path: *cpPath, check: *cpCheck}
+	var v *Verdict
+	if quoted {
+		in, err := loadQuote(qf, stdin)
+		if err != nil {
+			return exitBad, err
+		}
+		v, err = quoteRun{list: name, order: order, kexec: *kexec, strict: *strict, pcrs: *pcrs, restricted: *qf.restricted, cp: cpo}.run(in, stdin)
+		if err != nil {
+			return exitBad, err
+		}
+	} else {
+		m := ManifestMachine{List: name, PCRs: *pcrs, Reads: *readsF, Kexec: *kexec, Strict: *strict}
+		if v, err = verifyWithPCRs(m, order, stdin, cpo); err != nil {
+			return exitBad, err
+		}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -255,11 +277,14 @@ func cmdVerifyQuote(args []string, stdin io.Reader, stdout io.Writer) (int, erro
 		return v.Exit, enc.Encode(v)
 	}
 	w := bufio.NewWriter(stdout)
-	printQuote(w, v)
+	if v.Quote != nil {
+		printQuote(w, v)
+	}
+	printCheckpoint(w, v.Checkpoint)
 	if v.Verify != nil {
 		printTimeline(w, name, *v.Timeline)
 		var buf bytes.Buffer
-		printVerify(&buf, *v.Verify, readsChoice{false, v.Reads})
+		printVerify(&buf, *v.Verify, readsChoice{v.Verify.Reads == ima.ReadsPerBank, v.Reads})
 		out := buf.Bytes()
 		if v.Reason == ReasonPCRNotSelected {
 			// The list's own verdict is the last line; the quote overrides it.
