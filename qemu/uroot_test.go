@@ -21,7 +21,7 @@ func TestBuildURoot(t *testing.T) {
 	err := BuildURoot(context.Background(), URoot{
 		Commands: []string{"./cmd/gokexec", "./examples/imaboot"},
 		Uinit:    "imaboot", UinitArgs: []string{"-dir", "/boot"},
-		Files:    map[string]string{"/boot/hello": "uroot.go"},
+		Files: map[string]string{"/boot/hello": "uroot.go"},
 	}, out)
 	if err != nil {
 		t.Fatal(err)
