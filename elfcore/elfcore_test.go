@@ -22,8 +22,8 @@ func sample() *Header {
 		VMCoreInfo: Note{0x2c2a000, 0x1000},
 		KernelText: &Load{Phys: 0x1ec00000, Virt: 0xffffffff9ec00000, Size: 0x2800000},
 		PageOffset: 0xffff8a0000000000,
-		RAM: segment.Subtract([]segment.Range{{0x1000, 0x9fc00}, {0x100000, 0x3ffcf000}},
-			[]segment.Range{{0, 1 << 20}, {0x2b000000, 0x3b000000}}),
+		RAM: segment.Subtract([]segment.Range{{Start: 0x1000, End: 0x9fc00}, {Start: 0x100000, End: 0x3ffcf000}},
+			[]segment.Range{{Start: 0, End: 1 << 20}, {Start: 0x2b000000, End: 0x3b000000}}),
 	}
 }
 
@@ -102,7 +102,7 @@ func TestBuildRefuses(t *testing.T) {
 		"no ram":       func(h *Header) { h.RAM = nil },
 		"machine":      func(h *Header) { h.Machine = 3 },
 		"note wraps":   func(h *Header) { h.CPUNotes[0] = Note{^uint64(0) - 4, 0x170} },
-		"empty range":  func(h *Header) { h.RAM = []segment.Range{{5, 5}} },
+		"empty range":  func(h *Header) { h.RAM = []segment.Range{{Start: 5, End: 5}} },
 		"vaddr wraps":  func(h *Header) { h.PageOffset = ^uint64(0) - 0x1000 },
 		"text wraps":   func(h *Header) { h.KernelText.Virt = ^uint64(0) },
 		"too many":     func(h *Header) { h.RAM = make([]segment.Range, maxPhdrs) },
