@@ -348,18 +348,25 @@ func sumInto(bank crypto.Hash, dst, p []byte, other *map[crypto.Hash]hash.Hash) 
 		s := sha512.Sum512(p)
 		copy(dst, s[:])
 	default:
-		if *other == nil {
-			*other = map[crypto.Hash]hash.Hash{}
-		}
-		h := (*other)[bank]
-		if h == nil {
-			h = bank.New()
-			(*other)[bank] = h
-		}
-		h.Reset()
+		h := cachedHash(other, bank)
 		h.Write(p)
 		h.Sum(dst[:0])
 	}
+}
+
+// cachedHash returns a reset hash of bank from *other, making it (and the
+// map) on first use, for banks without a one-shot function.
+func cachedHash(other *map[crypto.Hash]hash.Hash, bank crypto.Hash) hash.Hash {
+	if *other == nil {
+		*other = map[crypto.Hash]hash.Hash{}
+	}
+	h := (*other)[bank]
+	if h == nil {
+		h = bank.New()
+		(*other)[bank] = h
+	}
+	h.Reset()
+	return h
 }
 
 // Scan parses the binary list read from r in the given byte order and

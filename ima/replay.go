@@ -119,15 +119,7 @@ func extendInto(bank crypto.Hash, v, d []byte, other *map[crypto.Hash]hash.Hash)
 		s := sha512.Sum512(buf[:])
 		copy(v, s[:])
 	default:
-		if *other == nil {
-			*other = map[crypto.Hash]hash.Hash{}
-		}
-		h := (*other)[bank]
-		if h == nil {
-			h = bank.New()
-			(*other)[bank] = h
-		}
-		h.Reset()
+		h := cachedHash(other, bank)
 		h.Write(v)
 		h.Write(d)
 		h.Sum(v[:0])
