@@ -64,14 +64,7 @@ func crash(ctx context.Context, c *cli, act int, pos []string, stdout, stderr io
 	if err != nil {
 		return err
 	}
-	for _, a := range p.Appraisal {
-		if !a.Pass {
-			warn(a.Reason)
-		}
-	}
-	if c.debug {
-		_ = printPlan(p, false, stderr)
-	}
+	reportLoaded(p, c.debug, warn, stderr)
 	return nil
 }
 

@@ -128,14 +128,7 @@ func dispatch(ctx context.Context, c *cli, pos []string, stdout, stderr io.Write
 	if err := writeDTB(c.dtbOut, p); err != nil {
 		return err
 	}
-	for _, a := range p.Appraisal {
-		if !a.Pass {
-			warn(a.Reason)
-		}
-	}
-	if c.debug {
-		_ = printPlan(p, false, stderr)
-	}
+	reportLoaded(p, c.debug, warn, stderr)
 	if act == actLoad {
 		return nil
 	}

@@ -100,3 +100,16 @@ func printPlan(p *plan.Plan, asJSON bool, w io.Writer) error {
 	}
 	return nil
 }
+
+// reportLoaded warns about every input that failed appraisal (warn mode let
+// it through) and, with -d, prints the plan that was loaded to stderr.
+func reportLoaded(p *plan.Plan, debug bool, warn func(string), stderr io.Writer) {
+	for _, a := range p.Appraisal {
+		if !a.Pass {
+			warn(a.Reason)
+		}
+	}
+	if debug {
+		_ = printPlan(p, false, stderr)
+	}
+}
