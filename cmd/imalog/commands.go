@@ -421,23 +421,9 @@ func cmdVerify(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 	if reads.perBank {
 		opt.Reads = ima.ReadsPerBank
 	}
-	in, r, finish, err := listInput(name, stdin, order, *kexec)
+	res, err := verifyListFile(name, stdin, order, *kexec, quoted, opt)
 	if err != nil {
 		return exitBad, err
-	}
-	defer in.Close()
-	var res ima.VerifyResult
-	if in.ra != nil {
-		// A regular file: read again where a second pass is cheaper.
-		res, err = ima.VerifyReaderAt(in.ra, in.raSize, order, quoted, opt)
-	} else {
-		res, err = ima.VerifyReader(r, order, quoted, opt)
-	}
-	if err == nil {
-		err = finish(res.Entries)
-	}
-	if err != nil {
-		return exitBad, fmt.Errorf("%s: %w", name, err)
 	}
 	code := exitMismatch
 	if res.Consistent {

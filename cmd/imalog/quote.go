@@ -205,6 +205,7 @@ func verifyListFile(name string, stdin io.Reader, order binary.ByteOrder, kexec 
 	defer in.Close()
 	var res ima.VerifyResult
 	if in.ra != nil {
+		// A regular file: read again where a second pass is cheaper.
 		res, err = ima.VerifyReaderAt(in.ra, in.raSize, order, quoted, opt)
 	} else {
 		res, err = ima.VerifyReader(r, order, quoted, opt)
