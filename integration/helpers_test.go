@@ -101,6 +101,16 @@ func newGuestNamed(t *testing.T, name string, extraPkgs ...string) *guest {
 // run builds the initramfs with the scenario and boots kernel k.
 func (g *guest) run(k string, sc *proto.Scenario) *qemu.Result {
 	g.t.Helper()
+	return g.boot(k, sc, nil, qemu.VM{}, "")
+}
+
+// boot builds the initramfs (the agent, g.files, g.hostBin, busybox links
+// named in links, the scenario) and boots kernel k with vm's firmware and
+// machine size; the guest's kernel, initrd, step, command line, TPM,
+// artifacts and timeout come from g. what goes before the serial log's path
+// in the test log.
+func (g *guest) boot(k string, sc *proto.Scenario, links []string, vm qemu.VM, what string) *qemu.Result {
+	g.t.Helper()
 	ir := qemu.NewInitramfs()
 	if err := ir.AddFile("/init", g.bins[qemu.AgentPackage]); err != nil {
 		g.t.Fatal(err)
@@ -115,6 +125,11 @@ func (g *guest) run(k string, sc *proto.Scenario) *qemu.Result {
 			g.t.Fatal(err)
 		}
 	}
+	for _, l := range links {
+		if err := ir.AddSymlink("/bin/"+l, "busybox"); err != nil {
+			g.t.Fatal(err)
+		}
+	}
 	if err := ir.AddScenario(sc); err != nil {
 		g.t.Fatal(err)
 	}
@@ -122,9 +137,10 @@ func (g *guest) run(k string, sc *proto.Scenario) *qemu.Result {
 	if err := ir.WriteTo(initrd); err != nil {
 		g.t.Fatal(err)
 	}
+	vm.Kernel, vm.Initrd, vm.Step, vm.Append, vm.TPM, vm.ArtifactsDir, vm.Timeout = k, initrd, "1", g.appendExtra, g.tpm, g.art, g.timeout
 	start := time.Now()
-	res, err := qemu.Run(g.ctx, qemu.VM{Kernel: k, Initrd: initrd, Step: "1", Append: g.appendExtra, TPM: g.tpm, ArtifactsDir: g.art, Timeout: g.timeout})
-	g.t.Logf("scenario wall time %v (serial log %s)", time.Since(start).Round(100*time.Millisecond), filepath.Join(g.art, "serial.log"))
+	res, err := qemu.Run(g.ctx, vm)
+	g.t.Logf("scenario wall time %v (%sserial log %s)", time.Since(start).Round(100*time.Millisecond), what, filepath.Join(g.art, "serial.log"))
 	logAccel(g.t, res)
 	if err != nil {
 		if res != nil {

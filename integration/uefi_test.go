@@ -147,52 +147,13 @@ else dpkg-deb --fsys-tarfile "$1" | tar -xO "$m" > "$3.tmp"; fi && mv "$3.tmp" "
 	return rel, ko
 }
 
-// runFW is guest.run with a firmware and machine size.
+// runFW is guest.run with a firmware and machine size, and the busybox
+// applets the EFI probe uses.
 func (g *guest) runFW(k string, sc *proto.Scenario, fw string, cpus, memMiB int) *qemu.Result {
 	g.t.Helper()
-	ir := qemu.NewInitramfs()
-	if err := ir.AddFile("/init", g.bins[qemu.AgentPackage]); err != nil {
-		g.t.Fatal(err)
-	}
-	for gp, hp := range g.files {
-		if err := ir.AddFile(gp, hp); err != nil {
-			g.t.Fatal(err)
-		}
-	}
-	for gp, hp := range g.hostBin {
-		if err := ir.AddHostBinary(hp, gp); err != nil {
-			g.t.Fatal(err)
-		}
-	}
-	for _, l := range []string{"sh", "mount", "mkdir", "ls", "grep", "head", "tail", "tr", "wc", "dmesg", "cat", "insmod", "uname"} {
-		if err := ir.AddSymlink("/bin/"+l, "busybox"); err != nil {
-			g.t.Fatal(err)
-		}
-	}
-	if err := ir.AddScenario(sc); err != nil {
-		g.t.Fatal(err)
-	}
-	initrd := filepath.Join(g.art, "initrd.cpio")
-	if err := ir.WriteTo(initrd); err != nil {
-		g.t.Fatal(err)
-	}
-	start := time.Now()
-	res, err := qemu.Run(g.ctx, qemu.VM{Kernel: k, Initrd: initrd, Step: "1", Append: g.appendExtra, TPM: g.tpm,
-		ArtifactsDir: g.art, Timeout: g.timeout, Firmware: fw, CPUs: cpus, MemMiB: memMiB})
-	g.t.Logf("scenario wall time %v (firmware %s, %d vCPU, %d MiB; serial log %s)", time.Since(start).Round(100*time.Millisecond),
-		fw, max(cpus, 1), memMiB, filepath.Join(g.art, "serial.log"))
-	logAccel(g.t, res)
-	if err != nil {
-		if res != nil {
-			for _, rec := range res.Records {
-				if rec.Type == proto.TypeCmd {
-					g.t.Logf("boot %d cmd %v exit %d:\n%s", rec.Boot, rec.Argv, rec.Exit, rec.Output)
-				}
-			}
-		}
-		g.t.Fatal(err)
-	}
-	return res
+	links := []string{"sh", "mount", "mkdir", "ls", "grep", "head", "tail", "tr", "wc", "dmesg", "cat", "insmod", "uname"}
+	what := fmt.Sprintf("firmware %s, %d vCPU, %d MiB; ", fw, max(cpus, 1), memMiB)
+	return g.boot(k, sc, links, qemu.VM{Firmware: fw, CPUs: cpus, MemMiB: memMiB}, what)
 }
 
 // probeActions reports the EFI facts, the firmware event log and the PCRs.
