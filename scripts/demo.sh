@@ -5,5 +5,5 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
-bash scripts/setup.sh
+bash scripts/setup.sh demo
 exec go run ./demo "$@"
