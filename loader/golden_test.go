@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/gokexec/gokexec/internal/testkernel"
+	"github.com/gokexec/gokexec/kexec"
 	"github.com/gokexec/gokexec/plan"
 )
 
@@ -69,7 +70,7 @@ func TestPlanGoldens(t *testing.T) {
 				Initrd:  Bytes("/boot/initrd.img", bytes.Repeat([]byte("golden initrd "), 4096)),
 				Cmdline: "console=ttyS0 root=/dev/vda1"}
 			o := Options{Arch: c.arch, Mode: c.mode, IMAExtra: 64 << 10}
-			var host Host = &Captured{Root: ovmfCapture}
+			var host Facts = &kexec.Captured{Root: ovmfCapture}
 			if c.arch == "arm64" {
 				// The virt tree's /memory nodes are the memory map.
 				img.Kernel, img.DTB = arm64GoldenImage(t)
@@ -77,7 +78,9 @@ func TestPlanGoldens(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				host = &fakeHost{list: list, noMemmap: true, boot: "golden"}
+				f := newFake(t, list)
+				f.NoMemory = true
+				host = f
 			}
 			if c.edit != nil {
 				c.edit(&o, &img)
@@ -141,7 +144,7 @@ func TestFinalizeGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &fakeHost{list: list, boot: "golden"}
+	h := newFake(t, list)
 	img := Image{Kernel: Bytes("/boot/vmlinuz", testkernel.Bytes(t, testkernel.Deb61, 0x5a)),
 		Initrd:  Bytes("/boot/initrd.img", bytes.Repeat([]byte("golden initrd "), 4096)),
 		Cmdline: "console=ttyS0 root=/dev/vda1"}

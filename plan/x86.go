@@ -79,11 +79,7 @@ func buildX86(in *Inputs) (*Plan, error) {
 	var setup []bzimage.SetupData
 	// 2. The IMA hand-over buffer, below the kernel and below the KASLR floor.
 	if in.IMAList != nil {
-		buf, n, err := imaBuffer(in)
-		if err != nil {
-			return nil, err
-		}
-		size, err := imaSegmentSize(uint64(len(buf)), in.IMAExtra, in.IMAMinSegment, in.PageSize)
+		buf, n, size, err := imaLayout(in)
 		if err != nil {
 			return nil, err
 		}
