@@ -86,7 +86,7 @@ func marker(pcr uint32, name string, segSize, listBytes, count uint64) ima.Entry
 }
 
 // markerHeader is what ima_binary_runtime_size counts besides the list.
-const markerHeader = 0
+const markerHeader = ima.KexecHeaderSize
 
 // maxMarkerSize bounds the encoded size of any marker entry.
 func maxMarkerSize(name string) int {
