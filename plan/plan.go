@@ -79,7 +79,8 @@ type Inputs struct {
 	EFI   *efi.Host
 	NoEFI bool
 
-	// DTB is the device tree to hand over (arm64).
+	// DTB is the device tree to hand over: arm64's /chosen-edited tree,
+	// or on x86 a SETUP_DTB setup_data node holding it as given.
 	DTB []byte
 }
 
