@@ -38,7 +38,9 @@ func verifyListCP(name string, stdin io.Reader, order binary.ByteOrder, kexec bo
 	cv := &CheckpointVerdict{File: cpo.path}
 	var cp *ima.Checkpoint
 	if b, err := readSmall(cpo.path, nil, ima.MaxCheckpoint); err == nil {
-		if cp, err = ima.ParseCheckpoint(b); err != nil {
+		if cp, err = ima.ParseCheckpoint(b); errors.Is(err, ima.ErrCheckpointVersion) {
+			cv.Restart = "the checkpoint is of an earlier version"
+		} else if err != nil {
 			return ima.VerifyResult{}, cv, fmt.Errorf("%s: %w", cpo.path, err)
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
@@ -64,7 +66,10 @@ func verifyListCP(name string, stdin io.Reader, order binary.ByteOrder, kexec bo
 	if err != nil {
 		return res, cv, fmt.Errorf("%s: %w", name, err)
 	}
-	cv.Resumed, cv.From, cv.Read, cv.Restart = cp != nil && info.Restart == "", info.From, info.Read, info.Restart
+	cv.Resumed, cv.From, cv.Read = cp != nil && info.Restart == "", info.From, info.Read
+	if info.Restart != "" {
+		cv.Restart = info.Restart
+	}
 	if info.Next == nil {
 		cv.Restart += " (no checkpoint written: a method per boot was needed)"
 		return res, cv, nil
