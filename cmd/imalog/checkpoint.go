@@ -37,14 +37,18 @@ func verifyListCP(name string, stdin io.Reader, order binary.ByteOrder, kexec bo
 	}
 	cv := &CheckpointVerdict{File: cpo.path}
 	var cp *ima.Checkpoint
-	if b, err := readSmall(cpo.path, nil, ima.MaxCheckpoint); err == nil {
+	cpIn := stdin
+	if _, fleet := stdin.(*confined); !fleet {
+		cpIn = nil // the checkpoint is a file, never standard input
+	}
+	if b, err := readSmall(cpo.path, cpIn, ima.MaxCheckpoint); err == nil {
 		if cp, err = ima.ParseCheckpoint(b); errors.Is(err, ima.ErrCheckpointVersion) {
 			cv.Restart = "the checkpoint is of an earlier version"
 		} else if err != nil {
 			return ima.VerifyResult{}, cv, fmt.Errorf("%s: %w", cpo.path, err)
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return ima.VerifyResult{}, cv, err
+		return ima.VerifyResult{}, cv, fmt.Errorf("--checkpoint: %w", err)
 	}
 	in, _, finish, err := listInput(name, stdin, order, kexec)
 	if err != nil {

@@ -46,7 +46,7 @@ func oneFile(cmd string, rest []string) (string, error) {
 func listInput(name string, stdin io.Reader, order binary.ByteOrder, kexec bool) (in *input, r io.Reader, finish func(n int) error, err error) {
 	in, err = openInput(name, stdin)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, fmt.Errorf("the list FILE: %w", err)
 	}
 	finish = func(int) error { return nil }
 	r = in.r
@@ -346,7 +346,7 @@ func loadPCRArg(arg string, stdin io.Reader) (ima.PCRValues, error) {
 	}
 	data, err := readSmall(file, stdin, maxPCRFile)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--pcrs: %w", err)
 	}
 	v, err := ima.ParsePCRFile(data, bank)
 	if err != nil {

@@ -9,7 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/gokexec/gokexec/ima"
 )
@@ -76,5 +78,117 @@ func TestTamperedListJudgedConsistentFromStdinCheckpoint(t *testing.T) {
 		if code != exitMismatch || !strings.Contains(out, fmt.Sprintf("entry %d: stored template digest differs", len(es)-1)) {
 			t.Errorf("%s: exit %d, want 1 naming entry %d:\n%s", c.name, code, len(es)-1, out)
 		}
+	}
+}
+
+// TestFleetHostileMachine: in --machines DIR, a machine whose nonce is a
+// symlink to /dev/zero ended the run in an out-of-memory crash, a FIFO
+// hung it, and a symlink to a secret file put the secret in that
+// machine's error. Each is now that machine's own bad_input; the others
+// still get their verdicts, and nothing of the secret is printed.
+func TestFleetHostileMachine(t *testing.T) {
+	fleet := t.TempDir()
+	capture := captures(t)[0]
+	good := filepath.Join(fleet, "a-good")
+	copyTo(t, filepath.Join(capture, "binary_runtime_measurements"), filepath.Join(good, "binary_runtime_measurements"), nil)
+	copyTo(t, filepath.Join(capture, "pcr-sha256.txt"), filepath.Join(good, "pcr-sha256.txt"), nil)
+	secret := filepath.Join(t.TempDir(), "shadow")
+	os.WriteFile(secret, []byte("root:$6$SECRETHASH:19000:0:99999:7:::\n"), 0o600)
+	quoteDir := "../../attest/testdata/swtpm-rsassa-sha256"
+	hostile := map[string]func(d string){
+		"nonce-dev-zero": func(d string) { os.Symlink("/dev/zero", filepath.Join(d, "nonce")) },
+		"nonce-fifo":     func(d string) { unixMkfifo(t, filepath.Join(d, "nonce")) },
+		"nonce-secret":   func(d string) { os.Symlink(secret, filepath.Join(d, "nonce")) },
+		"nonce-relative": func(d string) {
+			os.Symlink("../../"+filepath.Base(filepath.Dir(secret))+"/shadow", filepath.Join(d, "nonce"))
+		},
+		"list-dev-zero": func(d string) {
+			os.Remove(filepath.Join(d, "binary_runtime_measurements"))
+			os.Symlink("/dev/zero", filepath.Join(d, "binary_runtime_measurements"))
+		},
+		"list-fifo": func(d string) {
+			os.Remove(filepath.Join(d, "binary_runtime_measurements"))
+			unixMkfifo(t, filepath.Join(d, "binary_runtime_measurements"))
+		},
+		"pcrs-secret": func(d string) {
+			os.Symlink(secret, filepath.Join(d, "quote.pcrs.x"))
+			os.Remove(filepath.Join(d, "quote.pcrs"))
+			os.Symlink(secret, filepath.Join(d, "quote.pcrs"))
+		},
+	}
+	for name, mk := range hostile {
+		d := filepath.Join(fleet, "h-"+name)
+		copyTo(t, filepath.Join(capture, "binary_runtime_measurements"), filepath.Join(d, "binary_runtime_measurements"), nil)
+		for _, f := range []string{"q.msg:quote.msg", "q.sig:quote.sig", "ak.pub:ak.pub", "q.pcrs:quote.pcrs", "nonce:nonce"} {
+			from, to, _ := strings.Cut(f, ":")
+			copyTo(t, filepath.Join(quoteDir, from), filepath.Join(d, to), nil)
+		}
+		if strings.HasPrefix(name, "nonce") {
+			os.Remove(filepath.Join(d, "nonce"))
+		}
+		mk(d)
+	}
+	done := make(chan struct{})
+	var code int
+	var out, errs string
+	go func() {
+		code, out, errs = imalog(t, "verify", "--machines", fleet, "--jobs", "2")
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("imalog verify --machines hangs on a hostile machine")
+	}
+	if strings.Contains(out+errs, "SECRETHASH") {
+		t.Errorf("the secret file's contents reached the output:\n%s%s", out, errs)
+	}
+	vs := jsonLines(t, out)
+	if code != exitBad || len(vs) != len(hostile)+1 {
+		t.Fatalf("exit %d, %d verdicts, want 2 and %d:\n%s%s", code, len(vs), len(hostile)+1, out, errs)
+	}
+	for _, v := range vs {
+		t.Logf("%s: %s: %s", v.Machine, v.Reason, v.Error)
+		switch {
+		case v.Machine == "a-good":
+			if v.Reason != ReasonOK {
+				t.Errorf("good machine: %s %s", v.Reason, v.Error)
+			}
+		case v.Reason != ReasonBadInput:
+			t.Errorf("%s: reason %s (%s), want bad_input", v.Machine, v.Reason, v.Error)
+		}
+	}
+}
+
+func unixMkfifo(t *testing.T, path string) {
+	t.Helper()
+	if err := syscall.Mkfifo(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStatThenOpenFIFOSwap: a list checked with stat and then opened by
+// name blocked when a symlink was swapped to a FIFO in between; the open
+// itself must not block, and a FIFO is refused by what was opened.
+func TestStatThenOpenFIFOSwap(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	unixMkfifo(t, fifo)
+	link := filepath.Join(dir, "list")
+	os.Symlink(fifo, link)
+	done := make(chan struct{})
+	var code int
+	var errs string
+	go func() {
+		code, _, errs = imalog(t, "verify", link, "--pcrs", "sha256,"+filepath.Join(captures(t)[0], "pcr-sha256.txt"))
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("opening a FIFO blocks")
+	}
+	if code != exitBad || !strings.Contains(errs, "FIFO") {
+		t.Errorf("exit %d: %s", code, errs)
 	}
 }

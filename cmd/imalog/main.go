@@ -17,6 +17,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
 )
 
 const (
@@ -125,30 +128,73 @@ func (in *input) Close() {
 	}
 }
 
-// openInput opens FILE ("-": standard input). Anything but a regular file
-// (a directory, a FIFO, a device such as /dev/zero, a socket) is refused
-// before it is opened, so opening never blocks and reading never runs
-// away; the error names the file.
+// openInput opens FILE ("-": standard input). The file is opened without
+// blocking (O_NONBLOCK: a FIFO, even one swapped in for the name after a
+// check, cannot hang the open) and judged by what was opened (fstat):
+// anything but a regular file (a directory, a FIFO, a device such as
+// /dev/zero, a socket) is refused, so reading never runs away; the error
+// names the file. For a fleet machine stdin is a *confined: its files are
+// opened beneath the machine's directory only, without following a
+// symbolic link out of it (os.Root) nor a last-component link at all.
 func openInput(name string, stdin io.Reader) (*input, error) {
-	if name == "-" {
+	c, fleet := stdin.(*confined)
+	if name == "-" && !fleet {
+		if stdin == nil {
+			return nil, errors.New(`"-": standard input is not an input here`)
+		}
 		return &input{name: name, r: stdin}, nil
 	}
-	st, err := os.Stat(name)
+	var f *os.File
+	var err error
+	const flags = os.O_RDONLY | syscall.O_NONBLOCK | syscall.O_CLOEXEC
+	switch {
+	case fleet:
+		f, err = c.open(name, flags|syscall.O_NOFOLLOW)
+	default:
+		f, err = os.OpenFile(name, flags, 0)
+	}
 	if err != nil {
 		return nil, err
 	}
-	if err := regular(name, st); err != nil {
-		return nil, err
+	st, err := f.Stat()
+	if err == nil {
+		err = regular(name, st)
 	}
-	f, err := os.Open(name)
 	if err != nil {
-		return nil, err
-	}
-	if st2, err := f.Stat(); err != nil || !os.SameFile(st, st2) {
 		f.Close()
-		return nil, fmt.Errorf("%s: changed while being opened", name)
+		return nil, err
 	}
 	return &input{name: name, f: f, r: f, size: st.Size()}, nil
+}
+
+// confined opens a fleet machine's files: a path beneath dir is opened
+// through root (no component may leave dir, symbolic links included);
+// another path (an absolute one in a manifest, written by whoever runs
+// the fleet) directly, and never through a last-component link.
+type confined struct {
+	root *os.Root
+	dir  string
+}
+
+// Read makes confined stand where standard input would: a machine has
+// none.
+func (c *confined) Read([]byte) (int, error) {
+	return 0, errors.New(`"-" (standard input) names no machine's file`)
+}
+
+func (c *confined) open(name string, flags int) (*os.File, error) {
+	rel, err := filepath.Rel(c.dir, name)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		if !filepath.IsAbs(name) {
+			return nil, fmt.Errorf("%s: outside the machine's directory %s", name, c.dir)
+		}
+		return os.OpenFile(name, flags, 0)
+	}
+	f, err := c.root.OpenFile(rel, flags, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, errors.Unwrap(err))
+	}
+	return f, nil
 }
 
 func regular(name string, st os.FileInfo) error {

@@ -86,24 +86,24 @@ func loadQuote(qf *quoteFlags, stdin io.Reader) (*quoteInput, error) {
 	var err error
 	if *qf.nonce != "" {
 		if in.nonce, err = hex.DecodeString(strings.TrimPrefix(*qf.nonce, "0x")); err != nil {
-			return nil, usagef("verify: --nonce %q: want hex", *qf.nonce)
+			return nil, usagef("verify: --nonce: not hex (%d characters)", len(*qf.nonce))
 		}
 	}
 	if in.msg, err = readSmall(*qf.quote, stdin, attest.MaxMessage); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--quote: %w", err)
 	}
 	if in.quote, err = attest.ParseQuote(in.msg); err != nil {
 		return nil, fmt.Errorf("%s: %w", *qf.quote, err)
 	}
 	b, err := readSmall(*qf.sig, stdin, attest.MaxSignature)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--sig: %w", err)
 	}
 	if in.sig, err = attest.ParseSignature(b); err != nil {
 		return nil, fmt.Errorf("%s: %w", *qf.sig, err)
 	}
 	if b, err = readSmall(*qf.ak, stdin, attest.MaxAK); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--ak: %w", err)
 	}
 	if in.ak, err = attest.ParseAK(b); err != nil {
 		return nil, fmt.Errorf("%s: %w", *qf.ak, err)
