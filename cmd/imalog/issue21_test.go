@@ -192,3 +192,42 @@ func TestStatThenOpenFIFOSwap(t *testing.T) {
 		t.Errorf("exit %d: %s", code, errs)
 	}
 }
+
+// TestFleetAKRestricted: --machines could not require a restricted AK.
+// A machine whose AK is a PEM key (attributes unknown) is refused with
+// --ak-restricted or the manifest's ak_restricted, and not without.
+func TestFleetAKRestricted(t *testing.T) {
+	fleet := t.TempDir()
+	d := filepath.Join(fleet, "m")
+	quoteDir := "../../attest/testdata/swtpm-rsassa-sha256"
+	copyTo(t, filepath.Join(captures(t)[0], "binary_runtime_measurements"), filepath.Join(d, "binary_runtime_measurements"), nil)
+	for _, f := range []string{"q.msg:quote.msg", "q.sig:quote.sig", "ak.pem:ak.pem", "q.pcrs:quote.pcrs", "nonce:nonce"} {
+		from, to, _ := strings.Cut(f, ":")
+		copyTo(t, filepath.Join(quoteDir, from), filepath.Join(d, to), nil)
+	}
+	_, out, _ := imalog(t, "verify", "--machines", fleet)
+	if vs := jsonLines(t, out); len(vs) != 1 || vs[0].Reason == ReasonNotRestricted {
+		t.Fatalf("without --ak-restricted: %s", out)
+	}
+	code, out, _ := imalog(t, "verify", "--machines", fleet, "--ak-restricted")
+	if vs := jsonLines(t, out); code != exitMismatch || len(vs) != 1 || vs[0].Reason != ReasonNotRestricted {
+		t.Fatalf("with --ak-restricted: exit %d %s", code, out)
+	}
+	manifest := filepath.Join(fleet, "manifest.json")
+	os.WriteFile(manifest, []byte(`{"schema":"gokexec/imalog-manifest/1","machines":[{"name":"m","list":"m/binary_runtime_measurements",
+		"pcrs":["m/quote.pcrs"],"quote":{"message":"m/quote.msg","signature":"m/quote.sig","ak":"m/ak.pem","nonce":"`+
+		strings.TrimSpace(string(mustRead(t, filepath.Join(d, "nonce"))))+`"},"ak_restricted":true}]}`), 0o644)
+	code, out, _ = imalog(t, "verify", "--machines", manifest)
+	if vs := jsonLines(t, out); code != exitMismatch || len(vs) != 1 || vs[0].Reason != ReasonNotRestricted {
+		t.Fatalf("manifest ak_restricted: exit %d %s", code, out)
+	}
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

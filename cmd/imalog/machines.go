@@ -74,6 +74,8 @@ type ManifestMachine struct {
 	// AKRestricted refuses an AK not known to be a restricted signing
 	// key (as --ak-restricted does for every machine).
 	AKRestricted bool `json:"ak_restricted,omitempty"`
+	// AllowSHA1 accepts a quote signed with SHA-1 (--allow-sha1).
+	AllowSHA1 bool `json:"allow_sha1,omitempty"`
 
 	dir       string // the files' confinement: the machine's (or the manifest's) directory
 	nonceFile string // a directory machine's nonce file
@@ -204,7 +206,10 @@ func scanMachineDir(dir string, cpEach bool) ([]ManifestMachine, error) {
 
 // verifyMachine verifies one machine; problems reading it become a
 // verdict with exit 2.
-func verifyMachine(m ManifestMachine, akRestricted bool) *Verdict {
+// fleetFlags are the command-line options that apply to every machine.
+type fleetFlags struct{ akRestricted, allowSHA1 bool }
+
+func verifyMachine(m ManifestMachine, fl fleetFlags) *Verdict {
 	bad := func(err error) *Verdict {
 		return &Verdict{Schema: VerdictSchema, Machine: m.Name, List: m.List, Exit: exitBad, Reason: ReasonBadInput, Error: err.Error()}
 	}
@@ -239,13 +244,14 @@ func verifyMachine(m ManifestMachine, akRestricted bool) *Verdict {
 			}
 			nonce = strings.TrimSpace(string(b))
 		}
-		restricted := akRestricted || m.AKRestricted
-		qf := &quoteFlags{quote: &m.Quote.Message, sig: &m.Quote.Signature, ak: &m.Quote.AK, nonce: &nonce, restricted: &restricted}
+		restricted := fl.akRestricted || m.AKRestricted
+		allow := m.AllowSHA1 || fl.allowSHA1
+		qf := &quoteFlags{quote: &m.Quote.Message, sig: &m.Quote.Signature, ak: &m.Quote.AK, nonce: &nonce, restricted: &restricted, allowSHA1: &allow}
 		in, err := loadQuote(qf, fsys)
 		if err != nil {
 			return bad(err)
 		}
-		v, err = quoteRun{list: m.List, order: order, kexec: m.Kexec, strict: m.Strict, pcrs: m.PCRs, restricted: restricted, cp: cpOptions{path: m.Checkpoint}}.run(in, fsys)
+		v, err = quoteRun{list: m.List, order: order, kexec: m.Kexec, strict: m.Strict, pcrs: m.PCRs, restricted: restricted, allowSHA1: allow, cp: cpOptions{path: m.Checkpoint}}.run(in, fsys)
 		if err != nil {
 			return bad(err)
 		}
@@ -307,6 +313,7 @@ func cmdVerifyMachines(args []string, stdout io.Writer) (int, error) {
 	fs.Bool("json", true, "JSON Lines output (always)")
 	useCP := fs.Bool("checkpoint-each", false, "a directory: use and rewrite each machine's checkpoint file")
 	akRestricted := fs.Bool("ak-restricted", false, "refuse every machine's AK not known to be a restricted signing key")
+	allowSHA1 := fs.Bool("allow-sha1", false, "accept quotes signed with SHA-1")
 	rest, err := parseFlags(fs, args)
 	if err != nil {
 		return exitBad, err
@@ -333,7 +340,7 @@ func cmdVerifyMachines(args []string, stdout io.Writer) (int, error) {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				verdicts[i] = verifyMachine(ms[i], *akRestricted)
+				verdicts[i] = verifyMachine(ms[i], fleetFlags{*akRestricted, *allowSHA1})
 				close(done[i])
 			}
 		}()

@@ -56,7 +56,7 @@ func verifyExtension(args []string, stdin io.Reader, stdout io.Writer) (code int
 // quoteFlags are the options of a quote verification.
 type quoteFlags struct {
 	quote, sig, ak, nonce *string
-	restricted            *bool
+	restricted, allowSHA1 *bool
 }
 
 func addQuoteFlags(fs *pflag.FlagSet) *quoteFlags {
@@ -66,6 +66,7 @@ func addQuoteFlags(fs *pflag.FlagSet) *quoteFlags {
 		ak:         fs.String("ak", "", "the attestation key: PEM or TPM2B_PUBLIC (tpm2_createak -u)"),
 		nonce:      fs.String("nonce", "", "the nonce sent with the quote request, hex (none: the quote must carry none)"),
 		restricted: fs.Bool("ak-restricted", false, "refuse an AK not known to be a restricted signing key"),
+		allowSHA1:  fs.Bool("allow-sha1", false, "accept a quote signed with SHA-1 (the key policy wants SHA-256 or stronger)"),
 	}
 }
 
@@ -148,6 +149,7 @@ type quoteRun struct {
 	strict       bool
 	pcrs         []string
 	restricted   bool
+	allowSHA1    bool
 	methodBudget int
 	cp           cpOptions
 }
@@ -161,7 +163,7 @@ func (r quoteRun) run(in *quoteInput, stdin io.Reader) (*Verdict, error) {
 	if err != nil {
 		return nil, err
 	}
-	qr, err := attest.Verify(in.msg, in.sig, in.ak, attest.Options{Nonce: in.nonce, PCRs: vals, RequireRestricted: r.restricted})
+	qr, err := attest.Verify(in.msg, in.sig, in.ak, attest.Options{Nonce: in.nonce, PCRs: vals, RequireRestricted: r.restricted, AllowSHA1: r.allowSHA1})
 	if err != nil {
 		reason, refused := quoteReason(err)
 		if !refused {
@@ -262,7 +264,7 @@ func cmdVerifyQuote(args []string, stdin io.Reader, stdout io.Writer) (int, erro
 		if err != nil {
 			return exitBad, err
 		}
-		v, err = quoteRun{list: name, order: order, kexec: *kexec, strict: *strict, pcrs: *pcrs, restricted: *qf.restricted, cp: cpo}.run(in, stdin)
+		v, err = quoteRun{list: name, order: order, kexec: *kexec, strict: *strict, pcrs: *pcrs, restricted: *qf.restricted, allowSHA1: *qf.allowSHA1, cp: cpo}.run(in, stdin)
 		if err != nil {
 			return exitBad, err
 		}
