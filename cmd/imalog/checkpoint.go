@@ -123,15 +123,16 @@ func printCheckpoint(w io.Writer, cv *CheckpointVerdict) {
 	if cv == nil {
 		return
 	}
+	file := escapeText(cv.File)
 	switch {
 	case cv.Resumed:
-		fmt.Fprintf(w, "checkpoint %s: resumed after %d entries, read %d new\n", cv.File, cv.From, cv.Read)
+		fmt.Fprintf(w, "checkpoint %s: resumed after %d entries, read %d new\n", file, cv.From, cv.Read)
 	case cv.Restart != "":
-		fmt.Fprintf(w, "checkpoint %s: full run (%s), read %d entries\n", cv.File, cv.Restart, cv.Read)
+		fmt.Fprintf(w, "checkpoint %s: full run (%s), read %d entries\n", file, cv.Restart, cv.Read)
 	default:
-		fmt.Fprintf(w, "checkpoint %s: none yet, read %d entries\n", cv.File, cv.Read)
+		fmt.Fprintf(w, "checkpoint %s: none yet, read %d entries\n", file, cv.Read)
 	}
 	if cv.Written {
-		fmt.Fprintf(w, "checkpoint %s: written\n", cv.File)
+		fmt.Fprintf(w, "checkpoint %s: written\n", file)
 	}
 }

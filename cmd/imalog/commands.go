@@ -556,7 +556,7 @@ func printVerify(w io.Writer, res ima.VerifyResult, reads readsChoice) {
 		fmt.Fprintf(w, "entry %d: stored template digest differs from the SHA-1 of its data\n", i)
 	}
 	for _, p := range res.Problems {
-		fmt.Fprintf(w, "problem: %s\n", p)
+		fmt.Fprintf(w, "problem: %s\n", escapeText(p))
 	}
 	strict := ""
 	if res.Strict {

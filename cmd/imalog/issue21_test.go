@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -230,4 +231,42 @@ func mustRead(t *testing.T, p string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestBankNameControlCharacters: a PCR JSON bank name holding CR, LF or
+// U+0085 reached stderr raw, so it could print a line of its own such
+// as a forged verdict.
+func TestBankNameControlCharacters(t *testing.T) {
+	dir := t.TempDir()
+	list := filepath.Join(captures(t)[0], "binary_runtime_measurements")
+	for _, name := range []string{"sha256\r\nverdict: consistent", "sha256\nverdict: consistent", "sha256\u0085verdict: consistent", "\x1b[2Ksha256"} {
+		p := filepath.Join(dir, "pcrs.json")
+		b, _ := json.Marshal(map[string]map[string]string{name: {"10": strings.Repeat("00", 32)}})
+		os.WriteFile(p, b, 0o644)
+		code, out, errs := imalog(t, "verify", list, "--pcrs", p)
+		if code != exitBad {
+			t.Errorf("%q: exit %d", name, code)
+		}
+		if strings.Count(errs, "\n") != 1 || strings.ContainsAny(errs, "\r\x1b") || strings.Contains(errs, "\u0085") || strings.Contains(out, "verdict") {
+			t.Errorf("%q reached the output raw:\nstdout %q\nstderr %q", name, out, errs)
+		}
+	}
+}
+
+func TestEscapeText(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain text: ok":    "plain text: ok",
+		"a\nb":              `a\x0ab`,
+		"a\rb":              `a\x0db`,
+		"nel\u0085":         `nel\xc2\x85`,
+		"bad \xff utf8":     `bad \xff utf8`,
+		`back\slash`:        `back\\slash`,
+		"bidi \u202e":       `bidi \xe2\x80\xae`,
+		"ünïcode":           "ünïcode",
+		"\xef\xbf\xbd real": `\xef\xbf\xbd real`, // U+FFFD itself is escaped: it cannot pass for an invalid byte
+	} {
+		if got := escapeText(in); got != want {
+			t.Errorf("escapeText(%q) = %q, want %q", in, got, want)
+		}
+	}
 }

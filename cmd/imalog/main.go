@@ -80,7 +80,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = usagef("unknown command %q", args[0])
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "imalog: %v\n", err)
+		fmt.Fprintf(stderr, "imalog: %s\n", escapeText(err.Error()))
 		var ue usageError
 		if errors.As(err, &ue) {
 			fmt.Fprint(stderr, usage)

@@ -298,7 +298,7 @@ func cmdVerifyQuote(args []string, stdin io.Reader, stdout io.Writer) (int, erro
 		}
 		w.Write(out)
 	} else {
-		fmt.Fprintf(w, "verdict: refused: %s (%s)\n", v.Error, v.Reason)
+		fmt.Fprintf(w, "verdict: refused: %s (%s)\n", escapeText(v.Error), v.Reason)
 	}
 	return v.Exit, w.Flush()
 }
