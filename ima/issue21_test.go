@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"testing"
 )
@@ -94,5 +95,28 @@ func TestTamperedListExcusedMismatchesEveryMode(t *testing.T) {
 				check(fmt.Sprintf("checkpoint@%d", split), res, err)
 			}
 		}
+	}
+}
+
+// TestJSONInvalidUTF8Exact: JSON output turned bytes that are not UTF-8
+// into U+FFFD, so the payloads "\xff" and "\xef\xbf\xbd" printed the
+// same. The two must print differently and read back exactly (the
+// checkpoint's timeline goes through the same JSON).
+func TestJSONInvalidUTF8Exact(t *testing.T) {
+	var outs []string
+	for _, p := range []string{"\xff", "\xef\xbf\xbd", "k=\xc0\x80;"} {
+		m := Marker{Index: 3, PCR: 10, Name: "kexec_\xfe", Payload: p}
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back Marker
+		if err := json.Unmarshal(b, &back); err != nil || back != m {
+			t.Errorf("%q: %s read back as %+v (%v)", p, b, back, err)
+		}
+		outs = append(outs, string(b))
+	}
+	if outs[0] == outs[1] {
+		t.Errorf("payloads \\xff and U+FFFD print the same: %s", outs[0])
 	}
 }

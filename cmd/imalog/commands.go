@@ -77,6 +77,7 @@ type jsonEntry struct {
 	PCR            uint32         `json:"pcr"`
 	TemplateDigest string         `json:"template_digest"`
 	Template       string         `json:"template"`
+	TemplateHex    string         `json:"template_hex,omitempty"`
 	Violation      bool           `json:"violation,omitempty"`
 	Fields         map[string]any `json:"fields"`
 }
@@ -117,7 +118,9 @@ func decodedJSON(d ima.Decoded) map[string]any {
 	put("digest_type", d.DigestType)
 	put("digest_algo", d.DigestAlgo)
 	put("digest", hexOrNil(d.Digest))
-	put("name", d.Name)
+	name, nameHex := ima.JSONText(d.Name)
+	put("name", name)
+	put("name_hex", nameHex)
 	put("sig", hexOrNil(d.Sig))
 	put("buf", hexOrNil(d.Buf))
 	put("modsig_digest_algo", d.ModsigAlgo)
@@ -192,8 +195,9 @@ func cmdShow(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 		if err != nil {
 			return fmt.Errorf("entry %d: %w", i, err)
 		}
+		tmpl, tmplHex := ima.JSONText(e.TemplateName)
 		b, err := json.MarshalIndent(jsonEntry{Index: i, PCR: e.PCR, TemplateDigest: hex.EncodeToString(e.TemplateDigest[:]),
-			Template: e.TemplateName, Violation: e.Violation(), Fields: decodedJSON(d)}, "    ", "  ")
+			Template: tmpl, TemplateHex: tmplHex, Violation: e.Violation(), Fields: decodedJSON(d)}, "    ", "  ")
 		if err != nil {
 			return err
 		}
