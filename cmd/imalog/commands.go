@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 
@@ -363,20 +364,14 @@ func cmdVerify(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 	if code, err, ok := verifyExtension(args, stdin, stdout); ok { // quote.go: --quote, --checkpoint, --machines
 		return code, err
 	}
-	fs := newFlags("verify")
-	pcrs := fs.StringArray("pcrs", nil, "[BANK,]FILE with quoted PCR values (repeatable)")
-	tpmDev := fs.String("tpm", "", "read PCRs from a TPM (--tpm or --tpm=/dev/tpm0)")
-	fs.Lookup("tpm").NoOptDefVal = "auto"
-	readsF := fs.String("reads", "auto", "auto, instant or per-bank: how the PCR values were taken")
-	strict := fs.Bool("strict", false, "every PCR with entries must be quoted; no entry may follow the matched prefix")
-	asJSON := fs.Bool("json", false, "JSON output")
-	bo := fs.String("byte-order", "native", "native, little (canonical) or big")
-	kexec := fs.Bool("kexec", false, "FILE is a kexec hand-over buffer")
-	// Accepted for drop-in use in place of `evmctl ima_measurement`:
-	// violations are always replayed as the kernel extends them (all 0xff).
-	fs.Bool("ignore-violations", false, "accepted for evmctl compatibility; violations always extend 0xff")
+	vf := newVerifyFlags()
+	fs := vf.fs
+	pcrs, tpmDev, readsF, strict, asJSON, bo, kexec := vf.pcrs, vf.tpm, vf.reads, vf.strict, vf.json, vf.byteOrder, vf.kexec
 	rest, err := parseFlags(fs, args)
 	if err != nil {
+		return exitBad, err
+	}
+	if err := vf.only("--pcrs or --tpm", "pcrs", "tpm", "reads", "strict", "json", "byte-order", "kexec", "ignore-violations"); err != nil {
 		return exitBad, err
 	}
 	name, err := oneFile("verify", rest)
@@ -654,4 +649,52 @@ func cmdRestore(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 		fmt.Fprintf(stdout, "  %s: %s: %s\n", where, p.Kind, p.Reason)
 	}
 	return code, nil
+}
+
+// verifyFlags are every option of `imalog verify`, whatever the mode: one
+// flag set (help.go describes each), so every mode takes every option
+// name and refuses, by name, those that do not apply to it.
+type verifyFlags struct {
+	fs                                         *pflag.FlagSet
+	pcrs                                       *[]string
+	tpm, reads, byteOrder, checkpoint, cpCheck *string
+	machines                                   *string
+	strict, json, kexec, cpEach                *bool
+	jobs                                       *int
+	quote                                      *quoteFlags
+}
+
+func newVerifyFlags() *verifyFlags {
+	fs := newFlags("verify")
+	vf := &verifyFlags{fs: fs}
+	vf.pcrs = fs.StringArray("pcrs", nil, "")
+	vf.tpm = fs.String("tpm", "", "")
+	fs.Lookup("tpm").NoOptDefVal = "auto"
+	vf.reads = fs.String("reads", "auto", "")
+	vf.strict = fs.Bool("strict", false, "")
+	vf.json = fs.Bool("json", false, "")
+	vf.byteOrder = fs.String("byte-order", "native", "")
+	vf.kexec = fs.Bool("kexec", false, "")
+	// Accepted for drop-in use in place of `evmctl ima_measurement`:
+	// violations are always replayed as the kernel extends them (all 0xff).
+	fs.Bool("ignore-violations", false, "")
+	vf.quote = addQuoteFlags(fs)
+	vf.checkpoint = fs.String("checkpoint", "", "")
+	vf.cpCheck = fs.String("checkpoint-check", "tail", "")
+	vf.machines = fs.String("machines", "", "")
+	vf.jobs = fs.Int("jobs", runtime.GOMAXPROCS(0), "")
+	vf.cpEach = fs.Bool("checkpoint-each", false, "")
+	return vf
+}
+
+// only refuses every option given that is not among names (mode says
+// which mode the run is in).
+func (vf *verifyFlags) only(mode string, names ...string) error {
+	var bad error
+	vf.fs.Visit(func(f *pflag.Flag) {
+		if bad == nil && !slices.Contains(names, f.Name) {
+			bad = usagef("verify: --%s does not apply to a run with %s", f.Name, mode)
+		}
+	})
+	return bad
 }

@@ -270,3 +270,51 @@ func TestEscapeText(t *testing.T) {
 		}
 	}
 }
+
+// TestHelpVersion: `imalog verify --help` exited 2 with the general
+// usage; --quote, --checkpoint, --machines and restore were in no help;
+// `imalog --version` was an unknown command.
+func TestHelpVersion(t *testing.T) {
+	for _, c := range helpCmds {
+		code, out, errs := imalog(t, c.name, "--help")
+		if code != exitOK || errs != "" || !strings.HasPrefix(out, "usage:\n  imalog "+c.name) {
+			t.Errorf("%s --help: exit %d\n%s%s", c.name, code, out, errs)
+		}
+		for _, o := range c.opts {
+			if strings.Count(out, "--"+o.long+" ")+strings.Count(out, "--"+o.long+"[")+strings.Count(out, "--"+o.long+"\n") == 0 {
+				t.Errorf("%s --help lacks --%s", c.name, o.long)
+			}
+			// every option the help names, the command takes
+			args := []string{c.name, "--" + o.long}
+			if o.long == "help" {
+				continue
+			}
+			if o.arg != "" && !strings.HasPrefix(o.arg, "[=") {
+				args = append(args, "x")
+			}
+			if o.long == "machines" {
+				args = []string{c.name, "--machines=/nonexistent"}
+			}
+			_, _, errs := imalog(t, append(args, "/nonexistent-list")...)
+			if strings.Contains(errs, "unknown flag") {
+				t.Errorf("%s: --%s is in the help but not taken: %s", c.name, o.long, errs)
+			}
+		}
+		// every option line is one line
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(strings.TrimSpace(l), "-") && !strings.HasPrefix(l, "  ") {
+				t.Errorf("%s: option line not indented: %q", c.name, l)
+			}
+		}
+	}
+	code, out, _ := imalog(t, "--help")
+	for _, want := range []string{"imalog restore", "--quote MSG", "--checkpoint CPFILE", "--machines DIR|MANIFEST", "--version"} {
+		if code != exitOK || !strings.Contains(out, want) {
+			t.Errorf("imalog --help lacks %q", want)
+		}
+	}
+	code, out, errs := imalog(t, "--version")
+	if code != exitOK || !strings.HasPrefix(out, "imalog ") || !strings.Contains(out, "commit ") || errs != "" {
+		t.Errorf("--version: exit %d %q %q", code, out, errs)
+	}
+}

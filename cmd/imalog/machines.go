@@ -32,7 +32,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -307,15 +306,14 @@ func verifyWithPCRs(m ManifestMachine, order binary.ByteOrder, stdin io.Reader, 
 }
 
 func cmdVerifyMachines(args []string, stdout io.Writer) (int, error) {
-	fs := newFlags("verify")
-	src := fs.String("machines", "", "a manifest (JSON) or a directory with one subdirectory per machine")
-	jobs := fs.Int("jobs", runtime.GOMAXPROCS(0), "machines verified at a time")
-	fs.Bool("json", true, "JSON Lines output (always)")
-	useCP := fs.Bool("checkpoint-each", false, "a directory: use and rewrite each machine's checkpoint file")
-	akRestricted := fs.Bool("ak-restricted", false, "refuse every machine's AK not known to be a restricted signing key")
-	allowSHA1 := fs.Bool("allow-sha1", false, "accept quotes signed with SHA-1")
+	vf := newVerifyFlags()
+	fs := vf.fs
+	src, jobs, useCP, akRestricted, allowSHA1 := vf.machines, vf.jobs, vf.cpEach, vf.quote.restricted, vf.quote.allowSHA1
 	rest, err := parseFlags(fs, args)
 	if err != nil {
+		return exitBad, err
+	}
+	if err := vf.only("--machines", "machines", "jobs", "json", "checkpoint-each", "ak-restricted", "allow-sha1"); err != nil {
 		return exitBad, err
 	}
 	if len(rest) != 0 {

@@ -35,23 +35,12 @@ func (e usageError) Error() string { return e.msg }
 
 func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
 
-const usage = `usage:
-  imalog show   [--format ascii|json] [--byte-order native|little|big] [--kexec] FILE
-  imalog replay [--bank sha1|sha256|sha384|sha512]... [--method per-bank|sha1-padded] [--json] FILE
-  imalog verify FILE (--pcrs [BANK,]PCRFILE ... | --tpm[=DEV]) [--reads auto|instant|per-bank]
-                [--strict] [--json] [--byte-order ...] [--kexec]
-  imalog restore [--byte-order ...] [--list] FILE
-FILE is binary_runtime_measurements (or a kexec hand-over buffer with --kexec;
-restore reads a hand-over buffer unless --list). "-" reads standard input;
-other FILEs and PCRFILEs must be regular files (not FIFOs, directories, devices).
-PCR files: evmctl's "PCR-NN: XX XX ..." lines, tpm2_pcrread YAML, or JSON
-{"sha256":{"10":"hex"}}. --reads instant: the values were taken at one instant
-(a quote, --tpm, one tpm2_pcrread): one common prefix must match; per-bank:
-the banks were read one after another (sysfs files): each bank matches its
-own prefix; auto (default) picks one from the inputs and says why. --strict:
-every PCR with entries must be quoted and no entry may follow the matched
-prefix. Exit: 0 consistent, 1 inconsistent, 2 bad input.
-`
+// usage is the general help (help.go).
+var usage = func() string {
+	var b strings.Builder
+	writeHelp(&b, "")
+	return b.String()
+}()
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
@@ -64,6 +53,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	var code int
 	var err error
+	if args[0] != "help" && wantsHelp(args[1:]) && writeHelp(stdout, args[0]) {
+		return exitOK
+	}
 	switch args[0] {
 	case "show":
 		code, err = cmdShow(args[1:], stdin, stdout)
@@ -73,8 +65,17 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		code, err = cmdVerify(args[1:], stdin, stdout)
 	case "restore":
 		code, err = cmdRestore(args[1:], stdin, stdout)
-	case "-h", "--help", "help":
+	case "-h", "--help":
 		fmt.Fprint(stdout, usage)
+		return exitOK
+	case "help":
+		if len(args) > 1 && writeHelp(stdout, args[1]) {
+			return exitOK
+		}
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	case "--version", "version", "-V":
+		fmt.Fprintln(stdout, versionString())
 		return exitOK
 	default:
 		err = usagef("unknown command %q", args[0])
@@ -83,7 +84,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "imalog: %s\n", escapeText(err.Error()))
 		var ue usageError
 		if errors.As(err, &ue) {
-			fmt.Fprint(stderr, usage)
+			hint := "imalog --help"
+			if writeHelp(io.Discard, args[0]) {
+				hint = "imalog " + args[0] + " --help"
+			}
+			fmt.Fprintf(stderr, "imalog: see %s\n", hint)
 		}
 		if code == exitOK {
 			code = exitBad

@@ -61,12 +61,12 @@ type quoteFlags struct {
 
 func addQuoteFlags(fs *pflag.FlagSet) *quoteFlags {
 	return &quoteFlags{
-		quote:      fs.String("quote", "", "quote message (tpm2_quote -m): a TPMS_ATTEST"),
-		sig:        fs.String("sig", "", "its signature (tpm2_quote -s): a TPMT_SIGNATURE"),
-		ak:         fs.String("ak", "", "the attestation key: PEM or TPM2B_PUBLIC (tpm2_createak -u)"),
-		nonce:      fs.String("nonce", "", "the nonce sent with the quote request, hex (none: the quote must carry none)"),
-		restricted: fs.Bool("ak-restricted", false, "refuse an AK not known to be a restricted signing key"),
-		allowSHA1:  fs.Bool("allow-sha1", false, "accept a quote signed with SHA-1 (the key policy wants SHA-256 or stronger)"),
+		quote:      fs.String("quote", "", ""),
+		sig:        fs.String("sig", "", ""),
+		ak:         fs.String("ak", "", ""),
+		nonce:      fs.String("nonce", "", ""),
+		restricted: fs.Bool("ak-restricted", false, ""),
+		allowSHA1:  fs.Bool("allow-sha1", false, ""),
 	}
 }
 
@@ -223,19 +223,15 @@ func verifyListFile(name string, stdin io.Reader, order binary.ByteOrder, kexec 
 
 // cmdVerifyQuote is `imalog verify` with --quote and/or --checkpoint.
 func cmdVerifyQuote(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
-	fs := newFlags("verify")
-	qf := addQuoteFlags(fs)
-	pcrs := fs.StringArray("pcrs", nil, "PCR values: with --quote, tpm2_quote -o FILE (serialized or values) or [BANK,]FILE; else [BANK,]FILE")
-	cpPath := fs.String("checkpoint", "", "incremental: start from FILE if it exists, then rewrite it")
-	cpCheck := fs.String("checkpoint-check", "tail", "tail: hash the checkpoint's last 4 KiB of the list; full: all it consumed")
-	strict := fs.Bool("strict", false, "every PCR with entries must be quoted; no entry may follow the matched prefix")
-	asJSON := fs.Bool("json", false, "JSON output (docs/verdict-schema.md)")
-	bo := fs.String("byte-order", "native", "native, little (canonical) or big")
-	kexec := fs.Bool("kexec", false, "FILE is a kexec hand-over buffer")
-	readsF := fs.String("reads", "auto", "auto, instant or per-bank (a quote is one instant)")
-	fs.Bool("ignore-violations", false, "accepted for evmctl compatibility; violations always extend 0xff")
+	vf := newVerifyFlags()
+	fs, qf := vf.fs, vf.quote
+	pcrs, cpPath, cpCheck, strict, asJSON, bo, kexec, readsF := vf.pcrs, vf.checkpoint, vf.cpCheck, vf.strict, vf.json, vf.byteOrder, vf.kexec, vf.reads
 	rest, err := parseFlags(fs, args)
 	if err != nil {
+		return exitBad, err
+	}
+	if err := vf.only("--quote or --checkpoint", "pcrs", "reads", "strict", "json", "byte-order", "kexec", "ignore-violations",
+		"quote", "sig", "ak", "nonce", "ak-restricted", "allow-sha1", "checkpoint", "checkpoint-check"); err != nil {
 		return exitBad, err
 	}
 	name, err := oneFile("verify", rest)
