@@ -374,3 +374,34 @@ func TestEvmctlJudgesTheLastReport(t *testing.T) {
 	}}
 	evmctlAgrees(t, res, 1, "sha1", "sha256")
 }
+
+// TestHopCheckPerBank: PCRs read bank by bank while a system keeps
+// measuring match a prefix; the per-bank check accepts one that covers the
+// whole hand-over and the new boot_aggregate, reports where it ends, and
+// refuses one that stops before (issue 23: "no systemd test checks ...
+// where the matched prefix ends"). The strict check refuses both.
+func TestHopCheckPerBank(t *testing.T) {
+	var s synthHop
+	s.build(t)
+	r := s.reportsOf()
+	n := len(s.es)
+	r[2].PCRs = pcrsOf(s.es[:n-1], ima.MethodPerBank) // one entry arrived after the read
+	if _, err := hopCheck(r, s.extra); err == nil {
+		t.Fatal("strict check accepted PCRs that match only a prefix")
+	}
+	_, pre, err := hopCheckPerBank(r, s.extra)
+	if err != nil || pre["sha256"] != n-1 || pre["sha1"] != n-1 {
+		t.Fatalf("per-bank check: prefix %v, err %v; want %d", pre, err, n-1)
+	}
+	ba := s.reports[1] // boot 3's boot_aggregate is the entry after boot 2's hop
+	for i := len(s.es) - 1; i >= 0; i-- {
+		if d, _ := s.es[i].Decode(binary.LittleEndian); d.Name == "boot_aggregate" {
+			ba = i
+			break
+		}
+	}
+	r[2].PCRs = pcrsOf(s.es[:ba], ima.MethodPerBank)
+	if _, _, err := hopCheckPerBank(r, s.extra); err == nil || !strings.Contains(err.Error(), "match no prefix") {
+		t.Fatalf("per-bank check accepted PCRs that stop before the last boot_aggregate: %v", err)
+	}
+}
