@@ -72,18 +72,10 @@ mkdir -p "$hb"
 "$hb/genman" -bin "$hb/gokexec" -name gokexec -section 8 -version "$VERSION" \
 	-title "load and boot another kernel, carrying the IMA measurement list" \
 	-extra "$pk/gokexec.8.extra" | gzip -9n >"$stage/gokexec.8.gz"
-# imalog(1): the top-level help, then each subcommand's own --help. The
-# subcommands are the ones imalog's usage names; one whose --help does not
-# work yet is named on stderr (its options then come only from the usage).
-subs=()
-for s in $("$hb/imalog" --help | sed -n 's/^[[:space:]]*imalog \([a-z][a-z-]*\).*/\1/p' | sort -u); do
-	if "$hb/imalog" "$s" --help >/dev/null 2>&1; then
-		subs+=("$s")
-	else
-		echo "package.sh: warning: imalog $s --help fails; imalog(1) documents it from the usage only" >&2
-	fi
-done
-"$hb/genman" -bin "$hb/imalog" -sub "$(IFS=,; echo "${subs[*]}")" -name imalog -section 1 -version "$VERSION" \
+# imalog(1): the top-level help, then each subcommand's own --help (the
+# subcommands imalog's usage names; genman fails if one's help fails).
+subs=$("$hb/imalog" --help | sed -n 's/^[[:space:]]*imalog \([a-z][a-z-]*\).*/\1/p' | awk '!seen[$0]++' | paste -sd, -)
+"$hb/genman" -bin "$hb/imalog" -sub "$subs" -name imalog -section 1 -version "$VERSION" \
 	-title "show, replay and verify IMA measurement lists" \
 	-extra "$pk/imalog.1.extra" | gzip -9n >"$stage/imalog.1.gz"
 sh "$pk/files/gokexec-as-kexec" --help | "$hb/genman" -name gokexec-as-kexec -section 8 -version "$VERSION" \
