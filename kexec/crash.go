@@ -1,13 +1,13 @@
 package kexec
 
 import (
-	"path"
 	"bytes"
 	"debug/elf"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strconv"

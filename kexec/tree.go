@@ -51,7 +51,9 @@ func (s sysFiles) open(what, rel string) (*os.File, error) {
 	return f, nil
 }
 
-func (s sysFiles) fsys(max int64) fs.FS { return boundedFS{os.DirFS(rootOr(s.root)), rootOr(s.root), max} }
+func (s sysFiles) fsys(max int64) fs.FS {
+	return boundedFS{os.DirFS(rootOr(s.root)), rootOr(s.root), max}
+}
 
 // regular refuses an open file that is neither regular nor a directory.
 func regular(what, name string, f *os.File) error {
