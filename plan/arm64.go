@@ -90,7 +90,7 @@ func buildARM64(in *Inputs) (*Plan, error) {
 	}
 
 	p := &Plan{Arch: ArchARM64, PageSize: in.PageSize, Syscall: SyscallKexecLoad, Cmdline: in.Cmdline,
-		Kernel: Input{Path: in.KernelPath, Size: uint64(len(in.Kernel)), SHA256: digest(in.Kernel)}}
+		Kernel: Input{Path: in.KernelPath, Size: uint64(len(in.Kernel)), SHA256: in.kernelDigest()}}
 
 	// 1. Kernel: 2 MiB aligned base + text_offset.
 	pl, err := im.Placement()
@@ -146,7 +146,7 @@ func buildARM64(in *Inputs) (*Plan, error) {
 		if err := arm64.CheckInitrd(fdt.Range{Start: load, Size: im.ImageSize}, fdt.Range{Start: r.Start, Size: uint64(len(in.Initrd))}); err != nil {
 			return nil, fmt.Errorf("initrd %s: %w", in.InitrdPath, err)
 		}
-		p.Initrd = &Input{Path: in.InitrdPath, Size: uint64(len(in.Initrd)), SHA256: digest(in.Initrd)}
+		p.Initrd = &Input{Path: in.InitrdPath, Size: uint64(len(in.Initrd)), SHA256: in.initrdDigest()}
 		p.Segments = append(p.Segments, newSegmentDigest("initrd", r, in.Initrd, p.Initrd.SHA256))
 		opt.Initrd = &fdt.Range{Start: r.Start, Size: uint64(len(in.Initrd))}
 	}
