@@ -186,8 +186,20 @@ func scanKallsyms(r io.Reader, fn func(typ, name []byte)) error {
 		if total > maxKallsymsTotalBytes {
 			return fmt.Errorf("kallsyms: %w: more than %d bytes", ErrTooLarge, maxKallsymsTotalBytes)
 		}
-		fields := bytes.Fields(line)
-		if len(fields) != 3 {
+		var fields [4][]byte
+		n := 0
+		for rest := line; n < 4; n++ {
+			rest = bytes.TrimLeft(rest, " \t")
+			if len(rest) == 0 {
+				break
+			}
+			end := bytes.IndexAny(rest, " \t")
+			if end < 0 {
+				end = len(rest)
+			}
+			fields[n], rest = rest[:end], rest[end:]
+		}
+		if n != 3 {
 			continue
 		}
 		fn(fields[1], fields[2])
