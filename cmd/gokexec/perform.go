@@ -146,12 +146,18 @@ func dryExec(c *cli, dir loader.StateDir, a Action, reboot bool, dry func(string
 		then += ", then reboot into it (reboot LINUX_REBOOT_CMD_KEXEC)"
 	}
 	if a.Load { // the image the dry load above planned
+		if a.Crash {
+			return fmt.Errorf("only a crash kernel is loaded above: %w", loader.ErrNothingLoaded)
+		}
 		dry("would finalize the IMA hand-over of the kernel planned above (markers, measurements, TPM extend, self-check)%s", then)
 		return nil
 	}
 	loaded, err := c.hostFor().KexecLoaded(false)
 	if err != nil {
 		return err
+	}
+	if a.Unload && !a.Crash { // the dry unload above
+		return fmt.Errorf("the unload above leaves nothing to boot: %w", loader.ErrNothingLoaded)
 	}
 	s, err := dir.Load()
 	switch {
