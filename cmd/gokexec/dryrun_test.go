@@ -161,7 +161,7 @@ func TestDryRunNeverActs(t *testing.T) {
 			t.Logf("gokexec %s: exit %d\n%s%s", strings.Join(a, " "), code, firstLines(out, 3), errs)
 		}
 	}
-	if n < 60 {
+	if n < 55 { // the others are usage errors (-l without a kernel, ...) or a dry -e after a dry -u
 		t.Fatalf("only %d of %d dry runs succeeded", n, len(actionCombos(k)))
 	}
 }
