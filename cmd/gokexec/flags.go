@@ -88,18 +88,10 @@ func (c *cli) options(kernel string) (loader.Host, loader.Image, loader.Options,
 	default:
 		o.Mode = plan.ModeAuto
 	}
-	var parts []string
-	if c.reuseCmdline {
-		cl, err := readCmdline()
-		if err != nil {
-			return fail(err)
-		}
-		parts = append(parts, stripKexecParams(cl, c.act.crash))
+	cmdline, err := c.cmdline()
+	if err != nil {
+		return fail(err)
 	}
-	if c.appendStr != "" {
-		parts = append(parts, c.appendStr)
-	}
-	var err error
 	if o.IMAExtra, err = parseSize(c.imaExtra); err != nil {
 		return fail(usageErr("--ima-extra: %v", err))
 	}
@@ -117,7 +109,7 @@ func (c *cli) options(kernel string) (loader.Host, loader.Image, loader.Options,
 		return fail(usageErr("--mem-min %#x is not below --mem-max %#x", o.MemMin, o.MemMax))
 	}
 	sign := c.appraiseMode != appraise.ModeOff
-	if img, err = loader.FileImage(kernel, c.initrd, c.dtb, strings.TrimSpace(strings.Join(parts, " ")), sign); err != nil {
+	if img, err = loader.FileImage(kernel, c.initrd, c.dtb, cmdline, sign); err != nil {
 		return fail(err)
 	}
 	if o.Appraisal, err = loader.PolicyFiles(c.appraiseMode, c.keys, c.allowlists); err != nil {
@@ -127,6 +119,24 @@ func (c *cli) options(kernel string) (loader.Host, loader.Image, loader.Options,
 		o.Arch = ""
 	}
 	return c.hostFor(), img, o, nil
+}
+
+// cmdline is the command line a load passes, as kexec-tools'
+// concat_cmdline makes it: the running one (--reuse-cmdline) and the last
+// --append/--command-line, joined by a space.
+func (c *cli) cmdline() (string, error) {
+	var parts []string
+	if c.reuseCmdline {
+		cl, err := readCmdline()
+		if err != nil {
+			return "", err
+		}
+		parts = append(parts, stripKexecParams(cl, c.act.crash))
+	}
+	if c.appendStr != "" {
+		parts = append(parts, c.appendStr)
+	}
+	return strings.TrimSpace(strings.Join(parts, " ")), nil
 }
 
 // readCmdline is the running kernel's command line (a seam for tests).
