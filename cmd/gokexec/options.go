@@ -61,7 +61,7 @@ func strList(p func(c *cli) *[]string) func(*cli, string) error {
 var optTable = []opt{
 	// Actions: kexec-tools' state machine (see actOpt); the last wins.
 	{short: 'l', long: "load", kexec: true, help: "Load KERNEL for a later -e (or systemctl kexec): plan, appraise, load, record the load in --state-dir.", set: actOpt('l')},
-	{short: 'e', long: "exec", kexec: true, help: "Boot the loaded kernel now: finalize the IMA hand-over (markers, measurements, TPM extend, self-check), sync, reboot. Reads no kernel file again.", set: actOpt('e')},
+	{short: 'e', long: "exec", kexec: true, help: "Boot the loaded kernel now: finalize the IMA hand-over (markers, measurements, TPM extend, self-check), sync, reboot.", set: actOpt('e')},
 	{short: 'f', long: "force", kexec: true, help: "Load KERNEL and boot it at once, like -l then -e, without an orderly shutdown.", set: actOpt('f')},
 	{short: 'u', long: "unload", kexec: true, help: "Unload the loaded kernel (with -p: the crash kernel) and forget the recorded load.", set: actOpt('u')},
 	{short: 'p', long: "load-panic", kexec: true, help: "Load KERNEL as the crash (kdump) kernel, booted when the running kernel panics; with -u: unload it; with -S: its status.", set: actOpt('p')},
