@@ -3,6 +3,7 @@ package main
 import (
 	"crypto"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -220,4 +221,19 @@ func firstLines(s string, n int) string {
 		l = append(l[:n], "...\n")
 	}
 	return strings.Join(l, "")
+}
+
+// TestDryRunJSONStaysJSON: with --json, stdout is the plan alone, whatever
+// else the dry run would do (the shutdown after "gokexec KERNEL", -f's
+// reboot) is said on stderr.
+func TestDryRunJSONStaysJSON(t *testing.T) {
+	k := kernelFile(t)
+	for _, args := range [][]string{{k}, {"-f", k}, {"-u", "-l", k}} {
+		a := append(args, "--dry-run", "--json", "--memmap", memmap, "--no-ima", "--arch", "amd64", "--state-dir", filepath.Join(t.TempDir(), "s"))
+		code, out, errs := runCLI(a...)
+		var v map[string]any
+		if code != 0 || json.Unmarshal([]byte(out), &v) != nil || v["segments"] == nil {
+			t.Errorf("gokexec %v: exit %d, stdout is not the plan's JSON: %.200q %s", args, code, out, errs)
+		}
+	}
 }

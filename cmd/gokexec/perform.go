@@ -18,8 +18,14 @@ import (
 // plans what the step would do, prints it, and calls nothing that loads,
 // unloads, extends a PCR or reboots.
 func perform(ctx context.Context, c *cli, a Action, stdout, stderr io.Writer) error {
+	// What a dry run would do goes to stdout, or to stderr when stdout
+	// carries the plan as JSON (--json).
+	dryOut := stdout
+	if c.jsonOut {
+		dryOut = stderr
+	}
 	dry := func(format string, args ...any) {
-		fmt.Fprintf(stdout, "dry run: "+format+"\n", args...)
+		fmt.Fprintf(dryOut, "dry run: "+format+"\n", args...)
 	}
 	switch {
 	case a.Capture != "":
@@ -47,13 +53,13 @@ func perform(ctx context.Context, c *cli, a Action, stdout, stderr io.Writer) er
 	warn := func(w string) { fmt.Fprintf(stderr, "gokexec: warning: %s\n", w) }
 	if a.Unload {
 		h := c.hostFor()
-		loaded, err := h.KexecLoaded(a.Crash)
-		if err != nil {
-			return err
-		}
 		switch {
 		case a.DryRun:
-			dry("would unload the %s image (loaded now: %v)%s", imageName(a.Crash), loaded, map[bool]string{false: " and forget the load recorded in " + c.stateDir, true: ""}[a.Crash])
+			now := "unknown"
+			if loaded, err := h.KexecLoaded(a.Crash); err == nil {
+				now = fmt.Sprint(loaded)
+			}
+			dry("would unload the %s image (loaded now: %s)%s", imageName(a.Crash), now, map[bool]string{false: " and forget the load recorded in " + c.stateDir, true: ""}[a.Crash])
 		case a.Crash:
 			if err := loader.UnloadCrash(ctx, h); err != nil {
 				return err
