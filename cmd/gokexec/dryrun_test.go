@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/gokexec/gokexec/kexec"
-	"github.com/gokexec/gokexec/loader"
 	"github.com/gokexec/gokexec/loader/loadertest"
 )
 
@@ -46,17 +45,6 @@ func (s *softTPM) Extend(pcr uint32, d map[crypto.Hash][]byte) error {
 
 func (s *softTPM) Close() error { return nil }
 
-// crashFake is the fake machine with a crash reservation (a captured
-// tree's /proc/iomem), so -p can load into it.
-type crashFake struct {
-	*loadertest.Host
-	root string
-}
-
-func (c crashFake) CrashFacts(notes bool) (*kexec.CrashFacts, error) {
-	return kexec.ReadCrashFacts(c.root, "", notes)
-}
-
 // trace is what a command line did to the fake machine.
 type trace struct {
 	loads, fileLoads, unloads, reboots, extends, shutdowns, syncs int
@@ -87,7 +75,12 @@ func newFakeMachine(t *testing.T) *fakeMachine {
 	m.h.TPM, m.h.TPMName = m.tpm, "softtpm"
 	m.state = filepath.Join(t.TempDir(), "state")
 	oldHost, oldHand, oldSync := testHost, handOver, syncAll
-	testHost = crashFake{m.h, crashHost(t, true)}
+	crash, err := kexec.ReadCrashFacts(crashHost(t, true), "", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.h.Crash = crash
+	testHost = m.h
 	handOver = func(argv []string) error { m.shutdowns = append(m.shutdowns, argv); return nil }
 	syncAll = func() { m.syncs++ }
 	t.Cleanup(func() { testHost, handOver, syncAll = oldHost, oldHand, oldSync })
@@ -212,8 +205,6 @@ func TestActionsTrace(t *testing.T) {
 		})
 	}
 }
-
-var _ loader.CrashHost = crashFake{}
 
 func firstLines(s string, n int) string {
 	l := strings.SplitAfter(s, "\n")

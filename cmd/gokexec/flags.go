@@ -9,7 +9,9 @@ import (
 	"github.com/gokexec/gokexec/appraise"
 	"github.com/gokexec/gokexec/kexec"
 	"github.com/gokexec/gokexec/loader"
+	"github.com/gokexec/gokexec/loader/appraisal"
 	"github.com/gokexec/gokexec/plan"
+	"github.com/gokexec/gokexec/tpm"
 )
 
 // cli is a parsed command line.
@@ -47,21 +49,23 @@ func newCLI() *cli {
 // loadertest.Host that records the kernel and TPM calls).
 var testHost loader.Host
 
-// hostFor is the Host the flags name: a captured tree (--host) or this
-// system, with --memmap, --ima-log and --tpm-device as overrides.
+// hostFor is the Host the flags name: a captured tree (--host), which is
+// planned against and never acted on, or this system, with --memmap,
+// --ima-log and --tpm-device as overrides.
 func (c *cli) hostFor() loader.Host {
 	if testHost != nil {
 		return testHost
 	}
 	if c.host != "" {
-		return &loader.Captured{Root: c.host, MemMap: c.memmap, IMALog: c.imaLog}
+		return loader.NewDryRun(loader.Machine{Facts: &kexec.Captured{Root: c.host, MemMap: c.memmap, IMALog: c.imaLog},
+			Kernel: kexec.Kernel{}, TPMs: loader.NoTPMs{}})
 	}
-	return guardActs(&loader.System{MemMap: c.memmap, IMALog: c.imaLog, TPM: c.tpmDevice})
+	return guardActs(loader.Machine{Facts: &kexec.System{MemMap: c.memmap, IMALog: c.imaLog}, Kernel: kexec.Kernel{}, TPMs: &tpm.Source{Device: c.tpmDevice}})
 }
 
-// guardActs wraps the live system's Host; the package's tests replace it
-// with one that refuses every act.
-var guardActs = func(h *loader.System) loader.Host { return h }
+// guardActs is the live system's Host; the package's tests replace its
+// Kernel and TPMs with ones that refuse every act.
+var guardActs = func(m loader.Machine) loader.Host { return m }
 
 // options turns the flags of a load or dry run into the library's inputs.
 func (c *cli) options(kernel string) (loader.Host, loader.Image, loader.Options, error) {
@@ -108,13 +112,19 @@ func (c *cli) options(kernel string) (loader.Host, loader.Image, loader.Options,
 	if o.MemMax != 0 && o.MemMin >= o.MemMax {
 		return fail(usageErr("--mem-min %#x is not below --mem-max %#x", o.MemMin, o.MemMax))
 	}
-	sign := c.appraiseMode != appraise.ModeOff
-	if img, err = loader.FileImage(kernel, c.initrd, c.dtb, cmdline, sign); err != nil {
+	if img, err = loader.FileImage(kernel, c.initrd, c.dtb, cmdline); err != nil {
 		return fail(err)
 	}
-	if o.Appraisal, err = loader.PolicyFiles(c.appraiseMode, c.keys, c.allowlists); err != nil {
+	if c.appraiseMode != appraise.ModeOff {
+		if err := appraisal.Sign(&img); err != nil {
+			return fail(err)
+		}
+	}
+	pol, err := appraisal.PolicyFiles(c.appraiseMode, c.keys, c.allowlists)
+	if err != nil {
 		return fail(err)
 	}
+	o.Appraiser = appraisal.Appraiser(pol)
 	if o.Arch == runtime.GOARCH {
 		o.Arch = ""
 	}

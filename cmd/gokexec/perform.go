@@ -51,21 +51,45 @@ func perform(ctx context.Context, c *cli, a Action, stdout, stderr io.Writer) er
 	}
 	dir := loader.StateDir(c.stateDir)
 	warn := func(w string) { fmt.Fprintf(stderr, "gokexec: warning: %s\n", w) }
+	// One path for real and dry runs: a dry run goes through the same
+	// library calls over a loader.DryRun, which reads every fact from the
+	// machine and records the acts (load, unload, TPM extends, reboot)
+	// instead of making them. Only the state directory, sync and the
+	// shutdown command are this command's own acts, and a dry run skips
+	// them here.
+	h := c.hostFor()
+	var dr *loader.DryRun
+	said := 0
+	flush := func() { // what the DryRun recorded since the last flush
+		if dr == nil {
+			return
+		}
+		for _, act := range dr.Acts[said:] {
+			dry("would %s", act)
+		}
+		said = len(dr.Acts)
+	}
+	if a.DryRun {
+		dr = loader.NewDryRun(h)
+		h = dr
+		defer flush()
+	}
 	if a.Unload {
-		h := c.hostFor()
+		var err error
+		if a.Crash {
+			err = loader.UnloadCrash(ctx, h)
+		} else {
+			err = loader.Unload(ctx, h)
+		}
+		if err != nil {
+			return err
+		}
+		flush()
 		switch {
-		case a.DryRun:
-			now := "unknown"
-			if loaded, err := h.KexecLoaded(a.Crash); err == nil {
-				now = fmt.Sprint(loaded)
-			}
-			dry("would unload the %s image (loaded now: %s)%s", imageName(a.Crash), now, map[bool]string{false: " and forget the load recorded in " + c.stateDir, true: ""}[a.Crash])
-		case a.Crash:
-			if err := loader.UnloadCrash(ctx, h); err != nil {
-				return err
-			}
-		default:
-			if err := dir.Unload(ctx, h); err != nil {
+		case a.DryRun && !a.Crash:
+			dry("would forget the load recorded in %s", c.stateDir)
+		case !a.Crash:
+			if err := dir.Clear(); err != nil {
 				return err
 			}
 		}
@@ -74,7 +98,7 @@ func perform(ctx context.Context, c *cli, a Action, stdout, stderr io.Writer) er
 		if err := c.checkType(a.Kernel); err != nil {
 			return err
 		}
-		h, img, o, err := c.options(a.Kernel)
+		_, img, o, err := c.options(a.Kernel)
 		if err != nil {
 			return err
 		}
@@ -90,7 +114,10 @@ func perform(ctx context.Context, c *cli, a Action, stdout, stderr io.Writer) er
 		default:
 			o.Warn = warn
 			var l *loader.Loaded
-			if l, err = dir.LoadImage(ctx, h, img, o); err == nil {
+			if l, err = loader.Load(ctx, h, img, o); err == nil {
+				if err = dir.Save(l.State()); err != nil {
+					_ = l.Unload() // a later -e could not finalize it
+				}
 				p = l.Plan()
 			}
 		}
@@ -108,15 +135,26 @@ func perform(ctx context.Context, c *cli, a Action, stdout, stderr io.Writer) er
 			reportLoaded(p, c.debug, warn, stderr)
 		}
 	}
-	if a.Finalize {
-		if a.DryRun {
-			return dryExec(c, dir, a, false, dry)
+	if (a.Finalize || a.Exec) && a.DryRun && a.Load {
+		// The dry load above only planned: there is no load to finalize.
+		if a.Crash {
+			return fmt.Errorf("only a crash kernel is planned above: %w", loader.ErrNothingLoaded)
 		}
-		rep, err := dir.Finalize(ctx, c.hostFor(), c.noIMA)
+		then := ""
+		if a.Exec {
+			then = ", then reboot into it"
+		}
+		dry("would finalize the IMA hand-over of the kernel planned above (markers, measurements, TPM extend, self-check)%s", then)
+		return nil
+	}
+	if a.Finalize {
+		_, rep, err := finalizeRecorded(ctx, c, dir, h, !a.DryRun)
 		if err != nil {
 			return err
 		}
-		reportFinalize(rep, c.debug, stderr)
+		if rep != nil {
+			reportFinalize(rep, c.debug, stderr)
+		}
 	}
 	if a.Shutdown {
 		argv := shutdownCommand()
@@ -124,7 +162,7 @@ func perform(ctx context.Context, c *cli, a Action, stdout, stderr io.Writer) er
 			dry("would hand over to an orderly shutdown: %s (it boots the loaded kernel)", strings.Join(argv, " "))
 			return nil
 		}
-		if loaded, err := c.hostFor().KexecLoaded(false); err != nil {
+		if loaded, err := h.KexecLoaded(false); err != nil {
 			return err
 		} else if !loaded {
 			return loader.ErrNothingLoaded
@@ -132,62 +170,8 @@ func perform(ctx context.Context, c *cli, a Action, stdout, stderr io.Writer) er
 		return handOver(argv)
 	}
 	if a.Exec {
-		if a.DryRun {
-			return dryExec(c, dir, a, true, dry)
-		}
-		return execLoaded(ctx, c, dir, stderr)
+		return execLoaded(ctx, c, dir, h, a, stderr)
 	}
-	return nil
-}
-
-// dryExec tells what -e (reboot true) or --finalize would do with the
-// load recorded in dir, reading the state and the kernel's
-// kexec_loaded only.
-func dryExec(c *cli, dir loader.StateDir, a Action, reboot bool, dry func(string, ...any)) error {
-	then := ""
-	if reboot {
-		if a.Sync {
-			then = ", sync file systems"
-		}
-		then += ", then reboot into it (reboot LINUX_REBOOT_CMD_KEXEC)"
-	}
-	if a.Load { // the image the dry load above planned
-		if a.Crash {
-			return fmt.Errorf("only a crash kernel is loaded above: %w", loader.ErrNothingLoaded)
-		}
-		dry("would finalize the IMA hand-over of the kernel planned above (markers, measurements, TPM extend, self-check)%s", then)
-		return nil
-	}
-	loaded, err := c.hostFor().KexecLoaded(false)
-	if err != nil {
-		return err
-	}
-	if a.Unload && !a.Crash { // the dry unload above
-		return fmt.Errorf("the unload above leaves nothing to boot: %w", loader.ErrNothingLoaded)
-	}
-	s, err := dir.Load()
-	switch {
-	case errors.Is(err, loader.ErrNoState) && loaded:
-		dry("a kernel is loaded that gokexec did not record (another tool's): nothing to finalize%s", then)
-		return nil
-	case errors.Is(err, loader.ErrNoState):
-		return loader.ErrNothingLoaded
-	case err != nil:
-		return err
-	case !loaded:
-		return fmt.Errorf("%s records a load, but the kernel has nothing loaded: %w", c.stateDir, loader.ErrNothingLoaded)
-	}
-	p := s.Plan
-	ima := "no IMA hand-over"
-	switch {
-	case c.noIMA || s.Options.NoIMA:
-		ima = "the IMA hand-over left as loaded (--no-ima)"
-	case p.Syscall == plan.SyscallKexecFileLoad:
-		ima = "the IMA hand-over left to the kernel (kexec_file_load)"
-	case p.IMA != nil:
-		ima = fmt.Sprintf("a fresh snapshot of the IMA list plus gokexec's markers and measurements (PCR %d) extended into the TPM, checked against the PCRs and written into the %#x-byte segment at %#x", s.Options.IMAPCR, p.IMA.Size, p.IMA.Addr)
-	}
-	dry("would finalize the load recorded in %s: kernel %s (sha256 %s), cmdline %q, %s; %s%s", c.stateDir, p.Kernel.Path, p.Kernel.SHA256, p.Cmdline, p.Syscall, ima, then)
 	return nil
 }
 
@@ -224,16 +208,61 @@ func printCkrSize(c *cli, stdout io.Writer) error {
 	return nil
 }
 
-// execLoaded is -e: finalize the recorded load, sync, reboot.
-func execLoaded(ctx context.Context, c *cli, dir loader.StateDir, stderr io.Writer) error {
-	var sync func()
-	if !c.noSync {
-		sync = syncAll
+// finalizeRecorded finalizes the load recorded in dir and, with save,
+// records the result. No record while an image is loaded: another tool's
+// load, nothing to finalize (nil Loaded and Report, no error).
+func finalizeRecorded(ctx context.Context, c *cli, dir loader.StateDir, h loader.Host, save bool) (*loader.Loaded, *loader.Report, error) {
+	loaded, err := h.KexecLoaded(false)
+	if err != nil {
+		return nil, nil, err
 	}
-	h := c.hostFor()
-	err := dir.Exec(ctx, h, c.noIMA, sync, func(rep *loader.Report) { reportFinalize(rep, c.debug, stderr) })
-	if errors.Is(err, loader.ErrNotRebooted) {
-		return fmt.Errorf("-e: %w", err)
+	if !loaded {
+		return nil, nil, fmt.Errorf("%w (load one with -l first)", loader.ErrNothingLoaded)
 	}
-	return err
+	s, err := dir.Read()
+	if errors.Is(err, loader.ErrNoState) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if c.noIMA {
+		s.Options.NoIMA = true
+	}
+	l, err := loader.Resume(h, s)
+	if err != nil {
+		return nil, nil, err
+	}
+	rep, err := l.Finalize(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if save && !rep.Skipped {
+		if err := dir.Save(l.State()); err != nil {
+			if rep.Extended {
+				return nil, nil, fmt.Errorf("%w (%w)", err, loader.ErrExtended)
+			}
+			return nil, nil, err
+		}
+	}
+	return l, rep, nil
+}
+
+// execLoaded is -e: finalize the recorded load, sync, reboot (a dry run:
+// over h, a DryRun, which records the extends and the reboot; no sync).
+func execLoaded(ctx context.Context, c *cli, dir loader.StateDir, h loader.Host, a Action, stderr io.Writer) error {
+	l, rep, err := finalizeRecorded(ctx, c, dir, h, !a.DryRun)
+	if err != nil {
+		return fmt.Errorf("-e: %w; not rebooting", err)
+	}
+	if rep != nil {
+		reportFinalize(rep, c.debug, stderr)
+	}
+	if a.Sync && !a.DryRun {
+		syncAll()
+	}
+	if l != nil {
+		return l.Exec()
+	}
+	return h.Reboot() // another tool's load
 }
