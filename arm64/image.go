@@ -2,12 +2,10 @@ package arm64
 
 import (
 	"bytes"
-	"compress/gzip"
 	"debug/pe"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 )
 
 // Header layout and flag values from booting.rst.
@@ -50,8 +48,9 @@ type Image struct {
 	// Kernel is the uncompressed Image: the bytes to load at the load
 	// address.
 	Kernel []byte
-	// Compression names how the input was packed: "" (raw Image) or
-	// "gzip".
+	// Compression names how the input was packed: "" (raw Image),
+	// "gzip" (Image.gz), or "zboot-" and the zboot header's compression
+	// type ("zboot-gzip", "zboot-zstd22") for an EFI zboot image.
 	Compression string
 
 	Code0, Code1 uint32
@@ -101,30 +100,33 @@ func (im *Image) CheckPageSize(supported ...uint64) error {
 	return fmt.Errorf("%w: the Image uses %d KiB pages, the target supports %v", ErrPageSize, ps>>10, supported)
 }
 
-// ParseImage parses an arm64 Image, raw or gzip-compressed. The result
-// does not alias b.
+// ParseImage parses an arm64 Image: raw, gzip-compressed (Image.gz) or
+// wrapped in an EFI zboot image (vmlinuz.efi), which it unpacks within
+// MaxKernelSize bytes. The result does not alias b.
 func ParseImage(b []byte) (*Image, error) { return parseImage(b, MaxKernelSize) }
 
 func parseImage(b []byte, limit int) (*Image, error) {
 	comp := ""
-	if len(b) >= 2 && b[0] == 0x1f && b[1] == 0x8b {
-		zr, err := gzip.NewReader(bytes.NewReader(b))
+	switch {
+	case IsZboot(b):
+		raw, z, err := unpackZboot(b, limit)
 		if err != nil {
-			return nil, fmt.Errorf("%w: gzip header: %w", ErrNotImage, err)
+			return nil, err
 		}
-		zr.Multistream(false)
-		raw, err := io.ReadAll(io.LimitReader(zr, int64(limit)+1))
+		if !looksLikeImage(raw) {
+			return nil, fmt.Errorf("%w: EFI zboot payload (%s) holds %s", ErrNotImage, z.Compression, describe(raw))
+		}
+		b, comp = raw, "zboot-"+z.Compression
+	case len(b) >= 2 && b[0] == 0x1f && b[1] == 0x8b:
+		raw, err := gunzipLimited(b, limit)
 		if err != nil {
-			return nil, fmt.Errorf("%w: gunzip: %w", ErrNotImage, err)
-		}
-		if len(raw) > limit {
-			return nil, fmt.Errorf("%w: gzip data expands beyond %d bytes", ErrTooLarge, limit)
+			return nil, err
 		}
 		if !looksLikeImage(raw) {
 			return nil, fmt.Errorf("%w: gzip-compressed %s", ErrNotImage, describe(raw))
 		}
 		b, comp = raw, "gzip"
-	} else {
+	default:
 		if len(b) > limit {
 			return nil, fmt.Errorf("%w: %d bytes, more than %d", ErrTooLarge, len(b), limit)
 		}
@@ -218,7 +220,7 @@ func describe(b []byte) string {
 		if end < 0 {
 			end = 0x20
 		}
-		return fmt.Sprintf("EFI zboot image (payload compressed with %q), not a bare Image; unpack the payload first", b[0x18:0x18+end])
+		return fmt.Sprintf("EFI zboot image (payload compressed with %q)", b[0x18:0x18+end])
 	case len(b) >= 0x40 && le.Uint32(b[0x38:]) == zbootMagic:
 		return "EFI zboot image, not a bare Image"
 	case len(b) >= 6 && string(b[:6]) == "\xfd7zXZ\x00":

@@ -15,7 +15,7 @@ mkdir -p "$cache"
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 need_pkgs=(qemu-system-x86 qemu-system-arm qemu-utils swtpm swtpm-tools kexec-tools
-	ima-evm-utils openssl device-tree-compiler cpio busybox-static gzip xz-utils binutils-aarch64-linux-gnu time ovmf
+	ima-evm-utils openssl device-tree-compiler cpio busybox-static gzip xz-utils binutils-aarch64-linux-gnu gcc-aarch64-linux-gnu time ovmf qemu-efi-aarch64
 	build-essential bc bison flex libelf-dev libssl-dev mmdebstrap lintian e2fsprogs tpm2-tools makedumpfile)
 missing=()
 for p in "${need_pkgs[@]}"; do

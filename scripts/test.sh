@@ -10,6 +10,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 bash scripts/setup.sh
+# The arm64 test kernels (test setup only; the demo never builds them).
+GOKEXEC_KNICE=${GOKEXEC_KNICE:-10} bash scripts/build-kernel-arm64.sh
 export GOKEXEC_ARTIFACTS=${GOKEXEC_ARTIFACTS:-$here/build/artifacts}
 start=$(date +%s)
 go vet ./...
