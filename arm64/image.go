@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/gokexec/gokexec/vmlinux"
 )
 
 // Header layout and flag values from booting.rst.
@@ -50,7 +52,8 @@ type Image struct {
 	Kernel []byte
 	// Compression names how the input was packed: "" (raw Image),
 	// "gzip" (Image.gz), or "zboot-" and the zboot header's compression
-	// type ("zboot-gzip", "zboot-zstd22") for an EFI zboot image.
+	// type ("zboot-gzip", "zboot-zstd22") for an EFI zboot image, or
+	// "elf" for a vmlinux (its flat Image, as objcopy makes it).
 	Compression string
 
 	Code0, Code1 uint32
@@ -100,9 +103,9 @@ func (im *Image) CheckPageSize(supported ...uint64) error {
 	return fmt.Errorf("%w: the Image uses %d KiB pages, the target supports %v", ErrPageSize, ps>>10, supported)
 }
 
-// ParseImage parses an arm64 Image: raw, gzip-compressed (Image.gz) or
+// ParseImage parses an arm64 Image: raw, gzip-compressed (Image.gz),
 // wrapped in an EFI zboot image (vmlinuz.efi), which it unpacks within
-// MaxKernelSize bytes. The result does not alias b.
+// MaxKernelSize bytes, or the ELF vmlinux it was made from. The result does not alias b.
 func ParseImage(b []byte) (*Image, error) { return parseImage(b, MaxKernelSize) }
 
 func parseImage(b []byte, limit int) (*Image, error) {
@@ -117,6 +120,25 @@ func parseImage(b []byte, limit int) (*Image, error) {
 			return nil, fmt.Errorf("%w: EFI zboot payload (%s) holds %s", ErrNotImage, z.Compression, describe(raw))
 		}
 		b, comp = raw, "zboot-"+z.Compression
+	case vmlinux.IsELF(b):
+		k, err := vmlinux.Parse(b)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrNotImage, err)
+		}
+		if k.Machine != vmlinux.ARM64 {
+			return nil, fmt.Errorf("%w: ELF kernel (vmlinux) for %s", ErrNotImage, k.Machine)
+		}
+		raw, err := k.Image()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrNotImage, err)
+		}
+		if len(raw) > limit {
+			return nil, fmt.Errorf("%w: the vmlinux's Image is %d bytes, more than %d", ErrTooLarge, len(raw), limit)
+		}
+		if !looksLikeImage(raw) {
+			return nil, fmt.Errorf("%w: arm64 ELF file whose loadable bytes hold %s", ErrNotImage, describe(raw))
+		}
+		b, comp = raw, "elf"
 	case len(b) >= 2 && b[0] == 0x1f && b[1] == 0x8b:
 		raw, err := gunzipLimited(b, limit)
 		if err != nil {

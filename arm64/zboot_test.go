@@ -145,7 +145,8 @@ func TestZbootBomb(t *testing.T) {
 
 // TestZbootFromBuild unpacks the zboot images of the arm64 test kernels
 // (scripts/build-kernel-arm64.sh: gzip for restore-arm64, zstd22 for
-// imakexec-arm64) and compares them with the Image the same build wrote.
+// imakexec-arm64), their Image.gz and their vmlinux, and compares each with
+// the Image the same build wrote.
 func TestZbootFromBuild(t *testing.T) {
 	for name, comp := range map[string]string{"restore-arm64": ZbootGzip, "imakexec-arm64": ZbootZstd} {
 		t.Run(name, func(t *testing.T) {
@@ -186,6 +187,17 @@ func TestZbootFromBuild(t *testing.T) {
 			}
 			if !bytes.Equal(im2.Kernel, want) || im2.Compression != "gzip" {
 				t.Fatal("Image.gz does not unpack to the Image")
+			}
+			elfb, err := os.ReadFile(filepath.Join(dir, "vmlinux"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			im3, err := ParseImage(elfb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(im3.Kernel, want) || im3.Compression != "elf" {
+				t.Fatal("vmlinux does not flatten to the Image")
 			}
 			t.Logf("%s: %d-byte zboot (%s payload %d bytes at %#x) -> %d-byte Image, image_size %#x",
 				name, len(z), h.Compression, h.PayloadSize, h.PayloadOffset, len(im.Kernel), im.ImageSize)
