@@ -260,3 +260,17 @@ func describe(b []byte) string {
 	}
 	return fmt.Sprintf("found %#08x at 0x38, want the Image magic %#08x (\"ARM\\x64\")", le.Uint32(b[0x38:]), uint32(Magic))
 }
+
+// imaBufferProperty is the /chosen property through which a kernel finds
+// the IMA list its predecessor handed over.
+var imaBufferProperty = []byte("linux,ima-kexec-buffer")
+
+// ReadsIMABuffer reports whether the Image holds the name of the /chosen
+// property through which a kernel restores a handed-over IMA list. The only
+// code that uses the name (drivers/of/kexec.c: ima_get_kexec_buffer and the
+// kexec_file_load side) is built only with KEXEC_FILE, so a kernel without
+// it cannot restore a list: Debian's arm64 kernels, for one. The name in
+// the Image does not prove the restore (that also needs IMA), but its
+// absence proves there is none. The Image is uncompressed, so its strings
+// are plain.
+func (im *Image) ReadsIMABuffer() bool { return bytes.Contains(im.Kernel, imaBufferProperty) }

@@ -204,3 +204,33 @@ func TestZbootFromBuild(t *testing.T) {
 		})
 	}
 }
+
+// Debian's arm64 kernel (no KEXEC_FILE) never reads
+// /chosen/linux,ima-kexec-buffer; the restore-arm64 test kernel does.
+func TestReadsIMABuffer(t *testing.T) {
+	im, err := ParseImage(cacheKernel(t, "deb61-arm64"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if im.ReadsIMABuffer() {
+		t.Fatal("Debian's arm64 kernel claims to read linux,ima-kexec-buffer")
+	}
+	dir := os.Getenv("GOKEXEC_CACHE")
+	if dir == "" {
+		dir = filepath.Join("..", "build", "cache")
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "kernels", "restore-arm64", "vmlinuz.efi"))
+	if err != nil && testing.Short() {
+		t.Skipf("%v (built by scripts/build-kernel-arm64.sh)", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err = ParseImage(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !im.ReadsIMABuffer() {
+		t.Fatal("the restore-arm64 kernel (KEXEC_FILE) does not name linux,ima-kexec-buffer")
+	}
+}

@@ -130,6 +130,9 @@ func buildARM64(in *Inputs) (*Plan, error) {
 		p.Segments = append(p.Segments, newSegment("ima", r, buf))
 		p.IMA = &IMA{Segment: "ima", Addr: r.Start, Size: r.Size(), ListBytes: uint64(len(in.IMAList)), Entries: n, Headroom: r.Size() - uint64(len(buf))}
 		opt.IMABuffer = &fdt.Range{Start: r.Start, Size: r.Size()}
+		if !im.ReadsIMABuffer() {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("kernel %s cannot restore the IMA list: it never reads /chosen/linux,ima-kexec-buffer (built without KEXEC_FILE, like Debian's arm64 kernels); it will start a new list and the TPM's PCRs will no longer match it", in.KernelPath))
+		}
 	}
 
 	// 3. initrd, inside the window the kernel can reach.
