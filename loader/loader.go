@@ -415,7 +415,13 @@ func fileLoad(h Host, r *read, appraised bool) error {
 		f.Close()
 		return kexec.SealedMemfd(filepath.Base(in.Name), data)
 	}
-	k, err := open(r.img.Kernel, r.in.Kernel)
+	// An arm64 zboot image, Image.gz or vmlinux reaches the kernel as the
+	// Image unpacked from it (a sealed memfd: its bytes are not the file's).
+	kb, err := plan.FileLoadKernel(r.in)
+	if err != nil {
+		return err
+	}
+	k, err := open(r.img.Kernel, kb)
 	if err != nil {
 		return fmt.Errorf("kernel: %w", err)
 	}

@@ -211,3 +211,21 @@ func checkARM64Kernel(in *Inputs) error {
 	}
 	return nil
 }
+
+// FileLoadKernel returns the kernel bytes kexec_file_load must be given
+// for in: the input itself, except on arm64 for an EFI zboot image,
+// Image.gz or vmlinux, which the kernel's loader (a raw Image only) cannot
+// read: then the Image unpacked from it.
+func FileLoadKernel(in *Inputs) ([]byte, error) {
+	if in.Arch != ArchARM64 {
+		return in.Kernel, nil
+	}
+	im, err := arm64.ParseImage(in.Kernel)
+	if err != nil {
+		return nil, fmt.Errorf("kernel %s: %w", in.KernelPath, err)
+	}
+	if im.Compression == "" {
+		return in.Kernel, nil
+	}
+	return im.Kernel, nil
+}
