@@ -3,11 +3,14 @@ package loader
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/binary"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/gokexec/gokexec/kexec"
 	"github.com/gokexec/gokexec/plan"
 )
 
@@ -36,26 +39,28 @@ func TestFileLoadUnpacksARM64Zboot(t *testing.T) {
 	if err := os.WriteFile(k, z, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	h := &fakeHost{boot: "b1", noMemmap: true}
-	fi, err := FileImage(k, "", "", "", true)
+	h := newFake(t, nil)
+	fi, err := FileImage(k, "", "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := Options{Arch: "arm64", Mode: plan.ModeFile, NoIMA: true}
-	p, r, _, err := prepare(h, fi, &o, true)
+	l, err := Load(context.Background(), h, fi, Options{Arch: "arm64", Mode: plan.ModeFile, NoIMA: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Kernel.SHA256 != plan.Digest(z) || p.Kernel.Path != k {
+	if p := l.Plan(); p.Kernel.SHA256 != plan.Digest(z) || p.Kernel.Path != k {
 		t.Fatalf("plan kernel %+v, want the zboot file", p.Kernel)
 	}
-	if err := execute(h, p, r, false); err != nil {
+	if len(h.FileLoads) != 1 || !bytes.Equal(h.FileLoads[0].Kernel.Data, img) {
+		t.Fatalf("kexec_file_load got %d loads, not the %d-byte Image inside the zboot file", len(h.FileLoads), len(img))
+	}
+	f, err := kexec.OpenFileInput(h.FileLoads[0].Kernel)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if len(h.fileLoads) != 1 || !bytes.Equal(h.fileLoads[0][0], img) {
-		t.Fatalf("kexec_file_load read %d bytes, not the %d-byte Image inside the zboot file", len(h.fileLoads[0][0]), len(img))
-	}
-	if h.fileFDs[0].Name() == k {
-		t.Fatal("the kernel was handed the zboot file itself")
+	defer f.Close()
+	got, _ := io.ReadAll(io.NewSectionReader(f, 0, 1<<30))
+	if !bytes.Equal(got, img) || f.Name() == k {
+		t.Fatalf("the kernel reads %s (%d bytes), not a memfd with the Image", f.Name(), len(got))
 	}
 }

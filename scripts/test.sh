@@ -9,9 +9,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
-bash scripts/setup.sh
-# The arm64 test kernels (test setup only; the demo never builds them).
-GOKEXEC_KNICE=${GOKEXEC_KNICE:-10} bash scripts/build-kernel-arm64.sh
+bash scripts/setup.sh test
 export GOKEXEC_ARTIFACTS=${GOKEXEC_ARTIFACTS:-$here/build/artifacts}
 start=$(date +%s)
 go vet ./...
