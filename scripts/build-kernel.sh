@@ -140,6 +140,8 @@ link_harness() {
 	mkdir -p "$d"
 	if [ "$arch" = amd64 ]; then
 		ln -sfn "$out/bzImage" "$d/vmlinuz"
+		# Builds before vmlinux was kept have none; the key is unchanged.
+		[ ! -s "$out/vmlinux" ] || ln -sfn "$out/vmlinux" "$d/vmlinux"
 	else
 		ln -sfn "$out/Image" "$d/vmlinuz"
 		for f in Image.gz vmlinuz.efi vmlinux; do ln -sfn "$out/$f" "$d/$f"; done
@@ -217,6 +219,7 @@ rm -rf "$out.tmp"
 mkdir -p "$out.tmp"
 if [ "$arch" = amd64 ]; then
 	cp "$obj/arch/x86/boot/bzImage" "$out.tmp/bzImage"
+	cp "$obj/vmlinux" "$out.tmp/vmlinux" # the ELF form (vmlinux package tests)
 else
 	for f in Image Image.gz vmlinuz.efi; do cp "$obj/arch/arm64/boot/$f" "$out.tmp/$f"; done
 	cp "$obj/vmlinux" "$out.tmp/vmlinux"
