@@ -89,7 +89,7 @@ func TestGoldenQuotes(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				r, err := attest.Verify(g.msg, sig, ak, attest.Options{Nonce: g.nonce, PCRs: v, RequireRestricted: ak.Attributes})
+				r, err := attest.Verify(g.msg, sig, ak, attest.Options{AllowSHA1: true, Nonce: g.nonce, PCRs: v, RequireRestricted: ak.Attributes})
 				if err != nil {
 					t.Fatalf("a good quote refused: %v", err)
 				}
@@ -97,7 +97,7 @@ func TestGoldenQuotes(t *testing.T) {
 					t.Errorf("result %+v", r)
 				}
 			}
-			if _, err := attest.Verify(g.msg, sig, mustAK(t, g.pem), attest.Options{Nonce: g.nonce, PCRs: v, RequireRestricted: true}); !errors.Is(err, attest.ErrNotRestricted) {
+			if _, err := attest.Verify(g.msg, sig, mustAK(t, g.pem), attest.Options{AllowSHA1: true, Nonce: g.nonce, PCRs: v, RequireRestricted: true}); !errors.Is(err, attest.ErrNotRestricted) {
 				t.Errorf("a PEM AK's attributes are unknown: got %v", err)
 			}
 			// an extra value outside the selection is ignored, not attested
@@ -110,26 +110,26 @@ func TestGoldenQuotes(t *testing.T) {
 					extra[b][p] = val
 				}
 			}
-			r, err := attest.Verify(g.msg, sig, ak, attest.Options{Nonce: g.nonce, PCRs: extra})
+			r, err := attest.Verify(g.msg, sig, ak, attest.Options{AllowSHA1: true, Nonce: g.nonce, PCRs: extra})
 			if err != nil || r.Ignored != 1 || r.Values[crypto.SHA256][7] != nil {
 				t.Errorf("extra PCR: %v, %+v", err, r)
 			}
 			// a selected value missing
 			delete(extra[crypto.SHA1], 16)
-			_, err = attest.Verify(g.msg, sig, ak, attest.Options{Nonce: g.nonce, PCRs: extra})
+			_, err = attest.Verify(g.msg, sig, ak, attest.Options{AllowSHA1: true, Nonce: g.nonce, PCRs: extra})
 			var me *attest.MissingPCRError
 			if !errors.As(err, &me) || me.Bank != crypto.SHA1 || me.PCR != 16 {
 				t.Errorf("missing PCR: %v", err)
 			}
 			// the nonce
-			_, err = attest.Verify(g.msg, sig, ak, attest.Options{Nonce: []byte("old"), PCRs: v})
+			_, err = attest.Verify(g.msg, sig, ak, attest.Options{AllowSHA1: true, Nonce: []byte("old"), PCRs: v})
 			var ne *attest.NonceError
 			if !errors.As(err, &ne) || !bytes.Equal(ne.Got, g.nonce) || !errors.Is(err, attest.ErrNonceMismatch) {
 				t.Errorf("wrong nonce: %v", err)
 			}
 			// a PCR value
 			v[crypto.SHA256][10][0] ^= 1
-			_, err = attest.Verify(g.msg, sig, ak, attest.Options{Nonce: g.nonce, PCRs: v})
+			_, err = attest.Verify(g.msg, sig, ak, attest.Options{AllowSHA1: true, Nonce: g.nonce, PCRs: v})
 			var de *attest.DigestError
 			if !errors.As(err, &de) || !bytes.Equal(de.Quoted, q.PCRDigest) || de.Hash != sig.Hash {
 				t.Errorf("changed PCR: %v", err)
@@ -139,7 +139,7 @@ func TestGoldenQuotes(t *testing.T) {
 			for i := range g.msg {
 				m := bytes.Clone(g.msg)
 				m[i] ^= 0x80
-				if _, err := attest.Verify(m, sig, ak, attest.Options{Nonce: g.nonce, PCRs: v}); !errors.Is(err, attest.ErrBadSignature) {
+				if _, err := attest.Verify(m, sig, ak, attest.Options{AllowSHA1: true, Nonce: g.nonce, PCRs: v}); !errors.Is(err, attest.ErrBadSignature) {
 					t.Fatalf("message byte %d changed: %v", i, err)
 				}
 			}
@@ -189,7 +189,7 @@ func TestCrossKinds(t *testing.T) {
 			}
 			for _, akb := range [][]byte{o.pub, o.pem} {
 				ak := mustAK(t, akb)
-				_, err := attest.Verify(g.msg, sig, ak, attest.Options{Nonce: g.nonce, PCRs: v})
+				_, err := attest.Verify(g.msg, sig, ak, attest.Options{AllowSHA1: true, Nonce: g.nonce, PCRs: v})
 				if !errors.Is(err, attest.ErrSchemeMismatch) && !errors.Is(err, attest.ErrBadSignature) {
 					t.Errorf("%s quote, %s key: %v", g.kind, o.kind, err)
 				}

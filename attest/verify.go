@@ -25,6 +25,9 @@ type Options struct {
 	// RequireRestricted refuses an AK that is not known to be a
 	// restricted signing key (a PEM key's attributes are unknown).
 	RequireRestricted bool
+	// AllowSHA1 accepts a signature made with SHA-1 (the key policy
+	// otherwise wants SHA-256 or stronger; see CheckKeyPolicy).
+	AllowSHA1 bool
 }
 
 // Result is what a verified quote attests.
@@ -177,6 +180,9 @@ func Verify(msg []byte, sig *Signature, ak *AK, opt Options) (*Result, error) {
 	}
 	if len(msg) > MaxMessage {
 		return nil, fmt.Errorf("quote message: %d bytes: %w", len(msg), ErrTooLarge)
+	}
+	if err := CheckKeyPolicy(ak, sig, opt.AllowSHA1); err != nil {
+		return nil, err
 	}
 	if err := VerifySignature(msg, sig, ak); err != nil {
 		return nil, err

@@ -22,8 +22,13 @@ package ima
 //	first_real       per PCR, the index of its first entry that is not a
 //	                 violation (where a bank's two methods part)
 //	boots            the timeline so far (Boot values; the last is open)
-//	digest_mismatches entries whose stored SHA-1 template digest is not the
-//	                 SHA-1 of their data (index, PCR; at most 64)
+//	digest_mismatches the first 64 entries of each PCR whose stored SHA-1
+//	                 template digest is not the SHA-1 of their data (index, PCR)
+//	digest_mismatch_counts  how many such entries each PCR has (exact)
+//
+// Version 2 added digest_mismatch_counts (issue 21: version 1 kept only
+// the first 64 mismatches, so excused ones could hide one that counted);
+// a version-1 checkpoint is answered by a full run (ErrCheckpointVersion).
 //
 // # What a resumed run checks, and what it cannot see
 //
@@ -60,11 +65,15 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"maps"
 	"slices"
 )
 
 // CheckpointFormat names the checkpoint's format and version.
-const CheckpointFormat = "gokexec/ima-checkpoint/1"
+const CheckpointFormat = "gokexec/ima-checkpoint/2"
+
+// checkpointFormatV1 is the previous version, refused with ErrCheckpointVersion.
+const checkpointFormatV1 = "gokexec/ima-checkpoint/1"
 
 // Checkpoint limits.
 const (
@@ -80,6 +89,9 @@ const (
 var (
 	ErrCheckpoint         = errors.New("checkpoint")
 	ErrCheckpointMismatch = fmt.Errorf("%w: the list's consumed part changed", ErrCheckpoint)
+	// ErrCheckpointVersion: a checkpoint of an earlier version, which a
+	// caller answers with a full run.
+	ErrCheckpointVersion = fmt.Errorf("%w: an earlier version", ErrCheckpoint)
 )
 
 // Checkpoint is where an incremental verification stopped.
@@ -97,6 +109,7 @@ type Checkpoint struct {
 	FirstReal  map[uint32]int     `json:"first_real"`
 	Boots      []Boot             `json:"boots"`
 	Mismatches []CheckpointDigest `json:"digest_mismatches,omitempty"`
+	MismatchN  map[uint32]int     `json:"digest_mismatch_counts,omitempty"`
 }
 
 // CheckpointBank is one bank's replay state.
@@ -156,6 +169,8 @@ func ParseCheckpoint(b []byte) (*Checkpoint, error) {
 	}
 	bad := func(why string) (*Checkpoint, error) { return nil, fmt.Errorf("%w: %s", ErrCheckpoint, why) }
 	switch {
+	case cp.Format == checkpointFormatV1:
+		return nil, ErrCheckpointVersion
 	case cp.Format != CheckpointFormat:
 		return bad(fmt.Sprintf("format %q, want %q", cp.Format, CheckpointFormat))
 	case cp.ByteOrder != "little" && cp.ByteOrder != "big":
@@ -164,7 +179,7 @@ func ParseCheckpoint(b []byte) (*Checkpoint, error) {
 		return bad("entries and offset")
 	case cp.TailLen < 0 || cp.TailLen > checkTail || int64(cp.TailLen) > cp.Offset:
 		return bad("tail")
-	case len(cp.Counts) > maxCPPCRs || len(cp.Boots) > maxCPBoots || len(cp.Mismatches) > maxMismatches:
+	case len(cp.Counts) > maxCPPCRs || len(cp.Boots) > maxCPBoots || len(cp.Mismatches) > maxCPPCRs*maxMismatches || len(cp.MismatchN) > maxCPPCRs:
 		return bad("too many PCRs, boots or mismatches")
 	}
 	for _, h := range []string{cp.Consumed, cp.Tail} {
@@ -224,9 +239,26 @@ func ParseCheckpoint(b []byte) (*Checkpoint, error) {
 	if cp.Entries > 0 && len(cp.Boots) == 0 {
 		return bad("no boots")
 	}
+	listed := map[uint32]int{}
+	prev := map[uint32]int{}
 	for _, m := range cp.Mismatches {
 		if m.Index < 0 || m.Index >= cp.Entries {
 			return bad("mismatch index")
+		}
+		if k, ok := prev[m.PCR]; ok && m.Index <= k {
+			return bad("mismatch order")
+		}
+		prev[m.PCR] = m.Index
+		listed[m.PCR]++
+	}
+	for p, c := range listed {
+		if c > maxMismatches || cp.MismatchN[p] < c || (c < maxMismatches && cp.MismatchN[p] != c) {
+			return bad("mismatch counts")
+		}
+	}
+	for p, c := range cp.MismatchN {
+		if listed[p] == 0 || c > cp.Counts[p] {
+			return bad("mismatch counts")
 		}
 	}
 	if len(cp.FirstReal) > maxCPPCRs {
@@ -286,7 +318,7 @@ type resumed struct {
 	counts map[uint32]int
 	first  map[uint32]int // first non-violation entry per PCR
 	tb     *TimelineBuilder
-	mism   []mismatch
+	led    *ledger
 }
 
 // VerifyFrom verifies the list in r (size bytes, in order) against quoted
@@ -347,7 +379,7 @@ func VerifyFrom(r io.ReaderAt, size int64, order binary.ByteOrder, cp *Checkpoin
 // restore builds the starting state from cp, or says why a full start is
 // needed (restart). A checkpoint that does not match the list is an error.
 func restore(r io.ReaderAt, size int64, eo endian, cp *Checkpoint, banks []crypto.Hash) (*resumed, string, error) {
-	st := &resumed{hs: sha256.New(), chains: map[crypto.Hash][]*chain{}, counts: map[uint32]int{}, first: map[uint32]int{}, tb: NewTimelineBuilder(eo.byteOrder())}
+	st := &resumed{hs: sha256.New(), chains: map[crypto.Hash][]*chain{}, counts: map[uint32]int{}, first: map[uint32]int{}, tb: NewTimelineBuilder(eo.byteOrder()), led: newLedger()}
 	for _, b := range banks {
 		st.chains[b] = newChains(b)
 	}
@@ -406,7 +438,10 @@ func restore(r io.ReaderAt, size int64, eo endian, cp *Checkpoint, banks []crypt
 	}
 	st.tb.cur = len(st.tb.tl.Boots) - 1
 	for _, m := range cp.Mismatches {
-		st.mism = append(st.mism, mismatch{m.Index, m.PCR})
+		st.led.first[m.PCR] = append(st.led.first[m.PCR], m.Index)
+	}
+	for p, c := range cp.MismatchN {
+		st.led.counts[p] = c
 	}
 	return st, "", nil
 }
@@ -464,10 +499,8 @@ func resumePass(r io.ReaderAt, size int64, eo endian, st *resumed, quoted PCRVal
 			if _, ok := st.first[e.PCR]; !ok && !e.Violation() {
 				st.first[e.PCR] = k
 			}
-			if !e.Violation() && c.sha1[i] != e.TemplateDigest && len(st.mism) < maxMismatches {
-				st.mism = append(st.mism, mismatch{k, e.PCR})
-			}
 		}
+		st.led.chunk(c, all)
 		for _, i := range c.cand {
 			st.tb.Add(c.base+int(i), &c.es[i])
 		}
@@ -577,17 +610,10 @@ func decideResumed(st *resumed, quoted PCRValues, opt VerifyOptions, start, nq i
 	if opt.Reads != ReadsPerBank && res.Prefix < start {
 		return res, "no prefix common to the banks reaches the checkpoint"
 	}
-	limit := max(res.Some, res.Prefix, 0)
-	bound := dataBound(&res)
-	for _, m := range st.mism {
-		if m.k < limit && m.k >= bound[m.pcr] {
-			res.DigestMismatches = append(res.DigestMismatches, m.k)
-		}
-	}
-	if len(res.DigestMismatches) > 0 {
-		res.Consistent = false
-		res.Problems = append(res.Problems, "an entry in the matched prefix has a stored template digest that differs from its data")
-	}
+	// The ledger holds the counts at every prefix end from start on (the
+	// checkpoint's counts are those before start); every threshold is one.
+	st.led.snapAt(start, nil)
+	st.led.classify(&res, dataBound(&res), max(res.Some, res.Prefix, 0), n)
 	return res, ""
 }
 
@@ -635,8 +661,18 @@ func (st *resumed) checkpoint(r io.ReaderAt, eo endian) (*Checkpoint, error) {
 		b.Exit, b.Markers = "", slices.Clone(b.Markers)
 		cp.Boots[i] = b
 	}
-	for _, m := range st.mism {
-		cp.Mismatches = append(cp.Mismatches, CheckpointDigest{m.k, m.pcr})
+	for _, p := range slices.Sorted(maps.Keys(st.led.first)) {
+		for _, k := range st.led.first[p] {
+			cp.Mismatches = append(cp.Mismatches, CheckpointDigest{k, p})
+		}
+	}
+	for p, c := range st.led.counts {
+		if c > 0 {
+			if cp.MismatchN == nil {
+				cp.MismatchN = map[uint32]int{}
+			}
+			cp.MismatchN[p] = c
+		}
 	}
 	return cp, nil
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -207,7 +208,7 @@ func TestParseCheckpointRefuses(t *testing.T) {
 	}
 	good, _ := MarshalCheckpoint(info.Next)
 	for _, edit := range []struct{ from, to string }{
-		{CheckpointFormat, "gokexec/ima-checkpoint/2"},
+		{CheckpointFormat, "gokexec/ima-checkpoint/9"},
 		{`"byte_order": "little"`, `"byte_order": "middle"`},
 		{`"entries": 100`, `"entries": 99`},
 		{`"method": "per-bank"`, `"method": "sha3"`},
@@ -224,17 +225,56 @@ func TestParseCheckpointRefuses(t *testing.T) {
 	if _, err := ParseCheckpoint(good); err != nil {
 		t.Fatal(err)
 	}
+	old := bytes.Replace(good, []byte(CheckpointFormat), []byte(checkpointFormatV1), 1)
+	if _, err := ParseCheckpoint(old); !errors.Is(err, ErrCheckpointVersion) {
+		t.Errorf("a version-1 checkpoint: %v, want ErrCheckpointVersion", err)
+	}
 }
 
+// FuzzParseCheckpoint: whatever checkpoint the parser accepts, a list
+// whose last entry was rewritten after it was measured never verifies
+// from it. The seeds are honest checkpoints of the list's untampered
+// prefix at every split (the fuzzer mutates them); the rewritten entry
+// lies after every one of them, so the resumed run must read it, and
+// only a SHA-256 preimage could make it replay to the quote.
 func FuzzParseCheckpoint(f *testing.F) {
-	f.Add([]byte(`{"format":"gokexec/ima-checkpoint/1","byte_order":"little","entries":0,"offset":0}`))
+	order := binary.LittleEndian
+	honest := growingList(f, 30)
+	q := quoteAt(honest, 30, crypto.SHA1, crypto.SHA256)
+	tampered := slices.Clone(honest)
+	last := tampered[29]
+	d := sha256.Sum256([]byte("rewritten"))
+	fe, err := NewFileEntry(last.PCR, "ima-sig", "/usr/lib/rewritten.so", d[:], crypto.SHA256, []byte{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	fe.TemplateDigest = last.TemplateDigest
+	tampered[29] = fe
+	raw := AppendList(nil, tampered, order)
+	if full, err := VerifyReaderAt(bytes.NewReader(raw), int64(len(raw)), order, q, VerifyOptions{}); err != nil || full.Consistent {
+		f.Fatalf("the tampered list verifies from the start: %v", err)
+	}
+	f.Add([]byte(`{"format":"gokexec/ima-checkpoint/2","byte_order":"little","entries":0,"offset":0}`))
+	for k := 1; k < 29; k += 3 {
+		part := AppendList(nil, honest[:k], order)
+		_, info, err := VerifyFrom(bytes.NewReader(part), int64(len(part)), order, nil, quoteAt(honest, k, crypto.SHA1, crypto.SHA256), VerifyOptions{})
+		if err != nil || info.Next == nil {
+			f.Fatal(err)
+		}
+		b, _ := MarshalCheckpoint(info.Next)
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		cp, err := ParseCheckpoint(b)
 		if err != nil {
 			return
 		}
-		raw := AppendList(nil, growingList(t, 30), binary.LittleEndian)
-		VerifyFrom(bytes.NewReader(raw), int64(len(raw)), binary.LittleEndian, cp, PCRValues{crypto.SHA256: {10: make([]byte, 32)}}, VerifyOptions{})
+		for _, reads := range []Reads{ReadsInstant, ReadsPerBank} {
+			res, _, err := VerifyFrom(bytes.NewReader(raw), int64(len(raw)), order, cp, q, VerifyOptions{Reads: reads})
+			if err == nil && res.Consistent {
+				t.Fatalf("a checkpoint made the rewritten list verify (%v):\n%s", reads, b)
+			}
+		}
 	})
 }
 

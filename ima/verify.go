@@ -114,9 +114,12 @@ type VerifyResult struct {
 	Unbound int `json:"unbound"`
 	// DigestMismatches lists entries within the bound range (before Some)
 	// whose stored SHA-1 template digest is not the SHA-1 of their data
-	// (at most 64). Entries whose data a bank hashed with its own
+	// (the first 64 of each PCR that fall there, at most 64). Entries whose data a bank hashed with its own
 	// algorithm binds need no such comparison and are not compared.
 	DigestMismatches []int `json:"digest_mismatches,omitempty"`
+	// DigestMismatchCount is how many there are (all counted, not only
+	// the listed ones).
+	DigestMismatchCount int `json:"digest_mismatch_count,omitempty"`
 	// MethodSearch says what the method-per-boot search did, when it ran
 	// or was wanted.
 	MethodSearch string   `json:"method_search,omitempty"`
@@ -217,15 +220,14 @@ func verifySource(src source, quoted PCRValues, opt VerifyOptions) (VerifyResult
 	jb.sha1 = !src.reread || !hasOwn
 	var counts pcrTable[int]
 	tb := NewTimelineBuilder(src.order.byteOrder())
-	var mism []mismatch
+	led := newLedger()
 	n, err := runPass(src, jb, func(c *chunk) error {
 		extendChunk(all, c)
 		for i := range c.es {
-			e, k := &c.es[i], c.base+i
-			*counts.at(e.PCR, newInt)++
-			if jb.sha1 && !e.Violation() && c.sha1[i] != e.TemplateDigest && len(mism) < maxMismatches {
-				mism = append(mism, mismatch{k, e.PCR})
-			}
+			*counts.at(c.es[i].PCR, newInt)++
+		}
+		if jb.sha1 {
+			led.chunk(c, all)
 		}
 		for _, i := range c.cand {
 			tb.Add(c.base+int(i), &c.es[i])
@@ -322,25 +324,18 @@ func verifySource(src source, quoted PCRValues, opt VerifyOptions) (VerifyResult
 
 	// Stored SHA-1 digests of entries no bank hashed with its own
 	// algorithm binds: compared in pass 1 on a stream or without such a
-	// bank, else here, up to the end of the bound range.
+	// bank, else here, up to the end of the bound range; one
+	// classification either way (mismatch.go).
 	limit := max(res.Some, res.Prefix, 0)
 	bound := dataBound(&res)
 	if jb.sha1 {
-		for _, m := range mism {
-			if m.k < limit && m.k >= bound[m.pcr] {
-				res.DigestMismatches = append(res.DigestMismatches, m.k)
-			}
-		}
+		led.classify(&res, bound, limit, n)
 	} else if needsCheck(bound, used, limit) {
-		ms, err := checkDigests(src, bound, limit)
+		led, err := checkDigests(src, bound, limit)
 		if err != nil {
 			return res, err
 		}
-		res.DigestMismatches = ms
-	}
-	if len(res.DigestMismatches) > 0 {
-		res.Consistent = false
-		res.Problems = append(res.Problems, "an entry in the matched prefix has a stored template digest that differs from its data")
+		led.classify(&res, bound, limit, limit)
 	}
 	return res, nil
 }
@@ -498,22 +493,30 @@ func needsCheck(bound map[uint32]int, used []uint32, limit int) bool {
 }
 
 // checkDigests compares the stored SHA-1 digest of every entry before
-// limit that bound does not cover with the SHA-1 of its data.
-func checkDigests(src source, bound map[uint32]int, limit int) ([]int, error) {
-	var out []int
+// limit with the SHA-1 of its data, into a ledger with the counts at
+// every threshold of bound.
+func checkDigests(src source, bound map[uint32]int, limit int) (*ledger, error) {
+	led := newLedger()
+	at := map[int]bool{}
+	for _, b := range bound {
+		at[b] = true
+	}
 	_, err := runPass(src, job{sha1: true, extend: true}, func(c *chunk) error {
 		for i := range c.es {
 			e, k := &c.es[i], c.base+i
 			if k >= limit {
 				return errStop
 			}
-			if k >= bound[e.PCR] && !e.Violation() && c.sha1[i] != e.TemplateDigest && len(out) < maxMismatches {
-				out = append(out, k)
+			if at[k] {
+				led.snapAt(k, nil)
+			}
+			if !e.Violation() && c.sha1[i] != e.TemplateDigest {
+				led.add(k, e.PCR)
 			}
 		}
 		return nil
 	})
-	return out, err
+	return led, err
 }
 
 var errNotRereadable = errors.New("ima: the list cannot be read a second time")

@@ -98,7 +98,7 @@ func Explain(op string, errno unix.Errno, lockdown string, detail string) error 
 	case unix.EPERM:
 		switch {
 		case lockdown != "" && lockdown != "none" && op == "kexec_load":
-			e.Reason = fmt.Sprintf("kernel lockdown (%s) forbids kexec_load; use kexec_file_load (-s) with a signed kernel", lockdown)
+			e.Reason = fmt.Sprintf("kernel lockdown (%s) forbids kexec_load; kexec_file_load with a signed kernel remains", lockdown)
 			e.Lockdown = true
 		case lockdown != "" && lockdown != "none":
 			e.Reason = fmt.Sprintf("refused under kernel lockdown (%s): the kernel must be signed by a trusted key", lockdown)

@@ -125,7 +125,7 @@ func parseSystab(s string) uint64 {
 
 // Cmdline returns the running kernel's command line, for --reuse-cmdline.
 func Cmdline() (string, error) {
-	b, err := ReadInput("--reuse-cmdline", ProcCmdline, MaxSmallBytes)
+	b, err := ReadInput("the running command line", ProcCmdline, MaxSmallBytes)
 	if err != nil {
 		return "", err
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 
 	"github.com/gokexec/gokexec/ima"
+	"github.com/gokexec/gokexec/kexec"
 	"github.com/gokexec/gokexec/plan"
 )
 
@@ -30,30 +31,26 @@ type Report struct {
 	// NoIMA: finalize was told not to touch the IMA hand-over (--no-ima at
 	// -e); what was loaded at -l is handed over as it is.
 	NoIMA bool
-	// Foreign (StateDir.Finalize only): the loaded image is another
-	// tool's; nothing was finalized.
-	Foreign bool
 }
 
-// Finalize completes a recorded load just before the reboot (DESIGN §4):
-// it checks that the inputs are unchanged, takes a fresh snapshot of the
-// list, appends the loader's entries (a kexec_load marker, the kernel,
-// initrd, DTB and command line measurements, a kexec_execute marker), extends
-// them into every active bank of the TPM with the method the running kernel
-// uses for that bank, checks that the resulting list replays to the TPM's
-// PCRs, rewrites the IMA segment (same layout while it fits, a larger one
-// when not) and loads it again.
+// Finalize completes a load just before the reboot (DESIGN §4): it takes
+// a fresh snapshot of the list, appends the loader's entries (a kexec_load
+// marker, the kernel, initrd, DTB and command line measurements, a
+// kexec_execute marker), extends them into every active bank of the TPM
+// with the method the running kernel uses for that bank, checks that the
+// resulting list replays to the TPM's PCRs, rewrites the IMA segment (same
+// layout while it fits, a larger one when not) and loads it again.
 //
-// Finalize may run more than once (--finalize from a shutdown hook, then
-// -e): a later run continues from the list the earlier one loaded, adds
-// what the kernel measured since and a new kexec_execute marker.
+// Finalize may run more than once (a shutdown hook, then exec): a later
+// run continues from the list the earlier one loaded, adds what the
+// kernel measured since and a new kexec_execute marker.
 //
 // First it checks that the load is still what the kernel has loaded
-// (Binding) and that kernel, initrd and DTB still hash to the
-// recorded digests; the re-load uses only those bytes. A named TPM that
-// cannot be opened is an error; with no TPM device at all the entries are
-// appended but extended nowhere (Report.NoTPM). A missing IMA list is an
-// error unless the options say NoIMA.
+// (Binding). It re-loads the bytes the load read; it never reads the
+// kernel's files again. A named TPM that cannot be opened is an error;
+// with no TPM device at all the entries are appended but extended nowhere
+// (Report.NoTPM). A list handed over at load that cannot be read now is
+// an error (ErrNoIMAList).
 //
 // Finalize never reboots. Errors after the loader's entries were extended
 // wrap ErrExtended: the running kernel's own list no longer matches the
@@ -84,14 +81,6 @@ func (l *Loaded) finalize() (*Report, error) {
 		// buffer for today's list (refresh.go).
 		return l.refreshFileLoad()
 	}
-	r, err := inputs(l.host, l.img, o, false)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkInputs(l.plan, r.in, r.dtbName); err != nil {
-		return nil, err
-	}
-	in := r.in
 	rep := &Report{Plan: l.plan}
 	if o.NoIMA {
 		rep.NoIMA = true
@@ -105,14 +94,14 @@ func (l *Loaded) finalize() (*Report, error) {
 		if plan.Digest(l.handover) != l.finalized.ListSHA256 {
 			return nil, fmt.Errorf("finalize: the kept hand-over list does not match the recorded one")
 		}
+		var err error
 		if prev, err = ima.ParseList(l.handover, binary.LittleEndian); err != nil {
 			return nil, fmt.Errorf("finalize: the kept hand-over list: %w", err)
 		}
 	}
-	pcr := o.pcr()
 	t, dev, err := l.host.OpenTPM()
 	if err != nil {
-		return nil, fmt.Errorf("finalize: %w", err)
+		return nil, fmt.Errorf("finalize: %w: %w", ErrTPM, err)
 	}
 	if t != nil {
 		defer t.Close()
@@ -123,19 +112,6 @@ func (l *Loaded) finalize() (*Report, error) {
 		}
 	}
 	rep.TPM, rep.NoTPM = dev, t == nil
-
-	// 1. The log as the TPM knows it, and each bank's method.
-	base, nKernel, plans, banks, err := stableBase(l.host, t, prev, l.finalized)
-	if err != nil {
-		return nil, err
-	}
-	rep.Banks = banks
-	if l.finalized != nil && nKernel == l.finalized.KernelEntries {
-		rep.Skipped = true
-		return rep, nil
-	}
-
-	// 2. The loader's entries, sized for the segment they will land in.
 	var ours []ima.Entry
 	if l.finalized == nil {
 		sigs := map[string][]byte{}
@@ -144,68 +120,122 @@ func (l *Loaded) finalize() (*Report, error) {
 				sigs[a.Path] = a.Signature
 			}
 		}
-		ms, err := measurements(l.plan, pcr, sigs)
-		if err != nil {
+		if ours, err = measurements(l.plan, o.pcr(), sigs); err != nil {
 			return nil, err
 		}
-		ours = ms
 	}
-	baseBytes := listSize(base)
-	need := uint64(ima.KexecHeaderSize) + baseBytes + listSize(ours) + uint64(maxMarkerSize(MarkerLoad)+maxMarkerSize(MarkerExecute)) + 4096
-	segSize := l.plan.IMA.Size
-	if need > segSize {
-		if segSize, err = plan.IMASegmentSize(need, o.IMAExtra, 0, 4096); err != nil {
-			return nil, err
-		}
-		rep.Relayout = true
+	res, err := finalizeList(finalizeIn{facts: l.host, tpm: t, prev: prev, fin: l.finalized, ours: ours,
+		pcr: o.pcr(), extra: o.IMAExtra, segment: l.plan.IMA.Size, page: l.plan.PageSize})
+	if err != nil {
+		return nil, err
 	}
-	if l.finalized == nil {
-		ours = append([]ima.Entry{marker(pcr, MarkerLoad, segSize, baseBytes, uint64(len(base)))}, ours...)
+	rep.Banks, rep.Skipped = res.banks, res.skipped
+	if res.skipped {
+		return rep, nil
 	}
-	before := baseBytes + listSize(ours)
-	ours = append(ours, marker(pcr, MarkerExecute, segSize, before, uint64(len(base)+len(ours))))
-	rep.Entries = ours
+	rep.Entries, rep.Extended, rep.Relayout = res.ours, t != nil, res.relayout
+	raw := ima.AppendList(nil, res.list, binary.LittleEndian)
+	rep.ListBytes, rep.Count = uint64(len(raw)), len(res.list)
 
-	// 3. Extend, then place the kernel's own entries that arrived meanwhile
-	//    where the PCR values say they were extended.
-	final := append(append([]ima.Entry(nil), base...), ours...)
-	if t != nil {
-		methods := current(plans)
-		for _, e := range ours {
-			d := map[crypto.Hash][]byte{}
-			for h, m := range methods {
-				d[h] = ima.TemplateDigest(e, h, m)
-			}
-			if err := t.Extend(e.PCR, d); err != nil {
-				return nil, fmt.Errorf("finalize: extending PCR %d: %w (%w)", e.PCR, err, ErrExtended)
-			}
-		}
-		rep.Extended = true
-		if final, nKernel, err = reconcile(l.host, t, base, nKernel, ours, plans); err != nil {
-			return nil, err
-		}
-	}
-	raw := ima.AppendList(nil, final, binary.LittleEndian)
-	rep.ListBytes, rep.Count = uint64(len(raw)), len(final)
-
-	// 4. Re-plan with the completed list and load it again.
-	in.IMAList = raw
-	in.IMAMinSegment = segSize
-	p, err := plan.Build(in)
+	p, err := l.replan(raw, res.segment)
 	if err != nil {
 		return nil, fmt.Errorf("finalize: %w (%w)", err, ErrExtended)
 	}
-	if err := execute(l.host, p, r, false); err != nil {
+	if err := execute(l.host, p, l.in, l.paths, false, false); err != nil {
 		return nil, fmt.Errorf("finalize: %w (%w)", err, ErrExtended)
+	}
+	l.plan = p
+	rep.Plan = p
+	l.handover = raw
+	l.finalized = &Finalized{KernelEntries: res.kernelEntries, ListSHA256: plan.Digest(raw)}
+	return rep, nil
+}
+
+// replan is the load's plan again, from the bytes and facts of the load,
+// with the hand-over list raw in a segment of segSize bytes.
+func (l *Loaded) replan(raw []byte, segSize uint64) (*plan.Plan, error) {
+	in := *l.in
+	in.IMAList, in.IMASegment = raw, segSize
+	p, err := plan.Build(&in)
+	if err != nil {
+		return nil, err
 	}
 	p.Decision = l.plan.Decision
 	p.DTBInput = l.plan.DTBInput
 	p.Appraisal = l.plan.Appraisal
-	l.plan = p
-	rep.Plan = p
-	l.handover = raw
-	l.finalized = &Finalized{KernelEntries: nKernel, ListSHA256: plan.Digest(raw)}
-	return rep, nil
+	return p, nil
+}
+
+// finalizeIn is what finalizeList works from.
+type finalizeIn struct {
+	facts   Facts
+	tpm     TPM // nil: no TPM
+	prev    []ima.Entry
+	fin     *Finalized // the last finalize, or nil
+	ours    []ima.Entry
+	pcr     uint32
+	extra   uint64
+	segment uint64 // the loaded IMA segment
+	page    uint64
+}
+
+// finalizeOut is the completed hand-over list.
+type finalizeOut struct {
+	list          []ima.Entry
+	ours          []ima.Entry // the loader's entries, markers included
+	kernelEntries int         // how many of the running kernel's entries list accounts for
+	segment       uint64
+	relayout      bool
+	banks         []string
+	skipped       bool // nothing measured since the last finalize
+}
+
+// finalizeList takes the snapshot, adds the loader's entries (the
+// hand-over rule sizes the segment), extends them and places the kernel's
+// entries that arrived meanwhile where the PCRs say they were extended.
+func finalizeList(f finalizeIn) (finalizeOut, error) {
+	var out finalizeOut
+	base, nKernel, plans, banks, err := stableBase(f.facts, f.tpm, f.prev, f.fin)
+	if err != nil {
+		return out, err
+	}
+	out.banks = banks
+	if f.fin != nil && nKernel == f.fin.KernelEntries {
+		out.skipped = true
+		return out, nil
+	}
+	h, err := handover(handoverIn{base: base, baseBytes: listSize(base), ours: f.ours, load: f.fin == nil, exec: true,
+		pcr: f.pcr, extra: f.extra, segment: f.segment, page: f.page})
+	if err != nil {
+		return out, err
+	}
+	out.ours, out.segment, out.relayout = h.ours, h.segment, h.relayout
+	final := append(append([]ima.Entry(nil), base...), h.ours...)
+	if f.tpm != nil {
+		methods := current(plans)
+		for _, e := range h.ours {
+			d := map[crypto.Hash][]byte{}
+			for bank, m := range methods {
+				d[bank] = ima.TemplateDigest(e, bank, m)
+			}
+			if err := f.tpm.Extend(e.PCR, d); err != nil {
+				return out, fmt.Errorf("finalize: extending PCR %d: %w (%w)", e.PCR, err, ErrExtended)
+			}
+		}
+		if final, nKernel, err = reconcile(f.facts, f.tpm, base, nKernel, h.ours, plans); err != nil {
+			return out, err
+		}
+		// Kernel entries that arrived between the snapshot and the extend
+		// may outgrow the segment: the same rule grows it.
+		need := uint64(ima.KexecHeaderSize) + listSize(final)
+		var grew bool
+		if out.segment, grew, err = segmentFor(need, f.extra, out.segment, f.page); err != nil {
+			return out, fmt.Errorf("%w (%w)", err, ErrExtended)
+		}
+		out.relayout = out.relayout || grew
+	}
+	out.list, out.kernelEntries = final, nKernel
+	return out, nil
 }
 
 // stableBase reads the running kernel's list and the PCRs until the list
@@ -213,10 +243,13 @@ func (l *Loaded) finalize() (*Report, error) {
 // after an earlier finalize, the list it loaded followed by what the kernel
 // measured since. The base must replay to the TPM; the method that
 // reproduces each bank is returned for extending the loader's entries.
-func stableBase(h Host, t TPM, prev []ima.Entry, fin *Finalized) (base []ima.Entry, nKernel int, plans []bankPlan, desc []string, err error) {
+func stableBase(h Facts, t TPM, prev []ima.Entry, fin *Finalized) (base []ima.Entry, nKernel int, plans []bankPlan, desc []string, err error) {
 	last := errors.New("no attempt")
 	for try := 0; try < 5; try++ {
 		raw, err := h.IMAList()
+		if errors.Is(err, kexec.ErrNoIMA) || errors.Is(err, kexec.ErrSecurityfsUnmounted) {
+			return nil, 0, nil, nil, fmt.Errorf("finalize: %w: %w", ErrNoIMAList, err)
+		}
 		if err != nil {
 			return nil, 0, nil, nil, fmt.Errorf("finalize: %w", err)
 		}
@@ -277,7 +310,7 @@ func readPCRs(t TPM, es []ima.Entry) (ima.PCRValues, error) {
 // were extended and returns the order that reproduces the PCRs: the base,
 // the kernel entries that arrived before ours, ours, the rest. nKernel is
 // how many kernel entries base accounts for; the new count is returned.
-func reconcile(h Host, t TPM, base []ima.Entry, nKernel int, ours []ima.Entry, plans []bankPlan) ([]ima.Entry, int, error) {
+func reconcile(h Facts, t TPM, base []ima.Entry, nKernel int, ours []ima.Entry, plans []bankPlan) ([]ima.Entry, int, error) {
 	raw, err := h.IMAList()
 	if err != nil {
 		return nil, 0, fmt.Errorf("finalize: %w (%w)", err, ErrExtended)
@@ -302,24 +335,4 @@ func reconcile(h Host, t TPM, base []ima.Entry, nKernel int, ours []ima.Entry, p
 	}
 	return nil, 0, fmt.Errorf("%w after extending the loader's %d entries (%d kernel entries arrived meanwhile) (%w)",
 		ErrSelfCheck, len(ours), len(newer), ErrExtended)
-}
-
-// checkInputs compares the digests of the inputs read at finalize with
-// those the plan recorded at load.
-func checkInputs(p *plan.Plan, in *plan.Inputs, dtbName string) error {
-	if d := plan.Digest(in.Kernel); d != p.Kernel.SHA256 {
-		return fmt.Errorf("%w: kernel %s (sha256 now %s, loaded %s)", ErrInputChanged, p.Kernel.Path, d, p.Kernel.SHA256)
-	}
-	if p.Initrd != nil && plan.Digest(in.Initrd) != p.Initrd.SHA256 {
-		return fmt.Errorf("%w: initrd %s (sha256 now %s, loaded %s)", ErrInputChanged, p.Initrd.Path, plan.Digest(in.Initrd), p.Initrd.SHA256)
-	}
-	if p.DTBInput != nil {
-		if in.DTB == nil || dtbName != p.DTBInput.Path {
-			return fmt.Errorf("%w: device tree %s is no longer the source (now %q)", ErrInputChanged, p.DTBInput.Path, dtbName)
-		}
-		if d := plan.Digest(in.DTB); d != p.DTBInput.SHA256 {
-			return fmt.Errorf("%w: device tree %s (sha256 now %s, loaded %s)", ErrInputChanged, p.DTBInput.Path, d, p.DTBInput.SHA256)
-		}
-	}
-	return nil
 }

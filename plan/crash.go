@@ -81,7 +81,7 @@ func DecideCrash(mode Mode, f Facts) Decision {
 	f.HandoverWanted = false
 	d := Decide(mode, f)
 	if d.Mode == ModeAuto && !f.CrossArch && !lockedDown(f.Lockdown) {
-		d.Reason = "crash kernel (no IMA hand-over): kexec_file_load, as kexec-tools -a"
+		d.Reason = "crash kernel (no IMA hand-over): kexec_file_load, as kexec-tools chooses by default"
 	}
 	d.Warning = ""
 	if d.Syscall == SyscallKexecLoad && lockedDown(f.Lockdown) {

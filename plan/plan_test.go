@@ -182,7 +182,7 @@ func TestKeepLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := inputs(t, 130)
-	in.IMAMinSegment = a.IMA.Size
+	in.IMASegment = a.IMA.Size
 	b, err := Build(in)
 	if err != nil {
 		t.Fatal(err)
@@ -208,7 +208,7 @@ func TestErrors(t *testing.T) {
 		{"32-bit kernel", func(in *Inputs) { binary.LittleEndian.PutUint16(in.Kernel[0x236:], 0) }, bzimage.ErrUnsupported, "32-bit"},
 		{"empty initrd", func(in *Inputs) { in.Initrd = []byte{} }, ErrInput, "initrd.img is empty"},
 		{"headroom too big", func(in *Inputs) { in.IMAExtra = 600 << 20 }, segment.ErrNoRoom, "IMA buffer"},
-		{"headroom overflow", func(in *Inputs) { in.IMAExtra = ^uint64(0) }, ErrInput, "--ima-extra"},
+		{"headroom overflow", func(in *Inputs) { in.IMAExtra = ^uint64(0) }, ErrInput, "IMA headroom"},
 		{"no room", func(in *Inputs) {
 			in.Memory = segment.Map{{Range: segment.Range{Start: 0x100000, End: 0x2000000}, Type: segment.TypeRAM}}
 		}, segment.ErrNoRoom, "kernel"},

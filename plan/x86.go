@@ -5,6 +5,7 @@ import (
 
 	"github.com/gokexec/gokexec/bzimage"
 	"github.com/gokexec/gokexec/efi"
+	"github.com/gokexec/gokexec/fdt"
 	"github.com/gokexec/gokexec/segment"
 )
 
@@ -79,11 +80,7 @@ func buildX86(in *Inputs) (*Plan, error) {
 	var setup []bzimage.SetupData
 	// 2. The IMA hand-over buffer, below the kernel and below the KASLR floor.
 	if in.IMAList != nil {
-		buf, n, err := imaBuffer(in)
-		if err != nil {
-			return nil, err
-		}
-		size, err := imaSegmentSize(uint64(len(buf)), in.IMAExtra, in.IMAMinSegment, in.PageSize)
+		buf, n, size, err := imaLayout(in)
 		if err != nil {
 			return nil, err
 		}
@@ -103,6 +100,14 @@ func buildX86(in *Inputs) (*Plan, error) {
 	}
 	if len(in.RNGSeed) > 0 {
 		setup = append(setup, bzimage.SetupData{Type: bzimage.SetupRNGSeed, Data: in.RNGSeed})
+	}
+	// A device tree given for x86 goes to the kernel as a SETUP_DTB node,
+	// as kexec-tools passes it: what is measured as loaded is handed over.
+	if len(in.DTB) > 0 {
+		if _, err := fdt.Parse(in.DTB); err != nil {
+			return nil, fmt.Errorf("device tree: %w", err)
+		}
+		setup = append(setup, bzimage.SetupData{Type: bzimage.SetupDTB, Data: in.DTB})
 	}
 
 	// 3. The initrd, as high as the kernel accepts.

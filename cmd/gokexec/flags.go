@@ -12,7 +12,9 @@ import (
 	"github.com/gokexec/gokexec/appraise"
 	"github.com/gokexec/gokexec/kexec"
 	"github.com/gokexec/gokexec/loader"
+	"github.com/gokexec/gokexec/loader/appraisal"
 	"github.com/gokexec/gokexec/plan"
+	"github.com/gokexec/gokexec/tpm"
 )
 
 const synopsis = `Usage: gokexec [OPTION]... [kernel]
@@ -185,9 +187,11 @@ func (c *cli) action(pos []string) (int, error) {
 // system, with --memmap, --ima-log and --tpm-device as overrides.
 func (c *cli) hostFor() loader.Host {
 	if c.host != "" {
-		return &loader.Captured{Root: c.host, MemMap: c.memmap, IMALog: c.imaLog}
+		// A captured tree is planned against, never acted on.
+		return loader.NewDryRun(loader.Machine{Facts: &kexec.Captured{Root: c.host, MemMap: c.memmap, IMALog: c.imaLog},
+			Kernel: kexec.Kernel{}, TPMs: loader.NoTPMs{}})
 	}
-	return &loader.System{MemMap: c.memmap, IMALog: c.imaLog, TPM: c.tpmDevice}
+	return loader.Machine{Facts: &kexec.System{MemMap: c.memmap, IMALog: c.imaLog}, Kernel: kexec.Kernel{}, TPMs: &tpm.Source{Device: c.tpmDevice}}
 }
 
 // options turns the flags of a load or dry run into the library's inputs.
@@ -252,13 +256,19 @@ func (c *cli) options(kernel string) (loader.Host, loader.Image, loader.Options,
 	if o.MemMax != 0 && o.MemMin >= o.MemMax {
 		return fail(usageErr("--mem-min %#x is not below --mem-max %#x", o.MemMin, o.MemMax))
 	}
-	sign := c.appraiseMode != appraise.ModeOff
-	if img, err = loader.FileImage(kernel, initrd, c.dtb, strings.TrimSpace(strings.Join(parts, " ")), sign); err != nil {
+	if img, err = loader.FileImage(kernel, initrd, c.dtb, strings.TrimSpace(strings.Join(parts, " "))); err != nil {
 		return fail(err)
 	}
-	if o.Appraisal, err = loader.PolicyFiles(c.appraiseMode, c.keys, c.allowlists); err != nil {
+	if c.appraiseMode != appraise.ModeOff {
+		if err := appraisal.Sign(&img); err != nil {
+			return fail(err)
+		}
+	}
+	pol, err := appraisal.PolicyFiles(c.appraiseMode, c.keys, c.allowlists)
+	if err != nil {
 		return fail(err)
 	}
+	o.Appraiser = appraisal.Appraiser(pol)
 	if o.Arch == runtime.GOARCH {
 		o.Arch = ""
 	}

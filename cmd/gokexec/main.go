@@ -92,13 +92,18 @@ func dispatch(ctx context.Context, c *cli, pos []string, stdout, stderr io.Write
 		}
 		return nil
 	case actUnload:
-		return dir.Unload(ctx, c.hostFor())
+		if err := loader.Unload(ctx, c.hostFor()); err != nil {
+			return err
+		}
+		return dir.Clear()
 	case actFinalize:
-		rep, err := dir.Finalize(ctx, c.hostFor(), c.noIMA)
+		_, rep, err := finalizeRecorded(ctx, c, dir, c.hostFor())
 		if err != nil {
 			return err
 		}
-		reportFinalize(rep, c.debug, stderr)
+		if rep != nil {
+			reportFinalize(rep, c.debug, stderr)
+		}
 		return nil
 	case actExec:
 		return execLoaded(ctx, c, dir, stderr)
@@ -120,8 +125,12 @@ func dispatch(ctx context.Context, c *cli, pos []string, stdout, stderr io.Write
 		return printPlan(p, c.jsonOut, stdout)
 	}
 	o.Warn = warn
-	l, err := dir.LoadImage(ctx, h, img, o)
+	l, err := loader.Load(ctx, h, img, o)
 	if err != nil {
+		return err
+	}
+	if err := dir.Save(l.State()); err != nil {
+		_ = l.Unload() // a later -e could not finalize it
 		return err
 	}
 	p := l.Plan()
@@ -136,16 +145,61 @@ func dispatch(ctx context.Context, c *cli, pos []string, stdout, stderr io.Write
 	return execLoaded(ctx, c, dir, stderr)
 }
 
+// finalizeRecorded finalizes the load recorded in dir and records the
+// result. No record while an image is loaded: another tool's load,
+// nothing to finalize (nil Loaded and Report, no error).
+func finalizeRecorded(ctx context.Context, c *cli, dir loader.StateDir, h loader.Host) (*loader.Loaded, *loader.Report, error) {
+	loaded, err := h.KexecLoaded(false)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !loaded {
+		return nil, nil, fmt.Errorf("%w (load one with -l first)", loader.ErrNothingLoaded)
+	}
+	s, err := dir.Read()
+	if errors.Is(err, loader.ErrNoState) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if c.noIMA {
+		s.Options.NoIMA = true
+	}
+	l, err := loader.Resume(h, s)
+	if err != nil {
+		return nil, nil, err
+	}
+	rep, err := l.Finalize(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !rep.Skipped {
+		if err := dir.Save(l.State()); err != nil {
+			if rep.Extended {
+				return nil, nil, fmt.Errorf("%w (%w)", err, loader.ErrExtended)
+			}
+			return nil, nil, err
+		}
+	}
+	return l, rep, nil
+}
+
 // execLoaded is -e: finalize the recorded load, sync, reboot.
 func execLoaded(ctx context.Context, c *cli, dir loader.StateDir, stderr io.Writer) error {
-	var sync func()
-	if !c.noSync {
-		sync = syncAll
-	}
 	h := c.hostFor()
-	err := dir.Exec(ctx, h, c.noIMA, sync, func(rep *loader.Report) { reportFinalize(rep, c.debug, stderr) })
-	if errors.Is(err, loader.ErrNotRebooted) {
-		return fmt.Errorf("-e: %w", err)
+	l, rep, err := finalizeRecorded(ctx, c, dir, h)
+	if err != nil {
+		return fmt.Errorf("-e: %w; not rebooting", err)
 	}
-	return err
+	if rep != nil {
+		reportFinalize(rep, c.debug, stderr)
+	}
+	if !c.noSync {
+		syncAll()
+	}
+	if l != nil {
+		return l.Exec()
+	}
+	return h.Reboot() // another tool's load
 }

@@ -37,12 +37,18 @@ func verifyListCP(name string, stdin io.Reader, order binary.ByteOrder, kexec bo
 	}
 	cv := &CheckpointVerdict{File: cpo.path}
 	var cp *ima.Checkpoint
-	if b, err := readSmall(cpo.path, nil, ima.MaxCheckpoint); err == nil {
-		if cp, err = ima.ParseCheckpoint(b); err != nil {
+	cpIn := stdin
+	if _, fleet := stdin.(*confined); !fleet {
+		cpIn = nil // the checkpoint is a file, never standard input
+	}
+	if b, err := readSmall(cpo.path, cpIn, ima.MaxCheckpoint); err == nil {
+		if cp, err = ima.ParseCheckpoint(b); errors.Is(err, ima.ErrCheckpointVersion) {
+			cv.Restart = "the checkpoint is of an earlier version"
+		} else if err != nil {
 			return ima.VerifyResult{}, cv, fmt.Errorf("%s: %w", cpo.path, err)
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return ima.VerifyResult{}, cv, err
+		return ima.VerifyResult{}, cv, fmt.Errorf("--checkpoint: %w", err)
 	}
 	in, _, finish, err := listInput(name, stdin, order, kexec)
 	if err != nil {
@@ -64,7 +70,10 @@ func verifyListCP(name string, stdin io.Reader, order binary.ByteOrder, kexec bo
 	if err != nil {
 		return res, cv, fmt.Errorf("%s: %w", name, err)
 	}
-	cv.Resumed, cv.From, cv.Read, cv.Restart = cp != nil && info.Restart == "", info.From, info.Read, info.Restart
+	cv.Resumed, cv.From, cv.Read = cp != nil && info.Restart == "", info.From, info.Read
+	if info.Restart != "" {
+		cv.Restart = info.Restart
+	}
 	if info.Next == nil {
 		cv.Restart += " (no checkpoint written: a method per boot was needed)"
 		return res, cv, nil
@@ -114,15 +123,16 @@ func printCheckpoint(w io.Writer, cv *CheckpointVerdict) {
 	if cv == nil {
 		return
 	}
+	file := escapeText(cv.File)
 	switch {
 	case cv.Resumed:
-		fmt.Fprintf(w, "checkpoint %s: resumed after %d entries, read %d new\n", cv.File, cv.From, cv.Read)
+		fmt.Fprintf(w, "checkpoint %s: resumed after %d entries, read %d new\n", file, cv.From, cv.Read)
 	case cv.Restart != "":
-		fmt.Fprintf(w, "checkpoint %s: full run (%s), read %d entries\n", cv.File, cv.Restart, cv.Read)
+		fmt.Fprintf(w, "checkpoint %s: full run (%s), read %d entries\n", file, cv.Restart, cv.Read)
 	default:
-		fmt.Fprintf(w, "checkpoint %s: none yet, read %d entries\n", cv.File, cv.Read)
+		fmt.Fprintf(w, "checkpoint %s: none yet, read %d entries\n", file, cv.Read)
 	}
 	if cv.Written {
-		fmt.Fprintf(w, "checkpoint %s: written\n", cv.File)
+		fmt.Fprintf(w, "checkpoint %s: written\n", file)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 
@@ -46,7 +47,7 @@ func oneFile(cmd string, rest []string) (string, error) {
 func listInput(name string, stdin io.Reader, order binary.ByteOrder, kexec bool) (in *input, r io.Reader, finish func(n int) error, err error) {
 	in, err = openInput(name, stdin)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, fmt.Errorf("the list FILE: %w", err)
 	}
 	finish = func(int) error { return nil }
 	r = in.r
@@ -77,6 +78,7 @@ type jsonEntry struct {
 	PCR            uint32         `json:"pcr"`
 	TemplateDigest string         `json:"template_digest"`
 	Template       string         `json:"template"`
+	TemplateHex    string         `json:"template_hex,omitempty"`
 	Violation      bool           `json:"violation,omitempty"`
 	Fields         map[string]any `json:"fields"`
 }
@@ -117,7 +119,9 @@ func decodedJSON(d ima.Decoded) map[string]any {
 	put("digest_type", d.DigestType)
 	put("digest_algo", d.DigestAlgo)
 	put("digest", hexOrNil(d.Digest))
-	put("name", d.Name)
+	name, nameHex := ima.JSONText(d.Name)
+	put("name", name)
+	put("name_hex", nameHex)
 	put("sig", hexOrNil(d.Sig))
 	put("buf", hexOrNil(d.Buf))
 	put("modsig_digest_algo", d.ModsigAlgo)
@@ -192,8 +196,9 @@ func cmdShow(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 		if err != nil {
 			return fmt.Errorf("entry %d: %w", i, err)
 		}
+		tmpl, tmplHex := ima.JSONText(e.TemplateName)
 		b, err := json.MarshalIndent(jsonEntry{Index: i, PCR: e.PCR, TemplateDigest: hex.EncodeToString(e.TemplateDigest[:]),
-			Template: e.TemplateName, Violation: e.Violation(), Fields: decodedJSON(d)}, "    ", "  ")
+			Template: tmpl, TemplateHex: tmplHex, Violation: e.Violation(), Fields: decodedJSON(d)}, "    ", "  ")
 		if err != nil {
 			return err
 		}
@@ -346,7 +351,7 @@ func loadPCRArg(arg string, stdin io.Reader) (ima.PCRValues, error) {
 	}
 	data, err := readSmall(file, stdin, maxPCRFile)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--pcrs: %w", err)
 	}
 	v, err := ima.ParsePCRFile(data, bank)
 	if err != nil {
@@ -359,20 +364,14 @@ func cmdVerify(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 	if code, err, ok := verifyExtension(args, stdin, stdout); ok { // quote.go: --quote, --checkpoint, --machines
 		return code, err
 	}
-	fs := newFlags("verify")
-	pcrs := fs.StringArray("pcrs", nil, "[BANK,]FILE with quoted PCR values (repeatable)")
-	tpmDev := fs.String("tpm", "", "read PCRs from a TPM (--tpm or --tpm=/dev/tpm0)")
-	fs.Lookup("tpm").NoOptDefVal = "auto"
-	readsF := fs.String("reads", "auto", "auto, instant or per-bank: how the PCR values were taken")
-	strict := fs.Bool("strict", false, "every PCR with entries must be quoted; no entry may follow the matched prefix")
-	asJSON := fs.Bool("json", false, "JSON output")
-	bo := fs.String("byte-order", "native", "native, little (canonical) or big")
-	kexec := fs.Bool("kexec", false, "FILE is a kexec hand-over buffer")
-	// Accepted for drop-in use in place of `evmctl ima_measurement`:
-	// violations are always replayed as the kernel extends them (all 0xff).
-	fs.Bool("ignore-violations", false, "accepted for evmctl compatibility; violations always extend 0xff")
+	vf := newVerifyFlags()
+	fs := vf.fs
+	pcrs, tpmDev, readsF, strict, asJSON, bo, kexec := vf.pcrs, vf.tpm, vf.reads, vf.strict, vf.json, vf.byteOrder, vf.kexec
 	rest, err := parseFlags(fs, args)
 	if err != nil {
+		return exitBad, err
+	}
+	if err := vf.only("--pcrs or --tpm", "pcrs", "tpm", "reads", "strict", "json", "byte-order", "kexec", "ignore-violations"); err != nil {
 		return exitBad, err
 	}
 	name, err := oneFile("verify", rest)
@@ -556,7 +555,7 @@ func printVerify(w io.Writer, res ima.VerifyResult, reads readsChoice) {
 		fmt.Fprintf(w, "entry %d: stored template digest differs from the SHA-1 of its data\n", i)
 	}
 	for _, p := range res.Problems {
-		fmt.Fprintf(w, "problem: %s\n", p)
+		fmt.Fprintf(w, "problem: %s\n", escapeText(p))
 	}
 	strict := ""
 	if res.Strict {
@@ -650,4 +649,52 @@ func cmdRestore(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 		fmt.Fprintf(stdout, "  %s: %s: %s\n", where, p.Kind, p.Reason)
 	}
 	return code, nil
+}
+
+// verifyFlags are every option of `imalog verify`, whatever the mode: one
+// flag set (help.go describes each), so every mode takes every option
+// name and refuses, by name, those that do not apply to it.
+type verifyFlags struct {
+	fs                                         *pflag.FlagSet
+	pcrs                                       *[]string
+	tpm, reads, byteOrder, checkpoint, cpCheck *string
+	machines                                   *string
+	strict, json, kexec, cpEach                *bool
+	jobs                                       *int
+	quote                                      *quoteFlags
+}
+
+func newVerifyFlags() *verifyFlags {
+	fs := newFlags("verify")
+	vf := &verifyFlags{fs: fs}
+	vf.pcrs = fs.StringArray("pcrs", nil, "")
+	vf.tpm = fs.String("tpm", "", "")
+	fs.Lookup("tpm").NoOptDefVal = "auto"
+	vf.reads = fs.String("reads", "auto", "")
+	vf.strict = fs.Bool("strict", false, "")
+	vf.json = fs.Bool("json", false, "")
+	vf.byteOrder = fs.String("byte-order", "native", "")
+	vf.kexec = fs.Bool("kexec", false, "")
+	// Accepted for drop-in use in place of `evmctl ima_measurement`:
+	// violations are always replayed as the kernel extends them (all 0xff).
+	fs.Bool("ignore-violations", false, "")
+	vf.quote = addQuoteFlags(fs)
+	vf.checkpoint = fs.String("checkpoint", "", "")
+	vf.cpCheck = fs.String("checkpoint-check", "tail", "")
+	vf.machines = fs.String("machines", "", "")
+	vf.jobs = fs.Int("jobs", runtime.GOMAXPROCS(0), "")
+	vf.cpEach = fs.Bool("checkpoint-each", false, "")
+	return vf
+}
+
+// only refuses every option given that is not among names (mode says
+// which mode the run is in).
+func (vf *verifyFlags) only(mode string, names ...string) error {
+	var bad error
+	vf.fs.Visit(func(f *pflag.Flag) {
+		if bad == nil && !slices.Contains(names, f.Name) {
+			bad = usagef("verify: --%s does not apply to a run with %s", f.Name, mode)
+		}
+	})
+	return bad
 }

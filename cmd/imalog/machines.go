@@ -32,7 +32,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -45,8 +44,9 @@ const ManifestSchema = "gokexec/imalog-manifest/1"
 
 // Manifest limits.
 const (
-	maxManifest = 64 << 20
-	maxMachines = 1 << 20
+	maxManifest  = 64 << 20
+	maxMachines  = 1 << 20
+	maxNonceFile = 1 << 10
 )
 
 // Manifest lists the machines of one run.
@@ -70,6 +70,14 @@ type ManifestMachine struct {
 	ByteOrder  string `json:"byte_order,omitempty"` // native (default), little, big
 	Kexec      bool   `json:"kexec,omitempty"`      // the list is a hand-over buffer
 	Strict     bool   `json:"strict,omitempty"`
+	// AKRestricted refuses an AK not known to be a restricted signing
+	// key (as --ak-restricted does for every machine).
+	AKRestricted bool `json:"ak_restricted,omitempty"`
+	// AllowSHA1 accepts a quote signed with SHA-1 (--allow-sha1).
+	AllowSHA1 bool `json:"allow_sha1,omitempty"`
+
+	dir       string // the files' confinement: the machine's (or the manifest's) directory
+	nonceFile string // a directory machine's nonce file
 }
 
 // ManifestQuote names a machine's quote files.
@@ -105,7 +113,10 @@ func loadMachines(path string, cpEach bool) ([]ManifestMachine, error) {
 	if len(m.Machines) > maxMachines {
 		return nil, fmt.Errorf("%s: %d machines, at most %d", path, len(m.Machines), maxMachines)
 	}
-	base := filepath.Dir(path)
+	base, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, err
+	}
 	rel := func(p string) string {
 		if p == "" || filepath.IsAbs(p) {
 			return p
@@ -122,7 +133,7 @@ func loadMachines(path string, cpEach bool) ([]ManifestMachine, error) {
 			return nil, fmt.Errorf("%s: machine %q twice", path, mm.Name)
 		}
 		seen[mm.Name] = true
-		mm.List, mm.Checkpoint = rel(mm.List), rel(mm.Checkpoint)
+		mm.List, mm.Checkpoint, mm.dir = rel(mm.List), rel(mm.Checkpoint), base
 		for j, a := range mm.PCRs {
 			if b, f, ok := strings.Cut(a, ","); ok {
 				if _, err := ima.ParseHashName(b); err == nil {
@@ -141,6 +152,10 @@ func loadMachines(path string, cpEach bool) ([]ManifestMachine, error) {
 
 // scanMachineDir makes a machine of every subdirectory holding a list.
 func scanMachineDir(dir string, cpEach bool) ([]ManifestMachine, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
@@ -151,21 +166,21 @@ func scanMachineDir(dir string, cpEach bool) ([]ManifestMachine, error) {
 			continue
 		}
 		d := filepath.Join(dir, e.Name())
-		has := func(n string) bool { _, err := os.Stat(filepath.Join(d, n)); return err == nil }
+		has := func(n string) bool { _, err := os.Lstat(filepath.Join(d, n)); return err == nil }
 		if !has("binary_runtime_measurements") {
 			continue
 		}
 		if len(ms) >= maxMachines {
 			return nil, fmt.Errorf("%s: more than %d machines", dir, maxMachines)
 		}
-		m := ManifestMachine{Name: e.Name(), List: filepath.Join(d, "binary_runtime_measurements")}
+		m := ManifestMachine{Name: e.Name(), List: filepath.Join(d, "binary_runtime_measurements"), dir: d}
 		if has("quote.msg") {
 			q := &ManifestQuote{Message: filepath.Join(d, "quote.msg"), Signature: filepath.Join(d, "quote.sig"), AK: filepath.Join(d, "ak.pub")}
 			if !has("ak.pub") {
 				q.AK = filepath.Join(d, "ak.pem")
 			}
-			if b, err := os.ReadFile(filepath.Join(d, "nonce")); err == nil {
-				q.Nonce = strings.TrimSpace(string(b))
+			if has("nonce") {
+				m.nonceFile = filepath.Join(d, "nonce")
 			}
 			m.Quote, m.PCRs = q, []string{filepath.Join(d, "quote.pcrs")}
 		} else {
@@ -190,10 +205,19 @@ func scanMachineDir(dir string, cpEach bool) ([]ManifestMachine, error) {
 
 // verifyMachine verifies one machine; problems reading it become a
 // verdict with exit 2.
-func verifyMachine(m ManifestMachine) *Verdict {
+// fleetFlags are the command-line options that apply to every machine.
+type fleetFlags struct{ akRestricted, allowSHA1 bool }
+
+func verifyMachine(m ManifestMachine, fl fleetFlags) *Verdict {
 	bad := func(err error) *Verdict {
 		return &Verdict{Schema: VerdictSchema, Machine: m.Name, List: m.List, Exit: exitBad, Reason: ReasonBadInput, Error: err.Error()}
 	}
+	root, err := os.OpenRoot(m.dir)
+	if err != nil {
+		return bad(err)
+	}
+	defer root.Close()
+	fsys := &confined{root: root, dir: m.dir}
 	order, err := parseOrder(m.ByteOrder)
 	if err != nil {
 		return bad(err)
@@ -211,17 +235,27 @@ func verifyMachine(m ManifestMachine) *Verdict {
 	var v *Verdict
 	switch {
 	case m.Quote != nil:
-		qf := &quoteFlags{quote: &m.Quote.Message, sig: &m.Quote.Signature, ak: &m.Quote.AK, nonce: &m.Quote.Nonce, restricted: new(bool)}
-		in, err := loadQuote(qf, nil)
+		nonce := m.Quote.Nonce
+		if m.nonceFile != "" {
+			b, err := readSmall(m.nonceFile, fsys, maxNonceFile)
+			if err != nil {
+				return bad(err)
+			}
+			nonce = strings.TrimSpace(string(b))
+		}
+		restricted := fl.akRestricted || m.AKRestricted
+		allow := m.AllowSHA1 || fl.allowSHA1
+		qf := &quoteFlags{quote: &m.Quote.Message, sig: &m.Quote.Signature, ak: &m.Quote.AK, nonce: &nonce, restricted: &restricted, allowSHA1: &allow}
+		in, err := loadQuote(qf, fsys)
 		if err != nil {
 			return bad(err)
 		}
-		v, err = quoteRun{list: m.List, order: order, kexec: m.Kexec, strict: m.Strict, pcrs: m.PCRs, cp: cpOptions{path: m.Checkpoint}}.run(in, nil)
+		v, err = quoteRun{list: m.List, order: order, kexec: m.Kexec, strict: m.Strict, pcrs: m.PCRs, restricted: restricted, allowSHA1: allow, cp: cpOptions{path: m.Checkpoint}}.run(in, fsys)
 		if err != nil {
 			return bad(err)
 		}
 	default:
-		v, err = verifyWithPCRs(m, order, nil, cpOptions{path: m.Checkpoint})
+		v, err = verifyWithPCRs(m, order, fsys, cpOptions{path: m.Checkpoint})
 		if err != nil {
 			return bad(err)
 		}
@@ -272,13 +306,14 @@ func verifyWithPCRs(m ManifestMachine, order binary.ByteOrder, stdin io.Reader, 
 }
 
 func cmdVerifyMachines(args []string, stdout io.Writer) (int, error) {
-	fs := newFlags("verify")
-	src := fs.String("machines", "", "a manifest (JSON) or a directory with one subdirectory per machine")
-	jobs := fs.Int("jobs", runtime.GOMAXPROCS(0), "machines verified at a time")
-	fs.Bool("json", true, "JSON Lines output (always)")
-	useCP := fs.Bool("checkpoint-each", false, "a directory: use and rewrite each machine's checkpoint file")
+	vf := newVerifyFlags()
+	fs := vf.fs
+	src, jobs, useCP, akRestricted, allowSHA1 := vf.machines, vf.jobs, vf.cpEach, vf.quote.restricted, vf.quote.allowSHA1
 	rest, err := parseFlags(fs, args)
 	if err != nil {
+		return exitBad, err
+	}
+	if err := vf.only("--machines", "machines", "jobs", "json", "checkpoint-each", "ak-restricted", "allow-sha1"); err != nil {
 		return exitBad, err
 	}
 	if len(rest) != 0 {
@@ -303,7 +338,7 @@ func cmdVerifyMachines(args []string, stdout io.Writer) (int, error) {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				verdicts[i] = verifyMachine(ms[i])
+				verdicts[i] = verifyMachine(ms[i], fleetFlags{*akRestricted, *allowSHA1})
 				close(done[i])
 			}
 		}()

@@ -17,6 +17,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
 )
 
 const (
@@ -32,23 +35,12 @@ func (e usageError) Error() string { return e.msg }
 
 func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
 
-const usage = `usage:
-  imalog show   [--format ascii|json] [--byte-order native|little|big] [--kexec] FILE
-  imalog replay [--bank sha1|sha256|sha384|sha512]... [--method per-bank|sha1-padded] [--json] FILE
-  imalog verify FILE (--pcrs [BANK,]PCRFILE ... | --tpm[=DEV]) [--reads auto|instant|per-bank]
-                [--strict] [--json] [--byte-order ...] [--kexec]
-  imalog restore [--byte-order ...] [--list] FILE
-FILE is binary_runtime_measurements (or a kexec hand-over buffer with --kexec;
-restore reads a hand-over buffer unless --list). "-" reads standard input;
-other FILEs and PCRFILEs must be regular files (not FIFOs, directories, devices).
-PCR files: evmctl's "PCR-NN: XX XX ..." lines, tpm2_pcrread YAML, or JSON
-{"sha256":{"10":"hex"}}. --reads instant: the values were taken at one instant
-(a quote, --tpm, one tpm2_pcrread): one common prefix must match; per-bank:
-the banks were read one after another (sysfs files): each bank matches its
-own prefix; auto (default) picks one from the inputs and says why. --strict:
-every PCR with entries must be quoted and no entry may follow the matched
-prefix. Exit: 0 consistent, 1 inconsistent, 2 bad input.
-`
+// usage is the general help (help.go).
+var usage = func() string {
+	var b strings.Builder
+	writeHelp(&b, "")
+	return b.String()
+}()
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
@@ -61,6 +53,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	var code int
 	var err error
+	if args[0] != "help" && wantsHelp(args[1:]) && writeHelp(stdout, args[0]) {
+		return exitOK
+	}
 	switch args[0] {
 	case "show":
 		code, err = cmdShow(args[1:], stdin, stdout)
@@ -70,17 +65,30 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		code, err = cmdVerify(args[1:], stdin, stdout)
 	case "restore":
 		code, err = cmdRestore(args[1:], stdin, stdout)
-	case "-h", "--help", "help":
+	case "-h", "--help":
 		fmt.Fprint(stdout, usage)
+		return exitOK
+	case "help":
+		if len(args) > 1 && writeHelp(stdout, args[1]) {
+			return exitOK
+		}
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	case "--version", "version", "-V":
+		fmt.Fprintln(stdout, versionString())
 		return exitOK
 	default:
 		err = usagef("unknown command %q", args[0])
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "imalog: %v\n", err)
+		fmt.Fprintf(stderr, "imalog: %s\n", escapeText(err.Error()))
 		var ue usageError
 		if errors.As(err, &ue) {
-			fmt.Fprint(stderr, usage)
+			hint := "imalog --help"
+			if writeHelp(io.Discard, args[0]) {
+				hint = "imalog " + args[0] + " --help"
+			}
+			fmt.Fprintf(stderr, "imalog: see %s\n", hint)
 		}
 		if code == exitOK {
 			code = exitBad
@@ -125,30 +133,73 @@ func (in *input) Close() {
 	}
 }
 
-// openInput opens FILE ("-": standard input). Anything but a regular file
-// (a directory, a FIFO, a device such as /dev/zero, a socket) is refused
-// before it is opened, so opening never blocks and reading never runs
-// away; the error names the file.
+// openInput opens FILE ("-": standard input). The file is opened without
+// blocking (O_NONBLOCK: a FIFO, even one swapped in for the name after a
+// check, cannot hang the open) and judged by what was opened (fstat):
+// anything but a regular file (a directory, a FIFO, a device such as
+// /dev/zero, a socket) is refused, so reading never runs away; the error
+// names the file. For a fleet machine stdin is a *confined: its files are
+// opened beneath the machine's directory only, without following a
+// symbolic link out of it (os.Root) nor a last-component link at all.
 func openInput(name string, stdin io.Reader) (*input, error) {
-	if name == "-" {
+	c, fleet := stdin.(*confined)
+	if name == "-" && !fleet {
+		if stdin == nil {
+			return nil, errors.New(`"-": standard input is not an input here`)
+		}
 		return &input{name: name, r: stdin}, nil
 	}
-	st, err := os.Stat(name)
+	var f *os.File
+	var err error
+	const flags = os.O_RDONLY | syscall.O_NONBLOCK | syscall.O_CLOEXEC
+	switch {
+	case fleet:
+		f, err = c.open(name, flags|syscall.O_NOFOLLOW)
+	default:
+		f, err = os.OpenFile(name, flags, 0)
+	}
 	if err != nil {
 		return nil, err
 	}
-	if err := regular(name, st); err != nil {
-		return nil, err
+	st, err := f.Stat()
+	if err == nil {
+		err = regular(name, st)
 	}
-	f, err := os.Open(name)
 	if err != nil {
-		return nil, err
-	}
-	if st2, err := f.Stat(); err != nil || !os.SameFile(st, st2) {
 		f.Close()
-		return nil, fmt.Errorf("%s: changed while being opened", name)
+		return nil, err
 	}
 	return &input{name: name, f: f, r: f, size: st.Size()}, nil
+}
+
+// confined opens a fleet machine's files: a path beneath dir is opened
+// through root (no component may leave dir, symbolic links included);
+// another path (an absolute one in a manifest, written by whoever runs
+// the fleet) directly, and never through a last-component link.
+type confined struct {
+	root *os.Root
+	dir  string
+}
+
+// Read makes confined stand where standard input would: a machine has
+// none.
+func (c *confined) Read([]byte) (int, error) {
+	return 0, errors.New(`"-" (standard input) names no machine's file`)
+}
+
+func (c *confined) open(name string, flags int) (*os.File, error) {
+	rel, err := filepath.Rel(c.dir, name)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		if !filepath.IsAbs(name) {
+			return nil, fmt.Errorf("%s: outside the machine's directory %s", name, c.dir)
+		}
+		return os.OpenFile(name, flags, 0)
+	}
+	f, err := c.root.OpenFile(rel, flags, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, errors.Unwrap(err))
+	}
+	return f, nil
 }
 
 func regular(name string, st os.FileInfo) error {

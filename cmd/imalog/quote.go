@@ -56,16 +56,17 @@ func verifyExtension(args []string, stdin io.Reader, stdout io.Writer) (code int
 // quoteFlags are the options of a quote verification.
 type quoteFlags struct {
 	quote, sig, ak, nonce *string
-	restricted            *bool
+	restricted, allowSHA1 *bool
 }
 
 func addQuoteFlags(fs *pflag.FlagSet) *quoteFlags {
 	return &quoteFlags{
-		quote:      fs.String("quote", "", "quote message (tpm2_quote -m): a TPMS_ATTEST"),
-		sig:        fs.String("sig", "", "its signature (tpm2_quote -s): a TPMT_SIGNATURE"),
-		ak:         fs.String("ak", "", "the attestation key: PEM or TPM2B_PUBLIC (tpm2_createak -u)"),
-		nonce:      fs.String("nonce", "", "the nonce sent with the quote request, hex (none: the quote must carry none)"),
-		restricted: fs.Bool("ak-restricted", false, "refuse an AK not known to be a restricted signing key"),
+		quote:      fs.String("quote", "", ""),
+		sig:        fs.String("sig", "", ""),
+		ak:         fs.String("ak", "", ""),
+		nonce:      fs.String("nonce", "", ""),
+		restricted: fs.Bool("ak-restricted", false, ""),
+		allowSHA1:  fs.Bool("allow-sha1", false, ""),
 	}
 }
 
@@ -86,24 +87,24 @@ func loadQuote(qf *quoteFlags, stdin io.Reader) (*quoteInput, error) {
 	var err error
 	if *qf.nonce != "" {
 		if in.nonce, err = hex.DecodeString(strings.TrimPrefix(*qf.nonce, "0x")); err != nil {
-			return nil, usagef("verify: --nonce %q: want hex", *qf.nonce)
+			return nil, usagef("verify: --nonce: not hex (%d characters)", len(*qf.nonce))
 		}
 	}
 	if in.msg, err = readSmall(*qf.quote, stdin, attest.MaxMessage); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--quote: %w", err)
 	}
 	if in.quote, err = attest.ParseQuote(in.msg); err != nil {
 		return nil, fmt.Errorf("%s: %w", *qf.quote, err)
 	}
 	b, err := readSmall(*qf.sig, stdin, attest.MaxSignature)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--sig: %w", err)
 	}
 	if in.sig, err = attest.ParseSignature(b); err != nil {
 		return nil, fmt.Errorf("%s: %w", *qf.sig, err)
 	}
 	if b, err = readSmall(*qf.ak, stdin, attest.MaxAK); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--ak: %w", err)
 	}
 	if in.ak, err = attest.ParseAK(b); err != nil {
 		return nil, fmt.Errorf("%s: %w", *qf.ak, err)
@@ -148,6 +149,7 @@ type quoteRun struct {
 	strict       bool
 	pcrs         []string
 	restricted   bool
+	allowSHA1    bool
 	methodBudget int
 	cp           cpOptions
 }
@@ -161,7 +163,7 @@ func (r quoteRun) run(in *quoteInput, stdin io.Reader) (*Verdict, error) {
 	if err != nil {
 		return nil, err
 	}
-	qr, err := attest.Verify(in.msg, in.sig, in.ak, attest.Options{Nonce: in.nonce, PCRs: vals, RequireRestricted: r.restricted})
+	qr, err := attest.Verify(in.msg, in.sig, in.ak, attest.Options{Nonce: in.nonce, PCRs: vals, RequireRestricted: r.restricted, AllowSHA1: r.allowSHA1})
 	if err != nil {
 		reason, refused := quoteReason(err)
 		if !refused {
@@ -221,19 +223,15 @@ func verifyListFile(name string, stdin io.Reader, order binary.ByteOrder, kexec 
 
 // cmdVerifyQuote is `imalog verify` with --quote and/or --checkpoint.
 func cmdVerifyQuote(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
-	fs := newFlags("verify")
-	qf := addQuoteFlags(fs)
-	pcrs := fs.StringArray("pcrs", nil, "PCR values: with --quote, tpm2_quote -o FILE (serialized or values) or [BANK,]FILE; else [BANK,]FILE")
-	cpPath := fs.String("checkpoint", "", "incremental: start from FILE if it exists, then rewrite it")
-	cpCheck := fs.String("checkpoint-check", "tail", "tail: hash the checkpoint's last 4 KiB of the list; full: all it consumed")
-	strict := fs.Bool("strict", false, "every PCR with entries must be quoted; no entry may follow the matched prefix")
-	asJSON := fs.Bool("json", false, "JSON output (docs/verdict-schema.md)")
-	bo := fs.String("byte-order", "native", "native, little (canonical) or big")
-	kexec := fs.Bool("kexec", false, "FILE is a kexec hand-over buffer")
-	readsF := fs.String("reads", "auto", "auto, instant or per-bank (a quote is one instant)")
-	fs.Bool("ignore-violations", false, "accepted for evmctl compatibility; violations always extend 0xff")
+	vf := newVerifyFlags()
+	fs, qf := vf.fs, vf.quote
+	pcrs, cpPath, cpCheck, strict, asJSON, bo, kexec, readsF := vf.pcrs, vf.checkpoint, vf.cpCheck, vf.strict, vf.json, vf.byteOrder, vf.kexec, vf.reads
 	rest, err := parseFlags(fs, args)
 	if err != nil {
+		return exitBad, err
+	}
+	if err := vf.only("--quote or --checkpoint", "pcrs", "reads", "strict", "json", "byte-order", "kexec", "ignore-violations",
+		"quote", "sig", "ak", "nonce", "ak-restricted", "allow-sha1", "checkpoint", "checkpoint-check"); err != nil {
 		return exitBad, err
 	}
 	name, err := oneFile("verify", rest)
@@ -262,7 +260,7 @@ func cmdVerifyQuote(args []string, stdin io.Reader, stdout io.Writer) (int, erro
 		if err != nil {
 			return exitBad, err
 		}
-		v, err = quoteRun{list: name, order: order, kexec: *kexec, strict: *strict, pcrs: *pcrs, restricted: *qf.restricted, cp: cpo}.run(in, stdin)
+		v, err = quoteRun{list: name, order: order, kexec: *kexec, strict: *strict, pcrs: *pcrs, restricted: *qf.restricted, allowSHA1: *qf.allowSHA1, cp: cpo}.run(in, stdin)
 		if err != nil {
 			return exitBad, err
 		}
@@ -296,7 +294,7 @@ func cmdVerifyQuote(args []string, stdin io.Reader, stdout io.Writer) (int, erro
 		}
 		w.Write(out)
 	} else {
-		fmt.Fprintf(w, "verdict: refused: %s (%s)\n", v.Error, v.Reason)
+		fmt.Fprintf(w, "verdict: refused: %s (%s)\n", escapeText(v.Error), v.Reason)
 	}
 	return v.Exit, w.Flush()
 }

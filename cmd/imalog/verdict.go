@@ -72,6 +72,7 @@ const (
 	ReasonPCRMissing       = "pcr_missing"
 	ReasonPCRNotSelected   = "pcr_not_selected"
 	ReasonNotRestricted    = "ak_not_restricted"
+	ReasonKeyPolicy        = "key_policy"
 	ReasonEventsLost       = "events_lost"
 	ReasonListMismatch     = "list_mismatch"
 	ReasonCheckpointBroken = "checkpoint_mismatch"
@@ -91,6 +92,7 @@ func quoteReason(err error) (string, bool) {
 		{attest.ErrPCRMissing, ReasonPCRMissing},
 		{attest.ErrPCRNotSelected, ReasonPCRNotSelected},
 		{attest.ErrNotRestricted, ReasonNotRestricted},
+		{attest.ErrKeyPolicy, ReasonKeyPolicy},
 	} {
 		if errors.Is(err, r.err) {
 			return r.reason, true

@@ -12,12 +12,11 @@
 // without the parameters of u-root's init (uroot.*).
 //
 // It is an example: everything that touches the machine goes through
-// loader.System, and what it prints is for the person at the console.
+// kexec.System, and what it prints is for the person at the console.
 package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -27,7 +26,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gokexec/gokexec/kexec"
 	"github.com/gokexec/gokexec/loader"
+	"github.com/gokexec/gokexec/tpm"
 )
 
 // image is one bootable kernel found in a directory.
@@ -144,7 +145,7 @@ func boot(dir, cmdline string, extra uint64, policy string, dry bool) error {
 	if err != nil {
 		return err
 	}
-	host := &loader.System{}
+	host := loader.Machine{Facts: &kexec.System{}, Kernel: kexec.Kernel{}, TPMs: &tpm.Source{}}
 	opts := loader.Options{IMAExtra: extra, Warn: func(w string) { fmt.Printf("imaboot: warning: %s\n", w) }}
 	if dry {
 		p, err := loader.Plan(ctx, host, img, opts)
@@ -155,12 +156,6 @@ func boot(dir, cmdline string, extra uint64, policy string, dry bool) error {
 		return nil
 	}
 	l, err := loader.Load(ctx, host, img, opts)
-	switch {
-	case errors.Is(err, loader.ErrNoIMAList):
-		fmt.Println("imaboot: no IMA list on this machine; booting without the hand-over")
-		opts.NoIMA = true
-		l, err = loader.Load(ctx, host, img, opts)
-	}
 	if err != nil {
 		return fmt.Errorf("load: %w", err)
 	}
