@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"slices"
 	"strings"
 
@@ -352,6 +354,27 @@ func loadPCRArg(arg string, stdin io.Reader) (ima.PCRValues, error) {
 	data, err := readSmall(file, stdin, maxPCRFile)
 	if err != nil {
 		return nil, fmt.Errorf("--pcrs: %w", err)
+	}
+	if ima.IsBareHex(data) {
+		// A sysfs pcr-<bank>/<n> file: the index is the file's name, the
+		// bank BANK, or else the directory's name.
+		idx, err := strconv.ParseUint(filepath.Base(file), 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("--pcrs %s: bare hex, but the file name is not a PCR index (a sysfs pcr-<bank>/<n> file)", file)
+		}
+		if bank == 0 {
+			if b, ok := strings.CutPrefix(filepath.Base(filepath.Dir(file)), "pcr-"); ok {
+				bank, _ = ima.ParseHashName(b)
+			}
+		}
+		if bank == 0 {
+			return nil, fmt.Errorf("--pcrs %s: bare hex without a bank: give BANK,FILE or a pcr-<bank> directory", file)
+		}
+		v, err := ima.ParseSysfsPCR(data, bank, idx)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+		return v, nil
 	}
 	v, err := ima.ParsePCRFile(data, bank)
 	if err != nil {

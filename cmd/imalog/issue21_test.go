@@ -318,3 +318,25 @@ func TestHelpVersion(t *testing.T) {
 		t.Errorf("--version: exit %d %q %q", code, out, errs)
 	}
 }
+
+// TestSysfsPCRFilesAccepted: the bare-hex sysfs pcr-<bank>/<n> files
+// were refused; a capture verifies from them as from its evmctl files.
+func TestSysfsPCRFilesAccepted(t *testing.T) {
+	capture := captures(t)[0]
+	v, err := ima.ParsePCRFile(mustRead(t, filepath.Join(capture, "pcr-sha256.txt")), crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := filepath.Join(t.TempDir(), "pcr-sha256")
+	os.MkdirAll(sys, 0o755)
+	args := []string{"verify", filepath.Join(capture, "binary_runtime_measurements")}
+	for _, p := range []uint32{10, 11} {
+		f := filepath.Join(sys, fmt.Sprint(p))
+		os.WriteFile(f, []byte(strings.ToUpper(fmt.Sprintf("%x", v[crypto.SHA256][p]))+"\n"), 0o444)
+		args = append(args, "--pcrs", f)
+	}
+	code, out, errs := imalog(t, args...)
+	if code != exitOK || !strings.Contains(out, "verdict: consistent") {
+		t.Errorf("exit %d\n%s%s", code, out, errs)
+	}
+}
