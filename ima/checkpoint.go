@@ -80,7 +80,7 @@ const (
 	MaxCheckpoint = 1 << 20 // bytes of a checkpoint file
 	checkTail     = 4096
 	maxCPPCRs     = 64
-	maxCPBoots    = 4096
+	maxCPBoots    = MaxTimelineBoots
 )
 
 // ErrCheckpoint is wrapped by errors about a checkpoint: malformed, of
@@ -108,6 +108,8 @@ type Checkpoint struct {
 	Counts     map[uint32]int     `json:"pcr_entries"`
 	FirstReal  map[uint32]int     `json:"first_real"`
 	Boots      []Boot             `json:"boots"`
+	BootCount  int                `json:"boot_count"`
+	Exits      map[string]int     `json:"exits,omitempty"`
 	Mismatches []CheckpointDigest `json:"digest_mismatches,omitempty"`
 	MismatchN  map[uint32]int     `json:"digest_mismatch_counts,omitempty"`
 }
@@ -229,15 +231,34 @@ func ParseCheckpoint(b []byte) (*Checkpoint, error) {
 			}
 		}
 	}
-	last := 0
+	last, exits := 0, 0
+	for _, c := range cp.Exits {
+		if c < 0 {
+			return bad("exits")
+		}
+		exits += c
+	}
+	for k := range cp.Exits {
+		if !problemExit(k) && k != "soft-reboot" {
+			return bad("exit " + k)
+		}
+	}
 	for i, bt := range cp.Boots {
-		if bt.Start < last || bt.Start > cp.Entries || len(bt.Markers) > cp.Entries || (i > 0 && bt.Start <= cp.Boots[i-1].Start) {
+		open := i == len(cp.Boots)-1
+		if bt.Start < last || bt.Start > cp.Entries || (i > 0 && (bt.Start <= cp.Boots[i-1].Start || bt.Number <= cp.Boots[i-1].Number)) ||
+			bt.Number < 1 || bt.Number > cp.BootCount || (open && (bt.Exit != "" || bt.Number != cp.BootCount)) ||
+			(!open && bt.Exit != exitOf(&bt)) || len(bt.Markers) > KeepMarkers+2 || bt.MarkerCount < len(bt.Markers) {
 			return bad("boots")
+		}
+		for _, m := range bt.Markers {
+			if len(m.Payload) > MaxMarkerPayload || m.Index < bt.Start || m.Index >= cp.Entries {
+				return bad("markers")
+			}
 		}
 		last = bt.Start
 	}
-	if cp.Entries > 0 && len(cp.Boots) == 0 {
-		return bad("no boots")
+	if (cp.Entries > 0) != (len(cp.Boots) > 0) || exits != max(cp.BootCount-1, 0) {
+		return bad("boots")
 	}
 	listed := map[uint32]int{}
 	prev := map[uint32]int{}
@@ -432,11 +453,7 @@ func restore(r io.ReaderAt, size int64, eo endian, cp *Checkpoint, banks []crypt
 	for p, k := range cp.FirstReal {
 		st.first[p] = k
 	}
-	st.tb.tl.Boots = append([]Boot(nil), cp.Boots...)
-	for i := range st.tb.tl.Boots {
-		st.tb.tl.Boots[i].Markers = slices.Clone(st.tb.tl.Boots[i].Markers)
-	}
-	st.tb.cur = len(st.tb.tl.Boots) - 1
+	st.tb.restoreState(cp.Boots, cp.BootCount, cp.Exits)
 	for _, m := range cp.Mismatches {
 		st.led.first[m.PCR] = append(st.led.first[m.PCR], m.Index)
 	}
@@ -655,12 +672,7 @@ func (st *resumed) checkpoint(r io.ReaderAt, eo endian) (*Checkpoint, error) {
 		}
 		cp.Banks = append(cp.Banks, cb)
 	}
-	tl := st.tb.Finish(st.n)
-	cp.Boots = make([]Boot, len(tl.Boots))
-	for i, b := range tl.Boots {
-		b.Exit, b.Markers = "", slices.Clone(b.Markers)
-		cp.Boots[i] = b
-	}
+	cp.Boots, cp.BootCount, cp.Exits = st.tb.state(), st.tb.count, maps.Clone(st.tb.exits)
 	for _, p := range slices.Sorted(maps.Keys(st.led.first)) {
 		for _, k := range st.led.first[p] {
 			cp.Mismatches = append(cp.Mismatches, CheckpointDigest{k, p})

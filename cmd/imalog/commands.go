@@ -495,16 +495,37 @@ func decideReads(flag string, sources []pcrSource, banks int) readsChoice {
 }
 
 func printTimeline(w io.Writer, name string, tl ima.Timeline) {
-	fmt.Fprintf(w, "list %s: %d entries, %d boot(s)\n", ima.Escape(name), tl.Entries, len(tl.Boots))
-	for i, b := range tl.Boots {
+	fmt.Fprintf(w, "list %s: %d entries, %d boot(s)\n", escapeText(name), tl.Entries, tl.BootCount)
+	prev := 0
+	for _, b := range tl.Boots {
+		if b.Number > prev+1 {
+			fmt.Fprintf(w, "  boots %d-%d: not shown\n", prev+1, b.Number-1)
+		}
+		prev = b.Number
 		start := "no boot_aggregate"
 		if b.BootAggregate {
 			start = "boot_aggregate"
 		}
-		fmt.Fprintf(w, "  boot %d: entries %d-%d (%s), %d violation(s), exit: %s\n", i+1, b.Start, b.End-1, start, b.Violations, b.Exit)
-		for _, m := range b.Markers {
-			fmt.Fprintf(w, "    #%d %s (PCR %d): %s\n", m.Index, ima.Escape(m.Name), m.PCR, ima.Escape(m.Payload))
+		fmt.Fprintf(w, "  boot %d: entries %d-%d (%s), %d violation(s), exit: %s\n", b.Number, b.Start, b.End-1, start, b.Violations, b.Exit)
+		for k, m := range b.Markers {
+			if k == ima.KeepMarkers && b.MarkerCount > len(b.Markers) {
+				fmt.Fprintf(w, "    (%d markers not shown; the last kexec_load and kexec_execute follow)\n", b.MarkerCount-len(b.Markers))
+			}
+			trunc := ""
+			if m.Truncated {
+				trunc = " (truncated)"
+			}
+			fmt.Fprintf(w, "    #%d %s (PCR %d): %s%s\n", m.Index, ima.Escape(m.Name), m.PCR, ima.Escape(m.Payload), trunc)
 		}
+	}
+	if tl.BootsOmitted > 0 {
+		var parts []string
+		for _, e := range []string{"soft-reboot", "events-lost", "unmarked", "running"} {
+			if c := tl.Exits[e]; c > 0 {
+				parts = append(parts, fmt.Sprintf("%d %s", c, e))
+			}
+		}
+		fmt.Fprintf(w, "  %d of %d boots not shown (every boot by exit: %s)\n", tl.BootsOmitted, tl.BootCount, strings.Join(parts, ", "))
 	}
 	fmt.Fprintf(w, "markers: %s: %s\n", tl.Verdict, tl.Reason)
 }
