@@ -569,22 +569,10 @@ func decideResumed(st *resumed, quoted PCRValues, opt VerifyOptions, start, nq i
 	}
 	unquoted := map[uint32][]string{}
 	for _, b := range sortedBanks(st.chains) {
-		br := BankResult{Bank: HashName(b), Hash: b, OwnPrefix: -1, Quoted: map[uint32]string{}}
-		for _, p := range used {
-			q, ok := quoted[b][p]
-			switch {
-			case !ok:
-				br.Unverified = append(br.Unverified, p)
-				unquoted[p] = append(unquoted[p], br.Bank)
-			case len(q) != b.Size():
-				return res, "a PCR value of the wrong size"
-			default:
-				br.PCRs = append(br.PCRs, p)
-				br.Quoted[p] = hex.EncodeToString(q)
-			}
-		}
-		if len(br.PCRs) == 0 {
-			return res, "a bank quotes none of the PCRs the list uses"
+		br, problems := newBankResult(b, used, quoted[b], unquoted)
+		if len(problems) > 0 {
+			// A full run reports the problem (and a verdict of inconsistent).
+			return res, problems[0]
 		}
 		cs := st.chains[b]
 		br.Replayed = hexMap(cs[0].values(), br.PCRs)

@@ -250,27 +250,11 @@ func verifySource(src source, quoted PCRValues, opt VerifyOptions) (VerifyResult
 	// The checked PCRs of each bank, and the runs of pass 1.
 	var unquoted = map[uint32][]string{}
 	for _, b := range banks {
-		br := BankResult{Bank: HashName(b), Hash: b, OwnPrefix: -1, Quoted: map[uint32]string{}}
-		if err := checkBank(b); err != nil {
-			res.Problems = append(res.Problems, err.Error())
+		br, problems := newBankResult(b, used, quoted[b], unquoted)
+		res.Problems = append(res.Problems, problems...)
+		if checkBank(b) != nil {
 			res.Banks = append(res.Banks, br)
 			continue
-		}
-		for _, p := range used {
-			q, ok := quoted[b][p]
-			switch {
-			case !ok:
-				br.Unverified = append(br.Unverified, p)
-				unquoted[p] = append(unquoted[p], br.Bank)
-			case len(q) != b.Size():
-				res.Problems = append(res.Problems, "bank "+br.Bank+": PCR value of wrong size")
-			default:
-				br.PCRs = append(br.PCRs, p)
-				br.Quoted[p] = hex.EncodeToString(q)
-			}
-		}
-		if len(br.PCRs) == 0 {
-			res.Problems = append(res.Problems, "bank "+br.Bank+": quotes none of the PCRs the list uses")
 		}
 		cs := chainsOf[b]
 		br.Replayed = hexMap(cs[0].values(), br.PCRs)
@@ -338,6 +322,35 @@ func verifySource(src source, quoted PCRValues, opt VerifyOptions) (VerifyResult
 		led.classify(&res, bound, limit, limit)
 	}
 	return res, nil
+}
+
+// newBankResult classifies the PCRs the list uses (used) for one quoted
+// bank: checked (quoted with a value of the bank's size), unverified (not
+// quoted: recorded in unquoted too), or a problem. Full, streamed and
+// resumed runs all classify through it.
+func newBankResult(b crypto.Hash, used []uint32, quoted map[uint32][]byte, unquoted map[uint32][]string) (BankResult, []string) {
+	br := BankResult{Bank: HashName(b), Hash: b, OwnPrefix: -1, Quoted: map[uint32]string{}}
+	if err := checkBank(b); err != nil {
+		return br, []string{err.Error()}
+	}
+	var problems []string
+	for _, p := range used {
+		q, ok := quoted[p]
+		switch {
+		case !ok:
+			br.Unverified = append(br.Unverified, p)
+			unquoted[p] = append(unquoted[p], br.Bank)
+		case len(q) != b.Size():
+			problems = append(problems, "bank "+br.Bank+": PCR value of wrong size")
+		default:
+			br.PCRs = append(br.PCRs, p)
+			br.Quoted[p] = hex.EncodeToString(q)
+		}
+	}
+	if len(br.PCRs) == 0 {
+		problems = append(problems, "bank "+br.Bank+": quotes none of the PCRs the list uses")
+	}
+	return br, problems
 }
 
 // extendChunk extends every chain over the chunk's entries, each chain on

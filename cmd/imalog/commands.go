@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/gokexec/gokexec/ima"
+	"github.com/gokexec/gokexec/verdict"
 	"github.com/spf13/pflag"
 )
 
@@ -438,24 +439,22 @@ func cmdVerify(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 		quoted.Merge(v)
 		sources = append(sources, pcrSource{a, len(v)})
 	}
-	opt := ima.VerifyOptions{Strict: *strict}
 	reads := decideReads(*readsF, sources, len(quoted))
+	ev := verdict.Evidence{Values: quoted, Why: reads.why}
 	if reads.perBank {
-		opt.Reads = ima.ReadsPerBank
+		ev.Reads = ima.ReadsPerBank
 	}
-	res, err := verifyListFile(name, stdin, order, *kexec, quoted, opt)
+	v, err := listRun{name: name, order: order, kexec: *kexec, ev: ev, opt: verdict.Options{Strict: *strict}}.run(stdin)
 	if err != nil {
 		return exitBad, err
 	}
-	code := exitMismatch
-	if res.Consistent {
-		code = exitOK
-	}
+	code := v.Exit
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return code, enc.Encode(map[string]any{"list": name, "verify": res, "timeline": res.Timeline, "reads_reason": reads.why})
+		return code, enc.Encode(v)
 	}
+	res := *v.Verify
 	w := bufio.NewWriter(stdout)
 	printTimeline(w, name, res.Timeline)
 	printVerify(w, res, reads)
