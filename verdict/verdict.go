@@ -1,6 +1,7 @@
 package verdict
 
 import (
+	"bytes"
 	"crypto"
 	"encoding/binary"
 	"encoding/hex"
@@ -144,6 +145,12 @@ type Evidence struct {
 	Quote  *Quote
 }
 
+// MaxSpool is the size up to which a list given as a stream is held in
+// memory and judged exactly as a file is; a longer stream is read once,
+// and the method-per-boot search (which reads the list again) does not
+// run on it (the verdict's method_search says so).
+const MaxSpool = 24 << 20
+
 // Options select the semantics.
 type Options struct {
 	Strict             bool
@@ -286,7 +293,19 @@ func verifyList(v *Verdict, list List, values ima.PCRValues, iopt ima.VerifyOpti
 	case list.RA != nil:
 		res, err = ima.VerifyReaderAt(list.RA, list.Size, list.Order, values, iopt)
 	case list.R != nil:
-		res, err = ima.VerifyReader(list.R, list.Order, values, iopt)
+		// A stream that fits MaxSpool is judged as a file (it can then be
+		// read again, for the method-per-boot search); a longer one is
+		// read once, its first MaxSpool bytes from memory.
+		buf := make([]byte, MaxSpool)
+		n, rerr := io.ReadFull(list.R, buf)
+		switch {
+		case rerr == io.EOF || rerr == io.ErrUnexpectedEOF:
+			res, err = ima.VerifyReaderAt(bytes.NewReader(buf[:n]), int64(n), list.Order, values, iopt)
+		case rerr != nil:
+			return res, nil, inputErr("list", rerr)
+		default:
+			res, err = ima.VerifyReader(io.MultiReader(bytes.NewReader(buf), list.R), list.Order, values, iopt)
+		}
 	default:
 		return res, nil, inputErr("list", errors.New("no list"))
 	}
