@@ -23,7 +23,9 @@ awk '
 /Incremental1kAfter1M\/full/        { full = $3 / 1e6 }
 /Machines\/imalog-one-process/      { for (i = 1; i < NF; i++) if ($(i+1) == "machines/s") im = $i }
 /Machines\/evmctl-per-machine/      { for (i = 1; i < NF; i++) if ($(i+1) == "machines/s") ev = $i }
+/Machines\/floor-in-process/        { for (i = 1; i < NF; i++) if ($(i+1) == "machines/s") fl = $i }
 END {
 	if (inc) printf "incremental: %.2f ms for 1,000 new entries after 1,000,000 (target <= 5 ms); full run %.0f ms (%.0fx)\n", inc, full, full / inc
 	if (im && ev) printf "machines: imalog %.1f/s in one process, evmctl %.1f/s once per machine (%.1fx)\n", im, ev, im / ev
+	if (im && fl) printf "machines: hashing floor %.1f/s (read, parse, sha1+sha256 replay, one goroutine per CPU); imalog %.2fx the floor (target >= 0.7)\n", fl, im / fl
 }' "$out"
