@@ -177,7 +177,7 @@ func cmdShow(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 	var line []byte
 	n := 0
 	if *format == "json" {
-		w.WriteString("{\n  \"entries\": [")
+		w.WriteString("{\n  \"schema\": \"" + SchemaShow + "\",\n  \"entries\": [")
 	}
 	err = ima.Scan(r, order, func(i int, off int64, e *ima.Entry) error {
 		n = i + 1
@@ -318,7 +318,7 @@ func cmdReplay(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return exitOK, enc.Encode(map[string]any{"entries": n, "replay": results})
+		return exitOK, enc.Encode(map[string]any{"schema": SchemaReplay, "exit": exitOK, "entries": n, "replay": results})
 	}
 	fmt.Fprintf(stdout, "%s: %d entries\n", name, n)
 	for _, r := range results {
@@ -681,7 +681,11 @@ func cmdRestore(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return code, enc.Encode(rep)
+		return code, enc.Encode(struct {
+			Schema string `json:"schema"`
+			Exit   int    `json:"exit"`
+			ima.KexecReport
+		}{SchemaRestore, code, rep})
 	}
 	fmt.Fprintf(stdout, "%s: the next kernel would restore %d of %d entries\n", name, rep.Restored, rep.Header.Count)
 	for _, p := range rep.Problems {

@@ -435,3 +435,37 @@ func TestCheckpointMoreThan4096Boots(t *testing.T) {
 		}
 	}
 }
+
+// TestJSONEnvelopeEveryCommand: every command's --json output is one
+// object with a versioned schema, bad input included (it was a message on
+// stderr only, and show/replay/restore had no schema).
+func TestJSONEnvelopeEveryCommand(t *testing.T) {
+	capture := captures(t)[0]
+	list := filepath.Join(capture, "binary_runtime_measurements")
+	pcrs := "sha256," + filepath.Join(capture, "pcr-sha256.txt")
+	for _, c := range []struct {
+		args   []string
+		schema string
+		code   int
+	}{
+		{[]string{"show", "--format", "json", list}, SchemaShow, 0},
+		{[]string{"replay", "--json", list}, SchemaReplay, 0},
+		{[]string{"restore", "--list", "--json", list}, SchemaRestore, 0},
+		{[]string{"verify", "--json", list, "--pcrs", pcrs}, VerdictSchema, 0},
+		{[]string{"show", "--format", "json", "/nonexistent"}, SchemaShow, 2},
+		{[]string{"replay", "--json", "/nonexistent"}, SchemaReplay, 2},
+		{[]string{"restore", "--json", "/nonexistent"}, SchemaRestore, 2},
+		{[]string{"verify", "--json", "/nonexistent", "--pcrs", pcrs}, VerdictSchema, 2},
+		{[]string{"verify", "--json", list, "--pcrs", "/nonexistent"}, VerdictSchema, 2},
+	} {
+		code, out, _ := imalog(t, c.args...)
+		var v map[string]any
+		if err := json.Unmarshal([]byte(out), &v); err != nil || code != c.code || v["schema"] != c.schema {
+			t.Errorf("%v: exit %d, schema %v (%v):\n%.300s", c.args, code, v["schema"], err, out)
+			continue
+		}
+		if c.code == exitBad && (v["reason"] != ReasonBadInput || v["exit"] != float64(exitBad) || v["error"] == "") {
+			t.Errorf("%v: bad input envelope %v", c.args, v)
+		}
+	}
+}
