@@ -110,6 +110,9 @@ type Checkpoint struct {
 	Boots      []Boot             `json:"boots"`
 	BootCount  int                `json:"boot_count"`
 	Exits      map[string]int     `json:"exits,omitempty"`
+	// AggregateMismatches: boots whose boot_aggregate did not match the
+	// firmware PCRs quoted at the time.
+	AggregateMismatches int `json:"boot_aggregate_mismatches,omitempty"`
 	Mismatches []CheckpointDigest `json:"digest_mismatches,omitempty"`
 	MismatchN  map[uint32]int     `json:"digest_mismatch_counts,omitempty"`
 }
@@ -257,7 +260,7 @@ func ParseCheckpoint(b []byte) (*Checkpoint, error) {
 		}
 		last = bt.Start
 	}
-	if (cp.Entries > 0) != (len(cp.Boots) > 0) || exits != max(cp.BootCount-1, 0) {
+	if (cp.Entries > 0) != (len(cp.Boots) > 0) || exits != max(cp.BootCount-1, 0) || cp.AggregateMismatches < 0 || cp.AggregateMismatches > cp.BootCount {
 		return bad("boots")
 	}
 	listed := map[uint32]int{}
@@ -453,7 +456,7 @@ func restore(r io.ReaderAt, size int64, eo endian, cp *Checkpoint, banks []crypt
 	for p, k := range cp.FirstReal {
 		st.first[p] = k
 	}
-	st.tb.restoreState(cp.Boots, cp.BootCount, cp.Exits)
+	st.tb.restoreState(cp.Boots, cp.BootCount, cp.Exits, cp.AggregateMismatches)
 	for _, m := range cp.Mismatches {
 		st.led.first[m.PCR] = append(st.led.first[m.PCR], m.Index)
 	}
@@ -475,6 +478,7 @@ func newChains(b crypto.Hash) []*chain {
 // resumePass reads the list from st.off and extends st with it. The
 // chains' quoted values are set first, so that intervals start at st.n.
 func resumePass(r io.ReaderAt, size int64, eo endian, st *resumed, quoted PCRValues) error {
+	st.tb.SetFirmware(quoted)
 	var jb job
 	var all []*chain
 	for _, b := range sortedBanks(st.chains) {
@@ -660,7 +664,7 @@ func (st *resumed) checkpoint(r io.ReaderAt, eo endian) (*Checkpoint, error) {
 		}
 		cp.Banks = append(cp.Banks, cb)
 	}
-	cp.Boots, cp.BootCount, cp.Exits = st.tb.state(), st.tb.count, maps.Clone(st.tb.exits)
+	cp.Boots, cp.BootCount, cp.Exits, cp.AggregateMismatches = st.tb.state(), st.tb.count, maps.Clone(st.tb.exits), st.tb.aggBad
 	for _, p := range slices.Sorted(maps.Keys(st.led.first)) {
 		for _, k := range st.led.first[p] {
 			cp.Mismatches = append(cp.Mismatches, CheckpointDigest{k, p})

@@ -93,6 +93,11 @@ type Boot struct {
 	Violations    int      `json:"violations"`
 	Markers       []Marker `json:"markers,omitempty"`
 	MarkerCount   int      `json:"marker_count,omitempty"` // markers in the boot (Markers keeps some)
+	// AggregateAlgo and AggregateMatch: the boot_aggregate's digest
+	// algorithm and whether it matches the quoted firmware PCRs
+	// (bootaggregate.go); empty when not compared.
+	AggregateAlgo  string `json:"boot_aggregate_algo,omitempty"`
+	AggregateMatch string `json:"boot_aggregate_match,omitempty"`
 	// Exit says how this boot ended: "running" for the last boot,
 	// "soft-reboot" (kexec_load then kexec_execute), "events-lost"
 	// (kexec_load without a following kexec_execute), or "unmarked"
@@ -119,6 +124,9 @@ type Timeline struct {
 	BootCount    int            `json:"boot_count"`
 	BootsOmitted int            `json:"boots_omitted,omitempty"`
 	Exits        map[string]int `json:"exits,omitempty"` // boots per exit
+	// AggregateMismatches counts boots whose boot_aggregate does not
+	// match the quoted firmware PCRs (all boots, kept or not).
+	AggregateMismatches int `json:"boot_aggregate_mismatches,omitempty"`
 	Boots        []Boot         `json:"boots"`
 	Verdict      Verdict        `json:"verdict"`
 	Reason       string         `json:"reason"`
@@ -188,7 +196,13 @@ type TimelineBuilder struct {
 	problems int    // problem boots kept after the first ones
 	exits    map[string]int
 	order    binary.ByteOrder
+	expect   map[string][]byte // boot_aggregates the firmware PCRs give, per algorithm
+	aggBad   int               // boots whose boot_aggregate mismatches
 }
+
+// SetFirmware gives the quoted values whose PCRs 0-9 each later
+// boot_aggregate is compared with.
+func (tb *TimelineBuilder) SetFirmware(quoted PCRValues) { tb.expect = expectedAggregates(quoted) }
 
 func NewTimelineBuilder(order binary.ByteOrder) *TimelineBuilder {
 	return &TimelineBuilder{order: endianOf(order).byteOrder(), exits: map[string]int{}}
@@ -230,7 +244,7 @@ func (tb *TimelineBuilder) file(b Boot) {
 	switch {
 	case b.Number <= KeepFirstBoots:
 		tb.kept = append(tb.kept, b)
-	case problemExit(b.Exit) && tb.problems < KeepProblemBoots:
+	case (problemExit(b.Exit) || b.AggregateMatch == AggregateMismatch) && tb.problems < KeepProblemBoots:
 		tb.problems++
 		tb.kept = append(tb.kept, b)
 	default:
@@ -252,6 +266,12 @@ func (tb *TimelineBuilder) Add(i int, e *Entry) {
 		}
 		tb.count++
 		tb.open = &Boot{Number: tb.count, Start: i, BootAggregate: true}
+		if tb.expect != nil {
+			tb.open.AggregateAlgo, tb.open.AggregateMatch = aggregateMatch(e, endianOf(tb.order), tb.expect)
+			if tb.open.AggregateMatch == AggregateMismatch {
+				tb.aggBad++
+			}
+		}
 	} else if tb.open == nil {
 		tb.count++
 		tb.open = &Boot{Number: tb.count, Start: 0}
@@ -312,9 +332,9 @@ func (tb *TimelineBuilder) state() []Boot {
 
 // restoreState sets the builder to what state returned, with count boots
 // so far and exits counted.
-func (tb *TimelineBuilder) restoreState(boots []Boot, count int, exits map[string]int) {
+func (tb *TimelineBuilder) restoreState(boots []Boot, count int, exits map[string]int, aggBad int) {
 	tb.kept, tb.ring, tb.open, tb.problems = nil, nil, nil, 0
-	tb.count = count
+	tb.count, tb.aggBad = count, aggBad
 	tb.exits = maps.Clone(exits)
 	if tb.exits == nil {
 		tb.exits = map[string]int{}
@@ -331,7 +351,7 @@ func (tb *TimelineBuilder) restoreState(boots []Boot, count int, exits map[strin
 
 // Finish classifies the boots of a list of n entries.
 func (tb *TimelineBuilder) Finish(n int) Timeline {
-	tl := Timeline{Entries: n, BootCount: tb.count, Exits: maps.Clone(tb.exits), Boots: tb.state()}
+	tl := Timeline{Entries: n, BootCount: tb.count, Exits: maps.Clone(tb.exits), Boots: tb.state(), AggregateMismatches: tb.aggBad}
 	if len(tl.Boots) > 0 && tl.Boots[len(tl.Boots)-1].Exit == "" {
 		last := &tl.Boots[len(tl.Boots)-1]
 		last.End, last.Exit = n, "running"

@@ -220,6 +220,7 @@ func verifySource(src source, quoted PCRValues, opt VerifyOptions) (VerifyResult
 	jb.sha1 = !src.reread || !hasOwn
 	var counts pcrTable[int]
 	tb := NewTimelineBuilder(src.order.byteOrder())
+	tb.SetFirmware(quoted)
 	led := newLedger()
 	n, err := runPass(src, jb, func(c *chunk) error {
 		extendChunk(all, c)
@@ -442,6 +443,10 @@ func decide(res *VerifyResult, opt VerifyOptions, n int) {
 	res.Consistent = res.Prefix >= 0 && (res.Prefix > 0 || n == 0)
 	if res.Prefix == 0 && n > 0 {
 		res.Problems = append(res.Problems, emptyPrefixProblem)
+	}
+	if k := res.Timeline.AggregateMismatches; k > 0 {
+		res.Consistent = false
+		res.Problems = append(res.Problems, fmt.Sprintf("%s with a boot_aggregate that does not match the quoted PCRs 0-9 (the firmware's)", plural(k, "boot", "boots")))
 	}
 	if opt.Strict {
 		for _, u := range res.Unquoted {

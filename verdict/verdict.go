@@ -38,6 +38,7 @@ const (
 	ReasonNotRestricted    = "ak_not_restricted"
 	ReasonKeyPolicy        = "key_policy"
 	ReasonEventsLost       = "events_lost"
+	ReasonBootAggregate    = "boot_aggregate_mismatch"
 	ReasonListMismatch     = "list_mismatch"
 	ReasonCheckpointBroken = "checkpoint_mismatch"
 )
@@ -355,6 +356,8 @@ func listReason(res ima.VerifyResult) string {
 		return ReasonOK
 	case res.Timeline.Verdict == ima.VerdictEventsLost:
 		return ReasonEventsLost
+	case res.Timeline.AggregateMismatches > 0:
+		return ReasonBootAggregate
 	}
 	return ReasonListMismatch
 }

@@ -505,7 +505,14 @@ func printTimeline(w io.Writer, name string, tl ima.Timeline) {
 		if b.BootAggregate {
 			start = "boot_aggregate"
 		}
-		fmt.Fprintf(w, "  boot %d: entries %d-%d (%s), %d violation(s), exit: %s\n", b.Number, b.Start, b.End-1, start, b.Violations, b.Exit)
+		agg := ""
+		switch b.AggregateMatch {
+		case ima.AggregateMatch:
+			agg = ", boot_aggregate matches PCRs 0-9 (" + b.AggregateAlgo + ")"
+		case ima.AggregateMismatch:
+			agg = ", boot_aggregate DOES NOT MATCH PCRs 0-9 (" + b.AggregateAlgo + ")"
+		}
+		fmt.Fprintf(w, "  boot %d: entries %d-%d (%s), %d violation(s), exit: %s%s\n", b.Number, b.Start, b.End-1, start, b.Violations, b.Exit, agg)
 		for k, m := range b.Markers {
 			if k == ima.KeepMarkers && b.MarkerCount > len(b.Markers) {
 				fmt.Fprintf(w, "    (%d markers not shown; the last kexec_load and kexec_execute follow)\n", b.MarkerCount-len(b.Markers))
@@ -525,6 +532,9 @@ func printTimeline(w io.Writer, name string, tl ima.Timeline) {
 			}
 		}
 		fmt.Fprintf(w, "  %d of %d boots not shown (every boot by exit: %s)\n", tl.BootsOmitted, tl.BootCount, strings.Join(parts, ", "))
+	}
+	if tl.AggregateMismatches > 0 {
+		fmt.Fprintf(w, "  %s with a boot_aggregate that does not match the quoted PCRs 0-9\n", plural(tl.AggregateMismatches, "boot", "boots"))
 	}
 	fmt.Fprintf(w, "markers: %s: %s\n", tl.Verdict, tl.Reason)
 }
