@@ -96,25 +96,25 @@ var (
 
 // Checkpoint is where an incremental verification stopped.
 type Checkpoint struct {
-	Format     string             `json:"format"`
-	ByteOrder  string             `json:"byte_order"`
-	Entries    int                `json:"entries"`
-	Offset     int64              `json:"offset"`
-	Consumed   string             `json:"consumed_sha256"`
-	HashState  []byte             `json:"sha256_state"`
-	TailLen    int                `json:"tail_len"`
-	Tail       string             `json:"tail_sha256"`
-	Banks      []CheckpointBank   `json:"banks"`
-	Counts     map[uint32]int     `json:"pcr_entries"`
-	FirstReal  map[uint32]int     `json:"first_real"`
-	Boots      []Boot             `json:"boots"`
-	BootCount  int                `json:"boot_count"`
-	Exits      map[string]int     `json:"exits,omitempty"`
+	Format    string           `json:"format"`
+	ByteOrder string           `json:"byte_order"`
+	Entries   int              `json:"entries"`
+	Offset    int64            `json:"offset"`
+	Consumed  string           `json:"consumed_sha256"`
+	HashState []byte           `json:"sha256_state"`
+	TailLen   int              `json:"tail_len"`
+	Tail      string           `json:"tail_sha256"`
+	Banks     []CheckpointBank `json:"banks"`
+	Counts    map[uint32]int   `json:"pcr_entries"`
+	FirstReal map[uint32]int   `json:"first_real"`
+	Boots     []Boot           `json:"boots"`
+	BootCount int              `json:"boot_count"`
+	Exits     map[string]int   `json:"exits,omitempty"`
 	// AggregateMismatches: boots whose boot_aggregate did not match the
 	// firmware PCRs quoted at the time.
-	AggregateMismatches int `json:"boot_aggregate_mismatches,omitempty"`
-	Mismatches []CheckpointDigest `json:"digest_mismatches,omitempty"`
-	MismatchN  map[uint32]int     `json:"digest_mismatch_counts,omitempty"`
+	AggregateMismatches int                `json:"boot_aggregate_mismatches,omitempty"`
+	Mismatches          []CheckpointDigest `json:"digest_mismatches,omitempty"`
+	MismatchN           map[uint32]int     `json:"digest_mismatch_counts,omitempty"`
 }
 
 // CheckpointBank is one bank's replay state.

@@ -126,10 +126,10 @@ type Timeline struct {
 	Exits        map[string]int `json:"exits,omitempty"` // boots per exit
 	// AggregateMismatches counts boots whose boot_aggregate does not
 	// match the quoted firmware PCRs (all boots, kept or not).
-	AggregateMismatches int `json:"boot_aggregate_mismatches,omitempty"`
-	Boots        []Boot         `json:"boots"`
-	Verdict      Verdict        `json:"verdict"`
-	Reason       string         `json:"reason"`
+	AggregateMismatches int     `json:"boot_aggregate_mismatches,omitempty"`
+	Boots               []Boot  `json:"boots"`
+	Verdict             Verdict `json:"verdict"`
+	Reason              string  `json:"reason"`
 }
 
 // BuildTimeline splits entries of a list in the given byte order at
