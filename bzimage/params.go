@@ -10,6 +10,7 @@ import (
 // setup_data types (arch/x86/include/uapi/asm/bootparam.h).
 const (
 	SetupE820Ext  = 1
+	SetupDTB      = 2 // a flattened device tree the kernel unflattens (CONFIG_OF)
 	SetupEFI      = 4
 	SetupIMA      = 8
 	SetupRNGSeed  = 9

@@ -208,7 +208,7 @@ func TestFileKexecHandsOver(t *testing.T) {
 	if !ok || c.Exit != 0 || !bytes.Contains(c.Output, []byte("verdict: consistent")) || !bytes.Contains(c.Output, []byte("soft-reboots")) {
 		t.Fatalf("imalog verify --tpm in the second kernel: exit %d\n%s", c.Exit, c.Output)
 	}
-	evmctlAgrees(t, g.art+"/boot-2", "sha1", "sha256")
+	evmctlAgrees(t, res, 2, "sha1", "sha256")
 	t.Logf("kernel %s %s (config %s): boot 2 %s; kernel markers %s; imalog:\n%s", k.SourcePackage, k.SourceVersion, k.ConfigDigest,
 		describe(list2), markerSummary(ms), lastLines(string(c.Output), 4))
 }

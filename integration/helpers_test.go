@@ -5,10 +5,14 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -246,19 +250,94 @@ func requireReplays(t *testing.T, es []ima.Entry, pcrs ima.PCRValues, what strin
 	return r
 }
 
-// evmctlAgrees runs evmctl ima_measurement on an artifact list and PCR files.
-func evmctlAgrees(t *testing.T, dir string, banks ...string) {
+// evmctlAgrees runs evmctl ima_measurement, the external oracle, on the
+// same snapshot the Go checks judge: boot's LAST reported list and LAST
+// reported PCR values (qemu.Result.List and PCRs), written to a scratch
+// directory here rather than taken from the artifacts (whose unsuffixed
+// files hold a boot's first report).
+func evmctlAgrees(t *testing.T, res *qemu.Result, boot int, banks ...string) {
 	t.Helper()
-	args := []string{"ima_measurement", "--ignore-violations"}
-	for _, b := range banks {
-		args = append(args, "--pcrs", b+","+filepath.Join(dir, "pcr-"+b+".txt"))
+	list := res.List(boot, "binary_runtime_measurements")
+	pcrs := res.PCRs(boot)
+	if list == nil || pcrs == nil {
+		t.Fatalf("evmctl: boot %d reported no list or no PCRs", boot)
 	}
-	args = append(args, filepath.Join(dir, "binary_runtime_measurements"))
-	out, err := exec.Command("evmctl", args...).CombinedOutput()
+	dir := t.TempDir()
+	listPath := filepath.Join(dir, "binary_runtime_measurements")
+	writeFile(t, listPath, list)
+	files := map[string]string{}
+	for _, b := range banks {
+		vals, ok := pcrs[b]
+		if !ok {
+			t.Fatalf("evmctl: boot %d reported no %s bank", boot, b)
+		}
+		files[b] = filepath.Join(dir, "pcr-"+b+".txt")
+		writeFile(t, files[b], []byte(qemu.FormatPCRs(vals)))
+	}
+	es, err := splitRaw(list)
 	if err != nil {
-		t.Fatalf("evmctl %s: %v\n%s", strings.Join(args, " "), err, lastLines(string(out), 15))
+		t.Fatalf("evmctl: boot %d list: %v", boot, err)
+	}
+	if err := evmctlOracle(listPath, files, len(es)); err != nil {
+		t.Fatalf("boot %d: %v", boot, err)
 	}
 }
+
+// evmctlOracle runs `evmctl -v ima_measurement --ignore-violations` on a
+// list of n entries and one PCR file per bank and returns nil only when
+// evmctl demonstrably matched the whole list: every PCR file exists and is
+// not empty (evmctl 1.4 exits 0 with "Failed to read any TPM PCRs" when one
+// is missing or empty), evmctl exits 0, prints "Matched", prints no
+// "Failed", and for every bank given says "succeed at entry n" — the whole
+// list, as the Go checks require, not just some prefix of it.
+func evmctlOracle(list string, pcrFiles map[string]string, n int) error {
+	if len(pcrFiles) == 0 {
+		return errors.New("evmctl: no PCR files to compare with")
+	}
+	args := []string{"-v", "ima_measurement", "--ignore-violations"}
+	banks := make([]string, 0, len(pcrFiles))
+	for b := range pcrFiles {
+		banks = append(banks, b)
+	}
+	sort.Strings(banks)
+	for _, b := range banks {
+		st, err := os.Stat(pcrFiles[b])
+		if err != nil {
+			return fmt.Errorf("evmctl: %s PCR file: %w", b, err)
+		}
+		if st.Size() == 0 || !st.Mode().IsRegular() {
+			return fmt.Errorf("evmctl: %s PCR file %s is empty or not a regular file", b, pcrFiles[b])
+		}
+		args = append(args, "--pcrs", b+","+pcrFiles[b])
+	}
+	args = append(args, list)
+	out, err := exec.Command("evmctl", args...).CombinedOutput()
+	cmd := "evmctl " + strings.Join(args, " ")
+	if err != nil {
+		return fmt.Errorf("%s: %w\n%s", cmd, err, lastLines(string(out), 15))
+	}
+	// "Failed to open keyfile" (no EVM key: nothing to appraise) is not a
+	// verdict; a failure to read the PCRs or to match them is.
+	if evmctlFailed.Match(out) || !bytes.Contains(out, []byte("Matched")) {
+		return fmt.Errorf("%s exited 0 without saying it matched:\n%s", cmd, lastLines(string(out), 15))
+	}
+	for _, b := range banks {
+		// "sha256 PCR-10: succeed at entry 22": the last one per bank is
+		// where evmctl's replay matched the file.
+		re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(b) + ` PCR-[0-9]+: succeed at entry ([0-9]+)$`)
+		all := re.FindAllSubmatch(out, -1)
+		if len(all) == 0 {
+			return fmt.Errorf("%s: no %s PCR matched:\n%s", cmd, b, lastLines(string(out), 15))
+		}
+		at, _ := strconv.Atoi(string(all[len(all)-1][1]))
+		if at != n {
+			return fmt.Errorf("%s: the %s bank matched at entry %d, the list has %d entries", cmd, b, at, n)
+		}
+	}
+	return nil
+}
+
+var evmctlFailed = regexp.MustCompile(`(?m)^(Failed to (read|match)|Could not|errno:)`)
 
 func lastLines(s string, n int) string {
 	l := strings.Split(strings.TrimRight(s, "\n"), "\n")

@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"unsafe"
@@ -72,8 +71,10 @@ var ErrLockdown = errors.New("kernel lockdown forbids kexec_load")
 func Lockdown() string { return LockdownAt("") }
 
 // LockdownAt is Lockdown of the tree at root ("": this system).
-func LockdownAt(root string) string {
-	b, err := readSmall(filepath.Join(rootOr(root), "sys/kernel/security/lockdown"))
+func LockdownAt(root string) string { return lockdownIn(sysFiles{root}) }
+
+func lockdownIn(fl files) string {
+	b, err := fl.readFile("system file", "sys/kernel/security/lockdown", MaxSmallBytes)
 	if err != nil {
 		return ""
 	}
@@ -98,7 +99,7 @@ func Explain(op string, errno unix.Errno, lockdown string, detail string) error 
 	case unix.EPERM:
 		switch {
 		case lockdown != "" && lockdown != "none" && op == "kexec_load":
-			e.Reason = fmt.Sprintf("kernel lockdown (%s) forbids kexec_load; use kexec_file_load (-s) with a signed kernel", lockdown)
+			e.Reason = fmt.Sprintf("kernel lockdown (%s) forbids kexec_load; kexec_file_load with a signed kernel remains", lockdown)
 			e.Lockdown = true
 		case lockdown != "" && lockdown != "none":
 			e.Reason = fmt.Sprintf("refused under kernel lockdown (%s): the kernel must be signed by a trusted key", lockdown)

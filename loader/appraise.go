@@ -1,37 +1,24 @@
 package loader
 
-import (
-	"crypto"
-
-	"github.com/gokexec/gokexec/appraise"
-)
+// Appraiser decides whether an input may be loaded. Package
+// loader/appraisal makes one from an appraise.Policy; the loader itself
+// links no certificate or signature code.
+type Appraiser interface {
+	// Appraise appraises data, the input named name with its IMA
+	// signature sig (nil: none). An error refuses the input; a nil error
+	// with Pass false lets it through with a warning (log mode).
+	Appraise(name string, data, sig []byte) (Appraisal, error)
+}
 
 // Appraisal is the outcome for one input, recorded in the state and shown
 // by a dry run.
 type Appraisal struct {
-	Path      string `json:"path"`
-	Pass      bool   `json:"pass"`
-	Method    string `json:"method,omitempty"`
-	Reason    string `json:"reason"`
-	Signature []byte `json:"signature,omitempty"` // the verified IMA signature, for the ima-sig entry
-}
-
-// appraiseBytes appraises the bytes that were read for the input named
-// name, with its signature sig (nil: none).
-func appraiseBytes(p appraise.Policy, name string, data, sig []byte) (Appraisal, error) {
-	digests := map[crypto.Hash][]byte{}
-	for _, h := range append(p.Hashes(sig), crypto.SHA256) {
-		if !h.Available() {
-			continue
-		}
-		hh := h.New()
-		hh.Write(data)
-		digests[h] = hh.Sum(nil)
-	}
-	d := p.Decide(appraise.File{Path: name, Digests: digests, Signature: sig})
-	a := Appraisal{Path: name, Pass: d.Pass, Method: d.Method, Reason: d.Reason}
-	if d.Pass && d.Method == "signature" {
-		a.Signature = sig
-	}
-	return a, d.Error()
+	Path   string `json:"path"`
+	Pass   bool   `json:"pass"`
+	Method string `json:"method,omitempty"`
+	Reason string `json:"reason"`
+	// Signature is the verified IMA signature when it can stand in an
+	// ima-sig entry of the loader's (made over a sha256 digest); nil
+	// otherwise.
+	Signature []byte `json:"signature,omitempty"`
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/gokexec/gokexec/ima"
+	"github.com/gokexec/gokexec/kexec"
 	"github.com/gokexec/gokexec/plan"
 )
 
@@ -20,7 +21,7 @@ import (
 // returns dry-run options for them with the real Debian kernel from the
 // build cache (the benchmarks skip without it). Plan then reads only files
 // and /proc, /sys facts: a dry run calls no kexec syscall.
-func benchOptions(b *testing.B) (Host, Image, Options) {
+func benchOptions(b *testing.B) (Facts, Image, Options) {
 	b.Helper()
 	kernel := filepath.FromSlash("../build/cache/kernels/deb61-amd64/vmlinuz")
 	if _, err := os.Stat(kernel); err != nil {
@@ -50,11 +51,11 @@ func benchOptions(b *testing.B) (Host, Image, Options) {
 	if err := os.WriteFile(filepath.Join(dir, "ima.list"), ima.AppendList(nil, es, binary.LittleEndian), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	img, err := FileImage(kernel, filepath.Join(dir, "initrd"), "", "console=ttyS0", false)
+	img, err := FileImage(kernel, filepath.Join(dir, "initrd"), "", "console=ttyS0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	h := &System{IMALog: filepath.Join(dir, "ima.list"), MemMap: filepath.FromSlash("../plan/testdata/iomem-qemu-q35-1g-deb61.txt")}
+	h := &kexec.System{IMALog: filepath.Join(dir, "ima.list"), MemMap: filepath.FromSlash("../plan/testdata/iomem-qemu-q35-1g-deb61.txt")}
 	return h, img, Options{Arch: plan.ArchAMD64, IMAExtra: 64 << 10}
 }
 

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 
-	"github.com/gokexec/gokexec/kexec"
 	"github.com/gokexec/gokexec/plan"
 	"github.com/gokexec/gokexec/segment"
 )
@@ -16,51 +14,6 @@ import (
 // no state (nothing is finalized: the kernel boots the image when it
 // panics), and puts every segment inside the crash kernel region.
 
-// CrashHost is a Host that can describe the running kernel for a crash
-// dump: its crash region and memory (/proc/iomem) and, with notes, the
-// per-CPU crash notes, VMCOREINFO and /proc/kcore's direct map base. System
-// and Captured are CrashHosts.
-type CrashHost interface {
-	CrashFacts(notes bool) (*kexec.CrashFacts, error)
-}
-
-// iomemFile is override when it names a file (an /proc/iomem copy), else
-// "" (the host's own /proc/iomem).
-func iomemFile(override string) string {
-	if override == "" {
-		return ""
-	}
-	if st, err := os.Stat(override); err == nil && !st.IsDir() {
-		return override
-	}
-	return ""
-}
-
-// CrashFacts reads this machine's crash facts; a --memmap file stands for
-// /proc/iomem.
-func (s *System) CrashFacts(notes bool) (*kexec.CrashFacts, error) {
-	return kexec.ReadCrashFacts("", iomemFile(s.MemMap), notes)
-}
-
-// CrashFacts reads the captured tree's crash facts.
-func (c *Captured) CrashFacts(notes bool) (*kexec.CrashFacts, error) {
-	return kexec.ReadCrashFacts(c.Root, iomemFile(c.MemMap), notes)
-}
-
-// onCrash is a Host whose loads are crash loads (KEXEC_ON_CRASH,
-// KEXEC_FILE_ON_CRASH); everything else is the wrapped Host's.
-type onCrash struct{ Host }
-
-func (h onCrash) KexecLoad(r LoadRequest) error {
-	r.Crash = true
-	return h.Host.KexecLoad(r)
-}
-
-func (h onCrash) KexecFileLoad(r FileLoadRequest) error {
-	r.Crash = true
-	return h.Host.KexecFileLoad(r)
-}
-
 // crashed is a prepared crash load.
 type crashed struct {
 	plan  *plan.Plan
@@ -69,13 +22,13 @@ type crashed struct {
 }
 
 func prepareCrash(h Host, img Image, o *Options, dry bool) (*crashed, error) {
-	ch, ok := h.(CrashHost)
-	if !ok {
-		return nil, fmt.Errorf("%w: the host cannot describe a crash dump", ErrNotDescribed)
-	}
+	ch := h
 	o.NoIMA = true
-	r, err := inputs(h, img, o, dry)
+	r, err := readImage(h, img, o)
 	if err != nil {
+		return nil, err
+	}
+	if err := readFacts(h, r.in, dry); err != nil {
 		return nil, err
 	}
 	as, err := appraiseAll(o, r)
@@ -121,11 +74,11 @@ func planCrashFor(r *read, c *plan.Crash, syscall string) (*plan.Plan, error) {
 }
 
 // PlanCrash is a dry run of a crash load: the plan, nothing loaded.
-func PlanCrash(ctx context.Context, h Host, img Image, o Options) (*plan.Plan, error) {
+func PlanCrash(ctx context.Context, h Facts, img Image, o Options) (*plan.Plan, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	c, err := prepareCrash(h, img, &o, true)
+	c, err := prepareCrash(factsOnly{h}, img, &o, true)
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +93,6 @@ func LoadCrash(ctx context.Context, h Host, img Image, o Options) (*plan.Plan, e
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	o.Appraise = o.Appraisal.Mode
 	c, err := prepareCrash(h, img, &o, false)
 	if err != nil {
 		return nil, err
@@ -152,8 +104,8 @@ func LoadCrash(ctx context.Context, h Host, img Image, o Options) (*plan.Plan, e
 	for _, w := range p.Warnings {
 		o.warn(w)
 	}
-	ch := onCrash{h}
-	err = execute(ch, p, c.read, o.appraised())
+	sealed := o.Appraiser != nil
+	err = execute(h, p, c.read.in, c.read.paths, sealed, true)
 	auto := o.Mode == "" || o.Mode == plan.ModeAuto
 	other := ""
 	switch {
@@ -175,14 +127,14 @@ func LoadCrash(ctx context.Context, h Host, img Image, o Options) (*plan.Plan, e
 		return nil, err
 	}
 	fp.Decision, fp.Appraisal = p.Decision, p.Appraisal
-	if err := execute(ch, fp, c.read, o.appraised()); err != nil {
+	if err := execute(h, fp, c.read.in, c.read.paths, sealed, true); err != nil {
 		return nil, err
 	}
 	return fp, nil
 }
 
 // UnloadCrash unloads the crash kernel, whichever syscall loaded it.
-func UnloadCrash(ctx context.Context, h Host) error {
+func UnloadCrash(ctx context.Context, h Kernel) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}

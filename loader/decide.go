@@ -2,6 +2,7 @@ package loader
 
 import (
 	"errors"
+	"fmt"
 	"runtime"
 
 	"golang.org/x/sys/unix"
@@ -24,13 +25,15 @@ func gatherFacts(h Host, o *Options, imaList bool) (plan.Facts, error) {
 	if f.IMAList && f.HandoverWanted {
 		ks, err := h.Kallsyms()
 		if err != nil {
+			// Not a silent "no": the plan records why, and the load says so.
 			f.Kallsyms = err.Error()
+			o.warn(fmt.Sprintf("%v: whether the running kernel hands the IMA list over itself, or measures at kexec, is unknown; planning as if it does neither", err))
 		}
 		f.KernelHandsOver, f.KernelMeasuresExec = ks.HandsOver, ks.MeasuresAtExec
 	}
 	var err error
 	if f.TPM, err = h.TPMDevice(); err != nil {
-		return f, err
+		return f, fmt.Errorf("%w: %w", ErrTPM, err)
 	}
 	return f, nil
 }

@@ -3,16 +3,14 @@ package loader
 import (
 	"bytes"
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"testing"
 
-	"github.com/gokexec/gokexec/efi"
 	"github.com/gokexec/gokexec/internal/testkernel"
 	"github.com/gokexec/gokexec/kexec"
+	"github.com/gokexec/gokexec/loader/loadertest"
 	"github.com/gokexec/gokexec/plan"
-	"github.com/gokexec/gokexec/segment"
 )
 
 const (
@@ -20,124 +18,86 @@ const (
 	testList   = "../ima/testdata/captures/linux-image-6.1.0-56-cloud-amd64/binary_runtime_measurements"
 )
 
-// fakeHost is a machine in memory: no test makes a kexec or reboot system
-// call or opens a TPM device.
-type fakeHost struct {
-	list     []byte // the running kernel's list; nil: no securityfs
-	loaded   bool
-	boot     string
-	kallsyms kexec.KallsymsFacts
-	memmap   string // file or directory; "" testMemmap
-	noMemmap bool   // describe no memory map (arm64 off-target: the DTB's)
-	// tpm is the machine's TPM (nil: none); tpmName its device name.
-	tpm     TPM
-	tpmName string
-	// tpmErr, when set, is what OpenTPM and TPMDevice answer.
-	tpmErr error
-	// loadErr, fileErr fail the next kexec_load / kexec_file_load.
-	loadErr, fileErr error
-	// beforeLoad, if set, runs at each kexec_load (entries arriving).
-	beforeLoad func()
-	// listReads counts IMAList calls.
-	listReads int
+// fakeHost is the one fake machine, loadertest.Host: no test makes a
+// kexec or reboot system call or opens a TPM device.
+type fakeHost = loadertest.Host
 
-	executed  []LoadRequest
-	fileLoads [][2][]byte
-	fileFDs   []*os.File
-	reboots   int
-	unloads   int
+// newFake is a fake with the test memory map, list (nil: no IMA) and boot
+// id b1.
+func newFake(t testing.TB, list []byte) *fakeHost {
+	t.Helper()
+	m, _, err := kexec.ReadMemoryMap(testMemmap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := loadertest.NewHost()
+	h.Memory, h.List, h.Boot = m, list, "b1"
+	return h
 }
 
-var _ Host = (*fakeHost)(nil)
+// testSD is a StateDir driven as the command line drives it: a load
+// recorded (Save), and a later process's finalize (Read, Resume,
+// Finalize, Save).
+type testSD struct{ StateDir }
 
-func (h *fakeHost) MemoryMap(string) (segment.Map, error) {
-	if h.noMemmap {
-		return nil, ErrNotDescribed
+func (sd testSD) LoadImage(ctx context.Context, h Host, img Image, o Options) (*Loaded, error) {
+	l, err := Load(ctx, h, img, o)
+	if err != nil {
+		return nil, err
 	}
-	p := h.memmap
-	if p == "" {
-		p = testMemmap
+	if err := sd.Save(l.State()); err != nil {
+		_ = l.Unload()
+		return nil, err
 	}
-	m, _, err := kexec.ReadMemoryMap(p)
-	return m, err
+	return l, nil
 }
-func (h *fakeHost) Firmware(string) (*efi.Host, error) { return nil, nil }
-func (h *fakeHost) ACPIRSDP() uint64                   { return 0 }
-func (h *fakeHost) DeviceTree() ([]byte, error)        { return nil, os.ErrNotExist }
-func (h *fakeHost) IMAList() ([]byte, error) {
-	h.listReads++
-	if h.list == nil {
-		return nil, kexec.ErrNoIMA
-	}
-	return append([]byte(nil), h.list...), nil
+
+// Finalize is what -e and --finalize do before the reboot.
+func (sd testSD) Finalize(ctx context.Context, h Host, noIMA bool) (*Report, error) {
+	l, rep, err := sd.finalize(ctx, h, noIMA)
+	_ = l
+	return rep, err
 }
-func (h *fakeHost) Lockdown() string                       { return "none" }
-func (h *fakeHost) KexecLoadDisabled() bool                { return false }
-func (h *fakeHost) Kallsyms() (kexec.KallsymsFacts, error) { return h.kallsyms, nil }
-func (h *fakeHost) TPMDevice() (string, error) {
-	if h.tpmErr != nil {
-		return "", h.tpmErr
+
+func (sd testSD) finalize(ctx context.Context, h Host, noIMA bool) (*Loaded, *Report, error) {
+	loaded, err := h.KexecLoaded(false)
+	if err != nil {
+		return nil, nil, err
 	}
-	if h.tpm == nil {
-		return NoTPM, nil
+	if !loaded {
+		return nil, nil, ErrNothingLoaded
 	}
-	return h.tpmName, nil
-}
-func (h *fakeHost) OpenTPM() (TPM, string, error) {
-	if h.tpmErr != nil {
-		return nil, "", h.tpmErr
+	s, err := sd.Read()
+	if err != nil {
+		return nil, nil, err
 	}
-	if h.tpm == nil {
-		return nil, NoTPM, nil
+	if noIMA {
+		s.Options.NoIMA = true
 	}
-	return nopClose{h.tpm}, h.tpmName, nil
-}
-func (h *fakeHost) BootID() (string, error)        { return h.boot, nil }
-func (h *fakeHost) KexecLoaded(bool) (bool, error) { return h.loaded, nil }
-func (h *fakeHost) KexecLoad(r LoadRequest) error {
-	if h.beforeLoad != nil {
-		h.beforeLoad()
+	l, err := Resume(h, s)
+	if err != nil {
+		return nil, nil, err
 	}
-	if err := h.loadErr; err != nil {
-		h.loadErr = nil
-		return err
+	rep, err := l.Finalize(ctx)
+	if err != nil {
+		return nil, nil, err
 	}
-	h.executed = append(h.executed, r)
-	h.loaded = true
-	return nil
-}
-func (h *fakeHost) KexecFileLoad(r FileLoadRequest) error {
-	if err := h.fileErr; err != nil {
-		h.fileErr = nil
-		return err
-	}
-	var got [2][]byte
-	for i, f := range []*os.File{r.Kernel, r.Initrd} {
-		if f == nil {
-			continue
+	if !rep.Skipped {
+		if err := sd.Save(l.State()); err != nil {
+			return nil, nil, err
 		}
-		b := make([]byte, 64<<20)
-		n, _ := f.ReadAt(b, 0)
-		got[i] = b[:n]
 	}
-	h.fileLoads = append(h.fileLoads, got)
-	h.fileFDs = append(h.fileFDs, r.Kernel)
-	h.loaded = true
-	return nil
-}
-func (h *fakeHost) Unload(bool) error { h.unloads++; h.loaded = false; return nil }
-func (h *fakeHost) Reboot() error {
-	if !h.loaded {
-		return errors.New("fake reboot: nothing loaded")
-	}
-	h.reboots++
-	return nil
+	return l, rep, nil
 }
 
-// nopClose keeps a test's TPM open across finalizes.
-type nopClose struct{ TPM }
-
-func (nopClose) Close() error { return nil }
+// Exec is -e: finalize, then reboot.
+func (sd testSD) Exec(ctx context.Context, h Host) error {
+	l, _, err := sd.finalize(ctx, h, false)
+	if err != nil {
+		return err
+	}
+	return l.Exec()
+}
 
 func readTestList(t testing.TB) []byte {
 	t.Helper()
@@ -161,7 +121,7 @@ func testImage(t *testing.T) (Image, string) {
 	if err := os.WriteFile(rd, bytes.Repeat([]byte("initrd"), 1000), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	img, err := FileImage(k, rd, "", "console=ttyS0", false)
+	img, err := FileImage(k, rd, "", "console=ttyS0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,15 +129,15 @@ func testImage(t *testing.T) (Image, string) {
 }
 
 // testLoad loads the stand-in image on h, recording its state in a
-// directory of its own (StateDir.LoadImage, as gokexec -l does).
-func testLoad(t *testing.T, h *fakeHost, mode plan.Mode, edit func(*Image, *Options)) (StateDir, *Loaded, error) {
+// directory of its own, as gokexec -l does.
+func testLoad(t *testing.T, h *fakeHost, mode plan.Mode, edit func(*Image, *Options)) (testSD, *Loaded, error) {
 	t.Helper()
 	img, dir := testImage(t)
 	o := Options{Arch: "amd64", IMAExtra: 64 << 10, Mode: mode}
 	if edit != nil {
 		edit(&img, &o)
 	}
-	sd := StateDir(filepath.Join(dir, "run", "gokexec"))
+	sd := testSD{StateDir(filepath.Join(dir, "run", "gokexec"))}
 	l, err := sd.LoadImage(context.Background(), h, img, o)
 	return sd, l, err
 }

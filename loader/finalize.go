@@ -9,6 +9,7 @@ import (
 	"fmt"
 
 	"github.com/gokexec/gokexec/ima"
+	"github.com/gokexec/gokexec/kexec"
 	"github.com/gokexec/gokexec/plan"
 )
 
@@ -30,30 +31,26 @@ type Report struct {
 	// NoIMA: finalize was told not to touch the IMA hand-over (--no-ima at
 	// -e); what was loaded at -l is handed over as it is.
 	NoIMA bool
-	// Foreign (StateDir.Finalize only): the loaded image is another
-	// tool's; nothing was finalized.
-	Foreign bool
 }
 
-// Finalize completes a recorded load just before the reboot (DESIGN §4):
-// it checks that the inputs are unchanged, takes a fresh snapshot of the
-// list, appends the loader's entries (a kexec_load marker, the kernel,
-// initrd, DTB and command line measurements, a kexec_execute marker), extends
-// them into every active bank of the TPM with the method the running kernel
-// uses for that bank, checks that the resulting list replays to the TPM's
-// PCRs, rewrites the IMA segment (same layout while it fits, a larger one
-// when not) and loads it again.
+// Finalize completes a load just before the reboot (DESIGN §4): it takes
+// a fresh snapshot of the list, appends the loader's entries (a kexec_load
+// marker, the kernel, initrd, DTB and command line measurements, a
+// kexec_execute marker), extends them into every active bank of the TPM
+// with the method the running kernel uses for that bank, checks that the
+// resulting list replays to the TPM's PCRs, rewrites the IMA segment (same
+// layout while it fits, a larger one when not) and loads it again.
 //
-// Finalize may run more than once (--finalize from a shutdown hook, then
-// -e): a later run continues from the list the earlier one loaded, adds
-// what the kernel measured since and a new kexec_execute marker.
+// Finalize may run more than once (a shutdown hook, then exec): a later
+// run continues from the list the earlier one loaded, adds what the
+// kernel measured since and a new kexec_execute marker.
 //
 // First it checks that the load is still what the kernel has loaded
-// (Binding) and that kernel, initrd and DTB still hash to the
-// recorded digests; the re-load uses only those bytes. A named TPM that
-// cannot be opened is an error; with no TPM device at all the entries are
-// appended but extended nowhere (Report.NoTPM). A missing IMA list is an
-// error unless the options say NoIMA.
+// (Binding). It re-loads the bytes the load read; it never reads the
+// kernel's files again. A named TPM that cannot be opened is an error;
+// with no TPM device at all the entries are appended but extended nowhere
+// (Report.NoTPM). A list handed over at load that cannot be read now is
+// an error (ErrNoIMAList).
 //
 // Finalize never reboots. Errors after the loader's entries were extended
 // wrap ErrExtended: the running kernel's own list no longer matches the
@@ -84,14 +81,6 @@ func (l *Loaded) finalize() (*Report, error) {
 		// buffer for today's list (refresh.go).
 		return l.refreshFileLoad()
 	}
-	r, err := inputs(l.host, l.img, o, false)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkInputs(l.plan, r.in, r.dtbName); err != nil {
-		return nil, err
-	}
-	in := r.in
 	rep := &Report{Plan: l.plan}
 	if o.NoIMA {
 		rep.NoIMA = true
@@ -105,14 +94,14 @@ func (l *Loaded) finalize() (*Report, error) {
 		if plan.Digest(l.handover) != l.finalized.ListSHA256 {
 			return nil, fmt.Errorf("finalize: the kept hand-over list does not match the recorded one")
 		}
+		var err error
 		if prev, err = ima.ParseList(l.handover, binary.LittleEndian); err != nil {
 			return nil, fmt.Errorf("finalize: the kept hand-over list: %w", err)
 		}
 	}
-	pcr := o.pcr()
 	t, dev, err := l.host.OpenTPM()
 	if err != nil {
-		return nil, fmt.Errorf("finalize: %w", err)
+		return nil, fmt.Errorf("finalize: %w: %w", ErrTPM, err)
 	}
 	if t != nil {
 		defer t.Close()
@@ -123,19 +112,6 @@ func (l *Loaded) finalize() (*Report, error) {
 		}
 	}
 	rep.TPM, rep.NoTPM = dev, t == nil
-
-	// 1. The log as the TPM knows it, and each bank's method.
-	base, nKernel, plans, banks, err := stableBase(l.host, t, prev, l.finalized)
-	if err != nil {
-		return nil, err
-	}
-	rep.Banks = banks
-	if l.finalized != nil && nKernel == l.finalized.KernelEntries {
-		rep.Skipped = true
-		return rep, nil
-	}
-
-	// 2. The loader's entries, sized for the segment they will land in.
 	var ours []ima.Entry
 	if l.finalized == nil {
 		sigs := map[string][]byte{}
@@ -144,127 +120,207 @@ func (l *Loaded) finalize() (*Report, error) {
 				sigs[a.Path] = a.Signature
 			}
 		}
-		ms, err := measurements(l.plan, pcr, sigs)
-		if err != nil {
+		if ours, err = measurements(l.plan, o.pcr(), sigs); err != nil {
 			return nil, err
 		}
-		ours = ms
 	}
-	baseBytes := listSize(base)
-	need := uint64(ima.KexecHeaderSize) + baseBytes + listSize(ours) + uint64(maxMarkerSize(MarkerLoad)+maxMarkerSize(MarkerExecute)) + 4096
-	segSize := l.plan.IMA.Size
-	if need > segSize {
-		if segSize, err = plan.IMASegmentSize(need, o.IMAExtra, 0, 4096); err != nil {
-			return nil, err
-		}
-		rep.Relayout = true
+	res, err := finalizeList(finalizeIn{facts: l.host, tpm: t, prev: prev, fin: l.finalized, ours: ours,
+		pcr: o.pcr(), extra: o.IMAExtra, segment: l.plan.IMA.Size, page: l.plan.PageSize})
+	if err != nil {
+		return nil, err
 	}
-	if l.finalized == nil {
-		ours = append([]ima.Entry{marker(pcr, MarkerLoad, segSize, baseBytes, uint64(len(base)))}, ours...)
+	rep.Banks, rep.Skipped = res.banks, res.skipped
+	if res.skipped {
+		return rep, nil
 	}
-	before := baseBytes + listSize(ours)
-	ours = append(ours, marker(pcr, MarkerExecute, segSize, before, uint64(len(base)+len(ours))))
-	rep.Entries = ours
+	rep.Entries, rep.Extended, rep.Relayout = res.ours, t != nil, res.relayout
+	raw := ima.AppendList(make([]byte, 0, listSize(res.list)), res.list, binary.LittleEndian)
+	rep.ListBytes, rep.Count = uint64(len(raw)), len(res.list)
 
-	// 3. Extend, then place the kernel's own entries that arrived meanwhile
-	//    where the PCR values say they were extended.
-	final := append(append([]ima.Entry(nil), base...), ours...)
-	if t != nil {
-		methods := current(plans)
-		for _, e := range ours {
-			d := map[crypto.Hash][]byte{}
-			for h, m := range methods {
-				d[h] = ima.TemplateDigest(e, h, m)
-			}
-			if err := t.Extend(e.PCR, d); err != nil {
-				return nil, fmt.Errorf("finalize: extending PCR %d: %w (%w)", e.PCR, err, ErrExtended)
-			}
-		}
-		rep.Extended = true
-		if final, nKernel, err = reconcile(l.host, t, base, nKernel, ours, plans); err != nil {
-			return nil, err
-		}
-	}
-	raw := ima.AppendList(nil, final, binary.LittleEndian)
-	rep.ListBytes, rep.Count = uint64(len(raw)), len(final)
-
-	// 4. Re-plan with the completed list and load it again.
-	in.IMAList = raw
-	in.IMAMinSegment = segSize
-	p, err := plan.Build(in)
+	p, err := l.replan(raw, res.segment)
 	if err != nil {
 		return nil, fmt.Errorf("finalize: %w (%w)", err, ErrExtended)
 	}
-	if err := execute(l.host, p, r, false); err != nil {
+	if err := execute(l.host, p, l.in, l.paths, false, false); err != nil {
 		return nil, fmt.Errorf("finalize: %w (%w)", err, ErrExtended)
+	}
+	l.plan = p
+	rep.Plan = p
+	l.handover = raw
+	l.finalized = &Finalized{KernelEntries: res.kernelEntries, ListSHA256: plan.Digest(raw)}
+	return rep, nil
+}
+
+// replan is the load's plan again, from the bytes and facts of the load,
+// with the hand-over list raw in a segment of segSize bytes.
+func (l *Loaded) replan(raw []byte, segSize uint64) (*plan.Plan, error) {
+	in := *l.in
+	in.IMAList, in.IMASegment = raw, segSize
+	in.KernelSHA256 = l.plan.Kernel.SHA256
+	if l.plan.Initrd != nil {
+		in.InitrdSHA256 = l.plan.Initrd.SHA256
+	}
+	p, err := plan.Build(&in)
+	if err != nil {
+		return nil, err
 	}
 	p.Decision = l.plan.Decision
 	p.DTBInput = l.plan.DTBInput
 	p.Appraisal = l.plan.Appraisal
-	l.plan = p
-	rep.Plan = p
-	l.handover = raw
-	l.finalized = &Finalized{KernelEntries: nKernel, ListSHA256: plan.Digest(raw)}
-	return rep, nil
+	return p, nil
+}
+
+// finalizeIn is what finalizeList works from.
+type finalizeIn struct {
+	facts   Facts
+	tpm     TPM // nil: no TPM
+	prev    []ima.Entry
+	fin     *Finalized // the last finalize, or nil
+	ours    []ima.Entry
+	pcr     uint32
+	extra   uint64
+	segment uint64 // the loaded IMA segment
+	page    uint64
+}
+
+// finalizeOut is the completed hand-over list.
+type finalizeOut struct {
+	list          []ima.Entry
+	ours          []ima.Entry // the loader's entries, markers included
+	kernelEntries int         // how many of the running kernel's entries list accounts for
+	segment       uint64
+	relayout      bool
+	banks         []string
+	skipped       bool // nothing measured since the last finalize
+}
+
+// finalizeList takes the snapshot, adds the loader's entries (the
+// hand-over rule sizes the segment), extends them and places the kernel's
+// entries that arrived meanwhile where the PCRs say they were extended.
+func finalizeList(f finalizeIn) (finalizeOut, error) {
+	var out finalizeOut
+	b, err := stableBase(f.facts, f.tpm, f.prev, f.fin, f.pcr)
+	if err != nil {
+		return out, err
+	}
+	base, nKernel := b.entries, b.nKernel
+	out.banks = b.desc
+	if f.fin != nil && nKernel == f.fin.KernelEntries {
+		out.skipped = true
+		return out, nil
+	}
+	h, err := handover(handoverIn{base: base, baseBytes: listSize(base), ours: f.ours, load: f.fin == nil, exec: true,
+		pcr: f.pcr, extra: f.extra, segment: f.segment, page: f.page})
+	if err != nil {
+		return out, err
+	}
+	out.ours, out.segment, out.relayout = h.ours, h.segment, h.relayout
+	final := append(append([]ima.Entry(nil), base...), h.ours...)
+	if f.tpm != nil {
+		methods := current(b.plans)
+		for _, e := range h.ours {
+			d := map[crypto.Hash][]byte{}
+			for bank, m := range methods {
+				d[bank] = ima.TemplateDigest(e, bank, m)
+			}
+			if err := f.tpm.Extend(e.PCR, d); err != nil {
+				return out, fmt.Errorf("finalize: extending PCR %d: %w (%w)", e.PCR, err, ErrExtended)
+			}
+		}
+		if final, nKernel, err = reconcile(f.facts, f.tpm, b, h.ours); err != nil {
+			return out, err
+		}
+		// Kernel entries that arrived between the snapshot and the extend
+		// may outgrow the segment: the same rule grows it.
+		need := uint64(ima.KexecHeaderSize) + listSize(final)
+		var grew bool
+		if out.segment, grew, err = segmentFor(need, f.extra, out.segment, f.page); err != nil {
+			return out, fmt.Errorf("%w (%w)", err, ErrExtended)
+		}
+		out.relayout = out.relayout || grew
+	}
+	out.list, out.kernelEntries = final, nKernel
+	return out, nil
+}
+
+// baseState is the log as the TPM knows it when finalize starts.
+type baseState struct {
+	entries []ima.Entry // the base log
+	nKernel int         // how many of the running kernel's entries it accounts for
+	raw     []byte      // the running kernel's list as read
+	at      ima.PCRValues
+	plans   []bankPlan
+	desc    []string
 }
 
 // stableBase reads the running kernel's list and the PCRs until the list
 // did not change while the PCRs were read. The base log is that list, or,
 // after an earlier finalize, the list it loaded followed by what the kernel
 // measured since. The base must replay to the TPM; the method that
-// reproduces each bank is returned for extending the loader's entries.
-func stableBase(h Host, t TPM, prev []ima.Entry, fin *Finalized) (base []ima.Entry, nKernel int, plans []bankPlan, desc []string, err error) {
+// reproduces each bank is returned for extending the loader's entries, and
+// the PCR values read (those of the base, and of pcr) are where the
+// loader's entries start from.
+func stableBase(h Facts, t TPM, prev []ima.Entry, fin *Finalized, pcr uint32) (baseState, error) {
 	last := errors.New("no attempt")
 	for try := 0; try < 5; try++ {
 		raw, err := h.IMAList()
+		if errors.Is(err, kexec.ErrNoIMA) || errors.Is(err, kexec.ErrSecurityfsUnmounted) {
+			return baseState{}, fmt.Errorf("finalize: %w: %w", ErrNoIMAList, err)
+		}
 		if err != nil {
-			return nil, 0, nil, nil, fmt.Errorf("finalize: %w", err)
+			return baseState{}, fmt.Errorf("finalize: %w", err)
 		}
 		kernel, err := ima.ParseList(raw, binary.LittleEndian)
 		if err != nil {
-			return nil, 0, nil, nil, fmt.Errorf("finalize: the running kernel's list: %w", err)
+			return baseState{}, fmt.Errorf("finalize: the running kernel's list: %w", err)
 		}
-		base = kernel
+		b := baseState{entries: kernel, nKernel: len(kernel), raw: raw}
 		if fin != nil {
 			if len(kernel) < fin.KernelEntries {
-				return nil, 0, nil, nil, fmt.Errorf("%w: the running list shrank since the last finalize", ErrSelfCheck)
+				return baseState{}, fmt.Errorf("%w: the running list shrank since the last finalize", ErrSelfCheck)
 			}
-			base = append(append([]ima.Entry(nil), prev...), kernel[fin.KernelEntries:]...)
+			b.entries = append(append([]ima.Entry(nil), prev...), kernel[fin.KernelEntries:]...)
 		}
 		if t == nil {
-			return base, len(kernel), nil, nil, nil
+			return b, nil
 		}
-		pcrs, err := readPCRs(t, base)
-		if err != nil {
-			return nil, 0, nil, nil, err
+		if b.at, err = readPCRs(t, b.entries, pcr); err != nil {
+			return baseState{}, err
 		}
 		again, err := h.IMAList()
 		if err != nil {
-			return nil, 0, nil, nil, err
+			return baseState{}, err
 		}
 		if !bytes.Equal(raw, again) {
 			last = errors.New("the list kept changing while the PCRs were read")
 			continue
 		}
-		plans, err := planBanks(base, pcrs)
-		if err != nil {
-			return nil, 0, nil, nil, fmt.Errorf("%w; the log so far (%d entries) does not replay", err, len(base))
+		if b.plans, err = planBanks(b.entries, b.at); err != nil {
+			return baseState{}, fmt.Errorf("%w; the log so far (%d entries) does not replay", err, len(b.entries))
 		}
-		return base, len(kernel), plans, describePlans(plans), nil
+		b.desc = describePlans(b.plans)
+		return b, nil
 	}
-	return nil, 0, nil, nil, fmt.Errorf("finalize: %w", last)
+	return baseState{}, fmt.Errorf("finalize: %w", last)
 }
 
-// readPCRs reads every active bank's value of every PCR the list uses (and
-// PCR 10).
-func readPCRs(t TPM, es []ima.Entry) (ima.PCRValues, error) {
-	seen := map[uint32]bool{DefaultPCR: true}
-	idx := []uint32{DefaultPCR}
-	for _, e := range es {
-		if !seen[e.PCR] && e.PCR < 24 {
-			seen[e.PCR] = true
-			idx = append(idx, e.PCR)
+// readPCRs reads every active bank's value of every PCR the list uses,
+// of PCR 10, and of the extra PCRs.
+func readPCRs(t TPM, es []ima.Entry, extra ...uint32) (ima.PCRValues, error) {
+	seen := map[uint32]bool{}
+	var idx []uint32
+	add := func(p uint32) {
+		if !seen[p] && p < 24 {
+			seen[p] = true
+			idx = append(idx, p)
 		}
+	}
+	add(DefaultPCR)
+	for _, p := range extra {
+		add(p)
+	}
+	for _, e := range es {
+		add(e.PCR)
 	}
 	v, err := t.ReadPCRs(idx)
 	if err != nil {
@@ -275,51 +331,72 @@ func readPCRs(t TPM, es []ima.Entry) (ima.PCRValues, error) {
 
 // reconcile reads the kernel's list and the PCRs after the loader's entries
 // were extended and returns the order that reproduces the PCRs: the base,
-// the kernel entries that arrived before ours, ours, the rest. nKernel is
-// how many kernel entries base accounts for; the new count is returned.
-func reconcile(h Host, t TPM, base []ima.Entry, nKernel int, ours []ima.Entry, plans []bankPlan) ([]ima.Entry, int, error) {
+// the kernel entries that arrived before ours, ours, the rest. Only what
+// follows the base is replayed, from the PCR values the base replayed to;
+// only what the kernel appended to its list is parsed. The new count of
+// the kernel's entries accounted for is returned.
+func reconcile(h Facts, t TPM, b baseState, ours []ima.Entry) ([]ima.Entry, int, error) {
 	raw, err := h.IMAList()
 	if err != nil {
 		return nil, 0, fmt.Errorf("finalize: %w (%w)", err, ErrExtended)
 	}
-	now, err := ima.ParseList(raw, binary.LittleEndian)
+	if !bytes.HasPrefix(raw, b.raw) {
+		return nil, 0, fmt.Errorf("%w: the running list changed, not only grew (%w)", ErrSelfCheck, ErrExtended)
+	}
+	newer, err := ima.ParseList(raw[len(b.raw):], binary.LittleEndian)
 	if err != nil {
-		return nil, 0, fmt.Errorf("finalize: %w", err)
+		return nil, 0, fmt.Errorf("finalize: %w (%w)", err, ErrExtended)
 	}
-	if len(now) < nKernel {
-		return nil, 0, fmt.Errorf("%w: the running list shrank", ErrSelfCheck)
-	}
-	newer := now[nKernel:]
-	pcrs, err := readPCRs(t, append(append([]ima.Entry(nil), base...), ours...))
+	tail := append(append([]ima.Entry(nil), ours...), newer...)
+	pcrs, err := readPCRs(t, tail, keys(b.at)...)
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w (%w)", err, ErrExtended)
 	}
+	methods := current(b.plans)
 	for i := 0; i <= len(newer); i++ {
-		cand := append(append(append(append([]ima.Entry(nil), base...), newer[:i]...), ours...), newer[i:]...)
-		if replaysWith(cand, pcrs, plans) {
-			return cand, len(now), nil
+		cand := append(append(append([]ima.Entry(nil), newer[:i]...), ours...), newer[i:]...)
+		if extendsTo(b.at, cand, methods, pcrs) {
+			return append(append([]ima.Entry(nil), b.entries...), cand...), b.nKernel + len(newer), nil
 		}
 	}
 	return nil, 0, fmt.Errorf("%w after extending the loader's %d entries (%d kernel entries arrived meanwhile) (%w)",
 		ErrSelfCheck, len(ours), len(newer), ErrExtended)
 }
 
-// checkInputs compares the digests of the inputs read at finalize with
-// those the plan recorded at load.
-func checkInputs(p *plan.Plan, in *plan.Inputs, dtbName string) error {
-	if d := plan.Digest(in.Kernel); d != p.Kernel.SHA256 {
-		return fmt.Errorf("%w: kernel %s (sha256 now %s, loaded %s)", ErrInputChanged, p.Kernel.Path, d, p.Kernel.SHA256)
-	}
-	if p.Initrd != nil && plan.Digest(in.Initrd) != p.Initrd.SHA256 {
-		return fmt.Errorf("%w: initrd %s (sha256 now %s, loaded %s)", ErrInputChanged, p.Initrd.Path, plan.Digest(in.Initrd), p.Initrd.SHA256)
-	}
-	if p.DTBInput != nil {
-		if in.DTB == nil || dtbName != p.DTBInput.Path {
-			return fmt.Errorf("%w: device tree %s is no longer the source (now %q)", ErrInputChanged, p.DTBInput.Path, dtbName)
+func keys(v ima.PCRValues) []uint32 {
+	var out []uint32
+	for _, vals := range v {
+		for p := range vals {
+			out = append(out, p)
 		}
-		if d := plan.Digest(in.DTB); d != p.DTBInput.SHA256 {
-			return fmt.Errorf("%w: device tree %s (sha256 now %s, loaded %s)", ErrInputChanged, p.DTBInput.Path, d, p.DTBInput.SHA256)
+		break
+	}
+	return out
+}
+
+// extendsTo reports whether extending start with es (each bank with its
+// method) gives want in every bank, for every PCR want holds.
+func extendsTo(start ima.PCRValues, es []ima.Entry, methods map[crypto.Hash]ima.Method, want ima.PCRValues) bool {
+	for bank, m := range methods {
+		cur := map[uint32][]byte{}
+		for p, v := range start[bank] {
+			cur[p] = bytes.Clone(v)
+		}
+		for _, e := range es {
+			v, ok := cur[e.PCR]
+			if !ok {
+				return false // a PCR the base read did not cover: cannot tell
+			}
+			h := bank.New()
+			h.Write(v)
+			h.Write(ima.TemplateDigest(e, bank, m))
+			cur[e.PCR] = h.Sum(nil)
+		}
+		for p, w := range want[bank] {
+			if v, ok := cur[p]; ok && !bytes.Equal(v, w) {
+				return false
+			}
 		}
 	}
-	return nil
+	return true
 }

@@ -5,11 +5,8 @@ package loader
 // (fake_test.go): none of them makes a kexec or reboot system call.
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -18,40 +15,41 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/gokexec/gokexec/appraise"
 	"github.com/gokexec/gokexec/ima"
 	"github.com/gokexec/gokexec/internal/testkernel"
 	"github.com/gokexec/gokexec/kexec"
 	"github.com/gokexec/gokexec/plan"
+	"github.com/gokexec/gokexec/tpm"
 )
 
 var ctx = context.Background()
 
 // Finding 1: a mistyped --tpm-device is an error, not "no TPM".
 func TestNamedTPMMissingIsError(t *testing.T) {
-	sys := &System{TPM: "/dev/tpmrm9"}
+	sys := &tpm.Source{Device: "/dev/tpmrm9"}
 	_, err := sys.TPMDevice()
-	if !errors.Is(err, ErrTPM) || !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "/dev/tpmrm9") {
+	if !errors.Is(err, tpm.ErrUnavailable) || !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "/dev/tpmrm9") {
 		t.Fatalf("TPM fact of --tpm-device /dev/tpmrm9: %v", err)
 	}
-	if _, _, err := sys.OpenTPM(); !errors.Is(err, ErrTPM) || !errors.Is(err, os.ErrNotExist) {
+	if _, _, err := sys.OpenTPM(); !errors.Is(err, tpm.ErrUnavailable) || !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("finalize's open of /dev/tpmrm9: %v", err)
 	}
 	// A load on such a host refuses.
-	h := &fakeHost{list: readTestList(t), boot: "b1", tpmErr: err}
+	h := newFake(t, readTestList(t))
+	h.TPMErr = err
 	if _, _, lerr := testLoad(t, h, plan.ModeLoad, nil); !errors.Is(lerr, ErrTPM) {
 		t.Fatalf("load: %v", lerr)
 	}
 	// A default device that exists but cannot be used is an error too
 	// (a directory stands in for a busy or unreadable node).
-	saved := tpmDefaults
-	t.Cleanup(func() { tpmDefaults = saved })
-	tpmDefaults = []string{t.TempDir()}
-	if _, _, err := (&System{}).OpenTPM(); !errors.Is(err, ErrTPM) {
+	saved := tpm.DefaultDevices
+	t.Cleanup(func() { tpm.DefaultDevices = saved })
+	tpm.DefaultDevices = []string{t.TempDir()}
+	if _, _, err := (&tpm.Source{}).OpenTPM(); !errors.Is(err, tpm.ErrUnavailable) {
 		t.Fatalf("unusable default device: %v", err)
 	}
-	tpmDefaults = []string{filepath.Join(t.TempDir(), "tpmrm0")}
-	if dev, err := (&System{}).TPMDevice(); err != nil || dev != NoTPM {
+	tpm.DefaultDevices = []string{filepath.Join(t.TempDir(), "tpmrm0")}
+	if dev, err := (&tpm.Source{}).TPMDevice(); err != nil || dev != NoTPM {
 		t.Fatalf("no device: %q %v", dev, err)
 	}
 }
@@ -59,7 +57,7 @@ func TestNamedTPMMissingIsError(t *testing.T) {
 // Finding 1: with no TPM device at all, "no TPM" is explicit in the plan
 // and in the finalize report, and the entries still go into the list.
 func TestNoTPMIsExplicit(t *testing.T) {
-	h := &fakeHost{list: readTestList(t), boot: "b1"}
+	h := newFake(t, readTestList(t))
 	sd, l, err := testLoad(t, h, plan.ModeLoad, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -74,18 +72,18 @@ func TestNoTPMIsExplicit(t *testing.T) {
 	if !rep.NoTPM || rep.TPM != NoTPM || rep.Extended || len(rep.Entries) != 5 {
 		t.Fatalf("report: noTPM %v tpm %q extended %v entries %d", rep.NoTPM, rep.TPM, rep.Extended, len(rep.Entries))
 	}
-	kernel, err := ima.ParseList(h.list, binary.LittleEndian)
+	kernel, err := ima.ParseList(h.List, binary.LittleEndian)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Plan.IMA == nil || rep.Plan.IMA.Entries != len(kernel)+5 || len(h.executed) != 2 {
-		t.Fatalf("re-loaded hand-over: %+v (%d kexec_loads)", rep.Plan.IMA, len(h.executed))
+	if rep.Plan.IMA == nil || rep.Plan.IMA.Entries != len(kernel)+5 || len(h.Loads) != 2 {
+		t.Fatalf("re-loaded hand-over: %+v (%d kexec_loads)", rep.Plan.IMA, len(h.Loads))
 	}
 }
 
 // Finding 1: a TPM the load saw that is gone at -e is an error.
 func TestTPMGoneAtExec(t *testing.T) {
-	h := &fakeHost{list: readTestList(t), boot: "b1"}
+	h := newFake(t, readTestList(t))
 	_, l, err := testLoad(t, h, plan.ModeLoad, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -94,19 +92,19 @@ func TestTPMGoneAtExec(t *testing.T) {
 	if _, err := l.Finalize(ctx); !errors.Is(err, ErrTPM) {
 		t.Fatalf("TPM gone: %v", err)
 	}
-	if err := l.Exec(); !errors.Is(err, ErrNotFinalized) || h.reboots != 0 {
-		t.Fatalf("Exec after a failed finalize: %v (%d reboots)", err, h.reboots)
+	if err := l.Exec(); !errors.Is(err, ErrNotFinalized) || h.Reboots != 0 {
+		t.Fatalf("Exec after a failed finalize: %v (%d reboots)", err, h.Reboots)
 	}
 }
 
 // Finding 1: no securityfs at -e is an error unless NoIMA.
 func TestNoSecurityfsAtExec(t *testing.T) {
-	h := &fakeHost{list: readTestList(t), boot: "b1"}
+	h := newFake(t, readTestList(t))
 	sd, _, err := testLoad(t, h, plan.ModeLoad, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.list = nil // securityfs unmounted by the shutdown
+	h.List = nil // securityfs unmounted by the shutdown
 	if _, err := sd.Finalize(ctx, h, false); !errors.Is(err, ErrNoIMAList) {
 		t.Fatalf("no securityfs at -e: %v", err)
 	}
@@ -114,9 +112,11 @@ func TestNoSecurityfsAtExec(t *testing.T) {
 	if err != nil || !rep.NoIMA || len(rep.Entries) != 0 {
 		t.Fatalf("--no-ima at -e: %+v %v", rep, err)
 	}
-	// And a real load without a list refuses too.
-	if _, _, err := testLoad(t, h, plan.ModeLoad, nil); !errors.Is(err, ErrNoIMAList) {
-		t.Fatalf("load without securityfs: %v", err)
+	// A load on a kernel without IMA loads, and says so in one line.
+	var said []string
+	_, l, err := testLoad(t, h, plan.ModeLoad, func(_ *Image, o *Options) { o.Warn = func(s string) { said = append(said, s) } })
+	if err != nil || l.Plan().IMA != nil || len(said) != 1 || said[0] != noIMANote {
+		t.Fatalf("load without IMA: %v, said %q", err, said)
 	}
 }
 
@@ -138,7 +138,7 @@ func TestStateDirChecked(t *testing.T) {
 		t.Fatalf("state file mode %#o: %v", st.Mode&0o7777, err)
 	}
 	os.Chmod(dir, 0o755)
-	if _, err := sd.Load(); !errors.Is(err, ErrStateDir) {
+	if _, err := sd.Read(); !errors.Is(err, ErrStateDir) {
 		t.Fatalf("0755 state dir at -e: %v", err)
 	}
 	if err := sd.Save(s); !errors.Is(err, ErrStateDir) {
@@ -147,7 +147,7 @@ func TestStateDirChecked(t *testing.T) {
 	os.Chmod(dir, 0o700)
 	// A group-writable state file.
 	os.Chmod(filepath.Join(dir, stateFile), 0o666)
-	if _, err := sd.Load(); !errors.Is(err, ErrStateDir) {
+	if _, err := sd.Read(); !errors.Is(err, ErrStateDir) {
 		t.Fatalf("0666 state file: %v", err)
 	}
 	// The directory a link to a directory someone else controls.
@@ -157,7 +157,7 @@ func TestStateDirChecked(t *testing.T) {
 	if err := StateDir(link).Save(s); !errors.Is(err, ErrStateDir) {
 		t.Fatalf("state dir through a symlink: %v", err)
 	}
-	if _, err := StateDir(link).Load(); !errors.Is(err, ErrStateDir) {
+	if _, err := StateDir(link).Read(); !errors.Is(err, ErrStateDir) {
 		t.Fatalf("reading through a symlink: %v", err)
 	}
 }
@@ -175,7 +175,7 @@ func TestStateWriteDoesNotFollowLinks(t *testing.T) {
 		os.Symlink(victim, filepath.Join(dir, name))
 	}
 	sd := StateDir(dir)
-	if _, err := sd.Load(); !errors.Is(err, ErrStateDir) {
+	if _, err := sd.Read(); !errors.Is(err, ErrStateDir) {
 		t.Fatalf("state.json as a symlink: %v", err)
 	}
 	if err := sd.Save(&State{Plan: &plan.Plan{}}); err != nil {
@@ -193,34 +193,34 @@ func TestStateWriteDoesNotFollowLinks(t *testing.T) {
 // Finding 2: after gokexec -l K1, kexec -l K2 (kexec_file_load, measured
 // as a kexec-cmdline entry), gokexec -e refused to reload K1 silently.
 func TestStaleStateRefused(t *testing.T) {
-	h := &fakeHost{list: readTestList(t), boot: "b1"}
+	h := newFake(t, readTestList(t))
 	sd, l, err := testLoad(t, h, plan.ModeLoad, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := sd.Load()
-	if err != nil || st.Binding == nil || st.Binding.BootID != "b1" || st.Binding.KexecCmdlines < 0 {
+	st, err := sd.Read()
+	if err != nil || st.Binding == nil || st.Binding.BootID != "b1" || st.Binding.Entries < 0 {
 		t.Fatalf("binding %+v %v", st.Binding, err)
 	}
 	good := *st.Binding
 
 	// Another tool's kexec_file_load: the kernel measured its command line.
 	other := ima.NewBufEntry(10, CmdlineEvent, []byte("root=/dev/other"), entryHash)
-	h.list = ima.AppendList(append([]byte(nil), h.list...), []ima.Entry{other}, binary.LittleEndian)
-	if _, err := sd.Finalize(ctx, h, false); !errors.Is(err, ErrStale) || !strings.Contains(err.Error(), "another tool") {
+	h.List = ima.AppendList(append([]byte(nil), h.List...), []ima.Entry{other}, binary.LittleEndian)
+	if _, err := sd.Finalize(ctx, h, false); !errors.Is(err, ErrForeign) || !strings.Contains(err.Error(), "another tool") {
 		t.Fatalf("foreign kexec_file_load: %v", err)
 	}
-	h.list = readTestList(t)
+	h.List = readTestList(t)
 
 	// Unloaded since (kexec -u): nothing loaded at all.
-	h.loaded = false
+	h.Loaded = false
 	if _, err := sd.Finalize(ctx, h, false); !errors.Is(err, ErrNothingLoaded) {
 		t.Fatalf("unloaded: %v", err)
 	}
 	if _, err := l.Finalize(ctx); !errors.Is(err, ErrStale) {
 		t.Fatalf("unloaded, in process: %v", err)
 	}
-	h.loaded = true
+	h.Loaded = true
 
 	// State from another boot (a --state-dir that survived a reboot).
 	st.Binding.BootID = "b0"
@@ -235,185 +235,14 @@ func TestStaleStateRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The kernel file changed since: refused, nothing re-loaded.
-	n := len(h.executed)
+	// The kernel file changed since: the state's kept bytes are loaded,
+	// not the file.
 	os.WriteFile(st.Plan.Kernel.Path, testkernel.Bytes(t, testkernel.Deb61, 0xdd), 0o644)
-	if _, err := sd.Finalize(ctx, h, false); !errors.Is(err, ErrInputChanged) || len(h.executed) != n {
-		t.Fatalf("changed kernel: %v (%d re-loads)", err, len(h.executed)-n)
+	if _, err := sd.Finalize(ctx, h, false); err != nil {
+		t.Fatalf("changed kernel file: %v", err)
 	}
-}
-
-// Finding 3: with appraisal on, kexec_file_load reads a sealed memfd
-// holding the appraised bytes; swapping the file after appraisal changes
-// nothing the kernel reads.
-func TestFileLoadGetsAppraisedBytes(t *testing.T) {
-	h := &fakeHost{list: readTestList(t), boot: "b1"}
-	dir := t.TempDir()
-	k := filepath.Join(dir, "vmlinuz")
-	kb := testkernel.Bytes(t, testkernel.Deb61, 0xcc)
-	os.WriteFile(k, kb, 0o644)
-	sum := sha256.Sum256(kb)
-	al := filepath.Join(dir, "allow")
-	os.WriteFile(al, []byte(hex.EncodeToString(sum[:])+"  "+k+"\n"), 0o644)
-	pol, err := PolicyFiles(appraise.ModeEnforce, nil, []string{al})
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := FileImage(k, "", "", "", true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := Options{Arch: "amd64", Mode: plan.ModeFile, NoIMA: true, Appraisal: pol}
-	p, r, _, err := prepare(h, img, &o, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The attacker swaps the file between the hash and the load.
-	os.WriteFile(k, testkernel.Bytes(t, testkernel.Deb61, 0x66), 0o644)
-	if err := execute(h, p, r, true); err != nil {
-		t.Fatal(err)
-	}
-	got := h.fileLoads[0][0]
-	if !bytes.Equal(got, kb) {
-		t.Fatal("kexec_file_load read bytes other than the appraised ones")
-	}
-	seals, err := unix.FcntlInt(h.fileFDs[0].Fd(), unix.F_GET_SEALS, 0)
-	want := unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE | unix.F_SEAL_SEAL
-	if err == nil && seals&want != want {
-		t.Fatalf("seals %#x", seals)
-	}
-}
-
-// Finding 4: paths are resolved before lookup and measurement, and
-// excludes do not admit a kernel.
-func TestPathsResolvedAndExcludesIgnored(t *testing.T) {
-	h := &fakeHost{boot: "b1"}
-	dir := t.TempDir()
-	realDir := filepath.Join(dir, "home", "x")
-	tmp := filepath.Join(dir, "var", "tmp")
-	os.MkdirAll(realDir, 0o755)
-	os.MkdirAll(tmp, 0o755)
-	kb := testkernel.Bytes(t, testkernel.Deb61, 0xcc)
-	real := filepath.Join(realDir, "kernel")
-	os.WriteFile(real, kb, 0o644)
-	os.Symlink(real, filepath.Join(tmp, "link"))
-	policy := filepath.Join(dir, "policy.json")
-	os.WriteFile(policy, []byte(`{"meta": {"version": 1}, "digests": {}, "excludes": ["`+tmp+`/.*", ""]}`), 0o644)
-	for _, typed := range []string{filepath.Join(tmp, "..", "..", "home", "x", "kernel"), filepath.Join(tmp, "link")} {
-		pol, err := PolicyFiles(appraise.ModeEnforce, nil, []string{policy})
-		if err != nil {
-			t.Fatal(err)
-		}
-		img, err := FileImage(typed, "", "", "", true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		o := Options{Arch: "amd64", NoIMA: true, Appraisal: pol}
-		if _, err := Plan(ctx, h, img, o); !errors.Is(err, appraise.ErrNotListed) || !strings.Contains(err.Error(), real) {
-			t.Errorf("%s under excludes: %v", typed, err)
-		}
-		o.Appraisal = appraise.Policy{}
-		p, err := Plan(ctx, h, img, o)
-		if err != nil || p.Kernel.Path != real {
-			t.Errorf("%s planned as %q: %v", typed, p.Kernel.Path, err)
-		}
-	}
-	// Listed under its resolved name, it passes; the measurement names it.
-	sum := sha256.Sum256(kb)
-	os.WriteFile(policy, []byte(`{"meta": {"version": 1}, "digests": {"`+real+`": ["`+hex.EncodeToString(sum[:])+`"]}}`), 0o644)
-	pol, err := PolicyFiles(appraise.ModeEnforce, nil, []string{policy})
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := FileImage(filepath.Join(tmp, "link"), "", "", "", true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := Plan(ctx, h, img, Options{Arch: "amd64", NoIMA: true, Appraisal: pol})
-	if err != nil || len(p.Appraisal) != 1 || p.Appraisal[0].Path != real || p.Appraisal[0].Method != "allowlist" {
-		t.Fatalf("%+v %v", p.Appraisal, err)
-	}
-	es, err := measurements(p, 10, nil)
-	if d, derr := es[0].Decode(binary.LittleEndian); err != nil || derr != nil || d.Name != real {
-		t.Fatalf("measured as %q", d.Name)
-	}
-}
-
-// Finding 5: the DTB is measured, appraised and re-checked at -e.
-func TestDTBMeasuredAppraisedRechecked(t *testing.T) {
-	h := &fakeHost{list: readTestList(t), boot: "b1", noMemmap: true}
-	dir := t.TempDir()
-	hdr, err := os.ReadFile("../arm64/testdata/deb61-arm64-Image-header.bin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := filepath.Join(dir, "Image")
-	os.WriteFile(k, append(hdr, make([]byte, 1<<20)...), 0o644)
-	dtbBytes, err := os.ReadFile("../fdt/testdata/dtc-board.dtb")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dtb := filepath.Join(dir, "board.dtb")
-	os.WriteFile(dtb, dtbBytes, 0o644)
-	ksum, dsum := sha256.Sum256(append(hdr, make([]byte, 1<<20)...)), sha256.Sum256(dtbBytes)
-	al := filepath.Join(dir, "allow")
-	os.WriteFile(al, []byte(hex.EncodeToString(ksum[:])+"  "+k+"\n"), 0o644)
-	sd := StateDir(filepath.Join(dir, "state"))
-	load := func() (*Loaded, error) {
-		pol, err := PolicyFiles(appraise.ModeEnforce, nil, []string{al})
-		if err != nil {
-			t.Fatal(err)
-		}
-		img, err := FileImage(k, "", dtb, "", true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return sd.LoadImage(ctx, h, img, Options{Arch: "arm64", Mode: plan.ModeLoad, Appraisal: pol})
-	}
-	// Appraised: a DTB the allowlist does not list is refused.
-	if _, err := load(); !errors.Is(err, appraise.ErrNotListed) || !strings.Contains(err.Error(), dtb) {
-		t.Fatalf("unlisted DTB: %v", err)
-	}
-	os.WriteFile(al, []byte(hex.EncodeToString(ksum[:])+"  "+k+"\n"+hex.EncodeToString(dsum[:])+"  "+dtb+"\n"), 0o644)
-	l, err := load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := l.Plan()
-	if p.DTBInput == nil || p.DTBInput.Path != dtb || p.DTBInput.SHA256 != hex.EncodeToString(dsum[:]) || len(p.Appraisal) != 2 {
-		t.Fatalf("dtb input %+v appraisals %+v", p.DTBInput, p.Appraisal)
-	}
-	// Measured: finalize's entries name it with its digest.
-	rep, err := sd.Finalize(ctx, h, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	found := false
-	for _, e := range rep.Entries {
-		if d, err := e.Decode(binary.LittleEndian); err == nil && d.Name == dtb && bytes.Equal(d.Digest, dsum[:]) {
-			found = true
-		}
-	}
-	if !found {
-		t.Fatal("no measurement of the DTB among finalize's entries")
-	}
-	// Re-checked: a DTB changed after the load is refused at -e.
-	// (Appraisal at -e would refuse it too; the digest check holds
-	// without appraisal.)
-	st, err := sd.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.Finalized, st.Handover = nil, nil
-	st.Options.Appraise = appraise.ModeOff
-	if err := sd.Save(st); err != nil {
-		t.Fatal(err)
-	}
-	changed := append([]byte(nil), dtbBytes...)
-	changed[len(changed)-1] ^= 1
-	os.WriteFile(dtb, changed, 0o644)
-	if _, err := sd.Finalize(ctx, h, false); !errors.Is(err, ErrInputChanged) || !strings.Contains(err.Error(), "device tree") {
-		t.Fatalf("changed DTB at -e: %v", err)
+	if k := h.Loads[len(h.Loads)-1].Segments[0].Buf; k[len(k)-1] != 0xcc {
+		t.Fatal("finalize loaded the changed file, not the bytes of the load")
 	}
 }
 
@@ -421,7 +250,8 @@ func TestDTBMeasuredAppraisedRechecked(t *testing.T) {
 // snapshot refuses -c with the hand-over, says why, and the plan's facts
 // say which kind of kernel it is.
 func TestKernelMeasuringAtExecRefusesKexecLoad(t *testing.T) {
-	h := &fakeHost{list: readTestList(t), boot: "b1", kallsyms: kexec.KallsymsFacts{HandsOver: true, MeasuresAtExec: true}}
+	h := newFake(t, readTestList(t))
+	h.Symbols = kexec.KallsymsFacts{HandsOver: true, MeasuresAtExec: true}
 	img, _ := testImage(t)
 	o := Options{Arch: "amd64", Mode: plan.ModeLoad}
 	if _, err := Plan(ctx, h, img, o); !errors.Is(err, ErrKernelMeasuresExec) || !strings.Contains(err.Error(), "ima_measure_kexec_event") {
@@ -439,7 +269,7 @@ func TestKernelMeasuringAtExecRefusesKexecLoad(t *testing.T) {
 		t.Fatalf("-c --no-ima: %v", err)
 	}
 	// A kernel without the notifier: -c plans, and says so.
-	h.kallsyms = kexec.KallsymsFacts{}
+	h.Symbols = kexec.KallsymsFacts{}
 	o.NoIMA = false
 	p, err = Plan(ctx, h, img, o)
 	if err != nil || p.Syscall != plan.SyscallKexecLoad || p.Decision.Facts.KernelMeasuresExec {
@@ -454,19 +284,17 @@ func TestDevZeroInputs(t *testing.T) {
 	k := filepath.Join(dir, "vmlinuz")
 	os.WriteFile(k, testkernel.Bytes(t, testkernel.Deb61, 0xcc), 0o644)
 	for name, try := range map[string]func() error{
-		"kernel":   func() error { _, err := FileImage("/dev/zero", "", "", "", false); return err },
-		"--initrd": func() error { _, err := FileImage(k, "/dev/zero", "", "", false); return err },
-		"--dtb":    func() error { _, err := FileImage(k, "", "/dev/zero", "", false); return err },
+		"kernel":      func() error { _, err := FileImage("/dev/zero", "", "", ""); return err },
+		"initrd":      func() error { _, err := FileImage(k, "/dev/zero", "", ""); return err },
+		"device tree": func() error { _, err := FileImage(k, "", "/dev/zero", ""); return err },
 		"IMA list": func() error {
-			img, _ := FileImage(k, "", "", "", false)
-			_, err := Plan(ctx, &Captured{Root: dir, MemMap: testMemmap, IMALog: "/dev/zero"}, img, Options{Arch: "amd64"})
+			img, _ := FileImage(k, "", "", "")
+			_, err := Plan(ctx, &kexec.Captured{Root: dir, MemMap: testMemmap, IMALog: "/dev/zero"}, img, Options{Arch: "amd64"})
 			return err
 		},
-		"--key":       func() error { _, err := PolicyFiles(appraise.ModeEnforce, []string{"/dev/zero"}, nil); return err },
-		"--allowlist": func() error { _, err := PolicyFiles(appraise.ModeEnforce, nil, []string{"/dev/zero"}); return err },
 		"memory map": func() error {
-			img, _ := FileImage(k, "", "", "", false)
-			_, err := Plan(ctx, &Captured{Root: dir, MemMap: "/dev/zero", IMALog: testList}, img, Options{Arch: "amd64"})
+			img, _ := FileImage(k, "", "", "")
+			_, err := Plan(ctx, &kexec.Captured{Root: dir, MemMap: "/dev/zero", IMALog: testList}, img, Options{Arch: "amd64"})
 			return err
 		},
 	} {
@@ -489,7 +317,7 @@ func TestCapturedHostKallsyms(t *testing.T) {
 			t.Fatal(err)
 		}
 		os.WriteFile(filepath.Join(tree, "proc/kallsyms"), b, 0o644)
-		h := &Captured{Root: tree, MemMap: testMemmap, IMALog: testList}
+		h := &kexec.Captured{Root: tree, MemMap: testMemmap, IMALog: testList}
 		p, err := Plan(ctx, h, img, Options{Arch: "amd64", Mode: plan.ModeLoad})
 		if refused != errors.Is(err, ErrKernelMeasuresExec) {
 			t.Errorf("%s: %v", fixture, err)

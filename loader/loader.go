@@ -6,51 +6,65 @@
 //	err = l.Exec()                              // reboot into it
 //
 // The Image's inputs are io.ReaderAts; nothing needs a file or a state
-// directory. Everything the loader reads from or does to the machine goes
-// through a Host: System (this machine), Captured (a tree from gokexec
-// capture-host) or a test's fake. State and StateDir exist only for the
-// two-process command line (gokexec -l, later gokexec -e).
+// directory. Everything the loader learns from or does to the machine goes
+// through three small seams (host.go): Facts (read-only: memory map,
+// firmware, the IMA list, lockdown, kallsyms, boot id, kexec_loaded, crash
+// facts), Kernel (kexec_load, kexec_file_load, unload, reboot, mounting
+// securityfs) and TPMs (the TPM). The real ones are kexec.System or
+// kexec.Captured, kexec.Kernel and tpm.Source, put together in a Machine;
+// loadertest.Host is one in memory. A DryRun wraps any Host and records
+// the acts instead of making them, so Load, Finalize, Exec, Unload and
+// the crash loads can all be dry-run.
+//
+// Appraisal plugs in through Options.Appraiser (package
+// loader/appraisal); without it this package links neither crypto/x509
+// nor net. State and StateDir exist only for the two-process command line
+// (load in one process, finalize and exec in another): the state keeps
+// the bytes the load read, so the second process never opens the kernel's
+// files again.
 //
 // Invariants:
-//   - The bytes that are hashed and appraised are the bytes the kernel
-//     gets: kexec_load copies them from memory; kexec_file_load gets a
-//     sealed memfd holding them whenever appraisal is on. With appraisal
-//     off and an Input.Path, kexec_file_load gets that file (so the
-//     kernel's own IMA measures and appraises it under its real name),
-//     after checking it still holds the bytes that were read.
-//   - Kernel, initrd and DTB are appraised, measured and re-checked at
-//     finalize alike (re-read through their ReaderAts, or from their
-//     paths in a two-process load). Appraisal excludes never admit them.
+//   - Each input is read once. The bytes that are hashed and appraised
+//     are the bytes the kernel gets: kexec_load copies them from memory;
+//     kexec_file_load gets a sealed memfd holding them when appraisal is
+//     on, else the resolved file if it still holds them.
+//   - Finalize and a resumed load use the bytes read at load; nothing
+//     re-reads the kernel, initrd or DTB.
+//   - The IMA hand-over (buffer bytes, segment size with headroom,
+//     markers) is computed by one function (handover.go) for load and
+//     finalize on every architecture; the markers carry
+//     ima_binary_runtime_size as the kernel computes it (header included).
 //   - A failed load leaves nothing loaded that the caller did not have
 //     before: all checks run before the syscall, and kexec_load itself
 //     either loads the whole image or nothing.
+//   - No IMA is not a refusal: a kernel without IMA loads without a
+//     hand-over (Options.Warn says so in one line); securityfs not mounted
+//     is mounted (Kernel.MountSecurityfs, said through Warn); only an
+//     active list that cannot be read is refused (ErrIMAUnreadable,
+//     kexec.ErrPrivilege).
 //   - Nothing is skipped silently: a named TPM that cannot be opened, a
-//     TPM seen at load that is gone at finalize, a missing IMA list without
-//     NoIMA, a load that is no longer what the kernel has loaded, and a
-//     kernel that would measure after the hand-over snapshot are errors.
-//     "This machine has no TPM" is a state of its own (plan fact tpm
-//     "none", Report.NoTPM).
-//   - Plan (a dry run) reads only what its Host describes and never acts.
+//     TPM seen at load that is gone at finalize, a list that was handed
+//     over at load and is gone at finalize, a load that is no longer what
+//     the kernel has loaded, and a kernel that would measure after the
+//     hand-over snapshot are errors.
+//   - Plan (a dry run of the planning) reads only facts and never acts.
 //   - Exec reboots only a load whose last Finalize succeeded.
 //   - The library never logs and never exits; every refusal wraps a
-//     sentinel error (errors.Is), listed in errors.go.
+//     sentinel error (errors.Is), listed in errors.go, naming a host or
+//     kernel condition, never a command-line flag.
 package loader
 
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"runtime"
 
-	"github.com/gokexec/gokexec/appraise"
 	"github.com/gokexec/gokexec/fdt"
+	"github.com/gokexec/gokexec/ima"
 	"github.com/gokexec/gokexec/kexec"
 	"github.com/gokexec/gokexec/plan"
 	"github.com/gokexec/gokexec/segment"
@@ -61,24 +75,22 @@ import (
 // PCR 10, the automatic syscall choice and no appraisal.
 type Options struct {
 	Arch string    `json:"arch,omitempty"` // "" = the running architecture
-	Mode plan.Mode `json:"mode,omitempty"` // syscall choice (-a, -c, -s); "" means auto
+	Mode plan.Mode `json:"mode,omitempty"` // syscall choice; "" means auto
 
 	NoIMA    bool   `json:"no_ima,omitempty"`
 	IMAExtra uint64 `json:"ima_extra,omitempty"` // headroom after the list for entries added before finalize
 	IMAPCR   uint32 `json:"ima_pcr,omitempty"`   // PCR for the loader's own entries; 0 means 10
 	MemMin   uint64 `json:"mem_min,omitempty"`
 	MemMax   uint64 `json:"mem_max,omitempty"`
-	// NoEFI (--noefi): hand no EFI state to an x86 kernel.
+	// NoEFI: hand no EFI state to an x86 kernel.
 	NoEFI bool `json:"no_efi,omitempty"`
 
-	// Appraisal decides whether the inputs may be loaded (Mode off: no
-	// appraisal). Only its mode is kept in a State.
-	Appraisal appraise.Policy `json:"-"`
-	// Appraise is Appraisal.Mode as a State records it.
-	Appraise appraise.Mode `json:"appraise,omitempty"`
+	// Appraiser decides whether the inputs may be loaded; nil: no
+	// appraisal (package loader/appraisal makes one from a policy).
+	Appraiser Appraiser `json:"-"`
 
-	// Warn, if set, receives what a user must be told at load: the list
-	// will not be carried, a syscall fallback, a plan warning.
+	// Warn, if set, receives what a user must be told at load: nothing to
+	// hand over, securityfs mounted, a syscall fallback, a plan warning.
 	Warn func(string) `json:"-"`
 }
 
@@ -96,30 +108,27 @@ func (o *Options) pcr() uint32 {
 	return o.IMAPCR
 }
 
-func (o *Options) appraised() bool {
-	return o.Appraisal.Mode != appraise.ModeOff || o.Appraise != appraise.ModeOff
-}
-
 func (o *Options) warn(s string) {
 	if o.Warn != nil {
 		o.Warn(s)
 	}
 }
 
-// read is an Image's bytes: plan inputs and where the DTB came from.
+// read is an Image's bytes as plan inputs, and where they came from.
 type read struct {
 	in      *plan.Inputs
 	dtbName string // "" when the plan starts from no device tree
-	img     Image
+	paths   [2]string
+	sigs    [3][]byte // kernel, initrd, DTB signatures (appraisal)
 }
 
-// inputs reads the image and the host's facts into plan inputs. dry: a
-// dry run (a missing IMA list is reported by the plan, not refused; the
-// RNG seed is zero so the plan is reproducible).
-func inputs(h Host, img Image, o *Options, dry bool) (*read, error) {
+// readImage reads the image's inputs, each once (and the running
+// machine's device tree when an arm64 plan for this machine needs it).
+func readImage(h Facts, img Image, o *Options) (*read, error) {
 	in := &plan.Inputs{Arch: o.arch(), Cmdline: img.Cmdline, PageSize: 4096,
-		IMAExtra: o.IMAExtra, MemMin: o.MemMin, MemMax: o.MemMax, IMAOrder: binary.LittleEndian}
-	r := &read{in: in, img: img}
+		IMAExtra: o.IMAExtra, MemMin: o.MemMin, MemMax: o.MemMax, IMAOrder: binary.LittleEndian, NoEFI: o.NoEFI}
+	r := &read{in: in, paths: [2]string{img.Kernel.Path, img.Initrd.Path},
+		sigs: [3][]byte{img.Kernel.Signature, img.Initrd.Signature, img.DTB.Signature}}
 	if !img.Kernel.present() {
 		return nil, fmt.Errorf("%w: no kernel given", plan.ErrInput)
 	}
@@ -129,7 +138,7 @@ func inputs(h Host, img Image, o *Options, dry bool) (*read, error) {
 	}
 	in.KernelPath = img.Kernel.Name
 	if img.Initrd.present() {
-		if in.Initrd, err = img.Initrd.read("--initrd", kexec.MaxInitrdBytes); err != nil {
+		if in.Initrd, err = img.Initrd.read("initrd", kexec.MaxInitrdBytes); err != nil {
 			return nil, err
 		}
 		if len(in.Initrd) == 0 {
@@ -137,90 +146,100 @@ func inputs(h Host, img Image, o *Options, dry bool) (*read, error) {
 		}
 		in.InitrdPath = img.Initrd.Name
 	}
-	native := in.Arch == runtime.GOARCH
 	switch {
 	case img.DTB.present():
-		if in.DTB, err = img.DTB.read("--dtb", kexec.MaxDTBBytes); err != nil {
+		if in.DTB, err = img.DTB.read("device tree", kexec.MaxDTBBytes); err != nil {
 			return nil, err
 		}
 		r.dtbName = img.DTB.Name
-	case in.Arch == plan.ArchARM64 && native:
+	case in.Arch == plan.ArchARM64 && runtime.GOARCH == plan.ArchARM64:
 		if in.DTB, err = h.DeviceTree(); err != nil {
-			return nil, fmt.Errorf("%w: the running system's device tree: %w (give one with --dtb)", plan.ErrInput, err)
+			return nil, fmt.Errorf("%w: the running system's device tree: %w", plan.ErrInput, err)
 		}
 		r.dtbName = kexec.SysfsFDT
 	}
+	return r, nil
+}
+
+// readFacts reads the host's facts a plan needs into in: memory map,
+// firmware, the RNG seed and ACPI pointer (not for a dry run, whose plan
+// must be reproducible).
+func readFacts(h Facts, in *plan.Inputs, dry bool) error {
+	var err error
+	native := in.Arch == runtime.GOARCH
 	if in.Memory, err = h.MemoryMap(in.Arch); err != nil {
 		// Planning arm64 for another machine: the DTB's /memory nodes serve.
 		if !(errors.Is(err, ErrNotDescribed) && in.Arch == plan.ArchARM64 && !native) {
 			if errors.Is(err, ErrNotDescribed) {
-				return nil, fmt.Errorf("%w: %w", plan.ErrInput, err)
+				return fmt.Errorf("%w: %w", plan.ErrInput, err)
 			}
-			return nil, err
+			return err
 		}
 	}
 	if in.Arch == plan.ArchAMD64 {
 		fw, err := h.Firmware(in.Arch)
 		if err != nil {
-			return nil, fmt.Errorf("%w: firmware: %w", plan.ErrInput, err)
+			return fmt.Errorf("%w: firmware: %w", plan.ErrInput, err)
 		}
-		in.EFI, in.NoEFI = fw, o.NoEFI
-	}
-	if !o.NoIMA {
-		list, err := h.IMAList()
-		switch {
-		case errors.Is(err, kexec.ErrNoIMA):
-			// A dry run says so in its plan (no "ima" section, fact
-			// ima_list false); a real load or finalize refuses.
-			if !dry {
-				return nil, ErrNoIMAList
-			}
-		case err != nil:
-			return nil, fmt.Errorf("%w: %w", plan.ErrInput, err)
-		default:
-			in.IMAList = list
-			if in.IMAList == nil {
-				in.IMAList = []byte{}
-			}
-		}
+		in.EFI = fw
 	}
 	in.RNGSeed = make([]byte, 32)
 	if !dry {
 		if _, err := rand.Read(in.RNGSeed); err != nil {
-			return nil, fmt.Errorf("rng seed: %w", err)
+			return fmt.Errorf("rng seed: %w", err)
 		}
 		in.ACPIRSDP = h.ACPIRSDP()
 	}
-	return r, nil
+	return nil
 }
+
+// readList reads the running kernel's IMA list: nil, nil when the kernel
+// has none. Securityfs not mounted is mounted first (said through warn).
+func readList(h Host, warn func(string)) ([]byte, error) {
+	list, err := h.IMAList()
+	if errors.Is(err, kexec.ErrSecurityfsUnmounted) {
+		if merr := h.MountSecurityfs(); merr != nil {
+			return nil, fmt.Errorf("%w: %w: %w", ErrIMAUnreadable, err, merr)
+		}
+		warn("securityfs was not mounted: mounted it at /sys/kernel/security to read the IMA measurement list")
+		list, err = h.IMAList()
+	}
+	switch {
+	case errors.Is(err, kexec.ErrNoIMA):
+		return nil, nil
+	case errors.Is(err, kexec.ErrPrivilege):
+		return nil, fmt.Errorf("IMA measurement list: %w", err)
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w", ErrIMAUnreadable, err)
+	}
+	if list == nil {
+		list = []byte{}
+	}
+	return list, nil
+}
+
+// noIMANote is what a load without IMA says, once.
+const noIMANote = "the running kernel has no IMA measurement list: nothing to hand over; loading without the hand-over"
 
 // appraiseAll appraises kernel, initrd and DTB as they were read.
 func appraiseAll(o *Options, r *read) ([]Appraisal, error) {
-	if !o.appraised() {
+	if o.Appraiser == nil {
 		return nil, nil
 	}
-	files := []struct {
-		name string
-		data []byte
-		sig  []byte
-	}{{r.in.KernelPath, r.in.Kernel, r.img.Kernel.Signature}}
+	type file struct {
+		name      string
+		data, sig []byte
+	}
+	files := []file{{r.in.KernelPath, r.in.Kernel, r.sigs[0]}}
 	if r.in.Initrd != nil {
-		files = append(files, struct {
-			name string
-			data []byte
-			sig  []byte
-		}{r.in.InitrdPath, r.in.Initrd, r.img.Initrd.Signature})
+		files = append(files, file{r.in.InitrdPath, r.in.Initrd, r.sigs[1]})
 	}
 	if r.in.DTB != nil {
-		files = append(files, struct {
-			name string
-			data []byte
-			sig  []byte
-		}{r.dtbName, r.in.DTB, r.img.DTB.Signature})
+		files = append(files, file{r.dtbName, r.in.DTB, r.sigs[2]})
 	}
 	var out []Appraisal
 	for _, f := range files {
-		a, err := appraiseBytes(o.Appraisal, f.name, f.data, f.sig)
+		a, err := o.Appraiser.Appraise(f.name, f.data, f.sig)
 		if err != nil {
 			return nil, fmt.Errorf("appraisal: %w; nothing loaded", err)
 		}
@@ -229,11 +248,22 @@ func appraiseAll(o *Options, r *read) ([]Appraisal, error) {
 	return out, nil
 }
 
-// prepare reads, appraises, decides and plans.
+// prepare reads the image and the facts, appraises, decides and plans.
 func prepare(h Host, img Image, o *Options, dry bool) (*plan.Plan, *read, []Appraisal, error) {
-	r, err := inputs(h, img, o, dry)
+	r, err := readImage(h, img, o)
 	if err != nil {
 		return nil, nil, nil, err
+	}
+	if err := readFacts(h, r.in, dry); err != nil {
+		return nil, nil, nil, err
+	}
+	if !o.NoIMA {
+		if r.in.IMAList, err = readList(h, o.warn); err != nil {
+			return nil, nil, nil, err
+		}
+		if r.in.IMAList == nil {
+			o.warn(noIMANote)
+		}
 	}
 	as, err := appraiseAll(o, r)
 	if err != nil {
@@ -254,17 +284,38 @@ func prepare(h Host, img Image, o *Options, dry bool) (*plan.Plan, *read, []Appr
 	return p, r, as, nil
 }
 
-// Plan is a dry run: it reads the image and the host's facts, appraises,
-// decides the syscall and builds the plan, and loads nothing. For
-// kexec_load the hand-over list is the host's list followed by a
-// kexec_load marker.
-func Plan(ctx context.Context, h Host, img Image, o Options) (*plan.Plan, error) {
+// Plan is a dry run of the planning: it reads the image and the host's
+// facts, appraises, decides the syscall and builds the plan, and acts on
+// nothing (not even mounting securityfs: the Host's Kernel is not used).
+// The RNG seed is zero, so the plan is reproducible. For kexec_load the
+// hand-over list is the host's list followed by a kexec_load marker.
+func Plan(ctx context.Context, h Facts, img Image, o Options) (*plan.Plan, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	p, _, _, err := prepare(h, img, &o, true)
+	p, _, _, err := prepare(factsOnly{h}, img, &o, true)
 	return p, err
 }
+
+// factsOnly is a Host that only describes: its acts are refused.
+type factsOnly struct{ Facts }
+
+var errFactsOnly = errors.New("planning acts on nothing")
+
+func (factsOnly) KexecLoad(LoadRequest) error         { return errFactsOnly }
+func (factsOnly) KexecFileLoad(FileLoadRequest) error { return errFactsOnly }
+func (factsOnly) Unload(bool) error                   { return errFactsOnly }
+func (factsOnly) Reboot() error                       { return errFactsOnly }
+func (f factsOnly) MountSecurityfs() error {
+	return fmt.Errorf("%w: a plan does not mount securityfs", errFactsOnly)
+}
+func (f factsOnly) TPMDevice() (string, error) {
+	if t, ok := f.Facts.(TPMs); ok {
+		return t.TPMDevice()
+	}
+	return "", nil
+}
+func (factsOnly) OpenTPM() (TPM, string, error) { return nil, "", errFactsOnly }
 
 func planFor(o *Options, r *read, d *plan.Decision, syscall string) (*plan.Plan, error) {
 	in := r.in
@@ -283,7 +334,6 @@ func planFor(o *Options, r *read, d *plan.Decision, syscall string) (*plan.Plan,
 	}
 	if err != nil {
 		if errors.Is(err, fdt.ErrMalformed) && r.dtbName != "" {
-			// Name the input the device tree came from.
 			return nil, fmt.Errorf("%w: device tree %s: %w", plan.ErrInput, r.dtbName, err)
 		}
 		return nil, err
@@ -295,12 +345,42 @@ func planFor(o *Options, r *read, d *plan.Decision, syscall string) (*plan.Plan,
 	return p, nil
 }
 
+// withLoadMarker returns in with the hand-over of a load: the snapshot
+// followed by a kexec_load marker, in the segment the hand-over rule
+// sizes (in itself is left alone). The marker is not extended into the
+// TPM at load: the running system stays attestable until finalize, which
+// records everything. A hand-over executed without finalize (another
+// tool's exec) thus carries a kexec_load without a kexec_execute, which a
+// verifier reads as "events were lost: cold boot needed".
+func withLoadMarker(in *plan.Inputs, pcr uint32) (*plan.Inputs, error) {
+	if in.IMAList == nil {
+		return in, nil
+	}
+	es, err := ima.ParseList(in.IMAList, binary.LittleEndian)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", plan.ErrIMAList, err)
+	}
+	h, err := handover(handoverIn{base: es, baseBytes: uint64(len(in.IMAList)), load: true,
+		pcr: pcr, extra: in.IMAExtra, page: in.PageSize})
+	if err != nil {
+		return nil, err
+	}
+	out := *in
+	out.IMAList = ima.AppendList(append(make([]byte, 0, len(in.IMAList)+int(listSize(h.ours))), in.IMAList...), h.ours, binary.LittleEndian)
+	out.IMASegment = h.segment
+	return &out, nil
+}
+
 // Loaded is an image loaded into the kernel, to be finalized and booted.
 // It is not safe for concurrent use.
 type Loaded struct {
 	host Host
-	img  Image
 	opts Options
+	// in are the plan inputs of the load: the bytes read once, the facts.
+	in      *plan.Inputs
+	dtbName string
+	paths   [2]string // the resolved files of kernel and initrd, if any
+	sealed  bool      // appraised: kexec_file_load reads sealed memfds
 	// plan is the plan last loaded (Finalize replaces it).
 	plan       *plan.Plan
 	appraisals []Appraisal
@@ -322,13 +402,12 @@ func (l *Loaded) Plan() *plan.Plan { return l.plan }
 func (l *Loaded) Appraisals() []Appraisal { return l.appraisals }
 
 // Load plans, appraises and loads img. The returned Loaded must be
-// finalized (Finalize) before Exec boots it. Warnings (a syscall fallback,
-// what the next kernel lacks) go to o.Warn.
+// finalized (Finalize) before Exec boots it. Warnings (nothing to hand
+// over, a syscall fallback, what the next kernel lacks) go to o.Warn.
 func Load(ctx context.Context, h Host, img Image, o Options) (*Loaded, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	o.Appraise = o.Appraisal.Mode
 	p, r, as, err := prepare(h, img, &o, false)
 	if err != nil {
 		return nil, err
@@ -340,7 +419,8 @@ func Load(ctx context.Context, h Host, img Image, o Options) (*Loaded, error) {
 	for _, w := range p.Warnings {
 		o.warn(w)
 	}
-	err = execute(h, p, r, o.appraised())
+	sealed := o.Appraiser != nil
+	err = execute(h, p, r.in, r.paths, sealed, false)
 	auto := o.Mode == "" || o.Mode == plan.ModeAuto
 	switch {
 	case err == nil:
@@ -351,7 +431,7 @@ func Load(ctx context.Context, h Host, img Image, o Options) (*Loaded, error) {
 			return nil, ferr
 		}
 		fp.Appraisal = p.Appraisal
-		if err = execute(h, fp, r, o.appraised()); err != nil {
+		if err = execute(h, fp, r.in, r.paths, sealed, false); err != nil {
 			return nil, err
 		}
 		p = fp
@@ -362,7 +442,7 @@ func Load(ctx context.Context, h Host, img Image, o Options) (*Loaded, error) {
 			return nil, perr
 		}
 		lp.Appraisal = p.Appraisal
-		if err = execute(h, lp, r, o.appraised()); err != nil {
+		if err = execute(h, lp, r.in, r.paths, sealed, false); err != nil {
 			return nil, err
 		}
 		p = lp
@@ -376,58 +456,28 @@ func Load(ctx context.Context, h Host, img Image, o Options) (*Loaded, error) {
 		_ = h.Unload(false)
 		return nil, err
 	}
-	return &Loaded{host: h, img: img, opts: o, plan: p, appraisals: as, binding: b}, nil
+	if r.in.IMAList != nil && p.Syscall == plan.SyscallKexecLoad {
+		r.in.IMAList = nil // the snapshot is in the plan; finalize takes a fresh one
+	}
+	return &Loaded{host: h, opts: o, in: r.in, dtbName: r.dtbName, paths: r.paths, sealed: sealed,
+		plan: p, appraisals: as, binding: b}, nil
 }
 
 // execute runs a plan with the syscall it names.
-func execute(h Host, p *plan.Plan, r *read, appraised bool) error {
+func execute(h Kernel, p *plan.Plan, in *plan.Inputs, paths [2]string, sealed, crash bool) error {
 	if p.Syscall == plan.SyscallKexecFileLoad {
-		return fileLoad(h, r, appraised)
+		req := FileLoadRequest{Kernel: kexec.FileInput{Name: filepath.Base(in.KernelPath), Data: in.Kernel, Path: paths[0], Sealed: sealed},
+			Cmdline: in.Cmdline, Crash: crash}
+		if in.Initrd != nil {
+			req.Initrd = &kexec.FileInput{Name: filepath.Base(in.InitrdPath), Data: in.Initrd, Path: paths[1], Sealed: sealed}
+		}
+		return h.KexecFileLoad(req)
 	}
 	segs := make([]segment.Segment, len(p.Segments))
 	for i, s := range p.Segments {
 		segs[i] = segment.Segment{Name: s.Name, Buf: s.Buf, Mem: s.Mem, Memsz: s.Memsz}
 	}
-	return h.KexecLoad(LoadRequest{Entry: p.Entry, Segments: segs, Arch: p.Arch})
-}
-
-// fileLoad hands the kernel and initrd to kexec_file_load. When the
-// inputs were appraised, or an input has no Path, the kernel reads a
-// sealed memfd holding exactly the bytes that were hashed, so no one can
-// swap the file between appraisal and load. Otherwise it reads the
-// resolved file itself, through one descriptor that is hashed first, so
-// the kernel's own IMA hooks see the file's name and security.ima.
-func fileLoad(h Host, r *read, appraised bool) error {
-	open := func(in Input, data []byte) (*os.File, error) {
-		if appraised || in.Path == "" {
-			return kexec.SealedMemfd(filepath.Base(in.Name), data)
-		}
-		f, err := kexec.OpenResolved(in.Path)
-		if err != nil {
-			return nil, err
-		}
-		sum := sha256.New()
-		if _, err := io.Copy(sum, io.LimitReader(f, int64(len(data))+1)); err == nil && hex.EncodeToString(sum.Sum(nil)) == plan.Digest(data) {
-			if _, err := f.Seek(0, io.SeekStart); err == nil {
-				return f, nil
-			}
-		}
-		f.Close()
-		return kexec.SealedMemfd(filepath.Base(in.Name), data)
-	}
-	k, err := open(r.img.Kernel, r.in.Kernel)
-	if err != nil {
-		return fmt.Errorf("kernel: %w", err)
-	}
-	defer k.Close()
-	var rd *os.File
-	if r.in.Initrd != nil {
-		if rd, err = open(r.img.Initrd, r.in.Initrd); err != nil {
-			return fmt.Errorf("initrd: %w", err)
-		}
-		defer rd.Close()
-	}
-	return h.KexecFileLoad(FileLoadRequest{Kernel: k, Initrd: rd, Cmdline: r.in.Cmdline})
+	return h.KexecLoad(LoadRequest{Entry: p.Entry, Segments: segs, Arch: p.Arch, Crash: crash})
 }
 
 // Exec reboots into the loaded image. It refuses (ErrNotFinalized) unless
@@ -448,8 +498,8 @@ func (l *Loaded) Unload() error {
 }
 
 // Unload unloads whatever kexec_load or kexec_file_load loaded, whoever
-// loaded it (gokexec -u).
-func Unload(ctx context.Context, h Host) error {
+// loaded it.
+func Unload(ctx context.Context, h Kernel) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}

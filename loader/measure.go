@@ -2,11 +2,9 @@ package loader
 
 import (
 	"crypto"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 
-	"github.com/gokexec/gokexec/appraise"
 	"github.com/gokexec/gokexec/ima"
 	"github.com/gokexec/gokexec/plan"
 )
@@ -27,20 +25,6 @@ const DefaultPCR = 10
 // entryHash is the digest algorithm of the loader's own entries' d-ng fields.
 const entryHash = crypto.SHA256
 
-// marker builds a kexec_load/kexec_execute ima-buf entry. listSize and count
-// describe the binary list that precedes the marker (without the hand-over
-// header).
-func marker(pcr uint32, name string, segSize, listSize, count uint64) ima.Entry {
-	return ima.NewBufEntry(pcr, name, []byte(ima.KexecMarkerPayload(segSize, listSize, count)), entryHash)
-}
-
-// maxMarkerSize bounds the encoded size of any marker entry.
-func maxMarkerSize(name string) int {
-	const big = ^uint64(0)
-	e := marker(0, name, big, big, big)
-	return e.EncodedSize()
-}
-
 // measurements returns the entries describing what a plan loads: one per
 // input file (kernel, initrd, the DTB the plan started from; ima-ng, or
 // ima-sig when a signature was appraised) and the command line as an
@@ -60,18 +44,11 @@ func measurements(p *plan.Plan, pcr uint32, sigs map[string][]byte) ([]ima.Entry
 			return nil, fmt.Errorf("measure %s: bad recorded digest %q", in.Path, in.SHA256)
 		}
 		tmpl := "ima-ng"
+		// The appraiser hands over only a signature made over a sha256
+		// digest (the d-ng digest), so the entry is self-consistent.
 		sig := sigs[in.Path]
 		if sig != nil {
-			// The d-ng digest is sha256: carry only a signature made over
-			// a sha256 digest, so the entry is self-consistent.
-			if ps, err := appraise.ParseSignature(sig); err == nil {
-				if h, err := ps.Hash(); err == nil && h == entryHash {
-					tmpl = "ima-sig"
-				}
-			}
-			if tmpl != "ima-sig" {
-				sig = nil
-			}
+			tmpl = "ima-sig"
 		}
 		e, err := ima.NewFileEntry(pcr, tmpl, in.Path, d, entryHash, sig)
 		if err != nil {
@@ -81,58 +58,4 @@ func measurements(p *plan.Plan, pcr uint32, sigs map[string][]byte) ([]ima.Entry
 	}
 	out = append(out, ima.NewBufEntry(pcr, CmdlineEvent, []byte(p.Cmdline), entryHash))
 	return out, nil
-}
-
-// listSize is the encoded size of entries.
-func listSize(es []ima.Entry) uint64 {
-	var n uint64
-	for i := range es {
-		n += uint64(es[i].EncodedSize())
-	}
-	return n
-}
-
-// withLoadMarker returns in with the kexec_load marker appended to the
-// list snapshot taken at load time (in itself is left alone). The marker
-// is not extended into the TPM at load: the running system stays
-// attestable until finalize, which records everything. A hand-over that
-// is executed without finalize (another tool's -e) thus carries a
-// kexec_load without a kexec_execute, which a verifier reads as "events
-// were lost: cold boot needed".
-func withLoadMarker(in *plan.Inputs, pcr uint32) (*plan.Inputs, error) {
-	if in.IMAList == nil {
-		return in, nil
-	}
-	es, err := ima.ParseList(in.IMAList, binary.LittleEndian)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", plan.ErrIMAList, err)
-	}
-	need := uint64(ima.KexecHeaderSize+len(in.IMAList)) + uint64(maxMarkerSize(MarkerLoad))
-	size, err := plan.IMASegmentSize(need, in.IMAExtra, 0, in.PageSize)
-	if err != nil {
-		return nil, err
-	}
-	m := marker(pcr, MarkerLoad, size, uint64(len(in.IMAList)), uint64(len(es)))
-	out := *in
-	out.IMAList = ima.AppendList(append([]byte(nil), in.IMAList...), []ima.Entry{m}, binary.LittleEndian)
-	out.IMAMinSegment = size
-	return &out, nil
-}
-
-// countCmdlines counts the kexec-cmdline entries of a binary list.
-func countCmdlines(raw []byte) (int, error) {
-	es, err := ima.ParseList(raw, binary.LittleEndian)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for i := range es {
-		if es[i].TemplateName != "ima-buf" {
-			continue
-		}
-		if d, err := es[i].Decode(binary.LittleEndian); err == nil && d.Name == CmdlineEvent {
-			n++
-		}
-	}
-	return n, nil
 }

@@ -28,46 +28,43 @@ import (
 // the reboot has to fit in the headroom.
 //
 // Invariants:
-//   - The kernel gets the bytes of the load: kernel and initrd are read
-//     again and must hash to the digests recorded at -l (ErrInputChanged
-//     otherwise), and are handed over the same way as at -l (a sealed
-//     memfd when appraisal is on). The command line is the recorded one.
+//   - The kernel gets the bytes of the load, read once at load: the file
+//     itself when it still holds them and appraisal is off, else a sealed
+//     memfd of them (kexec.OpenFileInput). The command line is the
+//     recorded one. Nothing needs the kernel's files to be readable.
 //   - Nothing is refreshed when it cannot help: with NoIMA, or when the
 //     load's facts say the kernel does not hand the list over.
-//   - A failed refresh wraps ErrRefresh and leaves the image of -l loaded.
+//   - A failed refresh wraps ErrRefresh and leaves the image of the load
+//     loaded.
 //   - After a refresh the load's binding is renewed (the load may have
-//     added a kexec-cmdline measurement), so a later finalize or -e still
-//     recognizes the load as gokexec's.
+//     added a kexec-cmdline measurement), so a later finalize or exec
+//     still recognizes the load as gokexec's.
 //
 // The report's Count and ListBytes describe the list the kernel sized its
 // buffer for.
 func (l *Loaded) refreshFileLoad() (*Report, error) {
 	rep := &Report{Plan: l.plan}
-	o := &l.opts
-	if o.NoIMA {
+	if l.opts.NoIMA {
 		rep.NoIMA = true
 		return rep, nil
 	}
 	if d := l.plan.Decision; d == nil || !d.Facts.KernelHandsOver {
 		return rep, nil
 	}
-	r, err := inputs(l.host, l.img, o, false)
+	list, err := l.host.IMAList()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrNoIMAList, err)
 	}
-	if err := checkInputs(l.plan, r.in, r.dtbName); err != nil {
-		return nil, err
-	}
-	if err := fileLoad(l.host, r, o.appraised()); err != nil {
-		return nil, fmt.Errorf("%w: %w (the image of -l stays loaded with the hand-over buffer sized at -l)", ErrRefresh, err)
+	if err := execute(l.host, l.plan, l.in, l.paths, l.sealed, false); err != nil {
+		return nil, fmt.Errorf("%w: %w (the image of the load stays loaded with the hand-over buffer sized then)", ErrRefresh, err)
 	}
 	b, err := bind(l.host)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrRefresh, err)
 	}
 	l.binding = b
-	rep.ListBytes = uint64(len(r.in.IMAList))
-	if es, err := ima.ParseList(r.in.IMAList, binary.LittleEndian); err == nil {
+	rep.ListBytes = uint64(len(list))
+	if es, err := ima.ParseList(list, binary.LittleEndian); err == nil {
 		rep.Count = len(es)
 	}
 	return rep, nil

@@ -1,8 +1,8 @@
 package loader
 
 import (
-	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -17,22 +17,35 @@ import (
 	"github.com/gokexec/gokexec/plan"
 )
 
-// State is a Loaded as the two-process command line keeps it between
-// gokexec -l and gokexec -e: everything but the inputs' bytes, which are
-// re-read from their paths (Resume). A bootloader that loads and boots in
-// one process never needs it.
+// State is a Loaded as the two-process command line keeps it between the
+// load and the exec: the options, the plan, the binding, and the bytes the
+// load read (kernel, initrd, DTB), so the exec never opens the kernel's
+// files again (a separate /boot may be unmounted by then). A bootloader
+// that loads and boots in one process never needs it.
 type State struct {
 	Options    Options     `json:"options"`
 	Plan       *plan.Plan  `json:"plan"`
 	Appraisals []Appraisal `json:"appraisals,omitempty"`
+	// Sealed: the inputs were appraised, so a kexec_file_load hands the
+	// kernel sealed memfds of the bytes, never the files.
+	Sealed bool `json:"sealed,omitempty"`
+	// Paths are the resolved files kernel and initrd were read from ("":
+	// none); a kexec_file_load hands the kernel the file while it still
+	// holds the bytes.
+	Paths [2]string `json:"paths"`
+	// DTBName is where the device tree came from ("": none).
+	DTBName string `json:"dtb_name,omitempty"`
 	// Binding ties the state to the image the load put into the kernel.
 	Binding *Binding `json:"binding,omitempty"`
 	// Finalized, once Finalize has run, is how many of the running
-	// kernel's entries the loaded hand-over list (Handover, kept beside the
-	// state in handover.bin) accounts for. A later finalize continues from
-	// that list, since the TPM already holds the loader's entries.
+	// kernel's entries the loaded hand-over list (Handover) accounts for.
+	// A later finalize continues from that list, since the TPM already
+	// holds the loader's entries.
 	Finalized *Finalized `json:"finalized,omitempty"`
-	Handover  []byte     `json:"-"`
+
+	// Kept beside state.json (StateDir), checked against the plan's
+	// digests when read back.
+	Handover, Kernel, Initrd, DTB []byte `json:"-"`
 }
 
 // Finalized records a completed finalize.
@@ -43,44 +56,57 @@ type Finalized struct {
 
 // State returns the load as a State, for a later process to Resume.
 func (l *Loaded) State() *State {
-	return &State{Options: l.opts, Plan: l.plan, Appraisals: l.appraisals, Binding: l.binding,
-		Finalized: l.finalized, Handover: l.handover}
+	return &State{Options: l.opts, Plan: l.plan, Appraisals: l.appraisals, Sealed: l.sealed, Paths: l.paths,
+		DTBName: l.dtbName, Binding: l.binding, Finalized: l.finalized, Handover: l.handover,
+		Kernel: l.in.Kernel, Initrd: l.in.Initrd, DTB: l.in.DTB}
 }
 
-// Resume makes a Loaded of a State another process recorded, with the
-// inputs given again in img (normally ReopenImage(s)). Finalize then
-// checks, as always, that the inputs still hold the loaded bytes and that
-// the load is still what the kernel has loaded.
-func Resume(h Host, s *State, img Image) (*Loaded, error) {
+// Resume makes a Loaded of a State another process recorded. It reads the
+// host's facts again (memory map, firmware) but takes kernel, initrd and
+// DTB from the state: nothing re-reads the kernel's files. Finalize then
+// checks, as always, that the load is still what the kernel has loaded.
+func Resume(h Host, s *State) (*Loaded, error) {
 	if s == nil || s.Plan == nil {
 		return nil, ErrNoState
 	}
+	if err := s.check(); err != nil {
+		return nil, err
+	}
 	o := s.Options
-	return &Loaded{host: h, img: img, opts: o, plan: s.Plan, appraisals: s.Appraisals,
-		binding: s.Binding, finalized: s.Finalized, handover: s.Handover}, nil
+	in := &plan.Inputs{Arch: s.Plan.Arch, PageSize: s.Plan.PageSize, Cmdline: s.Plan.Cmdline,
+		KernelPath: s.Plan.Kernel.Path, Kernel: s.Kernel, DTB: s.DTB,
+		IMAExtra: o.IMAExtra, MemMin: o.MemMin, MemMax: o.MemMax, IMAOrder: binary.LittleEndian, NoEFI: o.NoEFI}
+	if s.Plan.Initrd != nil {
+		in.InitrdPath, in.Initrd = s.Plan.Initrd.Path, s.Initrd
+	}
+	if err := readFacts(h, in, false); err != nil {
+		return nil, err
+	}
+	return &Loaded{host: h, opts: o, in: in, dtbName: s.DTBName, paths: s.Paths, sealed: s.Sealed,
+		plan: s.Plan, appraisals: s.Appraisals, binding: s.Binding, finalized: s.Finalized, handover: s.Handover}, nil
 }
 
-// ReopenImage reads the inputs a State recorded from their paths
-// (FileImage): the kernel, the initrd, and the DTB unless it was the
-// running machine's (which finalize reads from the Host again).
-func ReopenImage(s *State) (Image, error) {
-	if s == nil || s.Plan == nil {
-		return Image{}, ErrNoState
+// check compares the kept bytes with the plan's digests.
+func (s *State) check() error {
+	if plan.Digest(s.Kernel) != s.Plan.Kernel.SHA256 {
+		return fmt.Errorf("%w: the kept kernel does not match the recorded digest", ErrStateDir)
 	}
-	var initrd, dtb string
-	if s.Plan.Initrd != nil {
-		initrd = s.Plan.Initrd.Path
+	if p := s.Plan.Initrd; p != nil && plan.Digest(s.Initrd) != p.SHA256 {
+		return fmt.Errorf("%w: the kept initrd does not match the recorded digest", ErrStateDir)
 	}
-	if s.Plan.DTBInput != nil && s.Plan.DTBInput.Path != kexec.SysfsFDT {
-		dtb = s.Plan.DTBInput.Path
+	if p := s.Plan.DTBInput; p != nil && plan.Digest(s.DTB) != p.SHA256 {
+		return fmt.Errorf("%w: the kept device tree does not match the recorded digest", ErrStateDir)
 	}
-	return FileImage(s.Plan.Kernel.Path, initrd, dtb, s.Plan.Cmdline, false)
+	if s.Finalized != nil && plan.Digest(s.Handover) != s.Finalized.ListSHA256 {
+		return fmt.Errorf("%w: %s does not match the recorded hand-over", ErrStateDir, handoverFile)
+	}
+	return nil
 }
 
 // StateDir is the directory where the command line keeps a State between
-// -l and -e (DefaultStateDir unless --state-dir). It holds the options, the
-// plan (with every input's digest) and, after a finalize, the hand-over
-// list it loaded. Everything in it steers what the machine boots, so:
+// the load and the exec. It holds the options, the plan (with every
+// input's digest), the bytes the load read and, after a finalize, the
+// hand-over list it loaded. Everything in it steers what the machine boots, so:
 //   - the directory is created 0700 and must be owned by this process's
 //     effective user (root, for a real load) and have no group or other
 //     permissions, checked whenever it is used — an existing directory
@@ -91,13 +117,17 @@ func ReopenImage(s *State) (Image, error) {
 //   - files read back must be regular, owned like the directory, not
 //     writable by group or others, and within a size bound.
 
-// DefaultStateDir is where a load records what -e needs.
+// DefaultStateDir is where the command line records a load for the exec:
+// /run survives until systemd-shutdown's final reboot.
 const DefaultStateDir StateDir = "/run/gokexec"
 
 type StateDir string
 
 const (
 	handoverFile     = "handover.bin"
+	kernelFile       = "kernel.bin"
+	initrdFile       = "initrd.bin"
+	dtbFile          = "dtb.bin"
 	stateFile        = "state.json"
 	maxStateBytes    = 64 << 20
 	maxHandoverBytes = 1 << 30
@@ -244,23 +274,34 @@ func (d StateDir) dir() string {
 	return string(d)
 }
 
-// Save records s (state.json, and handover.bin when s has a hand-over list).
+// Save records s: the kept bytes first, state.json last, so a state.json
+// always finds the files it names.
 func (d StateDir) Save(s *State) error {
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
-	if s.Handover != nil {
-		if err := writeStateFile(d.dir(), handoverFile, s.Handover); err != nil {
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{kernelFile, s.Kernel}, {initrdFile, s.Initrd}, {dtbFile, s.DTB}, {handoverFile, s.Handover}} {
+		if f.data == nil {
+			if err := removeStateFile(d.dir(), f.name); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := writeStateFile(d.dir(), f.name, f.data); err != nil {
 			return err
 		}
 	}
 	return writeStateFile(d.dir(), stateFile, b)
 }
 
-// Load reads the recorded State, after checking the directory and the
-// files as StateDir's doc says. No record is ErrNoState.
-func (d StateDir) Load() (*State, error) {
+// Read reads the recorded State, after checking the directory and the
+// files as StateDir's doc says, and the kept bytes against the plan's
+// digests. No record is ErrNoState.
+func (d StateDir) Read() (*State, error) {
 	b, err := readStateFile(d.dir(), stateFile, maxStateBytes)
 	if err != nil {
 		return nil, err
@@ -269,108 +310,36 @@ func (d StateDir) Load() (*State, error) {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return nil, fmt.Errorf("state %s: %w", d.dir(), err)
 	}
-	if s.Finalized != nil {
-		if s.Handover, err = readStateFile(d.dir(), handoverFile, maxHandoverBytes); err != nil {
-			return nil, fmt.Errorf("state: %s: %w", handoverFile, err)
+	if s.Plan == nil {
+		return nil, fmt.Errorf("%w: %s records no plan", ErrStateDir, stateFile)
+	}
+	kept := []struct {
+		name string
+		dst  *[]byte
+		max  int64
+		want bool
+	}{{kernelFile, &s.Kernel, kexec.MaxKernelBytes, true}, {initrdFile, &s.Initrd, kexec.MaxInitrdBytes, s.Plan.Initrd != nil},
+		{dtbFile, &s.DTB, kexec.MaxDTBBytes, s.Plan.DTBInput != nil}, {handoverFile, &s.Handover, maxHandoverBytes, s.Finalized != nil}}
+	for _, k := range kept {
+		if !k.want {
+			continue
 		}
-		if plan.Digest(s.Handover) != s.Finalized.ListSHA256 {
-			return nil, fmt.Errorf("%w: %s does not match the recorded hand-over", ErrStateDir, handoverFile)
+		if *k.dst, err = readStateFile(d.dir(), k.name, k.max); err != nil {
+			return nil, fmt.Errorf("state: %s: %w", k.name, err)
 		}
+	}
+	if err := s.check(); err != nil {
+		return nil, err
 	}
 	return &s, nil
 }
 
-// Clear removes the recorded state (after an unload).
+// Clear removes the recorded state (after an unload, or an exec).
 func (d StateDir) Clear() error {
-	if err := removeStateFile(d.dir(), handoverFile); err != nil {
-		return err
-	}
-	return removeStateFile(d.dir(), stateFile)
-}
-
-// LoadImage is gokexec -l: Load, then record the State in d. When the
-// state cannot be recorded the image is unloaded again (a later -e could
-// not finalize it).
-func (d StateDir) LoadImage(ctx context.Context, h Host, img Image, o Options) (*Loaded, error) {
-	l, err := Load(ctx, h, img, o)
-	if err != nil {
-		return nil, err
-	}
-	if err := d.Save(l.State()); err != nil {
-		_ = l.Unload()
-		return nil, err
-	}
-	return l, nil
-}
-
-// Unload is gokexec -u: unload whatever is loaded and forget the record.
-func (d StateDir) Unload(ctx context.Context, h Host) error {
-	if err := Unload(ctx, h); err != nil {
-		return err
-	}
-	return d.Clear()
-}
-
-// Finalize finalizes the load recorded in d on h, as gokexec -e and
-// --finalize do, and records the result. noIMA (--no-ima at -e) leaves
-// the IMA hand-over as it was loaded. Nothing loaded is ErrNothingLoaded;
-// an image loaded by another tool (no record) is not gokexec's to
-// finalize: Report.Foreign, no error.
-func (d StateDir) Finalize(ctx context.Context, h Host, noIMA bool) (*Report, error) {
-	loaded, err := h.KexecLoaded(false)
-	if err != nil {
-		return nil, err
-	}
-	if !loaded {
-		return nil, ErrNothingLoaded
-	}
-	s, err := d.Load()
-	if errors.Is(err, ErrNoState) {
-		return &Report{Foreign: true}, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	if noIMA {
-		s.Options.NoIMA = true
-	}
-	img, err := ReopenImage(s)
-	if err != nil {
-		return nil, err
-	}
-	l, err := Resume(h, s, img)
-	if err != nil {
-		return nil, err
-	}
-	rep, err := l.Finalize(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if rep.Skipped {
-		return rep, nil
-	}
-	if err := d.Save(l.State()); err != nil {
-		if rep.Extended {
-			return nil, fmt.Errorf("%w (%w)", err, ErrExtended)
+	for _, f := range []string{stateFile, handoverFile, kernelFile, initrdFile, dtbFile} {
+		if err := removeStateFile(d.dir(), f); err != nil {
+			return err
 		}
-		return nil, err
 	}
-	return rep, nil
-}
-
-// Exec is gokexec -e: Finalize, then sync (when sync is not nil), then
-// reboot into the loaded image. It returns only on failure; a failed
-// finalize never reboots, and its error wraps ErrNotRebooted.
-func (d StateDir) Exec(ctx context.Context, h Host, noIMA bool, sync func(), report func(*Report)) error {
-	rep, err := d.Finalize(ctx, h, noIMA)
-	if err != nil {
-		return fmt.Errorf("%w; %w", err, ErrNotRebooted)
-	}
-	if report != nil {
-		report(rep)
-	}
-	if sync != nil {
-		sync()
-	}
-	return h.Reboot()
+	return nil
 }

@@ -36,7 +36,7 @@ func buildARM64(in *Inputs) (*Plan, error) {
 		return nil, fmt.Errorf("kernel %s: %w", in.KernelPath, err)
 	}
 	if len(in.DTB) == 0 {
-		return nil, fmt.Errorf("%w: arm64 needs a device tree (--dtb, or /sys/firmware/fdt)", ErrInput)
+		return nil, fmt.Errorf("%w: arm64 needs a device tree (given, or the running system's /sys/firmware/fdt)", ErrInput)
 	}
 	if len(in.DTB) > arm64.MaxDTBSize {
 		return nil, fmt.Errorf("device tree: %w: %d bytes, the limit is %d", arm64.ErrDTBTooLarge, len(in.DTB), arm64.MaxDTBSize)
@@ -57,7 +57,7 @@ func buildARM64(in *Inputs) (*Plan, error) {
 	} else {
 		rs, err := tree.MemoryRanges()
 		if err != nil {
-			return nil, fmt.Errorf("device tree: %w; give the memory map with --memmap (an /proc/iomem file)", err)
+			return nil, fmt.Errorf("device tree: %w, and no memory map was given", err)
 		}
 		for _, r := range rs {
 			end, _ := r.End()
@@ -90,7 +90,7 @@ func buildARM64(in *Inputs) (*Plan, error) {
 	}
 
 	p := &Plan{Arch: ArchARM64, PageSize: in.PageSize, Syscall: SyscallKexecLoad, Cmdline: in.Cmdline,
-		Kernel: Input{Path: in.KernelPath, Size: uint64(len(in.Kernel)), SHA256: digest(in.Kernel)}}
+		Kernel: Input{Path: in.KernelPath, Size: uint64(len(in.Kernel)), SHA256: in.kernelDigest()}}
 
 	// 1. Kernel: 2 MiB aligned base + text_offset.
 	pl, err := im.Placement()
@@ -114,11 +114,7 @@ func buildARM64(in *Inputs) (*Plan, error) {
 
 	// 2. IMA buffer, reserved for the next kernel by a /memreserve/.
 	if in.IMAList != nil {
-		buf, n, err := imaBuffer(in)
-		if err != nil {
-			return nil, err
-		}
-		size, err := imaSegmentSize(uint64(len(buf)), in.IMAExtra, in.IMAMinSegment, in.PageSize)
+		buf, n, size, err := imaLayout(in)
 		if err != nil {
 			return nil, err
 		}
@@ -150,7 +146,7 @@ func buildARM64(in *Inputs) (*Plan, error) {
 		if err := arm64.CheckInitrd(fdt.Range{Start: load, Size: im.ImageSize}, fdt.Range{Start: r.Start, Size: uint64(len(in.Initrd))}); err != nil {
 			return nil, fmt.Errorf("initrd %s: %w", in.InitrdPath, err)
 		}
-		p.Initrd = &Input{Path: in.InitrdPath, Size: uint64(len(in.Initrd)), SHA256: digest(in.Initrd)}
+		p.Initrd = &Input{Path: in.InitrdPath, Size: uint64(len(in.Initrd)), SHA256: in.initrdDigest()}
 		p.Segments = append(p.Segments, newSegmentDigest("initrd", r, in.Initrd, p.Initrd.SHA256))
 		opt.Initrd = &fdt.Range{Start: r.Start, Size: uint64(len(in.Initrd))}
 	}

@@ -130,7 +130,7 @@ func TestARM64Errors(t *testing.T) {
 		{"no DTB", func(in *Inputs) { in.DTB = nil }, ErrInput, "device tree"},
 		{"DTB too large", func(in *Inputs) { in.DTB = make([]byte, 3<<20) }, arm64.ErrDTBTooLarge, "limit"},
 		{"DTB garbage", func(in *Inputs) { in.DTB = []byte("not a device tree at all") }, fdt.ErrMalformed, "device tree"},
-		{"no memory nodes", func(in *Inputs) { in.DTB = nomem }, fdt.ErrNoMemory, "--memmap"},
+		{"no memory nodes", func(in *Inputs) { in.DTB = nomem }, fdt.ErrNoMemory, "no memory map was given"},
 		{"no room", func(in *Inputs) {
 			in.Memory = segment.Map{{Range: segment.Range{Start: 0x40000000, End: 0x40800000}, Type: segment.TypeRAM}}
 		}, segment.ErrNoRoom, "kernel"},

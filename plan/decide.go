@@ -58,12 +58,12 @@ func Decide(mode Mode, f Facts) Decision {
 	noCarry := "the IMA measurement list will not be carried to the next kernel (this kernel lacks CONFIG_IMA_KEXEC); attestation will fail until a cold boot"
 	switch mode {
 	case ModeLoad:
-		d.Syscall, d.Reason = SyscallKexecLoad, "-c: kexec_load requested"
+		d.Syscall, d.Reason = SyscallKexecLoad, "kexec_load requested"
 		if lockedDown(f.Lockdown) {
 			d.Warning = fmt.Sprintf("kernel lockdown (%s) forbids kexec_load; the load will be refused", f.Lockdown)
 		}
 	case ModeFile:
-		d.Syscall, d.Reason = SyscallKexecFileLoad, "-s: kexec_file_load requested"
+		d.Syscall, d.Reason = SyscallKexecFileLoad, "kexec_file_load requested"
 		if carry && !f.KernelHandsOver {
 			d.Warning = noCarry
 		}
@@ -89,7 +89,7 @@ func Decide(mode Mode, f Facts) Decision {
 			d.Plan = []string{"kexec_file_load on EPERM under lockdown (the list is then not carried)"}
 		default:
 			d.Syscall = SyscallKexecFileLoad
-			d.Reason = "no IMA list to hand over: kexec_file_load, as kexec-tools -a"
+			d.Reason = "no IMA list to hand over: kexec_file_load, as kexec-tools chooses by default"
 			d.Plan = []string{"kexec_load on ENOSYS or ENOEXEC"}
 		}
 	}

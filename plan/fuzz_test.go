@@ -27,6 +27,12 @@ func FuzzIMAList(f *testing.F) {
 				if rep := ima.SimulateRestore(s.Buf, binary.LittleEndian); !rep.OK() {
 					t.Fatalf("planned a buffer the kernel would not fully restore: %+v", rep.Problems)
 				}
+				// What is handed over is the input, byte for byte.
+				es, err := ima.ParseList(b, binary.LittleEndian)
+				if err != nil {
+					t.Fatalf("planned a list ima cannot parse: %v", err)
+				}
+				requireHandoverBytes(t, s.Buf, b, len(es))
 			}
 		}
 	})

@@ -98,3 +98,51 @@ func TestPlanOVMFCapture(t *testing.T) {
 		t.Error("two plans of the same capture differ")
 	}
 }
+
+// Finding "--dtb on x86 is accepted, appraised and measured as loaded, but
+// never passed": a device tree given for x86 is a SETUP_DTB (type 2)
+// setup_data node holding exactly its bytes, chained from boot_params.
+func TestX86DTBPassedAsSetupDTB(t *testing.T) {
+	dtb, err := os.ReadFile("../fdt/testdata/dtc-board.dtb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := capturedInputs(t)
+	without, err := Build(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in = capturedInputs(t)
+	in.DTB = dtb
+	p, err := Build(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bp []byte
+	for _, s := range p.Segments {
+		if s.Name == "boot_params" {
+			bp = s.Buf
+		}
+	}
+	nodes, err := bzimage.SetupDataAt(bp, p.BootParams.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for i, n := range nodes {
+		if n.Type != bzimage.SetupDTB {
+			continue
+		}
+		found++
+		off := n.Addr - p.BootParams.Addr + bzimage.SetupDataHeaderSize
+		if got := bp[off : off+uint64(n.Len)]; !bytes.Equal(got, dtb) {
+			t.Fatalf("SETUP_DTB payload differs from the device tree given")
+		}
+		if sd := p.BootParams.SetupData[i]; sd.Type != bzimage.SetupDTB || sd.Addr != n.Addr || sd.Len != uint32(len(dtb)) {
+			t.Fatalf("plan's setup_data %+v, chain %+v", sd, n)
+		}
+	}
+	if found != 1 || len(nodes) != len(without.BootParams.SetupData)+1 {
+		t.Fatalf("%d SETUP_DTB nodes of %d (without a DTB: %d)", found, len(nodes), len(without.BootParams.SetupData))
+	}
+}

@@ -62,9 +62,11 @@ type Inputs struct {
 	// IMAExtra is the headroom reserved after the list, for entries the
 	// system adds between load and exec.
 	IMAExtra uint64
-	// IMAMinSegment, when larger than what the list and headroom need, sets
-	// the IMA segment's size (finalize uses it to keep a layout unchanged).
-	IMAMinSegment uint64
+	// IMASegment, when set, is the IMA segment's size as the loader's
+	// hand-over rule computed it (the list and the entries to come, with
+	// headroom, page rounded); a buffer that does not fit it is an error.
+	// 0: header + list + IMAExtra, page rounded (IMASegmentSize).
+	IMASegment uint64
 
 	MemMin, MemMax uint64 // 0: no bound
 
@@ -77,7 +79,12 @@ type Inputs struct {
 	EFI   *efi.Host
 	NoEFI bool
 
-	// DTB is the device tree to hand over (arm64).
+	// KernelSHA256 and InitrdSHA256, when set, are the inputs' digests as
+	// already computed (a re-plan at finalize); "" computes them.
+	KernelSHA256, InitrdSHA256 string
+
+	// DTB is the device tree to hand over: arm64's /chosen-edited tree,
+	// or on x86 a SETUP_DTB setup_data node holding it as given.
 	DTB []byte
 }
 
@@ -211,44 +218,47 @@ func newSegmentDigest(name string, r segment.Range, buf []byte, sha string) Segm
 	return Segment{Name: name, Mem: r.Start, Memsz: r.Size(), Bufsz: uint64(len(buf)), SHA256: sha, Buf: buf}
 }
 
-// imaBuffer validates the list and wraps it for the hand-over. It returns
-// the buffer (header + entries) and the entry count.
-func imaBuffer(in *Inputs) ([]byte, int, error) {
+// imaLayout validates the list and wraps it for the hand-over. It returns
+// the buffer (header + entries), the entry count and the segment size.
+func imaLayout(in *Inputs) ([]byte, int, uint64, error) {
 	order := in.IMAOrder
 	if order == nil {
 		order = binary.LittleEndian
 	}
 	entries, err := ima.ParseList(in.IMAList, order)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %w", ErrIMAList, err)
+		return nil, 0, 0, fmt.Errorf("%w: %w", ErrIMAList, err)
 	}
 	buf, err := ima.MarshalKexecBuffer(entries, order)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %w", ErrIMAList, err)
+		return nil, 0, 0, fmt.Errorf("%w: %w", ErrIMAList, err)
 	}
-	return buf, len(entries), nil
+	size := in.IMASegment
+	switch {
+	case size == 0:
+		if size, err = IMASegmentSize(uint64(len(buf)), in.IMAExtra, 0, in.PageSize); err != nil {
+			return nil, 0, 0, err
+		}
+	case size < uint64(len(buf)) || size%in.PageSize != 0:
+		return nil, 0, 0, fmt.Errorf("%w: a hand-over buffer of %d bytes does not fit an IMA segment of %d bytes", ErrIMAList, len(buf), size)
+	}
+	return buf, len(entries), size, nil
 }
 
-// IMASegmentSize is the size Build gives the IMA segment for a hand-over
-// buffer of bufLen bytes (header included): see imaSegmentSize.
+// IMASegmentSize is the IMA segment for a hand-over buffer of bufLen bytes
+// (header included): bufLen plus the headroom extra, rounded up to page;
+// when min is set and bufLen fits in it, min.
 func IMASegmentSize(bufLen, extra, min, page uint64) (uint64, error) {
-	return imaSegmentSize(bufLen, extra, min, page)
-}
-
-// imaSegmentSize is header+list+headroom rounded to pages. When min is set
-// (a re-plan at finalize) and the buffer still fits in it, the size stays min
-// so the layout does not move.
-func imaSegmentSize(bufLen, extra, min, page uint64) (uint64, error) {
 	if min != 0 && bufLen <= min {
 		return min, nil
 	}
 	n := bufLen + extra
 	if n < bufLen {
-		return 0, fmt.Errorf("%w: --ima-extra %d overflows", ErrInput, extra)
+		return 0, fmt.Errorf("%w: IMA headroom %d overflows", ErrInput, extra)
 	}
 	n, ok := segment.AlignUp(n, page)
 	if !ok {
-		return 0, fmt.Errorf("%w: --ima-extra %d overflows", ErrInput, extra)
+		return 0, fmt.Errorf("%w: IMA headroom %d overflows", ErrInput, extra)
 	}
 	return n, nil
 }
@@ -310,11 +320,25 @@ func FileLoad(in *Inputs) (*Plan, error) {
 		return nil, fmt.Errorf("%w: initrd %s is empty", ErrInput, in.InitrdPath)
 	}
 	p := &Plan{Arch: in.Arch, PageSize: in.PageSize, Syscall: SyscallKexecFileLoad, Cmdline: in.Cmdline,
-		Kernel: Input{Path: in.KernelPath, Size: uint64(len(in.Kernel)), SHA256: digest(in.Kernel)}, Segments: []Segment{}}
+		Kernel: Input{Path: in.KernelPath, Size: uint64(len(in.Kernel)), SHA256: in.kernelDigest()}, Segments: []Segment{}}
 	if in.Initrd != nil {
-		p.Initrd = &Input{Path: in.InitrdPath, Size: uint64(len(in.Initrd)), SHA256: digest(in.Initrd)}
+		p.Initrd = &Input{Path: in.InitrdPath, Size: uint64(len(in.Initrd)), SHA256: in.initrdDigest()}
 	}
 	return p, nil
+}
+
+func (in *Inputs) kernelDigest() string {
+	if in.KernelSHA256 != "" {
+		return in.KernelSHA256
+	}
+	return digest(in.Kernel)
+}
+
+func (in *Inputs) initrdDigest() string {
+	if in.InitrdSHA256 != "" {
+		return in.InitrdSHA256
+	}
+	return digest(in.Initrd)
 }
 
 // Digest is the hex SHA-256 the plan records for its inputs and segments.

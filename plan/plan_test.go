@@ -99,6 +99,7 @@ func TestX86Layout(t *testing.T) {
 	if len(got) != len(entries) {
 		t.Fatalf("buffer holds %d entries, want %d", len(got), len(entries))
 	}
+	requireHandoverBytes(t, im.Buf, in.IMAList, len(entries))
 	if rep := ima.SimulateRestore(im.Buf, binary.LittleEndian); !rep.OK() {
 		t.Fatalf("the restoring kernel would object: %+v", rep.Problems)
 	}
@@ -118,6 +119,35 @@ func TestX86Layout(t *testing.T) {
 	}
 	if fmt.Sprintf("%x", sha256.Sum256(k.Buf)) != k.SHA256 || k.Bufsz != uint64(len(k.Buf)) {
 		t.Fatal("segment digest")
+	}
+}
+
+// requireHandoverBytes checks a planned IMA segment byte for byte against
+// the input list (issue 23: the buffer was checked by entry count only):
+// the 24-byte ima_kexec_hdr (version 1, zero reserved fields, buffer_size
+// = header + list, count = entries; DESIGN §3.2), then the input list
+// verbatim, then nothing but zeros.
+func requireHandoverBytes(t testing.TB, buf, list []byte, entries int) {
+	t.Helper()
+	le := binary.LittleEndian
+	if len(buf) < 24+len(list) {
+		t.Fatalf("IMA segment of %d bytes cannot hold the 24-byte header and the %d-byte list", len(buf), len(list))
+	}
+	if v, r0, r1 := le.Uint16(buf), le.Uint16(buf[2:]), le.Uint32(buf[4:]); v != 1 || r0 != 0 || r1 != 0 {
+		t.Fatalf("header version %d reserved %d %d", v, r0, r1)
+	}
+	if size, count := le.Uint64(buf[8:]), le.Uint64(buf[16:]); size != uint64(24+len(list)) || count != uint64(entries) {
+		t.Fatalf("header says buffer_size=%d count=%d; the list is %d bytes (+24) of %d entries", size, count, len(list), entries)
+	}
+	if !bytes.Equal(buf[24:24+len(list)], list) {
+		i := 0
+		for i < len(list) && buf[24+i] == list[i] {
+			i++
+		}
+		t.Fatalf("the hand-over buffer differs from the input list at list byte %d of %d", i, len(list))
+	}
+	if rest := buf[24+len(list):]; len(bytes.Trim(rest, "\x00")) != 0 {
+		t.Fatalf("%d bytes after the list are not all zero", len(rest))
 	}
 }
 
@@ -152,7 +182,7 @@ func TestKeepLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := inputs(t, 130)
-	in.IMAMinSegment = a.IMA.Size
+	in.IMASegment = a.IMA.Size
 	b, err := Build(in)
 	if err != nil {
 		t.Fatal(err)
@@ -178,7 +208,7 @@ func TestErrors(t *testing.T) {
 		{"32-bit kernel", func(in *Inputs) { binary.LittleEndian.PutUint16(in.Kernel[0x236:], 0) }, bzimage.ErrUnsupported, "32-bit"},
 		{"empty initrd", func(in *Inputs) { in.Initrd = []byte{} }, ErrInput, "initrd.img is empty"},
 		{"headroom too big", func(in *Inputs) { in.IMAExtra = 600 << 20 }, segment.ErrNoRoom, "IMA buffer"},
-		{"headroom overflow", func(in *Inputs) { in.IMAExtra = ^uint64(0) }, ErrInput, "--ima-extra"},
+		{"headroom overflow", func(in *Inputs) { in.IMAExtra = ^uint64(0) }, ErrInput, "IMA headroom"},
 		{"no room", func(in *Inputs) {
 			in.Memory = segment.Map{{Range: segment.Range{Start: 0x100000, End: 0x2000000}, Type: segment.TypeRAM}}
 		}, segment.ErrNoRoom, "kernel"},

@@ -5,6 +5,7 @@ import (
 
 	"github.com/gokexec/gokexec/bzimage"
 	"github.com/gokexec/gokexec/efi"
+	"github.com/gokexec/gokexec/fdt"
 	"github.com/gokexec/gokexec/segment"
 )
 
@@ -42,7 +43,7 @@ func buildX86(in *Inputs) (*Plan, error) {
 		PageSize: in.PageSize,
 		Syscall:  SyscallKexecLoad,
 		Cmdline:  in.Cmdline,
-		Kernel:   Input{Path: in.KernelPath, Size: uint64(len(in.Kernel)), SHA256: digest(in.Kernel)},
+		Kernel:   Input{Path: in.KernelPath, Size: uint64(len(in.Kernel)), SHA256: in.kernelDigest()},
 	}
 
 	// 1. The kernel, as low as KASLR's floor allows: at or below 512 MiB so
@@ -79,11 +80,7 @@ func buildX86(in *Inputs) (*Plan, error) {
 	var setup []bzimage.SetupData
 	// 2. The IMA hand-over buffer, below the kernel and below the KASLR floor.
 	if in.IMAList != nil {
-		buf, n, err := imaBuffer(in)
-		if err != nil {
-			return nil, err
-		}
-		size, err := imaSegmentSize(uint64(len(buf)), in.IMAExtra, in.IMAMinSegment, in.PageSize)
+		buf, n, size, err := imaLayout(in)
 		if err != nil {
 			return nil, err
 		}
@@ -104,6 +101,14 @@ func buildX86(in *Inputs) (*Plan, error) {
 	if len(in.RNGSeed) > 0 {
 		setup = append(setup, bzimage.SetupData{Type: bzimage.SetupRNGSeed, Data: in.RNGSeed})
 	}
+	// A device tree given for x86 goes to the kernel as a SETUP_DTB node,
+	// as kexec-tools passes it: what is measured as loaded is handed over.
+	if len(in.DTB) > 0 {
+		if _, err := fdt.Parse(in.DTB); err != nil {
+			return nil, fmt.Errorf("device tree: %w", err)
+		}
+		setup = append(setup, bzimage.SetupData{Type: bzimage.SetupDTB, Data: in.DTB})
+	}
 
 	// 3. The initrd, as high as the kernel accepts.
 	var initrdR segment.Range
@@ -117,7 +122,7 @@ func buildX86(in *Inputs) (*Plan, error) {
 			return nil, fmt.Errorf("initrd %s: %w", in.InitrdPath, err)
 		}
 		initrdR = r
-		p.Initrd = &Input{Path: in.InitrdPath, Size: uint64(len(in.Initrd)), SHA256: digest(in.Initrd)}
+		p.Initrd = &Input{Path: in.InitrdPath, Size: uint64(len(in.Initrd)), SHA256: in.initrdDigest()}
 		p.Segments = append(p.Segments, newSegmentDigest("initrd", r, in.Initrd, p.Initrd.SHA256))
 	}
 

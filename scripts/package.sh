@@ -61,12 +61,25 @@ mkdir -p "$hb"
 (cd "$here" && CGO_ENABLED=0 go build -trimpath -buildvcs=false -o "$hb/genman" ./packaging/genman)
 (cd "$src" && CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags="-X main.version=$VERSION" -o "$hb/gokexec" ./cmd/gokexec)
 (cd "$src" && CGO_ENABLED=0 go build -trimpath -buildvcs=false -o "$hb/imalog" ./cmd/imalog)
-"$hb/gokexec" --help | "$hb/genman" -name gokexec -section 8 -version "$VERSION" \
+"$hb/genman" -bin "$hb/gokexec" -name gokexec -section 8 -version "$VERSION" \
 	-title "load and boot another kernel, carrying the IMA measurement list" \
-	-extra "$pk/gokexec.8.extra" | gzip -9n >"$root/usr/share/man/man8/gokexec.8.gz"
-{ "$hb/imalog" --help 2>&1 || true; } | "$hb/genman" -name imalog -section 1 -version "$VERSION" \
+	-extra "$pk/gokexec.8.extra" | gzip -9n >"$stage/gokexec.8.gz"
+# imalog(1): the top-level help, then each subcommand's own --help. The
+# subcommands are the ones imalog's usage names; one whose --help does not
+# work yet is named on stderr (its options then come only from the usage).
+subs=()
+for s in $("$hb/imalog" --help | sed -n 's/^[[:space:]]*imalog \([a-z][a-z-]*\).*/\1/p' | sort -u); do
+	if "$hb/imalog" "$s" --help >/dev/null 2>&1; then
+		subs+=("$s")
+	else
+		echo "package.sh: warning: imalog $s --help fails; imalog(1) documents it from the usage only" >&2
+	fi
+done
+"$hb/genman" -bin "$hb/imalog" -sub "$(IFS=,; echo "${subs[*]}")" -name imalog -section 1 -version "$VERSION" \
 	-title "show, replay and verify IMA measurement lists" \
-	-extra "$pk/imalog.1.extra" | gzip -9n >"$root/usr/share/man/man1/imalog.1.gz"
+	-extra "$pk/imalog.1.extra" | gzip -9n >"$stage/imalog.1.gz"
+install -m 0644 "$stage/gokexec.8.gz" "$root/usr/share/man/man8/gokexec.8.gz"
+install -m 0644 "$stage/imalog.1.gz" "$root/usr/share/man/man1/imalog.1.gz"
 
 # The Debian changelog lintian expects in every binary package.
 {

@@ -1,12 +1,24 @@
 #!/usr/bin/env bash
-# Installs everything the demo and the tests need on a fresh Debian 12 machine
-# and fetches the Debian kernels the QEMU scenarios boot. Idempotent: a second
+# Installs what the demo or the tests need on a fresh Debian 12 machine and
+# fetches the Debian kernels the QEMU scenarios boot. Idempotent: a second
 # run finds everything in place and returns quickly.
+#
+#   bash scripts/setup.sh demo   # what scripts/demo.sh boots: QEMU x86, swtpm,
+#                                # Debian's 6.1 and 6.12 cloud kernels; nothing else
+#   bash scripts/setup.sh test   # (the default) the demo's set, plus the
+#                                # test-only tools, the arm64 kernel and the
+#                                # self-built test kernels
 #
 # Kernels are resolved by package name through the metapackages, never by a
 # hard-coded version, and unpacked with dpkg-deb (nothing is installed into the
 # host's /boot). They land in $GOKEXEC_CACHE (default: build/cache).
 set -euo pipefail
+
+mode=${1:-test}
+case "$mode" in
+demo | test) ;;
+*) echo "usage: $0 [demo|test]" >&2; exit 2 ;;
+esac
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 cache=${GOKEXEC_CACHE:-$here/build/cache}
@@ -14,9 +26,17 @@ mkdir -p "$cache"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-need_pkgs=(qemu-system-x86 qemu-system-arm qemu-utils swtpm swtpm-tools kexec-tools
-	ima-evm-utils openssl device-tree-compiler cpio busybox-static gzip xz-utils binutils-aarch64-linux-gnu time ovmf
-	build-essential bc bison flex libelf-dev libssl-dev mmdebstrap lintian e2fsprogs tpm2-tools makedumpfile)
+# What the demo runs: QEMU for x86, the software TPM and its set-up tool.
+demo_pkgs=(qemu-system-x86 swtpm swtpm-tools)
+# What only the tests run: the arm64 guests, the oracles (evmctl, tpm2-tools,
+# dtc, readelf, kexec-tools, makedumpfile), the guest image builder
+# (mmdebstrap), lintian for the package, and the kernel build.
+test_pkgs=(qemu-system-arm qemu-utils kexec-tools ima-evm-utils openssl device-tree-compiler cpio
+	busybox-static gzip xz-utils zstd binutils binutils-aarch64-linux-gnu time ovmf
+	build-essential bc bison flex libelf-dev libssl-dev mmdebstrap lintian e2fsprogs
+	tpm2-tools makedumpfile)
+need_pkgs=("${demo_pkgs[@]}")
+[ "$mode" = test ] && need_pkgs+=("${test_pkgs[@]}")
 missing=()
 for p in "${need_pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -25,12 +45,6 @@ if [ ${#missing[@]} -gt 0 ]; then
 	echo "setup: installing ${missing[*]}" >&2
 	as_root apt-get update -qq
 	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-
-# arm64 kernels come from the arm64 architecture of the same archive.
-if ! dpkg --print-foreign-architectures | grep -qx arm64; then
-	as_root dpkg --add-architecture arm64
-	as_root apt-get update -qq
 fi
 
 # resolve METAPKG -> concrete linux-image package name.
@@ -60,8 +74,21 @@ fetch() {
 
 fetch deb61-amd64 linux-image-cloud-amd64
 fetch deb612-amd64 linux-image-6.12-cloud-amd64
+if [ "$mode" = demo ]; then
+	echo "setup: ready for the demo (cache $cache)" >&2
+	exit 0
+fi
+
+# arm64 kernels come from the arm64 architecture of the same archive.
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+	as_root dpkg --add-architecture arm64
+	as_root apt-get update -qq
+fi
 fetch deb61-arm64 linux-image-cloud-arm64:arm64 || echo "setup: arm64 kernel unavailable" >&2
-# The CONFIG_IMA_KEXEC test kernel, built from Debian unstable's linux-source
-# (cached in ${GOKEXEC_KCACHE:-/var/cache/gokexec/kernels}; see the script).
+# The CONFIG_IMA_KEXEC test kernels, built from Debian unstable's linux-source
+# (cached in ${GOKEXEC_KCACHE:-/var/cache/gokexec/kernels}; see the scripts).
 GOKEXEC_CACHE=$cache bash "$here/scripts/build-kernel.sh"
+if [ -f "$here/scripts/build-kernel-arm64.sh" ]; then
+	GOKEXEC_CACHE=$cache bash "$here/scripts/build-kernel-arm64.sh"
+fi
 echo "setup: ready (cache $cache)" >&2

@@ -9,7 +9,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
-bash scripts/setup.sh
+bash scripts/setup.sh test
 export GOKEXEC_ARTIFACTS=${GOKEXEC_ARTIFACTS:-$here/build/artifacts}
 start=$(date +%s)
 go vet ./...

@@ -57,14 +57,46 @@ func TestMalformedResponses(t *testing.T) {
 	}
 }
 
-// FuzzResponses feeds arbitrary answers to every command.
+// FuzzResponses feeds arbitrary answers to every command. Beyond "no
+// panic": a well-framed error response is ErrTPM for every command; the
+// banks reported active are distinct and available; PCR values come back
+// only for the PCRs asked, each of its bank's digest size.
 func FuzzResponses(f *testing.F) {
 	f.Add(reply(0, 0, 0, 0, 0, 5, 0, 0, 0, 1, 0, 0x0b, 3, 0xff, 0xff, 0xff))
+	f.Add(reply(0, 0, 0, 0, 0, 5, 0, 0, 0, 2, 0, 0x04, 3, 0xff, 0xff, 0xff, 0, 0x0b, 3, 0x01, 0x04, 0x80))
 	f.Add(reply(0x184))
 	f.Fuzz(func(t *testing.T, rsp []byte) {
 		tp := &TPM{t: &canned{rsp}}
-		_, _ = tp.ActiveBanks()
-		_, _ = tp.ReadPCRs([]uint32{0, 10, 23})
-		_ = tp.Extend(10, map[crypto.Hash][]byte{crypto.SHA256: make([]byte, 32)})
+		banks, bErr := tp.ActiveBanks()
+		pcrs, rErr := tp.ReadPCRs([]uint32{0, 10, 23})
+		eErr := tp.Extend(10, map[crypto.Hash][]byte{crypto.SHA256: make([]byte, 32)})
+		if len(rsp) >= 10 && binary.BigEndian.Uint16(rsp) == 0x8001 && int(binary.BigEndian.Uint32(rsp[2:])) == len(rsp) && binary.BigEndian.Uint32(rsp[6:]) != 0 {
+			for name, err := range map[string]error{"ActiveBanks": bErr, "ReadPCRs": rErr, "Extend": eErr} {
+				if !errors.Is(err, ErrTPM) {
+					t.Fatalf("%s over an error response: %v", name, err)
+				}
+			}
+		}
+		if bErr == nil {
+			seen := map[crypto.Hash]bool{}
+			for _, b := range banks {
+				if seen[b] || !b.Available() {
+					t.Fatalf("active banks %v", banks)
+				}
+				seen[b] = true
+			}
+		}
+		if rErr == nil {
+			for b, m := range pcrs {
+				for i, v := range m {
+					if i != 0 && i != 10 && i != 23 {
+						t.Fatalf("%v: PCR %d returned, not asked", b, i)
+					}
+					if len(v) != b.Size() {
+						t.Fatalf("%v PCR %d: %d bytes", b, i, len(v))
+					}
+				}
+			}
+		}
 	})
 }

@@ -121,11 +121,11 @@ func badInputs(t *testing.T, dir string) []badInput {
 	}
 	return []badInput{
 		{"kernel is /dev/zero", "7", l("/dev/zero"), 1, "kernel /dev/zero: not a regular file (a character device)"},
-		{"--initrd is /dev/zero", "7", l("$DIR/vmlinuz", "--initrd", "/dev/zero"), 1, "--initrd /dev/zero: not a regular file"},
-		{"--dtb is /dev/zero", "7", arm("$DIR/Image", "--dtb", "/dev/zero"), 1, "--dtb /dev/zero: not a regular file"},
+		{"--initrd is /dev/zero", "7", l("$DIR/vmlinuz", "--initrd", "/dev/zero"), 1, "initrd /dev/zero: not a regular file"},
+		{"--dtb is /dev/zero", "7", arm("$DIR/Image", "--dtb", "/dev/zero"), 1, "device tree /dev/zero: not a regular file"},
 		{"--ima-log is /dev/zero", "7", []string{"-l", "$DIR/vmlinuz", "--dry-run", "--memmap", memmap, "--arch", "amd64", "--ima-log", "/dev/zero"}, 1, "IMA list /dev/zero: not a regular file"},
-		{"--key is /dev/zero", "7", l("$DIR/vmlinuz", "--appraise", "enforce", "--key", "/dev/zero"), 1, "--key /dev/zero: not a regular file"},
-		{"--allowlist is /dev/zero", "7", l("$DIR/vmlinuz", "--appraise", "enforce", "--allowlist", "/dev/zero"), 1, "--allowlist /dev/zero: not a regular file"},
+		{"--key is /dev/zero", "7", l("$DIR/vmlinuz", "--appraise", "enforce", "--key", "/dev/zero"), 1, "certificate /dev/zero: not a regular file"},
+		{"--allowlist is /dev/zero", "7", l("$DIR/vmlinuz", "--appraise", "enforce", "--allowlist", "/dev/zero"), 1, "allowlist /dev/zero: not a regular file"},
 		{"--memmap is /dev/zero", "7", []string{"-l", "$DIR/vmlinuz", "--dry-run", "--memmap", "/dev/zero", "--arch", "amd64", "--no-ima"}, 1, "memory map /dev/zero: not a regular file"},
 		{"kernel is a directory", "7", l("$DIR/adir"), 1, "kernel $DIR/adir: not a regular file (a directory)"},
 		{"kernel is a FIFO", "7", l("$DIR/fifo"), 1, "kernel $DIR/fifo: not a regular file (a named pipe)"},
@@ -138,14 +138,17 @@ func badInputs(t *testing.T, dir string) []badInput {
 		{"kernel not in the allowlist (enforce)", "", l("$DIR/vmlinuz", "--appraise", "enforce", "--allowlist", "$DIR/other.sha256"), 1, "refused"},
 		{"kernel signed over SHA-1 (enforce)", "4", l("$DIR/signed-sha1", "--appraise", "enforce", "--key", key), 1, "too weak: signature over a SHA-1 digest"},
 		{"--key is not a certificate", "4", l("$DIR/vmlinuz", "--appraise", "enforce", "--key", "$DIR/garbage.pem"), 1, "malformed input: certificate"},
-		{"--tpm-device names a missing device", "1", l("$DIR/vmlinuz", "--tpm-device", "/dev/tpmrm9"), 1, "--tpm-device: stat /dev/tpmrm9: no such file or directory"},
+		{"--tpm-device names a missing device", "1", l("$DIR/vmlinuz", "--tpm-device", "/dev/tpmrm9"), 1, "TPM unavailable: stat /dev/tpmrm9: no such file or directory"},
 		{"--ima-pcr out of range", "", l("$DIR/vmlinuz", "--ima-pcr", "24"), 2, "PCRs are 0-23"},
-		{"-s with -c", "", []string{"-s", "-c", "-l", "$DIR/vmlinuz"}, 2, "exclude each other"},
+		{"-t names a type kexec-tools does not know", "", []string{"-t", "zImage", "-l", "$DIR/vmlinuz", "--dry-run", "--arch", "amd64"}, 2, "-t zImage: unsupported kernel type on amd64"},
+		{"-t names another kind of image", "", []string{"-t", "elf-x86_64", "-l", "$DIR/vmlinuz", "--dry-run", "--arch", "amd64"}, 2, "wrong file type"},
 		{"-p: no crash kernel region reserved", "", []string{"-p", "$DIR/vmlinuz", "--dry-run", "--memmap", memmap}, 1, "no crash kernel region reserved (boot with crashkernel=SIZE)"},
 		{"-p: the crash kernel does not fit", "", crash("$DIR/vmlinuz", "$DIR/iomem-crash16m"), 1, "the crash kernel does not fit in the crash kernel region"},
 		{"-p: kernel not relocatable", "", crash("$DIR/vmlinuz-fixed", "$DIR/iomem-crash16m"), 1, "is not relocatable"},
 		{"-p: boot protocol 2.11", "", crash("$DIR/vmlinuz-2.11", "$DIR/iomem-crash16m"), 1, "older than 2.12"},
-		{"-p with -l", "", []string{"-p", "-l", "$DIR/vmlinuz"}, 2, "-p (crash kernel) and -l exclude each other"},
+		{"--load-preserve-context", "", []string{"--load-preserve-context", "$DIR/vmlinuz"}, 2, "KEXEC_PRESERVE_CONTEXT"},
+		{"--real-mode", "", []string{"-l", "$DIR/vmlinuz", "--real-mode"}, 2, "real mode"},
+		{"--append when nothing is loaded", "", []string{"-e", "--append", "quiet"}, 2, "--append applies to a kernel being loaded"},
 	}
 }
 

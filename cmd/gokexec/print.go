@@ -13,9 +13,6 @@ import (
 // reportFinalize tells the user what finalize did that a verifier will see:
 // always when the TPM or the IMA hand-over was left out, with -d otherwise.
 func reportFinalize(rep *loader.Report, debug bool, stderr io.Writer) {
-	if rep.Foreign {
-		return // another tool's load: nothing of gokexec's was finalized
-	}
 	switch {
 	case rep.NoIMA:
 		fmt.Fprintln(stderr, "gokexec: warning: --no-ima: the IMA hand-over was not finalized; the next kernel gets the list as it was at -l, with a kexec_load marker and no kexec_execute (a verifier reads that as events lost)")

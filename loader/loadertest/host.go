@@ -1,46 +1,84 @@
-// Package loadertest is a loader.Host in memory, for testing a bootloader
-// that uses package loader without a kexec system call, a reboot or a TPM
-// device: the kexec calls are recorded, the IMA list is a byte slice, and
-// the TPM is whatever loader.TPM the test gives (a swtpm through package
-// tpm, or none).
+// Package loadertest is a machine in memory for testing code that uses
+// package loader without a kexec system call, a reboot or a TPM device:
+// Host implements loader.Host (its Facts, Kernel and TPMs); the kexec
+// calls are recorded, the IMA list is a byte slice, and the TPM is
+// whatever the test gives (a swtpm through package tpm, or none).
+//
+// It imports nothing of package loader (the seams' types live in package
+// kexec, and loader.TPM is an alias of an interface literal), so the
+// loader's own tests use it too: it is the one fake.
 //
 // Invariants: nothing here touches the machine; a Host answers only from
-// its fields, and every act (load, unload, reboot) is recorded in them.
+// its fields, and every act (load, unload, reboot, mount) is recorded in
+// them.
 package loadertest
 
 import (
+	"crypto"
 	"errors"
-	"io"
-	"os"
 
 	"github.com/gokexec/gokexec/efi"
 	"github.com/gokexec/gokexec/kexec"
-	"github.com/gokexec/gokexec/loader"
 	"github.com/gokexec/gokexec/segment"
 )
 
-// Host is a machine in memory. The zero value has no memory; NewHost
-// gives one with 1 GiB of RAM, an empty IMA list and no TPM.
-type Host struct {
-	Memory segment.Map
-	List   []byte              // the running kernel's binary IMA list; nil: no securityfs
-	Kernel kexec.KallsymsFacts // what /proc/kallsyms would say
-	// TPM is the machine's TPM and TPMName its device name; nil: no TPM.
-	TPM     loader.TPM
-	TPMName string
-	Boot    string // boot id
-
-	// Loaded says whether an image is loaded; the acts set it.
-	Loaded bool
-	// Loads, FileLoads (the kernel's and initrd's bytes), Unloads and
-	// Reboots record what the loader did.
-	Loads     []loader.LoadRequest
-	FileLoads [][2][]byte
-	Unloads   int
-	Reboots   int
+// TPM is loader.TPM.
+type TPM = interface {
+	ReadPCRs(pcrs []uint32) (map[crypto.Hash]map[uint32][]byte, error)
+	Extend(pcr uint32, digests map[crypto.Hash][]byte) error
+	Close() error
 }
 
-var _ loader.Host = (*Host)(nil)
+// NoTPM is loader.NoTPM.
+const NoTPM = "none"
+
+// Host is a machine in memory. NewHost gives one with 1 GiB of RAM, an
+// empty IMA list and no TPM.
+type Host struct {
+	// Memory is the memory map; NoMemory makes MemoryMap answer
+	// kexec.ErrNotDescribed (an arm64 plan then takes the DTB's).
+	Memory   segment.Map
+	NoMemory bool
+	// FW is the x86 firmware description (nil: none); DTB the running
+	// machine's device tree (nil: ErrNoDeviceTree).
+	FW  *efi.Host
+	DTB []byte
+	// List is the running kernel's binary IMA list; nil: a kernel without
+	// IMA. Unmounted: securityfs is not mounted until MountSecurityfs.
+	// ListErr, if set, is what IMAList answers.
+	List      []byte
+	Unmounted bool
+	ListErr   error
+	// ListReads counts IMAList calls.
+	ListReads int
+	// Symbols is what /proc/kallsyms would say, KallsymsErr why it
+	// cannot be read.
+	Symbols      kexec.KallsymsFacts
+	KallsymsErr  error
+	LockdownMode string
+	// TPM is the machine's TPM and TPMName its device name; nil: no TPM.
+	// TPMErr, if set, is what TPMDevice and OpenTPM answer.
+	TPM     TPM
+	TPMName string
+	TPMErr  error
+	Boot    string // boot id
+	// Crash is what CrashFacts answers (nil: kexec's ErrNoCrashRegion).
+	Crash *kexec.CrashFacts
+
+	// Loaded and CrashLoaded say whether an image is loaded; the acts set
+	// them.
+	Loaded, CrashLoaded bool
+	// LoadErr and FileLoadErr fail the next kexec_load / kexec_file_load;
+	// BeforeLoad, if set, runs at each kexec_load (entries arriving).
+	LoadErr, FileLoadErr error
+	BeforeLoad           func()
+	// Loads, FileLoads, Unloads, Reboots and Mounts record what was done.
+	Loads     []kexec.LoadRequest
+	FileLoads []kexec.FileLoadRequest
+	Unloads   int
+	Reboots   int
+	Mounts    int
+}
 
 // NewHost is a machine with 1 GiB of RAM above 1 MiB, an empty IMA list
 // and no TPM.
@@ -58,71 +96,145 @@ func NewHost() *Host {
 // ErrNoDeviceTree: the fake has no device tree.
 var ErrNoDeviceTree = errors.New("loadertest: no device tree")
 
-func (h *Host) MemoryMap(string) (segment.Map, error)  { return h.Memory, nil }
-func (h *Host) Firmware(string) (*efi.Host, error)     { return nil, nil }
-func (h *Host) ACPIRSDP() uint64                       { return 0 }
-func (h *Host) DeviceTree() ([]byte, error)            { return nil, ErrNoDeviceTree }
-func (h *Host) Lockdown() string                       { return "none" }
-func (h *Host) KexecLoadDisabled() bool                { return false }
-func (h *Host) Kallsyms() (kexec.KallsymsFacts, error) { return h.Kernel, nil }
-func (h *Host) BootID() (string, error)                { return h.Boot, nil }
-func (h *Host) KexecLoaded(bool) (bool, error)         { return h.Loaded, nil }
+// MemoryMap is Memory.
+func (h *Host) MemoryMap(string) (segment.Map, error) {
+	if h.NoMemory {
+		return nil, kexec.ErrNotDescribed
+	}
+	return h.Memory, nil
+}
 
-// IMAList returns a copy of List (kexec.ErrNoIMA when it is nil).
+// Firmware is FW.
+func (h *Host) Firmware(string) (*efi.Host, error) { return h.FW, nil }
+
+// ACPIRSDP is 0.
+func (h *Host) ACPIRSDP() uint64 { return 0 }
+
+// DeviceTree is DTB.
+func (h *Host) DeviceTree() ([]byte, error) {
+	if h.DTB == nil {
+		return nil, ErrNoDeviceTree
+	}
+	return h.DTB, nil
+}
+
+// Lockdown is LockdownMode ("none" when empty).
+func (h *Host) Lockdown() string {
+	if h.LockdownMode == "" {
+		return "none"
+	}
+	return h.LockdownMode
+}
+
+// KexecLoadDisabled is false.
+func (h *Host) KexecLoadDisabled() bool { return false }
+
+// Kallsyms is Symbols, KallsymsErr.
+func (h *Host) Kallsyms() (kexec.KallsymsFacts, error) { return h.Symbols, h.KallsymsErr }
+
+// BootID is Boot.
+func (h *Host) BootID() (string, error) { return h.Boot, nil }
+
+// KexecLoaded is Loaded (or CrashLoaded).
+func (h *Host) KexecLoaded(crash bool) (bool, error) {
+	if crash {
+		return h.CrashLoaded, nil
+	}
+	return h.Loaded, nil
+}
+
+// CrashFacts is Crash.
+func (h *Host) CrashFacts(bool) (*kexec.CrashFacts, error) {
+	if h.Crash == nil {
+		return nil, segment.ErrNoCrashRegion
+	}
+	return h.Crash, nil
+}
+
+// IMAList returns a copy of List: kexec.ErrNoIMA when it is nil,
+// kexec.ErrSecurityfsUnmounted while Unmounted, ListErr when set.
 func (h *Host) IMAList() ([]byte, error) {
-	if h.List == nil {
+	h.ListReads++
+	switch {
+	case h.ListErr != nil:
+		return nil, h.ListErr
+	case h.Unmounted:
+		return nil, kexec.ErrSecurityfsUnmounted
+	case h.List == nil:
 		return nil, kexec.ErrNoIMA
 	}
 	return append([]byte(nil), h.List...), nil
 }
 
-// TPMDevice is TPMName, or loader.NoTPM without a TPM.
+// TPMDevice is TPMName, or NoTPM without a TPM.
 func (h *Host) TPMDevice() (string, error) {
-	if h.TPM == nil {
-		return loader.NoTPM, nil
+	switch {
+	case h.TPMErr != nil:
+		return "", h.TPMErr
+	case h.TPM == nil:
+		return NoTPM, nil
 	}
 	return h.TPMName, nil
 }
 
 // OpenTPM returns TPM (its Close does nothing: the test owns it).
-func (h *Host) OpenTPM() (loader.TPM, string, error) {
-	if h.TPM == nil {
-		return nil, loader.NoTPM, nil
+func (h *Host) OpenTPM() (TPM, string, error) {
+	switch {
+	case h.TPMErr != nil:
+		return nil, "", h.TPMErr
+	case h.TPM == nil:
+		return nil, NoTPM, nil
 	}
 	return keepOpen{h.TPM}, h.TPMName, nil
 }
 
-type keepOpen struct{ loader.TPM }
+type keepOpen struct{ TPM }
 
 func (keepOpen) Close() error { return nil }
 
 // KexecLoad records the request.
-func (h *Host) KexecLoad(r loader.LoadRequest) error {
+func (h *Host) KexecLoad(r kexec.LoadRequest) error {
+	if h.BeforeLoad != nil {
+		h.BeforeLoad()
+	}
+	if err := h.LoadErr; err != nil {
+		h.LoadErr = nil
+		return err
+	}
 	h.Loads = append(h.Loads, r)
-	h.Loaded = true
+	h.setLoaded(r.Crash)
 	return nil
 }
 
-// KexecFileLoad records the bytes the kernel would read.
-func (h *Host) KexecFileLoad(r loader.FileLoadRequest) error {
-	var got [2][]byte
-	for i, f := range []*os.File{r.Kernel, r.Initrd} {
-		if f == nil {
-			continue
-		}
-		b, err := io.ReadAll(io.NewSectionReader(f, 0, 1<<31))
-		if err != nil {
-			return err
-		}
-		got[i] = b
+func (h *Host) setLoaded(crash bool) {
+	if crash {
+		h.CrashLoaded = true
+	} else {
+		h.Loaded = true
 	}
-	h.FileLoads = append(h.FileLoads, got)
-	h.Loaded = true
+}
+
+// KexecFileLoad records the request (its Data is what the kernel reads).
+func (h *Host) KexecFileLoad(r kexec.FileLoadRequest) error {
+	if err := h.FileLoadErr; err != nil {
+		h.FileLoadErr = nil
+		return err
+	}
+	h.FileLoads = append(h.FileLoads, r)
+	h.setLoaded(r.Crash)
 	return nil
 }
 
 // Unload records the unload.
-func (h *Host) Unload(bool) error { h.Unloads++; h.Loaded = false; return nil }
+func (h *Host) Unload(crash bool) error {
+	h.Unloads++
+	if crash {
+		h.CrashLoaded = false
+	} else {
+		h.Loaded = false
+	}
+	return nil
+}
 
 // Reboot records the reboot (and returns nil, which a real reboot never
 // does).
@@ -131,5 +243,12 @@ func (h *Host) Reboot() error {
 		return errors.New("loadertest: reboot with nothing loaded")
 	}
 	h.Reboots++
+	return nil
+}
+
+// MountSecurityfs records the mount; the list is readable afterwards.
+func (h *Host) MountSecurityfs() error {
+	h.Mounts++
+	h.Unmounted = false
 	return nil
 }
