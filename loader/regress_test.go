@@ -260,3 +260,18 @@ func TestCapturedTreeAnswersEveryFact(t *testing.T) {
 	_ = f.KexecLoadDisabled()
 	_ = f.ACPIRSDP()
 }
+
+// A captured tree is planned against, never acted on: a load over it is
+// refused before anything is recorded as loaded.
+func TestCapturedTreeRefusesActs(t *testing.T) {
+	m := Machine{Facts: &kexec.Captured{Root: ovmfCapture}, Kernel: OffTarget{}, TPMs: NoTPMs{}}
+	if _, err := Load(ctx, m, mustImage(t), Options{Arch: "amd64", Mode: plan.ModeLoad}); !errors.Is(err, ErrOffTarget) {
+		t.Fatalf("load into a captured tree: %v", err)
+	}
+	if err := Unload(ctx, m); !errors.Is(err, ErrOffTarget) {
+		t.Fatalf("unload of a captured tree: %v", err)
+	}
+	if _, err := Plan(ctx, m, mustImage(t), Options{Arch: "amd64"}); err != nil {
+		t.Fatalf("plan against a captured tree: %v", err)
+	}
+}

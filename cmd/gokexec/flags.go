@@ -188,8 +188,8 @@ func (c *cli) action(pos []string) (int, error) {
 func (c *cli) hostFor() loader.Host {
 	if c.host != "" {
 		// A captured tree is planned against, never acted on.
-		return loader.NewDryRun(loader.Machine{Facts: &kexec.Captured{Root: c.host, MemMap: c.memmap, IMALog: c.imaLog},
-			Kernel: kexec.Kernel{}, TPMs: loader.NoTPMs{}})
+		return loader.Machine{Facts: &kexec.Captured{Root: c.host, MemMap: c.memmap, IMALog: c.imaLog},
+			Kernel: loader.OffTarget{}, TPMs: loader.NoTPMs{}}
 	}
 	return loader.Machine{Facts: &kexec.System{MemMap: c.memmap, IMALog: c.imaLog}, Kernel: kexec.Kernel{}, TPMs: &tpm.Source{Device: c.tpmDevice}}
 }
