@@ -293,29 +293,23 @@ func Plan(ctx context.Context, h Facts, img Image, o Options) (*plan.Plan, error
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	p, _, _, err := prepare(factsOnly{h}, img, &o, true)
+	p, _, _, err := prepare(factsOnly{Facts: h}, img, &o, true)
 	return p, err
 }
 
 // factsOnly is a Host that only describes: its acts are refused.
-type factsOnly struct{ Facts }
-
-var errFactsOnly = errors.New("planning acts on nothing")
-
-func (factsOnly) KexecLoad(LoadRequest) error         { return errFactsOnly }
-func (factsOnly) KexecFileLoad(FileLoadRequest) error { return errFactsOnly }
-func (factsOnly) Unload(bool) error                   { return errFactsOnly }
-func (factsOnly) Reboot() error                       { return errFactsOnly }
-func (f factsOnly) MountSecurityfs() error {
-	return fmt.Errorf("%w: a plan does not mount securityfs", errFactsOnly)
+type factsOnly struct {
+	Facts
+	OffTarget
 }
+
 func (f factsOnly) TPMDevice() (string, error) {
 	if t, ok := f.Facts.(TPMs); ok {
 		return t.TPMDevice()
 	}
 	return "", nil
 }
-func (factsOnly) OpenTPM() (TPM, string, error) { return nil, "", errFactsOnly }
+func (factsOnly) OpenTPM() (TPM, string, error) { return nil, "", ErrOffTarget }
 
 func planFor(o *Options, r *read, d *plan.Decision, syscall string) (*plan.Plan, error) {
 	in := r.in
