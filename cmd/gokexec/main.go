@@ -19,6 +19,7 @@ import (
 	"syscall"
 
 	"github.com/gokexec/gokexec/kexec"
+	"github.com/gokexec/gokexec/loader"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -86,14 +87,14 @@ func errOf(err error) error {
 // geteuid is a seam for tests.
 var geteuid = os.Geteuid
 
-// withAdvice adds "run as root" where missing privilege is the cause: a
-// permission error (a file only root reads, a syscall refused with EPERM
+// withAdvice adds "run as root" where missing privilege is the cause: the
+// loader's ErrPrivilege, a permission error (a file only root reads, a syscall refused with EPERM
 // or EACCES) while not running as root. Lockdown's EPERM is its own case.
 func withAdvice(err error) error {
 	if geteuid() == 0 || errors.Is(err, kexec.ErrLockdown) {
 		return err
 	}
-	if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
+	if errors.Is(err, loader.ErrPrivilege) || errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
 		return fmt.Errorf("%w (run as root)", err)
 	}
 	return err
