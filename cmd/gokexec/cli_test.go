@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -376,5 +378,30 @@ func TestRunAsRoot(t *testing.T) {
 	code, _, errs := m.run("-l", kernelFile(t))
 	if code != 1 || !strings.Contains(errs, "run as root") || strings.Count(errs, "\n") != 1 {
 		t.Fatalf("exit %d %q", code, errs)
+	}
+}
+
+// TestTypeELF: -t elf-x86_64 and vmlinux (arm64) take an ELF64 image
+// (kdump-config's vmlinux with --args-linux), and refuse a bzImage type
+// for it.
+func TestTypeELF(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "vmlinux")
+	hdr := append([]byte("\x7fELF\x02\x01\x01"), make([]byte, 57)...)
+	if err := os.WriteFile(f, hdr, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ arch, typ, msg string }{
+		{"amd64", "elf-x86_64", ""},
+		{"arm64", "vmlinux", ""},
+		{"amd64", "bzImage", "is an elf64"},
+		{"arm64", "Image", "is an elf64"},
+		{"arm64", "elf-x86_64", "unsupported kernel type on arm64"},
+	} {
+		c := newCLI()
+		c.typ, c.arch = tc.typ, tc.arch
+		err := c.checkType(f)
+		if tc.msg == "" && err != nil || tc.msg != "" && (err == nil || !strings.Contains(err.Error(), tc.msg)) {
+			t.Errorf("%s -t %s: %v, want %q", tc.arch, tc.typ, err, tc.msg)
+		}
 	}
 }
