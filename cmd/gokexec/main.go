@@ -2,10 +2,17 @@
 // kernel's IMA measurement list across the soft reboot. It accepts
 // kexec-tools' options so it can be installed as kexec.
 //
-// It is a thin shell over package loader: flags become a Host, an Image
-// and loader.Options (options.go), the library does the work, and this
-// file prints what it did. Between -l and -e the load is kept in a
-// loader.StateDir.
+// It is a thin shell over package loader. options.go is the one option
+// table: kexec-tools' getopt_long rules, and the --help text. action.go
+// turns a parsed command line into an Action as kexec-tools' main() would
+// (the last action option wins). flags.go makes the library's Host, Image
+// and Options; perform.go runs the Action's steps (unload, load, finalize,
+// shutdown, exec), a dry run over a loader.DryRun that acts on nothing.
+// Between -l and -e the load is kept in a loader.StateDir.
+//
+// Invariants: --dry-run never loads, unloads, extends a PCR, reboots,
+// writes the state directory, syncs or runs the shutdown command; errors
+// are matched with errors.Is/As, never by text.
 package main
 
 import (
