@@ -26,7 +26,7 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
-rev=${MUTATE_REV:-HEAD}
+rev=$(git rev-parse --verify "${MUTATE_REV:-HEAD}^{commit}") || exit 2
 mode=${MUTATE_SCENARIO:-always}
 scenario=${MUTATE_RUN:-'TestHandover61to61$'}
 lock=${GOKEXEC_QEMU_LOCK-/tmp/gokexec-qemu.lock}
