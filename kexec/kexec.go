@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"unsafe"
@@ -72,8 +71,10 @@ var ErrLockdown = errors.New("kernel lockdown forbids kexec_load")
 func Lockdown() string { return LockdownAt("") }
 
 // LockdownAt is Lockdown of the tree at root ("": this system).
-func LockdownAt(root string) string {
-	b, err := readSmall(filepath.Join(rootOr(root), "sys/kernel/security/lockdown"))
+func LockdownAt(root string) string { return lockdownIn(sysFiles{root}) }
+
+func lockdownIn(fl files) string {
+	b, err := fl.readFile("system file", "sys/kernel/security/lockdown", MaxSmallBytes)
 	if err != nil {
 		return ""
 	}

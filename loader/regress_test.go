@@ -154,3 +154,18 @@ func TestLoaderLinksNoX509NorNet(t *testing.T) {
 	}
 	t.Logf("package loader links %d packages", len(deps))
 }
+
+// Finding "an unreadable kallsyms silently means no": the plan records why
+// and the load says so.
+func TestKallsymsUnreadableIsStated(t *testing.T) {
+	h := newFake(t, readTestList(t))
+	h.KallsymsErr = fmt.Errorf("kallsyms: %w", kexec.ErrNotRegular)
+	var said []string
+	_, l, err := testLoad(t, h, plan.ModeAuto, func(_ *Image, o *Options) { o.Warn = func(s string) { said = append(said, s) } })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := l.Plan().Decision.Facts; f.Kallsyms == "" || len(said) == 0 || !strings.Contains(said[0], "unknown") {
+		t.Fatalf("facts %+v, said %q", f, said)
+	}
+}

@@ -43,7 +43,7 @@ func buildX86(in *Inputs) (*Plan, error) {
 		PageSize: in.PageSize,
 		Syscall:  SyscallKexecLoad,
 		Cmdline:  in.Cmdline,
-		Kernel:   Input{Path: in.KernelPath, Size: uint64(len(in.Kernel)), SHA256: digest(in.Kernel)},
+		Kernel:   Input{Path: in.KernelPath, Size: uint64(len(in.Kernel)), SHA256: in.kernelDigest()},
 	}
 
 	// 1. The kernel, as low as KASLR's floor allows: at or below 512 MiB so
@@ -122,7 +122,7 @@ func buildX86(in *Inputs) (*Plan, error) {
 			return nil, fmt.Errorf("initrd %s: %w", in.InitrdPath, err)
 		}
 		initrdR = r
-		p.Initrd = &Input{Path: in.InitrdPath, Size: uint64(len(in.Initrd)), SHA256: digest(in.Initrd)}
+		p.Initrd = &Input{Path: in.InitrdPath, Size: uint64(len(in.Initrd)), SHA256: in.initrdDigest()}
 		p.Segments = append(p.Segments, newSegmentDigest("initrd", r, in.Initrd, p.Initrd.SHA256))
 	}
 

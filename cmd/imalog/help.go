@@ -122,7 +122,6 @@ FILE is binary_runtime_measurements ("-": standard input). imalog CMD --help
 describes one command. Every string from an input is printed escaped; --json
 output is one versioned envelope (docs/verdict-schema.md).
 
-options:
 `)
 	var all []helpOpt
 	seen := map[string]bool{}

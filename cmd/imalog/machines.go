@@ -37,6 +37,7 @@ import (
 	"sync"
 
 	"github.com/gokexec/gokexec/ima"
+	"github.com/gokexec/gokexec/verdict"
 )
 
 // ManifestSchema names the manifest format's version.
@@ -210,7 +211,9 @@ type fleetFlags struct{ akRestricted, allowSHA1 bool }
 
 func verifyMachine(m ManifestMachine, fl fleetFlags) *Verdict {
 	bad := func(err error) *Verdict {
-		return &Verdict{Schema: VerdictSchema, Machine: m.Name, List: m.List, Exit: exitBad, Reason: ReasonBadInput, Error: err.Error()}
+		v := verdict.BadInput(err)
+		v.SetNames(m.List, m.Name)
+		return v
 	}
 	root, err := os.OpenRoot(m.dir)
 	if err != nil {
@@ -246,12 +249,12 @@ func verifyMachine(m ManifestMachine, fl fleetFlags) *Verdict {
 		restricted := fl.akRestricted || m.AKRestricted
 		allow := m.AllowSHA1 || fl.allowSHA1
 		qf := &quoteFlags{quote: &m.Quote.Message, sig: &m.Quote.Signature, ak: &m.Quote.AK, nonce: &nonce, restricted: &restricted, allowSHA1: &allow}
-		in, err := loadQuote(qf, fsys)
+		in, err := loadQuote(qf, m.PCRs, fsys)
 		if err != nil {
 			return bad(err)
 		}
-		v, err = quoteRun{list: m.List, order: order, kexec: m.Kexec, strict: m.Strict, pcrs: m.PCRs, restricted: restricted, allowSHA1: allow, cp: cpOptions{path: m.Checkpoint}}.run(in, fsys)
-		if err != nil {
+		r := listRun{name: m.List, order: order, kexec: m.Kexec, ev: verdict.Evidence{Quote: in}, opt: verdict.Options{Strict: m.Strict}, cp: cpOptions{path: m.Checkpoint}}
+		if v, err = r.run(fsys); err != nil {
 			return bad(err)
 		}
 	default:
@@ -260,7 +263,7 @@ func verifyMachine(m ManifestMachine, fl fleetFlags) *Verdict {
 			return bad(err)
 		}
 	}
-	v.Machine = m.Name
+	v.SetNames(m.List, m.Name)
 	return v
 }
 
@@ -286,23 +289,11 @@ func verifyWithPCRs(m ManifestMachine, order binary.ByteOrder, stdin io.Reader, 
 		return nil, fmt.Errorf("reads %q: want auto, instant or per-bank", reads)
 	}
 	rc := decideReads(reads, sources, len(quoted))
-	opt := ima.VerifyOptions{Strict: m.Strict}
+	ev := verdict.Evidence{Values: quoted, Why: rc.why}
 	if rc.perBank {
-		opt.Reads = ima.ReadsPerBank
+		ev.Reads = ima.ReadsPerBank
 	}
-	res, cv, err := verifyListCP(m.List, stdin, order, m.Kexec, quoted, opt, cpo)
-	v := &Verdict{Schema: VerdictSchema, List: m.List, Reads: rc.why, Checkpoint: cv}
-	if err != nil {
-		if checkpointRefused(v, err) {
-			return v, nil
-		}
-		return nil, err
-	}
-	v.Consistent, v.Reason, v.Verify, v.Timeline, v.Exit = res.Consistent, listReason(res), &res, &res.Timeline, exitMismatch
-	if res.Consistent {
-		v.Exit = exitOK
-	}
-	return v, nil
+	return listRun{name: m.List, order: order, kexec: m.Kexec, ev: ev, opt: verdict.Options{Strict: m.Strict}, cp: cpo}.run(stdin)
 }
 
 func cmdVerifyMachines(args []string, stdout io.Writer) (int, error) {
