@@ -26,7 +26,7 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
-rev=${MUTATE_REV:-HEAD}
+rev=$(git rev-parse --verify "${MUTATE_REV:-HEAD}^{commit}") || exit 2
 mode=${MUTATE_SCENARIO:-always}
 scenario=${MUTATE_RUN:-'TestHandover61to61$'}
 lock=${GOKEXEC_QEMU_LOCK-/tmp/gokexec-qemu.lock}
@@ -70,21 +70,28 @@ verdict() { [ "$1" = 0 ] && echo green || echo red; }
 
 rows=()
 fail=0
-# The baseline must be green, or the rows below prove nothing.
+# The baseline must be green, or the rows below prove nothing. Its unit
+# tests run first; its scenario runs before the first mutation's scenario
+# (with MUTATE_SCENARIO=ifgreen, only if some mutation needs one).
 base="$work/baseline"
 scratch "$rev" "$base"
 unit "$base" "$work/baseline.unit.log"; bu=$?
-bs=skipped
-if [ "$mode" != never ]; then
-	scen "$base" "$work/baseline.scen.log"; bs=$(verdict $?)
-fi
-echo "mutate: baseline $(git rev-parse --short "$rev"): unit $(verdict $bu), scenario $bs"
-if [ "$bu" != 0 ] || [ "$bs" = red ]; then
-	echo "mutate: the baseline is red; its logs:" >&2
-	tail -30 "$work/baseline.unit.log" "$work/baseline.scen.log" 2>/dev/null >&2
+echo "mutate: baseline $(git rev-parse --short "$rev"): unit $(verdict $bu)" >&2
+if [ "$bu" != 0 ]; then
+	echo "mutate: the baseline's unit tests are red:" >&2
+	tail -30 "$work/baseline.unit.log" >&2
 	fail=1
 fi
-rm -rf "$base"
+bs=skipped
+base_scen() {
+	[ "$bs" = skipped ] || return 0
+	scen "$base" "$work/baseline.scen.log"; bs=$(verdict $?)
+	echo "mutate: baseline scenario $bs" >&2
+	if [ "$bs" = red ]; then
+		tail -30 "$work/baseline.scen.log" >&2
+		fail=1
+	fi
+}
 
 for p in scripts/mutations/*.patch; do
 	name=$(basename "$p" .patch)
@@ -102,6 +109,7 @@ for p in scripts/mutations/*.patch; do
 	unit "$dir" "$work/$name.unit.log"; u=$(verdict $?)
 	s=skipped
 	if [ "$mode" = always ] || { [ "$mode" = ifgreen ] && [ "$u" = green ]; }; then
+		base_scen
 		scen "$dir" "$work/$name.scen.log"; s=$(verdict $?)
 	fi
 	overall=RED
@@ -117,6 +125,9 @@ for p in scripts/mutations/*.patch; do
 	[ -n "${MUTATE_KEEP:-}" ] || rm -rf "$dir"
 done
 
+rm -rf "$base"
+echo
+echo "baseline $(git rev-parse --short "$rev"): unit tests $(verdict $bu), scenario $bs"
 echo
 echo "| fault | what | unit tests | scenario ($scenario) | suite | caught by (unit) | caught by (scenario) |"
 echo "|---|---|---|---|---|---|---|"
