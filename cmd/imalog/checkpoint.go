@@ -66,6 +66,9 @@ func (r listRun) run(stdin io.Reader) (*Verdict, error) {
 		return nil, err
 	}
 	defer in.Close()
+	if _, fleet := stdin.(*confined); fleet && in.size > maxInput {
+		return nil, fmt.Errorf("%s: %d bytes, a machine's list is at most %d", r.name, in.size, int64(maxInput))
+	}
 	list := verdict.List{R: rd, Order: r.order, Check: finish}
 	if in.ra != nil {
 		list.RA, list.Size = in.ra, in.raSize
