@@ -95,6 +95,9 @@ type CheckpointVerdict struct {
 	Read    int    `json:"read"`              // entries read in this run
 	Written bool   `json:"written"`           // a new checkpoint was written
 	Restart string `json:"restart,omitempty"` // why a full run was made instead
+	// NotWritten says why no checkpoint could be written (a method per
+	// boot was needed; the list exceeds a checkpoint's bounds).
+	NotWritten string `json:"not_written,omitempty"`
 }
 
 // ErrInput is wrapped by every error about malformed input.
@@ -287,7 +290,7 @@ func verifyList(v *Verdict, list List, values ima.PCRValues, iopt ima.VerifyOpti
 			cv.Restart = info.Restart
 		}
 		if info.Next == nil {
-			cv.Restart += " (no checkpoint written: a method per boot was needed)"
+			cv.NotWritten = info.NoNext
 		} else if next, err = ima.MarshalCheckpoint(info.Next); err != nil {
 			return res, nil, err
 		}

@@ -140,4 +140,7 @@ func printCheckpoint(w io.Writer, cv *CheckpointVerdict) {
 	if cv.Written {
 		fmt.Fprintf(w, "checkpoint %s: written\n", file)
 	}
+	if cv.NotWritten != "" {
+		fmt.Fprintf(w, "checkpoint %s: not written: %s\n", file, escapeText(cv.NotWritten))
+	}
 }
