@@ -133,7 +133,7 @@ func printCheckpoint(w io.Writer, cv *CheckpointVerdict) {
 	case cv.Resumed:
 		fmt.Fprintf(w, "checkpoint %s: resumed after %d entries, read %d new\n", file, cv.From, cv.Read)
 	case cv.Restart != "":
-		fmt.Fprintf(w, "checkpoint %s: full run (%s), read %d entries\n", file, cv.Restart, cv.Read)
+		fmt.Fprintf(w, "checkpoint %s: full run (%s), read %d entries\n", file, escapeText(cv.Restart), cv.Read)
 	default:
 		fmt.Fprintf(w, "checkpoint %s: none yet, read %d entries\n", file, cv.Read)
 	}
