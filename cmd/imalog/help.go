@@ -138,10 +138,18 @@ output is one versioned envelope (docs/verdict-schema.md).
 	return true
 }
 
+// commit is the VCS commit, for builds without VCS stamping
+// (GOFLAGS=-buildvcs=false, a source tarball): go build -ldflags
+// "-X main.commit=$(git rev-parse HEAD)". Stamped build info wins.
+var commit = ""
+
 // versionString is the module version and the VCS commit it was built
-// from (runtime/debug.ReadBuildInfo).
+// from (runtime/debug.ReadBuildInfo, else main.commit).
 func versionString() string {
 	v, rev, dirty, when := "(devel)", "unknown", "", ""
+	if commit != "" {
+		rev = commit
+	}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		if bi.Main.Version != "" {
 			v = bi.Main.Version
