@@ -153,7 +153,7 @@ type Evidence struct {
 // memory and judged exactly as a file is; a longer stream is read once,
 // and the method-per-boot search (which reads the list again) does not
 // run on it (the verdict's method_search says so).
-const MaxSpool = 24 << 20
+const MaxSpool = 8 << 20
 
 // Options select the semantics.
 type Options struct {
