@@ -165,7 +165,7 @@ func cmdVerifyQuote(args []string, stdin io.Reader, stdout io.Writer) (int, erro
 			return exitBad, err
 		}
 	} else {
-		m := ManifestMachine{List: name, PCRs: *pcrs, Reads: *readsF, Kexec: *kexec, Strict: *strict}
+		m := verdict.ManifestMachine{List: name, PCRs: *pcrs, Reads: *readsF, Kexec: *kexec, Strict: *strict}
 		if v, err = verifyWithPCRs(m, order, stdin, cpo); err != nil {
 			return exitBad, err
 		}
