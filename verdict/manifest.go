@@ -42,6 +42,9 @@ type ManifestMachine struct {
 	AKRestricted bool `json:"ak_restricted,omitempty"`
 	// AllowSHA1 accepts a quote signed with SHA-1 (--allow-sha1).
 	AllowSHA1 bool `json:"allow_sha1,omitempty"`
+	// EventLog is the machine's firmware event log
+	// (binary_bios_measurements, --event-log).
+	EventLog string `json:"event_log,omitempty"`
 }
 
 // ManifestQuote names a machine's quote files.

@@ -41,6 +41,7 @@ const (
 	ReasonBootAggregate    = "boot_aggregate_mismatch"
 	ReasonListMismatch     = "list_mismatch"
 	ReasonCheckpointBroken = "checkpoint_mismatch"
+	ReasonEventLog         = "event_log_mismatch"
 )
 
 // Verdict is the outcome of one verification (one machine of a fleet).
@@ -147,6 +148,10 @@ type Evidence struct {
 	Reads  ima.Reads
 	Why    string
 	Quote  *Quote
+	// EventLog is the firmware's TCG event log (binary_bios_measurements),
+	// a source of PCRs 0-9 for the boot_aggregate comparison; it must
+	// replay to the values the evidence holds (eventlog.go).
+	EventLog []byte
 }
 
 // MaxSpool is the size up to which a list given as a stream is held in
@@ -193,6 +198,17 @@ func Verify(list List, ev Evidence, opt Options) (*Verdict, []byte, error) {
 		v.Reads = "instant (a TPM2 quote: every value taken at one instant)"
 	}
 	iopt := ima.VerifyOptions{Reads: reads, Strict: opt.Strict, MethodSearchBudget: opt.MethodSearchBudget}
+	if ev.EventLog != nil {
+		fw, err := firmwareValues(ev.EventLog, values)
+		if errors.Is(err, ErrEventLog) {
+			v.Exit, v.Reason, v.Error = ExitMismatch, ReasonEventLog, err.Error()
+			return v, nil, nil
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		iopt.Firmware = fw
+	}
 	res, next, err := verifyList(v, list, values, iopt, opt)
 	if err != nil {
 		if errors.Is(err, ima.ErrCheckpointMismatch) {

@@ -31,12 +31,13 @@ type cpOptions struct {
 
 // listRun is one verification as the flags (or a manifest) give it.
 type listRun struct {
-	name  string // the list FILE
-	order binary.ByteOrder
-	kexec bool
-	ev    verdict.Evidence
-	opt   verdict.Options
-	cp    cpOptions
+	name     string // the list FILE
+	eventLog string // --event-log FILE ("": none)
+	order    binary.ByteOrder
+	kexec    bool
+	ev       verdict.Evidence
+	opt      verdict.Options
+	cp       cpOptions
 }
 
 // run opens the list (and the checkpoint), verifies through package
@@ -44,6 +45,13 @@ type listRun struct {
 // naming the option whose file it is.
 func (r listRun) run(stdin io.Reader) (*Verdict, error) {
 	opt := r.opt
+	if r.eventLog != "" {
+		b, err := readSmall(r.eventLog, stdin, maxEventLog)
+		if err != nil {
+			return nil, fmt.Errorf("--event-log: %w", err)
+		}
+		r.ev.EventLog = b
+	}
 	if r.cp.path != "" {
 		if r.cp.path == "-" {
 			return nil, usagef("--checkpoint: a file, not standard input")
@@ -84,6 +92,8 @@ func (r listRun) run(stdin io.Reader) (*Verdict, error) {
 				return nil, fmt.Errorf("%s: %w", r.name, ie.Err)
 			case "checkpoint":
 				return nil, fmt.Errorf("--checkpoint %s: %w", r.cp.path, ie.Err)
+			case "event log":
+				return nil, fmt.Errorf("--event-log %s: %w", r.eventLog, ie.Err)
 			case "quote", "signature", "ak":
 				flag := map[string]string{"quote": "--quote", "signature": "--sig", "ak": "--ak"}[ie.Part]
 				return nil, fmt.Errorf("%s: %w", flag, ie.Err)

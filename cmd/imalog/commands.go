@@ -395,7 +395,7 @@ func cmdVerify(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 	if err != nil {
 		return exitBad, err
 	}
-	if err := vf.only("--pcrs or --tpm", "pcrs", "tpm", "reads", "strict", "json", "byte-order", "kexec", "ignore-violations"); err != nil {
+	if err := vf.only("--pcrs or --tpm", "pcrs", "tpm", "reads", "strict", "json", "byte-order", "kexec", "ignore-violations", "event-log"); err != nil {
 		return exitBad, err
 	}
 	name, err := oneFile("verify", rest)
@@ -444,7 +444,7 @@ func cmdVerify(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 	if reads.perBank {
 		ev.Reads = ima.ReadsPerBank
 	}
-	v, err := listRun{name: name, order: order, kexec: *kexec, ev: ev, opt: verdict.Options{Strict: *strict}}.run(stdin)
+	v, err := listRun{name: name, eventLog: *vf.eventLog, order: order, kexec: *kexec, ev: ev, opt: verdict.Options{Strict: *strict}}.run(stdin)
 	if err != nil {
 		return exitBad, err
 	}
@@ -715,7 +715,7 @@ type verifyFlags struct {
 	fs                                         *pflag.FlagSet
 	pcrs                                       *[]string
 	tpm, reads, byteOrder, checkpoint, cpCheck *string
-	machines                                   *string
+	machines, eventLog                         *string
 	strict, json, kexec, cpEach                *bool
 	jobs                                       *int
 	quote                                      *quoteFlags
@@ -741,6 +741,7 @@ func newVerifyFlags() *verifyFlags {
 	vf.machines = fs.String("machines", "", "")
 	vf.jobs = fs.Int("jobs", runtime.GOMAXPROCS(0), "")
 	vf.cpEach = fs.Bool("checkpoint-each", false, "")
+	vf.eventLog = fs.String("event-log", "", "")
 	return vf
 }
 

@@ -88,7 +88,7 @@ func loadMachines(path string, cpEach bool) ([]machine, error) {
 	for i := range m.Machines {
 		mm := &ms[i]
 		mm.ManifestMachine, mm.dir = m.Machines[i], base
-		mm.List, mm.Checkpoint = rel(mm.List), rel(mm.Checkpoint)
+		mm.List, mm.Checkpoint, mm.EventLog = rel(mm.List), rel(mm.Checkpoint), rel(mm.EventLog)
 		for j, a := range mm.PCRs {
 			if b, f, ok := strings.Cut(a, ","); ok {
 				if _, err := ima.ParseHashName(b); err == nil {
@@ -152,6 +152,9 @@ func scanMachineDir(dir string, cpEach bool) ([]machine, error) {
 		if cpEach {
 			m.Checkpoint = filepath.Join(d, "checkpoint")
 		}
+		if has("binary_bios_measurements") {
+			m.EventLog = filepath.Join(d, "binary_bios_measurements")
+		}
 		ms = append(ms, m)
 	}
 	slices.SortFunc(ms, func(a, b machine) int { return strings.Compare(a.Name, b.Name) })
@@ -207,7 +210,7 @@ func verifyMachine(m machine, fl fleetFlags) *Verdict {
 		if err != nil {
 			return bad(err)
 		}
-		r := listRun{name: m.List, order: order, kexec: m.Kexec, ev: verdict.Evidence{Quote: in}, opt: verdict.Options{Strict: m.Strict}, cp: cpOptions{path: m.Checkpoint}}
+		r := listRun{name: m.List, eventLog: m.EventLog, order: order, kexec: m.Kexec, ev: verdict.Evidence{Quote: in}, opt: verdict.Options{Strict: m.Strict}, cp: cpOptions{path: m.Checkpoint}}
 		if v, err = r.run(fsys); err != nil {
 			return bad(err)
 		}
@@ -247,7 +250,7 @@ func verifyWithPCRs(m verdict.ManifestMachine, order binary.ByteOrder, stdin io.
 	if rc.perBank {
 		ev.Reads = ima.ReadsPerBank
 	}
-	return listRun{name: m.List, order: order, kexec: m.Kexec, ev: ev, opt: verdict.Options{Strict: m.Strict}, cp: cpo}.run(stdin)
+	return listRun{name: m.List, eventLog: m.EventLog, order: order, kexec: m.Kexec, ev: ev, opt: verdict.Options{Strict: m.Strict}, cp: cpo}.run(stdin)
 }
 
 func cmdVerifyMachines(args []string, stdout io.Writer) (int, error) {
