@@ -377,6 +377,7 @@ func VerifyFrom(r io.ReaderAt, size int64, order binary.ByteOrder, cp *Checkpoin
 		info.From = 0
 	}
 	start := st.n
+	st.tb.SetFirmware(opt.firmware(quoted))
 	if err := resumePass(r, size, eo, st, quoted); err != nil {
 		return VerifyResult{}, info, err
 	}
@@ -495,7 +496,6 @@ func newChains(b crypto.Hash) []*chain {
 // resumePass reads the list from st.off and extends st with it. The
 // chains' quoted values are set first, so that intervals start at st.n.
 func resumePass(r io.ReaderAt, size int64, eo endian, st *resumed, quoted PCRValues) error {
-	st.tb.SetFirmware(quoted)
 	var jb job
 	var all []*chain
 	for _, b := range sortedBanks(st.chains) {
