@@ -293,29 +293,23 @@ func Plan(ctx context.Context, h Facts, img Image, o Options) (*plan.Plan, error
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	p, _, _, err := prepare(factsOnly{h}, img, &o, true)
+	p, _, _, err := prepare(factsOnly{Facts: h}, img, &o, true)
 	return p, err
 }
 
 // factsOnly is a Host that only describes: its acts are refused.
-type factsOnly struct{ Facts }
-
-var errFactsOnly = errors.New("planning acts on nothing")
-
-func (factsOnly) KexecLoad(LoadRequest) error         { return errFactsOnly }
-func (factsOnly) KexecFileLoad(FileLoadRequest) error { return errFactsOnly }
-func (factsOnly) Unload(bool) error                   { return errFactsOnly }
-func (factsOnly) Reboot() error                       { return errFactsOnly }
-func (f factsOnly) MountSecurityfs() error {
-	return fmt.Errorf("%w: a plan does not mount securityfs", errFactsOnly)
+type factsOnly struct {
+	Facts
+	OffTarget
 }
+
 func (f factsOnly) TPMDevice() (string, error) {
 	if t, ok := f.Facts.(TPMs); ok {
 		return t.TPMDevice()
 	}
 	return "", nil
 }
-func (factsOnly) OpenTPM() (TPM, string, error) { return nil, "", errFactsOnly }
+func (factsOnly) OpenTPM() (TPM, string, error) { return nil, "", ErrOffTarget }
 
 func planFor(o *Options, r *read, d *plan.Decision, syscall string) (*plan.Plan, error) {
 	in := r.in
@@ -466,7 +460,14 @@ func Load(ctx context.Context, h Host, img Image, o Options) (*Loaded, error) {
 // execute runs a plan with the syscall it names.
 func execute(h Kernel, p *plan.Plan, in *plan.Inputs, paths [2]string, sealed, crash bool) error {
 	if p.Syscall == plan.SyscallKexecFileLoad {
-		req := FileLoadRequest{Kernel: kexec.FileInput{Name: filepath.Base(in.KernelPath), Data: in.Kernel, Path: paths[0], Sealed: sealed},
+		// An arm64 zboot image, Image.gz or vmlinux reaches the kernel as
+		// the Image unpacked from it (then a sealed memfd: its bytes are
+		// not the file's).
+		kb, err := plan.FileLoadKernel(in)
+		if err != nil {
+			return err
+		}
+		req := FileLoadRequest{Kernel: kexec.FileInput{Name: filepath.Base(in.KernelPath), Data: kb, Path: paths[0], Sealed: sealed},
 			Cmdline: in.Cmdline, Crash: crash}
 		if in.Initrd != nil {
 			req.Initrd = &kexec.FileInput{Name: filepath.Base(in.InitrdPath), Data: in.Initrd, Path: paths[1], Sealed: sealed}

@@ -57,8 +57,9 @@ func (c *cli) hostFor() loader.Host {
 		return testHost
 	}
 	if c.host != "" {
-		return loader.NewDryRun(loader.Machine{Facts: &kexec.Captured{Root: c.host, MemMap: c.memmap, IMALog: c.imaLog},
-			Kernel: kexec.Kernel{}, TPMs: loader.NoTPMs{}})
+		// A captured tree is planned against, never acted on.
+		return loader.Machine{Facts: &kexec.Captured{Root: c.host, MemMap: c.memmap, IMALog: c.imaLog},
+			Kernel: loader.OffTarget{}, TPMs: loader.NoTPMs{}}
 	}
 	return guardActs(loader.Machine{Facts: &kexec.System{MemMap: c.memmap, IMALog: c.imaLog}, Kernel: kexec.Kernel{}, TPMs: &tpm.Source{Device: c.tpmDevice}})
 }
