@@ -2,12 +2,12 @@ package arm64
 
 import (
 	"bytes"
-	"compress/gzip"
 	"debug/pe"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
+
+	"github.com/gokexec/gokexec/vmlinux"
 )
 
 // Header layout and flag values from booting.rst.
@@ -50,8 +50,10 @@ type Image struct {
 	// Kernel is the uncompressed Image: the bytes to load at the load
 	// address.
 	Kernel []byte
-	// Compression names how the input was packed: "" (raw Image) or
-	// "gzip".
+	// Compression names how the input was packed: "" (raw Image),
+	// "gzip" (Image.gz), or "zboot-" and the zboot header's compression
+	// type ("zboot-gzip", "zboot-zstd22") for an EFI zboot image, or
+	// "elf" for a vmlinux (its flat Image, as objcopy makes it).
 	Compression string
 
 	Code0, Code1 uint32
@@ -101,30 +103,52 @@ func (im *Image) CheckPageSize(supported ...uint64) error {
 	return fmt.Errorf("%w: the Image uses %d KiB pages, the target supports %v", ErrPageSize, ps>>10, supported)
 }
 
-// ParseImage parses an arm64 Image, raw or gzip-compressed. The result
-// does not alias b.
+// ParseImage parses an arm64 Image: raw, gzip-compressed (Image.gz),
+// wrapped in an EFI zboot image (vmlinuz.efi), which it unpacks within
+// MaxKernelSize bytes, or the ELF vmlinux it was made from. The result does not alias b.
 func ParseImage(b []byte) (*Image, error) { return parseImage(b, MaxKernelSize) }
 
 func parseImage(b []byte, limit int) (*Image, error) {
 	comp := ""
-	if len(b) >= 2 && b[0] == 0x1f && b[1] == 0x8b {
-		zr, err := gzip.NewReader(bytes.NewReader(b))
+	switch {
+	case IsZboot(b):
+		raw, z, err := unpackZboot(b, limit)
 		if err != nil {
-			return nil, fmt.Errorf("%w: gzip header: %w", ErrNotImage, err)
+			return nil, err
 		}
-		zr.Multistream(false)
-		raw, err := io.ReadAll(io.LimitReader(zr, int64(limit)+1))
+		if !looksLikeImage(raw) {
+			return nil, fmt.Errorf("%w: EFI zboot payload (%s) holds %s", ErrNotImage, z.Compression, describe(raw))
+		}
+		b, comp = raw, "zboot-"+z.Compression
+	case vmlinux.IsELF(b):
+		k, err := vmlinux.Parse(b)
 		if err != nil {
-			return nil, fmt.Errorf("%w: gunzip: %w", ErrNotImage, err)
+			return nil, fmt.Errorf("%w: %w", ErrNotImage, err)
+		}
+		if k.Machine != vmlinux.ARM64 {
+			return nil, fmt.Errorf("%w: ELF kernel (vmlinux) for %s", ErrNotImage, k.Machine)
+		}
+		raw, err := k.Image()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrNotImage, err)
 		}
 		if len(raw) > limit {
-			return nil, fmt.Errorf("%w: gzip data expands beyond %d bytes", ErrTooLarge, limit)
+			return nil, fmt.Errorf("%w: the vmlinux's Image is %d bytes, more than %d", ErrTooLarge, len(raw), limit)
+		}
+		if !looksLikeImage(raw) {
+			return nil, fmt.Errorf("%w: arm64 ELF file whose loadable bytes hold %s", ErrNotImage, describe(raw))
+		}
+		b, comp = raw, "elf"
+	case len(b) >= 2 && b[0] == 0x1f && b[1] == 0x8b:
+		raw, err := gunzipLimited(b, limit)
+		if err != nil {
+			return nil, err
 		}
 		if !looksLikeImage(raw) {
 			return nil, fmt.Errorf("%w: gzip-compressed %s", ErrNotImage, describe(raw))
 		}
 		b, comp = raw, "gzip"
-	} else {
+	default:
 		if len(b) > limit {
 			return nil, fmt.Errorf("%w: %d bytes, more than %d", ErrTooLarge, len(b), limit)
 		}
@@ -218,7 +242,7 @@ func describe(b []byte) string {
 		if end < 0 {
 			end = 0x20
 		}
-		return fmt.Sprintf("EFI zboot image (payload compressed with %q), not a bare Image; unpack the payload first", b[0x18:0x18+end])
+		return fmt.Sprintf("EFI zboot image (payload compressed with %q)", b[0x18:0x18+end])
 	case len(b) >= 0x40 && le.Uint32(b[0x38:]) == zbootMagic:
 		return "EFI zboot image, not a bare Image"
 	case len(b) >= 6 && string(b[:6]) == "\xfd7zXZ\x00":
@@ -236,3 +260,17 @@ func describe(b []byte) string {
 	}
 	return fmt.Sprintf("found %#08x at 0x38, want the Image magic %#08x (\"ARM\\x64\")", le.Uint32(b[0x38:]), uint32(Magic))
 }
+
+// imaBufferProperty is the /chosen property through which a kernel finds
+// the IMA list its predecessor handed over.
+var imaBufferProperty = []byte("linux,ima-kexec-buffer")
+
+// ReadsIMABuffer reports whether the Image holds the name of the /chosen
+// property through which a kernel restores a handed-over IMA list. The only
+// code that uses the name (drivers/of/kexec.c: ima_get_kexec_buffer and the
+// kexec_file_load side) is built only with KEXEC_FILE, so a kernel without
+// it cannot restore a list: Debian's arm64 kernels, for one. The name in
+// the Image does not prove the restore (that also needs IMA), but its
+// absence proves there is none. The Image is uncompressed, so its strings
+// are plain.
+func (im *Image) ReadsIMABuffer() bool { return bytes.Contains(im.Kernel, imaBufferProperty) }

@@ -461,7 +461,14 @@ func Load(ctx context.Context, h Host, img Image, o Options) (*Loaded, error) {
 // execute runs a plan with the syscall it names.
 func execute(h Kernel, p *plan.Plan, in *plan.Inputs, paths [2]string, sealed, crash bool) error {
 	if p.Syscall == plan.SyscallKexecFileLoad {
-		req := FileLoadRequest{Kernel: kexec.FileInput{Name: filepath.Base(in.KernelPath), Data: in.Kernel, Path: paths[0], Sealed: sealed},
+		// An arm64 zboot image, Image.gz or vmlinux reaches the kernel as
+		// the Image unpacked from it (then a sealed memfd: its bytes are
+		// not the file's).
+		kb, err := plan.FileLoadKernel(in)
+		if err != nil {
+			return err
+		}
+		req := FileLoadRequest{Kernel: kexec.FileInput{Name: filepath.Base(in.KernelPath), Data: kb, Path: paths[0], Sealed: sealed},
 			Cmdline: in.Cmdline, Crash: crash}
 		if in.Initrd != nil {
 			req.Initrd = &kexec.FileInput{Name: filepath.Base(in.InitrdPath), Data: in.Initrd, Path: paths[1], Sealed: sealed}

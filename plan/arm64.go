@@ -127,6 +127,9 @@ func buildARM64(in *Inputs) (*Plan, error) {
 		p.Segments = append(p.Segments, newSegment("ima", r, buf))
 		p.IMA = &IMA{Segment: "ima", Addr: r.Start, Size: r.Size(), ListBytes: uint64(len(buf) - ima.KexecHeaderSize), Entries: n, Headroom: r.Size() - uint64(len(buf))}
 		opt.IMABuffer = &fdt.Range{Start: r.Start, Size: r.Size()}
+		if !im.ReadsIMABuffer() {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("kernel %s cannot restore the IMA list: it never reads /chosen/linux,ima-kexec-buffer (built without KEXEC_FILE, like Debian's arm64 kernels); it will start a new list and the TPM's PCRs will no longer match it", in.KernelPath))
+		}
 	}
 
 	// 3. initrd, inside the window the kernel can reach.
@@ -204,4 +207,22 @@ func checkARM64Kernel(in *Inputs) error {
 		return fmt.Errorf("kernel %s: %w", in.KernelPath, err)
 	}
 	return nil
+}
+
+// FileLoadKernel returns the kernel bytes kexec_file_load must be given
+// for in: the input itself, except on arm64 for an EFI zboot image,
+// Image.gz or vmlinux, which the kernel's loader (a raw Image only) cannot
+// read: then the Image unpacked from it.
+func FileLoadKernel(in *Inputs) ([]byte, error) {
+	if in.Arch != ArchARM64 {
+		return in.Kernel, nil
+	}
+	im, err := arm64.ParseImage(in.Kernel)
+	if err != nil {
+		return nil, fmt.Errorf("kernel %s: %w", in.KernelPath, err)
+	}
+	if im.Compression == "" {
+		return in.Kernel, nil
+	}
+	return im.Kernel, nil
 }

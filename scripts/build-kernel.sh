@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Builds the test kernel that hands the IMA measurement list over itself
-# (CONFIG_IMA_KEXEC) from Debian unstable's newest linux-source-* package,
-# with tinyconfig plus scripts/kernel-imakexec.config.
+# Builds the test kernels from Debian unstable's newest linux-source-*
+# package, with tinyconfig plus a fragment:
+#   (default)                 x86: hands the IMA list over itself (CONFIG_IMA_KEXEC),
+#                             scripts/kernel-imakexec.config -> imakexec-amd64
+#   --arch arm64 --variant restore   arm64, IMA_KEXEC off, gzip zboot -> restore-arm64
+#   --arch arm64 --variant imakexec  arm64, IMA_KEXEC on, zstd zboot -> imakexec-arm64
+# (arm64: scripts/kernel-arm64.config plus the variant's lines, cross-built
+# with gcc-aarch64-linux-gnu; scripts/build-kernel-arm64.sh builds both).
 #
 # The machine's apt sources are never touched: a private sources list and
 # private state/cache directories under the kernel cache point apt at
@@ -10,13 +15,17 @@
 #
 # Cache: ${GOKEXEC_KCACHE:-/var/cache/gokexec/kernels}/<key>/, where key is
 # "<source package>_<version>-<sha256 of config inputs, 12 hex>". A finished
-# build there has bzImage, config, package and build-seconds; a second run
-# with the same source version and fragment returns at once. The result is
-# also linked into the harness cache as $GOKEXEC_CACHE/kernels/imakexec-amd64
-# (vmlinuz, config, package), which is where qemu.Kernel looks.
+# build there has bzImage (x86) or Image, Image.gz, vmlinuz.efi and vmlinux
+# (arm64), config, package and build-seconds; a second run with the same
+# source version and fragment returns at once. The result is also linked
+# into the harness cache as $GOKEXEC_CACHE/kernels/<name> (vmlinuz, config,
+# package; arm64 also Image.gz, vmlinuz.efi, vmlinux), which is where
+# qemu.Kernel looks. The x86 key's inputs are unchanged from the
+# single-kernel version of this script, so its cache stays valid.
 #
-# Usage: build-kernel.sh [--offline]   (--offline: use the last resolved
-# source version, do not refresh the unstable index)
+# Usage: build-kernel.sh [--offline] [--arch amd64|arm64] [--variant NAME]
+# (--offline: use the last resolved source version, do not refresh the
+# unstable index)
 # Env: GOKEXEC_KCACHE, GOKEXEC_CACHE, GOKEXEC_KJOBS (default: nproc),
 #      GOKEXEC_KNICE (default 0; nice level of the compile).
 set -euo pipefail
@@ -24,12 +33,50 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 kcache=${GOKEXEC_KCACHE:-/var/cache/gokexec/kernels}
 hcache=${GOKEXEC_CACHE:-$here/build/cache}
-fragment=$here/scripts/kernel-imakexec.config
-name=imakexec-amd64
 jobs=${GOKEXEC_KJOBS:-$(nproc)}
 nicelvl=${GOKEXEC_KNICE:-0}
 offline=0
-[ "${1:-}" = --offline ] && offline=1
+arch=amd64
+variant=
+while [ $# -gt 0 ]; do
+	case $1 in
+	--offline) offline=1 ;;
+	--arch) arch=$2; shift ;;
+	--variant) variant=$2; shift ;;
+	*) echo "build-kernel: unknown argument $1" >&2; exit 2 ;;
+	esac
+	shift
+done
+
+# Per architecture: fragment, extra lines, make arguments, targets, and
+# the files kept.
+case $arch/$variant in
+amd64/ | amd64/imakexec)
+	fragment=$here/scripts/kernel-imakexec.config
+	extra=
+	name=imakexec-amd64
+	makeargs=()
+	targets=(bzImage)
+	cc=gcc
+	;;
+arm64/restore | arm64/imakexec)
+	fragment=$here/scripts/kernel-arm64.config
+	if [ "$variant" = restore ]; then
+		# gokexec's own kexec_load hand-over: the kernel must not measure
+		# its own kexec_execute after gokexec's snapshot (DESIGN 3.3.1).
+		extra=$'CONFIG_IMA_KEXEC=n\nCONFIG_KERNEL_GZIP=y'
+	else
+		# The kernel's own kexec_file_load hand-over.
+		extra=$'CONFIG_IMA_KEXEC=y\nCONFIG_IMA_KEXEC_EXTRA_MEMORY_KB=0\nCONFIG_KERNEL_ZSTD=y'
+	fi
+	name=$variant-arm64
+	makeargs=(ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-)
+	targets=(Image Image.gz vmlinuz.efi)
+	cc=aarch64-linux-gnu-gcc
+	command -v $cc >/dev/null || { echo "build-kernel: $cc missing (Debian package gcc-aarch64-linux-gnu)" >&2; exit 1; }
+	;;
+*) echo "build-kernel: unknown --arch/--variant $arch/$variant" >&2; exit 2 ;;
+esac
 
 mkdir -p "$kcache" "$hcache/kernels"
 exec 9>"$kcache/.lock"
@@ -80,19 +127,32 @@ else
 fi
 
 # --- cache key -------------------------------------------------------------
-digest=$( { echo "base=tinyconfig"; echo "gcc=$(gcc -dumpfullversion)"; cat "$fragment"; } | sha256sum | cut -c1-12)
+if [ "$arch" = amd64 ]; then
+	digest=$( { echo "base=tinyconfig"; echo "gcc=$(gcc -dumpfullversion)"; cat "$fragment"; } | sha256sum | cut -c1-12)
+else
+	digest=$( { echo "base=tinyconfig"; echo "arch=$arch"; echo "gcc=$($cc -dumpfullversion)"; cat "$fragment"; printf '%s\n' "$extra"; } | sha256sum | cut -c1-12)
+fi
 key=${src_pkg}_${src_ver}-${digest}
 out=$kcache/$key
 
 link_harness() {
 	local d=$hcache/kernels/$name
 	mkdir -p "$d"
-	ln -sfn "$out/bzImage" "$d/vmlinuz"
+	if [ "$arch" = amd64 ]; then
+		ln -sfn "$out/bzImage" "$d/vmlinuz"
+		# Builds before vmlinux was kept have none; the key is unchanged.
+		[ ! -s "$out/vmlinux" ] || ln -sfn "$out/vmlinux" "$d/vmlinux"
+	else
+		ln -sfn "$out/Image" "$d/vmlinuz"
+		for f in Image.gz vmlinuz.efi vmlinux; do ln -sfn "$out/$f" "$d/$f"; done
+	fi
 	ln -sfn "$out/config" "$d/config"
 	echo "$src_pkg $src_ver $digest" >"$d/package"
 }
 
-if [ -s "$out/bzImage" ] && [ -s "$out/config" ] && [ -s "$out/build-seconds" ]; then
+kfile=bzImage
+[ "$arch" = amd64 ] || kfile=vmlinuz.efi
+if [ -s "$out/$kfile" ] && [ -s "$out/config" ] && [ -s "$out/build-seconds" ]; then
 	link_harness
 	log "cached: $out (built in $(cat "$out/build-seconds")s)"
 	exit 0
@@ -127,10 +187,19 @@ grep -q 'ima_measure_kexec_event("kexec_load")' "$src/security/integrity/ima/ima
 
 # --- configure and build (out of tree) ---------------------------------------
 obj=$kcache/obj/$key
+# arm64: the object tree of the last arm64 build (another variant, same
+# source) seeds this one, so that only what the config change touches is
+# rebuilt (kbuild tracks config symbols per file).
+seed=$kcache/obj/seed-$arch
+if [ "$arch" != amd64 ] && [ ! -d "$obj" ] && [ -d "$seed" ] && [ "$(cat "$seed/.source" 2>/dev/null)" = "$src" ]; then
+	mv "$seed" "$obj"
+	log "seeded the object tree from the previous $arch build"
+fi
 mkdir -p "$obj"
-make -s -C "$src" O="$obj" tinyconfig >"$obj/config.log" 2>&1
-cat "$fragment" >>"$obj/.config"
-make -s -C "$src" O="$obj" olddefconfig >>"$obj/config.log" 2>&1
+make -s -C "$src" O="$obj" "${makeargs[@]}" tinyconfig >"$obj/config.log" 2>&1
+{ cat "$fragment"; [ -z "$extra" ] || printf '%s\n' "$extra"; } >"$obj/fragment"
+cat "$obj/fragment" >>"$obj/.config"
+make -s -C "$src" O="$obj" "${makeargs[@]}" olddefconfig >>"$obj/config.log" 2>&1
 # Every y/n the fragment asks for must have survived olddefconfig (a missing
 # dependency silently drops an option).
 bad=0
@@ -142,12 +211,12 @@ while IFS= read -r line; do
 	else
 		grep -qx "$opt=$want" "$obj/.config" || { log "config: $opt=$want did not stick ($(grep "^$opt=\|# $opt " "$obj/.config" || echo absent))"; bad=1; }
 	fi
-done <"$fragment"
+done <"$obj/fragment"
 [ $bad = 0 ] || exit 1
 
 log "building $key with $jobs jobs (nice $nicelvl)"
 cstart=$(date +%s)
-if ! nice -n "$nicelvl" make -C "$src" O="$obj" -j"$jobs" bzImage >"$obj/build.log" 2>&1; then
+if ! nice -n "$nicelvl" make -C "$src" O="$obj" "${makeargs[@]}" -j"$jobs" "${targets[@]}" >"$obj/build.log" 2>&1; then
 	tail -40 "$obj/build.log" >&2
 	log "build failed; full log in $obj/build.log"
 	exit 1
@@ -156,16 +225,29 @@ end=$(date +%s)
 
 rm -rf "$out.tmp"
 mkdir -p "$out.tmp"
-cp "$obj/arch/x86/boot/bzImage" "$out.tmp/bzImage"
+if [ "$arch" = amd64 ]; then
+	cp "$obj/arch/x86/boot/bzImage" "$out.tmp/bzImage"
+	cp "$obj/vmlinux" "$out.tmp/vmlinux" # the ELF form (vmlinux package tests)
+else
+	for f in Image Image.gz vmlinuz.efi; do cp "$obj/arch/arm64/boot/$f" "$out.tmp/$f"; done
+	cp "$obj/vmlinux" "$out.tmp/vmlinux"
+fi
 cp "$obj/.config" "$out.tmp/config"
 echo "$src_pkg $src_ver" >"$out.tmp/package"
 echo "$((end - cstart))" >"$out.tmp/compile-seconds"
 echo "$((end - start))" >"$out.tmp/build-seconds" # fetch + unpack + configure + compile
 rm -rf "$out"
 mv "$out.tmp" "$out"
-# The object tree is large and only speeds up a rebuild of the same key;
-# source trees of other versions (1.8 GB each) will not be built again.
-rm -rf "$obj"
+# The x86 object tree is large and only speeds up a rebuild of the same
+# key; the arm64 one is kept to seed the other variant. Source trees of
+# other versions (1.8 GB each) will not be built again.
+if [ "$arch" = amd64 ]; then
+	rm -rf "$obj"
+else
+	rm -rf "$seed"
+	echo "$src" >"$obj/.source"
+	mv "$obj" "$seed"
+fi
 for d in "$kcache"/src/*; do
 	[ "$d" = "$src" ] || rm -rf "$d"
 done
