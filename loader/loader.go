@@ -359,9 +359,10 @@ func withLoadMarker(in *plan.Inputs, pcr uint32) (*plan.Inputs, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The plan takes the parsed list (no second parse, no copy of the
+	// list bytes): the snapshot's entries and the marker.
 	out := *in
-	out.IMAList = ima.AppendList(append(make([]byte, 0, len(in.IMAList)+int(listSize(h.ours))), in.IMAList...), h.ours, binary.LittleEndian)
-	out.IMASegment = h.segment
+	out.IMAList, out.IMAEntries, out.IMASegment = nil, append(es, h.ours...), h.segment
 	return &out, nil
 }
 
