@@ -23,7 +23,6 @@ type cli struct {
 	status, printCkr, debug, noChecks, showVersion bool
 	help, reuseCmdline, noIMA, dryRun, jsonOut     bool
 	argsLinux, noEFI                               bool
-	elfCore                                        int // 64 with --elf64-core-headers
 	host                                           string
 	imaPCR                                         uint32
 	appraiseMode                                   appraise.Mode

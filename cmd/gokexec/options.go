@@ -81,7 +81,7 @@ var optTable = []opt{
 	{long: "mem-min", arg: "ADDRESS", kexec: true, help: "Load nothing below ADDRESS.", set: str(func(c *cli) *string { return &c.memMin })},
 	{long: "mem-max", arg: "ADDRESS", kexec: true, help: "Load nothing above ADDRESS.", set: str(func(c *cli) *string { return &c.memMax })},
 	{long: "noefi", kexec: true, help: "x86: hand no EFI state over; the next kernel boots as non-EFI.", set: flagTrue(func(c *cli) *bool { return &c.noEFI })},
-	{long: "elf64-core-headers", kexec: true, help: "-p: describe the crashed kernel's memory with ELF64 core headers (gokexec's only kind, so the default).", set: func(c *cli, _ string) error { c.elfCore = 64; return nil }},
+	{long: "elf64-core-headers", kexec: true, help: "-p: describe the crashed kernel's memory with ELF64 core headers (gokexec's only kind, so the default).", set: func(*cli, string) error { return nil }}, // what gokexec always does
 	{long: "elf32-core-headers", kexec: true, class: classRefused, reason: "gokexec writes ELF64 core headers only (ELF32 cannot describe memory above 4 GiB); use --elf64-core-headers or leave it out"},
 
 	// How.
