@@ -29,7 +29,7 @@ func packZboot(t testing.TB, img []byte, comp string) []byte {
 			t.Fatal(err)
 		}
 		payload = b.Bytes()
-	case ZbootZstd:
+	case ZbootZstd, ZbootZstd22:
 		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 		if err != nil {
 			t.Fatal(err)
@@ -67,7 +67,7 @@ func TestZbootUnpacks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, comp := range []string{ZbootGzip, ZbootZstd} {
+	for _, comp := range []string{ZbootGzip, ZbootZstd, ZbootZstd22} {
 		t.Run(comp, func(t *testing.T) {
 			z := packZboot(t, img, comp)
 			im, err := ParseImage(z)
@@ -144,7 +144,7 @@ func TestZbootBomb(t *testing.T) {
 }
 
 // TestZbootFromBuild unpacks the zboot images of the arm64 test kernels
-// (scripts/build-kernel-arm64.sh: gzip for restore-arm64, zstd22 for
+// (scripts/build-kernel-arm64.sh: gzip for restore-arm64, zstd for
 // imakexec-arm64), their Image.gz and their vmlinux, and compares each with
 // the Image the same build wrote (the zboot payload is that Image padded
 // with zeros to its image_size).
