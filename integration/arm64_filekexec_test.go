@@ -95,5 +95,5 @@ func TestARM64FileKexec(t *testing.T) {
 	}
 	requireReplays(t, list2, pcrValues(t, res.PCRs(2), "sha1", "sha256", "sha384"), "boot 2")
 	evmctlAgrees(t, res, 2, "sha1", "sha256")
-	t.Logf("zstd22 zboot through kexec_file_load: boot 2 %s; markers %s", describe(list2), markerSummary(ms))
+	t.Logf("zstd zboot through kexec_file_load: boot 2 %s; markers %s", describe(list2), markerSummary(ms))
 }
