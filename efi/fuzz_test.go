@@ -1,6 +1,7 @@
 package efi
 
 import (
+	"fmt"
 	"testing"
 	"testing/fstest"
 )
@@ -19,8 +20,22 @@ func FuzzParse(f *testing.F) {
 			_ = bp.EFIBoot()
 			_, _ = Framebuffer(bp.ScreenInfo)
 		}
-		_, _ = ParseValue(b)
-		_, _ = ParseSystab(b)
+		// A parsed value prints back to a value that parses the same
+		// (decimal and hex agree: strconv is the second implementation).
+		if v, err := ParseValue(b); err == nil {
+			for _, f := range []string{"%d\n", "0x%x\n", "%#X"} {
+				if w, err := ParseValue([]byte(fmt.Sprintf(f, v))); err != nil || w != v {
+					t.Fatalf("%q parses to %#x; %q to %#x (%v)", b, v, fmt.Sprintf(f, v), w, err)
+				}
+			}
+		}
+		// A parsed systab, written back as sysfs does, parses the same.
+		if st, err := ParseSystab(b); err == nil {
+			txt := fmt.Sprintf("ACPI20=%#x\nACPI=%#x\nSMBIOS3=%#x\nSMBIOS=%#x\n", st.ACPI20, st.ACPI, st.SMBIOS3, st.SMBIOS)
+			if st2, err := ParseSystab([]byte(txt)); err != nil || st2 != st {
+				t.Fatalf("systab %+v does not round-trip: %+v %v", st, st2, err)
+			}
+		}
 		_, _ = Framebuffer(b)
 		if ds, err := DecodeMemmap(b, uint32(descSize)); err == nil && descSize == MemoryDescriptorSize {
 			// Padding is not kept, so compare after clearing it.

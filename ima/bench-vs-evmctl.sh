@@ -77,6 +77,15 @@ for ((i = 0; i < nb; i++)); do
 		"peak RSS $(/usr/bin/time -f %M "${bins[$i]}" "${sub[@]}" 2>&1 >/dev/null | tail -1) KiB"
 done
 rm -f "$out" "$tf"
+# Peak RSS of every input mode on the same list and values (issue 21).
+rss() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
+rm -f cp.json
+echo "peak RSS per mode (KiB): file $(rss "${bins[0]}" verify list "${pcrs[@]}")," \
+	"stdin $(rss sh -c "exec \"\$0\" verify - $(printf '%q ' "${pcrs[@]}") <list" "${bins[0]}")," \
+	"checkpoint written $(rss "${bins[0]}" verify list "${pcrs[@]}" --checkpoint cp.json)," \
+	"checkpoint resumed $(rss "${bins[0]}" verify list "${pcrs[@]}" --checkpoint cp.json)," \
+	"--json $(rss "${bins[0]}" verify --json list "${pcrs[@]}")"
+rm -f cp.json
 if [ -n "${BIG:-}" ]; then
 	rm -f big
 	for ((i = 0; i < BIG; i++)); do cat list >>big; done

@@ -248,15 +248,15 @@ func methodSearch(src source, res *VerifyResult, quoted PCRValues, opt VerifyOpt
 		}
 	}
 	starts := bootStarts(res.Timeline)
-	if len(failing) == 0 || len(res.Problems) > 0 || len(starts) < 2 {
+	if len(failing) == 0 || len(res.Problems) > 0 || res.Timeline.BootCount < 2 {
 		return nil
 	}
 	switch {
 	case !src.reread:
 		res.MethodSearch = "not run: the list was read from a stream and cannot be read again"
 		return nil
-	case len(starts) > MaxBootMethodSearch:
-		res.MethodSearch = fmt.Sprintf("not run: the list has %d boots, at most %d are searched", len(starts), MaxBootMethodSearch)
+	case res.Timeline.BootCount > MaxBootMethodSearch || len(starts) != res.Timeline.BootCount:
+		res.MethodSearch = fmt.Sprintf("not run: the list has %d boots, at most %d are searched", res.Timeline.BootCount, MaxBootMethodSearch)
 		return nil
 	}
 	budget := opt.MethodSearchBudget

@@ -80,7 +80,7 @@ const (
 	MaxCheckpoint = 1 << 20 // bytes of a checkpoint file
 	checkTail     = 4096
 	maxCPPCRs     = 64
-	maxCPBoots    = 4096
+	maxCPBoots    = MaxTimelineBoots
 )
 
 // ErrCheckpoint is wrapped by errors about a checkpoint: malformed, of
@@ -96,20 +96,25 @@ var (
 
 // Checkpoint is where an incremental verification stopped.
 type Checkpoint struct {
-	Format     string             `json:"format"`
-	ByteOrder  string             `json:"byte_order"`
-	Entries    int                `json:"entries"`
-	Offset     int64              `json:"offset"`
-	Consumed   string             `json:"consumed_sha256"`
-	HashState  []byte             `json:"sha256_state"`
-	TailLen    int                `json:"tail_len"`
-	Tail       string             `json:"tail_sha256"`
-	Banks      []CheckpointBank   `json:"banks"`
-	Counts     map[uint32]int     `json:"pcr_entries"`
-	FirstReal  map[uint32]int     `json:"first_real"`
-	Boots      []Boot             `json:"boots"`
-	Mismatches []CheckpointDigest `json:"digest_mismatches,omitempty"`
-	MismatchN  map[uint32]int     `json:"digest_mismatch_counts,omitempty"`
+	Format    string           `json:"format"`
+	ByteOrder string           `json:"byte_order"`
+	Entries   int              `json:"entries"`
+	Offset    int64            `json:"offset"`
+	Consumed  string           `json:"consumed_sha256"`
+	HashState []byte           `json:"sha256_state"`
+	TailLen   int              `json:"tail_len"`
+	Tail      string           `json:"tail_sha256"`
+	Banks     []CheckpointBank `json:"banks"`
+	Counts    map[uint32]int   `json:"pcr_entries"`
+	FirstReal map[uint32]int   `json:"first_real"`
+	Boots     []Boot           `json:"boots"`
+	BootCount int              `json:"boot_count"`
+	Exits     map[string]int   `json:"exits,omitempty"`
+	// AggregateMismatches: boots whose boot_aggregate did not match the
+	// firmware PCRs quoted at the time.
+	AggregateMismatches int                `json:"boot_aggregate_mismatches,omitempty"`
+	Mismatches          []CheckpointDigest `json:"digest_mismatches,omitempty"`
+	MismatchN           map[uint32]int     `json:"digest_mismatch_counts,omitempty"`
 }
 
 // CheckpointBank is one bank's replay state.
@@ -135,9 +140,10 @@ type CheckpointInfo struct {
 	From    int    // entries the checkpoint had consumed (0: none given)
 	Read    int    // entries read by the resumed pass
 	Restart string // why the verdict came from a full run ("": it did not)
-	// Next is the checkpoint to keep; nil when none may be written (a
-	// method per boot was needed).
-	Next *Checkpoint
+	// Next is the checkpoint to keep; nil when none may be written, and
+	// NoNext says why (a method per boot was needed; a bound).
+	Next   *Checkpoint
+	NoNext string
 }
 
 func orderName(o endian) string {
@@ -229,15 +235,34 @@ func ParseCheckpoint(b []byte) (*Checkpoint, error) {
 			}
 		}
 	}
-	last := 0
+	last, exits := 0, 0
+	for _, c := range cp.Exits {
+		if c < 0 {
+			return bad("exits")
+		}
+		exits += c
+	}
+	for k := range cp.Exits {
+		if !problemExit(k) && k != "soft-reboot" {
+			return bad("exit " + k)
+		}
+	}
 	for i, bt := range cp.Boots {
-		if bt.Start < last || bt.Start > cp.Entries || len(bt.Markers) > cp.Entries || (i > 0 && bt.Start <= cp.Boots[i-1].Start) {
+		open := i == len(cp.Boots)-1
+		if bt.Start < last || bt.Start > cp.Entries || (i > 0 && (bt.Start <= cp.Boots[i-1].Start || bt.Number <= cp.Boots[i-1].Number)) ||
+			bt.Number < 1 || bt.Number > cp.BootCount || (open && (bt.Exit != "" || bt.Number != cp.BootCount)) ||
+			(!open && bt.Exit != exitOf(&bt)) || len(bt.Markers) > KeepMarkers+2 || bt.MarkerCount < len(bt.Markers) {
 			return bad("boots")
+		}
+		for _, m := range bt.Markers {
+			if len(m.Payload) > MaxMarkerPayload || m.Index < bt.Start || m.Index >= cp.Entries {
+				return bad("markers")
+			}
 		}
 		last = bt.Start
 	}
-	if cp.Entries > 0 && len(cp.Boots) == 0 {
-		return bad("no boots")
+	if (cp.Entries > 0) != (len(cp.Boots) > 0) || exits != max(cp.BootCount-1, 0) || cp.AggregateMismatches < 0 || cp.AggregateMismatches > cp.BootCount {
+		return bad("boots")
 	}
 	listed := map[uint32]int{}
 	prev := map[uint32]int{}
@@ -352,6 +377,7 @@ func VerifyFrom(r io.ReaderAt, size int64, order binary.ByteOrder, cp *Checkpoin
 		info.From = 0
 	}
 	start := st.n
+	st.tb.SetFirmware(opt.firmware(quoted))
 	if err := resumePass(r, size, eo, st, quoted); err != nil {
 		return VerifyResult{}, info, err
 	}
@@ -369,11 +395,27 @@ func VerifyFrom(r io.ReaderAt, size int64, order binary.ByteOrder, cp *Checkpoin
 	}
 	for _, b := range res.Banks {
 		if len(b.BootMethods) > 0 {
-			return res, info, nil // a method per boot: no checkpoint
+			info.NoNext = "a method per boot was needed"
+			return res, info, nil
 		}
 	}
-	info.Next, err = st.checkpoint(r, eo)
-	return res, info, err
+	next, err := st.checkpoint(r, eo)
+	if err != nil {
+		return res, info, err
+	}
+	// Only a checkpoint the next run accepts is handed out: one that
+	// would exceed a bound (more than maxCPPCRs PCRs, MaxCheckpoint
+	// bytes) is not.
+	b, err := MarshalCheckpoint(next)
+	if err != nil {
+		return res, info, err
+	}
+	if _, err := ParseCheckpoint(b); err != nil {
+		info.NoNext = "it would not be accepted: " + err.Error()
+		return res, info, nil
+	}
+	info.Next = next
+	return res, info, nil
 }
 
 // restore builds the starting state from cp, or says why a full start is
@@ -432,11 +474,7 @@ func restore(r io.ReaderAt, size int64, eo endian, cp *Checkpoint, banks []crypt
 	for p, k := range cp.FirstReal {
 		st.first[p] = k
 	}
-	st.tb.tl.Boots = append([]Boot(nil), cp.Boots...)
-	for i := range st.tb.tl.Boots {
-		st.tb.tl.Boots[i].Markers = slices.Clone(st.tb.tl.Boots[i].Markers)
-	}
-	st.tb.cur = len(st.tb.tl.Boots) - 1
+	st.tb.restoreState(cp.Boots, cp.BootCount, cp.Exits, cp.AggregateMismatches)
 	for _, m := range cp.Mismatches {
 		st.led.first[m.PCR] = append(st.led.first[m.PCR], m.Index)
 	}
@@ -552,22 +590,10 @@ func decideResumed(st *resumed, quoted PCRValues, opt VerifyOptions, start, nq i
 	}
 	unquoted := map[uint32][]string{}
 	for _, b := range sortedBanks(st.chains) {
-		br := BankResult{Bank: HashName(b), Hash: b, OwnPrefix: -1, Quoted: map[uint32]string{}}
-		for _, p := range used {
-			q, ok := quoted[b][p]
-			switch {
-			case !ok:
-				br.Unverified = append(br.Unverified, p)
-				unquoted[p] = append(unquoted[p], br.Bank)
-			case len(q) != b.Size():
-				return res, "a PCR value of the wrong size"
-			default:
-				br.PCRs = append(br.PCRs, p)
-				br.Quoted[p] = hex.EncodeToString(q)
-			}
-		}
-		if len(br.PCRs) == 0 {
-			return res, "a bank quotes none of the PCRs the list uses"
+		br, problems := newBankResult(b, used, quoted[b], unquoted)
+		if len(problems) > 0 {
+			// A full run reports the problem (and a verdict of inconsistent).
+			return res, problems[0]
 		}
 		cs := st.chains[b]
 		br.Replayed = hexMap(cs[0].values(), br.PCRs)
@@ -612,7 +638,6 @@ func decideResumed(st *resumed, quoted PCRValues, opt VerifyOptions, start, nq i
 	}
 	// The ledger holds the counts at every prefix end from start on (the
 	// checkpoint's counts are those before start); every threshold is one.
-	st.led.snapAt(start, nil)
 	st.led.classify(&res, dataBound(&res), max(res.Some, res.Prefix, 0), n)
 	return res, ""
 }
@@ -655,12 +680,7 @@ func (st *resumed) checkpoint(r io.ReaderAt, eo endian) (*Checkpoint, error) {
 		}
 		cp.Banks = append(cp.Banks, cb)
 	}
-	tl := st.tb.Finish(st.n)
-	cp.Boots = make([]Boot, len(tl.Boots))
-	for i, b := range tl.Boots {
-		b.Exit, b.Markers = "", slices.Clone(b.Markers)
-		cp.Boots[i] = b
-	}
+	cp.Boots, cp.BootCount, cp.Exits, cp.AggregateMismatches = st.tb.state(), st.tb.count, maps.Clone(st.tb.exits), st.tb.aggBad
 	for _, p := range slices.Sorted(maps.Keys(st.led.first)) {
 		for _, k := range st.led.first[p] {
 			cp.Mismatches = append(cp.Mismatches, CheckpointDigest{k, p})

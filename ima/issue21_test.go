@@ -5,8 +5,10 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -118,5 +120,72 @@ func TestJSONInvalidUTF8Exact(t *testing.T) {
 	}
 	if outs[0] == outs[1] {
 		t.Errorf("payloads \\xff and U+FFFD print the same: %s", outs[0])
+	}
+}
+
+// TestPCRFileTpm2QuoteYAML: tpm2_quote and tpm2_checkquote print the
+// values nested under "pcrs:" among other keys ("calcDigest:", "sig:"
+// after them); such files were refused.
+func TestPCRFileTpm2QuoteYAML(t *testing.T) {
+	v10 := strings.Repeat("ab", 32)
+	v0 := strings.Repeat("00", 32)
+	s1 := strings.Repeat("cd", 20)
+	for name, text := range map[string]string{
+		"tpm2_quote": "quoted: ff54434780180022000b\nsignature:\n  alg: rsassa\n  sig: 0a0b0c\npcrs:\n  sha1:\n    10: 0x" + s1 +
+			"\n  sha256:\n    0 : 0x" + v0 + "\n    10: 0x" + v10 + "\ncalcDigest: 1234abcd\n",
+		"tpm2_checkquote": "pcrs:\n  sha1:\n    10: 0x" + s1 + "\n  sha256:\n    0 : 0x" + v0 + "\n    10: 0x" + v10 + "\nsig: 0a0b0c0d\n",
+	} {
+		v, err := ParsePCRFile([]byte(text), 0)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if hex.EncodeToString(v[crypto.SHA256][10]) != v10 || hex.EncodeToString(v[crypto.SHA1][10]) != s1 || len(v[crypto.SHA256]) != 2 {
+			t.Errorf("%s: %v", name, v)
+		}
+	}
+}
+
+// TestSysfsBareHexPCR: a sysfs pcr-<bank>/<n> file holds bare upper-case
+// hex and was refused.
+func TestSysfsBareHexPCR(t *testing.T) {
+	b := []byte(strings.ToUpper(strings.Repeat("3d", 32)) + "\n")
+	if !IsBareHex(b) {
+		t.Fatal("not bare hex")
+	}
+	v, err := ParseSysfsPCR(b, crypto.SHA256, 10)
+	if err != nil || len(v[crypto.SHA256][10]) != 32 {
+		t.Fatalf("%v %v", v, err)
+	}
+	if _, err := ParseSysfsPCR(b, crypto.SHA1, 10); err == nil {
+		t.Error("a 32-byte value taken for sha1")
+	}
+}
+
+// TestCheckpointWrittenIsAccepted: a list extending more PCRs than a
+// checkpoint holds (or any other bound) gets no checkpoint, rather than
+// one every later run refuses.
+func TestCheckpointWrittenIsAccepted(t *testing.T) {
+	var es []Entry
+	agg, _ := NewFileEntry(10, "ima-ng", BootAggregate, make([]byte, 32), crypto.SHA256, nil)
+	es = append(es, agg)
+	for p := uint32(0); p < 70; p++ {
+		e, _ := NewFileEntry(100+p, "ima-ng", fmt.Sprint("/f", p), make([]byte, 32), crypto.SHA256, nil)
+		es = append(es, e)
+	}
+	raw := AppendList(nil, es, binary.LittleEndian)
+	q := PCRValues{crypto.SHA256: Replay(es, crypto.SHA256, MethodPerBank)}
+	res, info, err := VerifyFrom(bytes.NewReader(raw), int64(len(raw)), binary.LittleEndian, nil, q, VerifyOptions{})
+	if err != nil || !res.Consistent {
+		t.Fatalf("%v %v", err, res.Problems)
+	}
+	if info.Next != nil || info.NoNext == "" {
+		t.Errorf("a checkpoint of 71 PCRs handed out (%q)", info.NoNext)
+	}
+	es = es[:30]
+	raw = AppendList(nil, es, binary.LittleEndian)
+	q = PCRValues{crypto.SHA256: Replay(es, crypto.SHA256, MethodPerBank)}
+	if _, info, _ := VerifyFrom(bytes.NewReader(raw), int64(len(raw)), binary.LittleEndian, nil, q, VerifyOptions{}); info.Next == nil {
+		t.Errorf("no checkpoint for 30 PCRs: %s", info.NoNext)
 	}
 }

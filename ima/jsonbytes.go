@@ -44,6 +44,7 @@ type markerJSON struct {
 	NameHex     string `json:"name_hex,omitempty"`
 	Payload     string `json:"payload"`
 	PayloadHex  string `json:"payload_hex,omitempty"`
+	Truncated   bool   `json:"payload_truncated,omitempty"`
 	Decoded     bool   `json:"decoded"`
 	SegmentSize uint64 `json:"kexec_segment_size"`
 	ListSize    uint64 `json:"ima_binary_runtime_size"`
@@ -53,7 +54,7 @@ type markerJSON struct {
 // MarshalJSON writes the marker with exact bytes for a name or payload
 // that is not UTF-8 (name_hex, payload_hex).
 func (m Marker) MarshalJSON() ([]byte, error) {
-	j := markerJSON{Index: m.Index, PCR: m.PCR, Decoded: m.Decoded, SegmentSize: m.SegmentSize, ListSize: m.ListSize, Count: m.Count}
+	j := markerJSON{Index: m.Index, PCR: m.PCR, Truncated: m.Truncated, Decoded: m.Decoded, SegmentSize: m.SegmentSize, ListSize: m.ListSize, Count: m.Count}
 	j.Name, j.NameHex = JSONText(m.Name)
 	j.Payload, j.PayloadHex = JSONText(m.Payload)
 	return json.Marshal(j)
@@ -73,6 +74,6 @@ func (m *Marker) UnmarshalJSON(b []byte) error {
 	if err != nil {
 		return err
 	}
-	*m = Marker{Index: j.Index, PCR: j.PCR, Name: name, Payload: payload, Decoded: j.Decoded, SegmentSize: j.SegmentSize, ListSize: j.ListSize, Count: j.Count}
+	*m = Marker{Index: j.Index, PCR: j.PCR, Name: name, Payload: payload, Truncated: j.Truncated, Decoded: j.Decoded, SegmentSize: j.SegmentSize, ListSize: j.ListSize, Count: j.Count}
 	return nil
 }

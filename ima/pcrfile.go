@@ -27,6 +27,10 @@ const maxPCRIndex = 1023
 //   - tpm2_pcrread YAML: "sha256:" then "  N : 0xHEX" lines, any number of
 //     banks.
 //   - JSON: {"sha256": {"10": "hex", ...}, ...}, any number of banks.
+//   - tpm2_quote / tpm2_checkquote output: the same YAML nested under
+//     "pcrs:", among other keys.
+//
+// ParseSysfsPCR reads the fourth form, a sysfs pcr-<bank>/<n> file.
 //
 // For the YAML and JSON forms a non-zero bank selects that bank only.
 // Errors wrap ErrBadPCRFile and name the line.
@@ -124,6 +128,7 @@ func parsePCREvmctl(t []byte, bank crypto.Hash) (PCRValues, error) {
 func parsePCRYAML(t []byte) (PCRValues, error) {
 	out := PCRValues{}
 	var cur crypto.Hash
+	curIndent := 0
 	for n, raw := range strings.Split(string(t), "\n") {
 		where := "line " + strconv.Itoa(n+1)
 		if i := strings.IndexByte(raw, '#'); i >= 0 {
@@ -132,6 +137,13 @@ func parsePCRYAML(t []byte) (PCRValues, error) {
 		line := strings.TrimSpace(raw)
 		if line == "" {
 			continue
+		}
+		// A key indented no deeper than the bank's ends the bank's block
+		// (tpm2_quote and tpm2_checkquote print "calcDigest:", "sig:"
+		// after the values nested under "pcrs:").
+		indent := len(strings.TrimRight(raw, " \t\r")) - len(strings.TrimLeft(strings.TrimRight(raw, " \t\r"), " \t"))
+		if cur != 0 && indent <= curIndent {
+			cur = 0
 		}
 		k, v, ok := strings.Cut(line, ":")
 		if !ok {
@@ -147,7 +159,7 @@ func parsePCRYAML(t []byte) (PCRValues, error) {
 				cur = 0
 				continue
 			}
-			cur = h
+			cur, curIndent = h, indent
 		case cur != 0:
 			idx, err := strconv.ParseUint(k, 10, 32)
 			if err != nil {
@@ -226,4 +238,35 @@ func (v PCRValues) Merge(src PCRValues) {
 			v[h][i] = b
 		}
 	}
+}
+
+// ParseSysfsPCR reads a sysfs /sys/class/tpm/tpmN/pcr-<bank>/<n> file:
+// the value of PCR pcr in bank as bare hex (upper case, one line).
+func ParseSysfsPCR(b []byte, bank crypto.Hash, pcr uint64) (PCRValues, error) {
+	if err := checkBank(bank); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadPCRFile, err)
+	}
+	v, err := hex.DecodeString(string(bytes.TrimSpace(b)))
+	if err != nil {
+		return nil, fmt.Errorf("%w: not bare hex: %v", ErrBadPCRFile, err)
+	}
+	out := PCRValues{}
+	if err := setPCR(out, bank, pcr, v, "sysfs value"); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// IsBareHex reports whether b is one hex token (a sysfs PCR file's form).
+func IsBareHex(b []byte) bool {
+	t := bytes.TrimSpace(b)
+	if len(t) == 0 || len(t)%2 != 0 {
+		return false
+	}
+	for _, c := range t {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
 }

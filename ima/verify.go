@@ -45,6 +45,16 @@ type VerifyOptions struct {
 	// MethodSearchBudget bounds the search for a method per boot, in PCR
 	// extends; 0 means DefaultMethodSearchBudget.
 	MethodSearchBudget int
+	// Firmware holds the values of PCRs 0-9 each boot_aggregate is
+	// compared with (bootaggregate.go); nil: the quoted values.
+	Firmware PCRValues
+}
+
+func (o VerifyOptions) firmware(quoted PCRValues) PCRValues {
+	if o.Firmware != nil {
+		return o.Firmware
+	}
+	return quoted
 }
 
 // Bounds of the method-per-boot search.
@@ -220,6 +230,7 @@ func verifySource(src source, quoted PCRValues, opt VerifyOptions) (VerifyResult
 	jb.sha1 = !src.reread || !hasOwn
 	var counts pcrTable[int]
 	tb := NewTimelineBuilder(src.order.byteOrder())
+	tb.SetFirmware(opt.firmware(quoted))
 	led := newLedger()
 	n, err := runPass(src, jb, func(c *chunk) error {
 		extendChunk(all, c)
@@ -250,27 +261,11 @@ func verifySource(src source, quoted PCRValues, opt VerifyOptions) (VerifyResult
 	// The checked PCRs of each bank, and the runs of pass 1.
 	var unquoted = map[uint32][]string{}
 	for _, b := range banks {
-		br := BankResult{Bank: HashName(b), Hash: b, OwnPrefix: -1, Quoted: map[uint32]string{}}
-		if err := checkBank(b); err != nil {
-			res.Problems = append(res.Problems, err.Error())
+		br, problems := newBankResult(b, used, quoted[b], unquoted)
+		res.Problems = append(res.Problems, problems...)
+		if checkBank(b) != nil {
 			res.Banks = append(res.Banks, br)
 			continue
-		}
-		for _, p := range used {
-			q, ok := quoted[b][p]
-			switch {
-			case !ok:
-				br.Unverified = append(br.Unverified, p)
-				unquoted[p] = append(unquoted[p], br.Bank)
-			case len(q) != b.Size():
-				res.Problems = append(res.Problems, "bank "+br.Bank+": PCR value of wrong size")
-			default:
-				br.PCRs = append(br.PCRs, p)
-				br.Quoted[p] = hex.EncodeToString(q)
-			}
-		}
-		if len(br.PCRs) == 0 {
-			res.Problems = append(res.Problems, "bank "+br.Bank+": quotes none of the PCRs the list uses")
 		}
 		cs := chainsOf[b]
 		br.Replayed = hexMap(cs[0].values(), br.PCRs)
@@ -338,6 +333,35 @@ func verifySource(src source, quoted PCRValues, opt VerifyOptions) (VerifyResult
 		led.classify(&res, bound, limit, limit)
 	}
 	return res, nil
+}
+
+// newBankResult classifies the PCRs the list uses (used) for one quoted
+// bank: checked (quoted with a value of the bank's size), unverified (not
+// quoted: recorded in unquoted too), or a problem. Full, streamed and
+// resumed runs all classify through it.
+func newBankResult(b crypto.Hash, used []uint32, quoted map[uint32][]byte, unquoted map[uint32][]string) (BankResult, []string) {
+	br := BankResult{Bank: HashName(b), Hash: b, OwnPrefix: -1, Quoted: map[uint32]string{}}
+	if err := checkBank(b); err != nil {
+		return br, []string{err.Error()}
+	}
+	var problems []string
+	for _, p := range used {
+		q, ok := quoted[p]
+		switch {
+		case !ok:
+			br.Unverified = append(br.Unverified, p)
+			unquoted[p] = append(unquoted[p], br.Bank)
+		case len(q) != b.Size():
+			problems = append(problems, "bank "+br.Bank+": PCR value of wrong size")
+		default:
+			br.PCRs = append(br.PCRs, p)
+			br.Quoted[p] = hex.EncodeToString(q)
+		}
+	}
+	if len(br.PCRs) == 0 {
+		problems = append(problems, "bank "+br.Bank+": quotes none of the PCRs the list uses")
+	}
+	return br, problems
 }
 
 // extendChunk extends every chain over the chunk's entries, each chain on
@@ -429,6 +453,10 @@ func decide(res *VerifyResult, opt VerifyOptions, n int) {
 	res.Consistent = res.Prefix >= 0 && (res.Prefix > 0 || n == 0)
 	if res.Prefix == 0 && n > 0 {
 		res.Problems = append(res.Problems, emptyPrefixProblem)
+	}
+	if k := res.Timeline.AggregateMismatches; k > 0 {
+		res.Consistent = false
+		res.Problems = append(res.Problems, fmt.Sprintf("%s with a boot_aggregate that does not match the quoted PCRs 0-9 (the firmware's)", plural(k, "boot", "boots")))
 	}
 	if opt.Strict {
 		for _, u := range res.Unquoted {

@@ -58,15 +58,28 @@ func projectDeb(t *testing.T) string {
 	return debOnce.deb
 }
 
-var imageOnce struct {
+type imageBuild struct {
 	sync.Once
 	img *qemu.DebianImage
 	err error
 }
 
+var imageOnce, sepBootImageOnce imageBuild
+
 // debianImage builds (or takes from the cache) the guest image once per
 // test process.
 func debianImage(t *testing.T) *qemu.DebianImage {
+	t.Helper()
+	return debianImageOf(t, &imageOnce, false)
+}
+
+// debianImageSeparateBoot is debianImage with /boot on a disk of its own.
+func debianImageSeparateBoot(t *testing.T) *qemu.DebianImage {
+	t.Helper()
+	return debianImageOf(t, &sepBootImageOnce, true)
+}
+
+func debianImageOf(t *testing.T, imageOnce *imageBuild, separateBoot bool) *qemu.DebianImage {
 	t.Helper()
 	deb := projectDeb(t)
 	imageOnce.Do(func() {
@@ -87,7 +100,7 @@ func debianImage(t *testing.T) *qemu.DebianImage {
 			imageOnce.err = err
 			return
 		}
-		imageOnce.img, imageOnce.err = qemu.BuildDebianImage(ctx, qemu.DebianOptions{Debs: []string{deb}, Agent: bins[qemu.AgentPackage], Files: files})
+		imageOnce.img, imageOnce.err = qemu.BuildDebianImage(ctx, qemu.DebianOptions{Debs: []string{deb}, Agent: bins[qemu.AgentPackage], Files: files, SeparateBoot: separateBoot})
 		if imageOnce.err == nil {
 			i := imageOnce.img
 			t.Logf("debian image %s (kernel %s) ready in %v: base build %v, image build %v (zero: cached)",
@@ -131,7 +144,13 @@ func systemdRun(t *testing.T, sc *proto.Scenario, reset bool) (*qemu.Result, str
 func systemdRunVM(t *testing.T, sc *proto.Scenario, vm qemu.VM) (*qemu.Result, string) {
 	t.Helper()
 	skipShort(t)
-	img := debianImage(t)
+	return systemdRunImage(t, debianImage(t), sc, vm)
+}
+
+// systemdRunImage is systemdRunVM on a given image; a SeparateBoot image's
+// /boot disk is attached (on its own overlay) as the second virtio disk.
+func systemdRunImage(t *testing.T, img *qemu.DebianImage, sc *proto.Scenario, vm qemu.VM) (*qemu.Result, string) {
+	t.Helper()
 	ctx := context.Background()
 	art := qemu.ArtifactsDir(t)
 	disk := filepath.Join(art, "disk.qcow2")
@@ -139,6 +158,14 @@ func systemdRunVM(t *testing.T, sc *proto.Scenario, vm qemu.VM) (*qemu.Result, s
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.Remove(disk) })
+	if img.BootDisk != "" {
+		boot := filepath.Join(art, "boot.qcow2")
+		if err := qemu.Overlay(ctx, img.BootDisk, boot); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Remove(boot) })
+		vm.ExtraArgs = append(vm.ExtraArgs, "-drive", "file="+boot+",format=qcow2,if=virtio,cache=unsafe")
+	}
 	b, err := json.Marshal(sc)
 	if err != nil {
 		t.Fatal(err)
@@ -364,10 +391,10 @@ func TestSystemdKexecFinalizeFails(t *testing.T) {
 }
 
 // TestSystemdKexecLoadUnit: the package's optional gokexec-load.service,
-// enabled, loads the kernel named in /etc/default/gokexec in the
-// kexec.target transaction (systemctl start kexec.target, since Debian 12's
-// systemctl kexec refuses to start with nothing loaded); the hook
-// finalizes and the second system's list is consistent.
+// enabled and started, loads the kernel named in /etc/default/gokexec when
+// the kexec.target transaction stops it (systemctl start kexec.target,
+// since Debian 12's systemctl kexec refuses to start with nothing loaded);
+// the hook finalizes and the second system's list is consistent.
 func TestSystemdKexecLoadUnit(t *testing.T) {
 	t.Parallel()
 	img := debianImage(t)
@@ -376,7 +403,7 @@ func TestSystemdKexecLoadUnit(t *testing.T) {
 		"1": {DeadlineSec: 600, Actions: []proto.Action{
 			{Run: []string{"systemctl", "is-active", "multi-user.target"}, ExpectExit: intp(0)},
 			{Run: []string{"sh", "-c", "printf '" + conf + "' >>/etc/default/gokexec"}, ExpectExit: intp(0)},
-			{Run: []string{"systemctl", "enable", "gokexec-load.service"}, ExpectExit: intp(0)},
+			{Run: []string{"systemctl", "enable", "--now", "gokexec-load.service"}, ExpectExit: intp(0)},
 			{Run: []string{"cat", "/sys/kernel/kexec_loaded"}, ExpectExit: intp(0)},
 			{Exec: []string{"systemctl", "start", "kexec.target"}},
 		}},
@@ -401,6 +428,81 @@ func TestSystemdKexecLoadUnit(t *testing.T) {
 		t.Fatalf("imalog verify --tpm:\n%s", out)
 	}
 	t.Logf("second system: %s", describe(list2))
+}
+
+// TestSystemdKexecSeparateBoot (issue 22 item 4, issue 25 item 1): the image
+// has /boot on a disk of its own, mounted from /etc/fstab. gokexec-load.service
+// (enabled and started) and gokexec-as-kexec (gokexec installed as kexec) are
+// turned on, then systemctl start kexec.target: the unit loads while /boot
+// is still mounted (RequiresMountsFor=/boot, the load at its stop), the
+// shutdown unmounts /boot, the hook finalizes (and sees nothing mounted on
+// /boot), and systemd-shutdown's `kexec -e` — gokexec's — soft-reboots
+// without the kernel's files. The second system's list holds the first
+// system's entries with one kexec_load and one kexec_execute between the two
+// boot_aggregates, and replays to its PCRs.
+func TestSystemdKexecSeparateBoot(t *testing.T) {
+	t.Parallel()
+	skipShort(t)
+	img := debianImageSeparateBoot(t)
+	conf := "KERNEL_IMAGE=/boot/vmlinuz-" + img.Release + "\nINITRD=/boot/initrd.img-" + img.Release + "\n"
+	findBoot := proto.Action{Run: []string{"findmnt", "-n", "-o", "SOURCE,FSTYPE", "/boot"}, ExpectExit: intp(0)}
+	sc := &proto.Scenario{Steps: map[string]proto.Step{
+		"1": {DeadlineSec: 600, Actions: []proto.Action{
+			{Run: []string{"systemctl", "is-active", "multi-user.target"}, ExpectExit: intp(0)},
+			findBoot,
+			{Run: []string{"sh", "-c", "printf '" + conf + "' >>/etc/default/gokexec"}, ExpectExit: intp(0)},
+			{Run: []string{"systemctl", "enable", "--now", "gokexec-load.service"}, ExpectExit: intp(0)},
+			{Run: []string{"gokexec-as-kexec", "enable"}, ExpectExit: intp(0)},
+			{Run: []string{"readlink", "-f", "/sbin/kexec"}, ExpectExit: intp(0)},
+			{Run: []string{"cat", "/sys/kernel/kexec_loaded"}, ExpectExit: intp(0)},
+			{Report: []string{"pcrs", "list"}},
+			{Exec: []string{"systemctl", "start", "kexec.target"}},
+		}},
+		"2": secondStep(0, findBoot),
+	}}
+	res, serial := systemdRunImage(t, img, sc, qemu.VM{})
+	if n := res.Boots(); n != 2 {
+		t.Fatalf("%d boots, want 2 (hook lines %q)", n, grepLines(serial, "gokexec-shutdown"))
+	}
+	if got := guestCmdOutput(t, res, 1, "findmnt"); !strings.HasPrefix(strings.TrimSpace(got), "/dev/vd") || !strings.Contains(got, "ext4") {
+		t.Fatalf("first system: findmnt /boot says %q, want the second virtio disk", got)
+	}
+	if got := strings.TrimSpace(guestCmdOutput(t, res, 1, "readlink")); got != "/usr/sbin/gokexec" {
+		t.Fatalf("/sbin/kexec resolves to %q after gokexec-as-kexec enable", got)
+	}
+	if got := strings.TrimSpace(guestCmdOutput(t, res, 1, "cat")); got != "0" {
+		t.Fatalf("kexec_loaded before kexec.target: %q, want 0 (the unit must do the load)", got)
+	}
+	if !strings.Contains(serial, "kexec_core: Starting new kernel") {
+		t.Fatalf("no soft reboot (kexec -e failed and systemd rebooted normally?); hook lines %q", grepLines(serial, "gokexec-shutdown"))
+	}
+	hook := grepLines(serial, "gokexec-shutdown")
+	if len(hook) != 1 || !strings.Contains(hook[0], "finalized the IMA hand-over") || !strings.Contains(hook[0], "(nothing mounted on /boot)") {
+		t.Fatalf("hook lines %q: want one saying it finalized with nothing mounted on /boot", hook)
+	}
+	list2 := parseList(t, res.List(2, "binary_runtime_measurements"), "boot 2")
+	ba := bootSpans(list2)
+	load, execs := markers(t, list2)
+	if len(ba) != 2 || len(load) != 1 || len(execs) != 1 || !(ba[0] < load[0] && load[0] < execs[0] && execs[0] < ba[1]) {
+		t.Fatalf("boot 2: %s, kexec_load %v, kexec_execute %v, boot_aggregates %v: want one of each between the two boots", describe(list2), load, execs, ba)
+	}
+	list1 := parseList(t, res.List(1, "binary_runtime_measurements"), "boot 1")
+	if len(list1) == 0 || len(list1) > ba[1] {
+		t.Fatalf("boot 1 reported %d entries; the second list's first boot has %d", len(list1), ba[1])
+	}
+	for i := range list1 {
+		a, b := list1[i], list2[i]
+		if a.PCR != b.PCR || a.TemplateDigest != b.TemplateDigest || a.TemplateName != b.TemplateName || !bytes.Equal(a.TemplateData, b.TemplateData) {
+			t.Fatalf("entry %d of the first system's list differs in the second system's", i)
+		}
+	}
+	if r := ima.Verify(list2, binary.LittleEndian, pcrValues(t, res.PCRs(2), "sha1", "sha256"), ima.VerifyOptions{Reads: ima.ReadsPerBank}); !r.Consistent {
+		t.Fatalf("boot 2: list does not replay to the PCRs read in the guest: %v", r.Problems)
+	}
+	if out := guestCmdOutput(t, res, 2, "imalog"); !strings.Contains(out, "verdict: consistent") {
+		t.Fatalf("imalog verify --tpm in the second system:\n%s", out)
+	}
+	t.Logf("second system: %s, kexec_load at %d, kexec_execute at %d; hook: %q", describe(list2), load[0], execs[0], hook)
 }
 
 // TestSystemdKexecWithKexecTools: with kexec-tools' /usr/sbin/kexec in the

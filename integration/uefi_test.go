@@ -5,9 +5,9 @@ import (
 	"crypto"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -95,54 +95,46 @@ func (f efiFacts) String() string {
 }
 
 // uefiGuest is a guest with busybox (for the probes) and, for both test
-// kernels, the efivarfs module (Debian builds it as a module).
+// kernels, the efivarfs module (Debian builds it as a module) unless the
+// kernel has efivarfs built in.
 func uefiGuest(t *testing.T, name string) *guest {
 	g := newGuestNamed(t, name)
 	g.hostBin["/bin/busybox"] = "/bin/busybox"
 	for _, k := range []string{g.k1, g.k2} {
-		rel, ko := efivarfsModule(t, k)
-		g.files["/lib/modules/"+rel+"/efivarfs.ko"] = ko
+		if rel, ko := efivarfsModule(t, k); ko != "" {
+			g.files["/lib/modules/"+rel+"/efivarfs.ko"] = ko
+		}
 	}
 	return g
 }
 
 var efivarfsMu sync.Mutex
 
-// efivarfsModule returns a kernel's release and its efivarfs.ko, taken
-// (once, then cached beside the kernel) from the kernel's Debian package.
+// efivarfsModule returns a kernel's release and its efivarfs.ko ("" when the
+// kernel's configuration beside it says efivarfs is built in). The module
+// comes from the modules tree beside the kernel (a bare vmlinuz from an
+// unpacked package: lib/modules/<release>/) or, for the kernels
+// scripts/setup.sh fetched, from their Debian package (qemu.FindModule). A
+// kernel with neither, and no configuration saying CONFIG_EFIVAR_FS=y,
+// cannot run a UEFI scenario: the test is skipped with one line saying why.
 func efivarfsModule(t *testing.T, kernel string) (string, string) {
 	t.Helper()
 	// Scenarios run in parallel and share the cache: one extraction at a time.
 	efivarfsMu.Lock()
 	defer efivarfsMu.Unlock()
-	dir := filepath.Dir(kernel)
-	pkg, err := os.ReadFile(filepath.Join(dir, "package"))
+	rel, err := qemu.KernelRelease(kernel)
 	if err != nil {
-		t.Fatalf("%v (the kernel's package name; bash scripts/setup.sh)", err)
+		t.Fatal(err)
 	}
-	name := strings.TrimSpace(string(pkg))
-	rel := strings.TrimPrefix(name, "linux-image-")
-	ko := filepath.Join(dir, "efivarfs.ko")
-	if _, err := os.Stat(ko); err == nil {
-		return rel, ko
+	if v, _ := qemu.KernelConfigValue(kernel, rel, "EFIVAR_FS"); v == "y" {
+		return rel, ""
 	}
-	tmp := t.TempDir()
-	dl := exec.Command("apt-get", "download", name)
-	dl.Dir = tmp
-	if out, err := dl.CombinedOutput(); err != nil {
-		t.Fatalf("apt-get download %s: %v\n%s", name, err, out)
+	ko, err := qemu.FindModule(kernel, rel, "fs/efivarfs/efivarfs.ko")
+	if errors.Is(err, qemu.ErrNoModule) {
+		t.Skipf("%s: the UEFI scenarios need efivarfs, and this kernel has no efivarfs.ko beside it (lib/modules/%s) nor a configuration saying CONFIG_EFIVAR_FS=y", kernel, rel)
 	}
-	debs, _ := filepath.Glob(filepath.Join(tmp, "*.deb"))
-	if len(debs) != 1 {
-		t.Fatalf("apt-get download %s: %d packages", name, len(debs))
-	}
-	// 6.1 ships efivarfs.ko, 6.12 efivarfs.ko.xz (busybox insmod takes
-	// neither compressed nor signed-and-compressed modules: unpack here).
-	x := exec.Command("sh", "-c", `m=./lib/modules/$2/kernel/fs/efivarfs/efivarfs.ko
-if dpkg-deb -c "$1" | grep -q "$m.xz$"; then dpkg-deb --fsys-tarfile "$1" | tar -xO "$m.xz" | xz -dc > "$3.tmp"
-else dpkg-deb --fsys-tarfile "$1" | tar -xO "$m" > "$3.tmp"; fi && mv "$3.tmp" "$3"`, "sh", debs[0], rel, ko)
-	if out, err := x.CombinedOutput(); err != nil {
-		t.Fatalf("efivarfs.ko from %s: %v\n%s", name, err, out)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return rel, ko
 }

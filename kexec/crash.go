@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -57,11 +58,18 @@ type CrashFacts struct {
 // /proc/kcore too (a kexec_load crash plan needs them; kexec_file_load
 // builds its header in the kernel).
 func ReadCrashFacts(root, iomem string, notes bool) (*CrashFacts, error) {
-	r := rootOr(root)
+	return readCrashFactsIn(sysFiles{root}, iomem, notes)
+}
+
+func readCrashFactsIn(fl files, iomem string, notes bool) (*CrashFacts, error) {
+	var b []byte
+	var err error
 	if iomem == "" {
-		iomem = filepath.Join(r, "proc/iomem")
+		iomem = fl.name("proc/iomem")
+		b, err = fl.readFile("memory map", "proc/iomem", MaxMemmapBytes)
+	} else {
+		b, err = ReadInput("memory map", iomem, MaxMemmapBytes)
 	}
-	b, err := ReadInput("memory map", iomem, MaxMemmapBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -75,17 +83,17 @@ func ReadCrashFacts(root, iomem string, notes bool) (*CrashFacts, error) {
 	if !notes {
 		return f, nil
 	}
-	if f.CPUNotes, err = readCPUNotes(filepath.Join(r, SysCPU)); err != nil {
+	if f.CPUNotes, err = readCPUNotes(fl); err != nil {
 		return nil, err
 	}
-	vb, err := readSmall(filepath.Join(r, SysVMCoreInfo))
+	vb, err := fl.readFile("crash dump", rel(SysVMCoreInfo), MaxSmallBytes)
 	if err != nil {
 		return nil, fmt.Errorf("crash dump: %w", err)
 	}
 	if f.VMCoreInfo, err = elfcore.ParseVMCoreInfo(string(vb)); err != nil {
 		return nil, fmt.Errorf("%s: %w", SysVMCoreInfo, err)
 	}
-	f.PageOffset, f.KernelText, err = readKcore(filepath.Join(r, ProcKcore))
+	f.PageOffset, f.KernelText, err = readKcoreIn(fl)
 	if err != nil {
 		f.KcoreErr = err.Error()
 	}
@@ -94,8 +102,9 @@ func ReadCrashFacts(root, iomem string, notes bool) (*CrashFacts, error) {
 
 // readCPUNotes reads cpuN/crash_notes (and crash_notes_size) for every
 // CPU directory that has one, in CPU order.
-func readCPUNotes(dir string) ([]elfcore.Note, error) {
-	ents, err := os.ReadDir(dir)
+func readCPUNotes(fl files) ([]elfcore.Note, error) {
+	dir := fl.name(rel(SysCPU))
+	ents, err := fs.ReadDir(fl.fsys(MaxSmallBytes), rel(SysCPU))
 	if err != nil {
 		return nil, fmt.Errorf("crash dump: %w", err)
 	}
@@ -112,15 +121,16 @@ func readCPUNotes(dir string) ([]elfcore.Note, error) {
 	sort.Ints(cpus)
 	var out []elfcore.Note
 	for _, c := range cpus {
-		base := filepath.Join(dir, "cpu"+strconv.Itoa(c))
-		a, err := readSmall(filepath.Join(base, "crash_notes"))
+		cpu := path.Join(rel(SysCPU), "cpu"+strconv.Itoa(c))
+		base := fl.name(cpu)
+		a, err := fl.readFile("crash dump", path.Join(cpu, "crash_notes"), MaxSmallBytes)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("crash dump: %w", err)
 		}
-		s, err := readSmall(filepath.Join(base, "crash_notes_size"))
+		s, err := fl.readFile("crash dump", path.Join(cpu, "crash_notes_size"), MaxSmallBytes)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("crash dump: %w", err)
 		}
@@ -142,11 +152,19 @@ func readCPUNotes(dir string) ([]elfcore.Note, error) {
 // virtual address in the kernel image map. Reading it needs root; under
 // lockdown (confidentiality) it is refused.
 func readKcore(path string) (uint64, *elfcore.Load, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
-	if err != nil {
-		return 0, nil, fmt.Errorf("%s: %w", path, err)
+	return readKcoreIn(sysFiles{filepath.Dir(path)}, filepath.Base(path))
+}
+
+func readKcoreIn(fl files, relPath ...string) (uint64, *elfcore.Load, error) {
+	p := rel(ProcKcore)
+	if len(relPath) > 0 {
+		p = relPath[0]
 	}
-	f := os.NewFile(uintptr(fd), path)
+	path := fl.name(p)
+	f, err := fl.open("kcore", p)
+	if err != nil {
+		return 0, nil, err
+	}
 	defer f.Close()
 	ef, err := elf.NewFile(f)
 	if err != nil {
@@ -199,7 +217,7 @@ const maxKcoreHeaders = 1 << 20
 // at path (no memory contents): what readKcore needs, small enough for
 // capture-host to keep.
 func KcoreHeaders(path string) ([]byte, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -228,3 +246,6 @@ func KcoreHeaders(path string) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// rel is an absolute system path relative to a tree's root.
+func rel(abs string) string { return strings.TrimPrefix(abs, "/") }

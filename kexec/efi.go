@@ -1,8 +1,6 @@
 package kexec
 
 import (
-	"os"
-
 	"github.com/gokexec/gokexec/efi"
 )
 
@@ -14,9 +12,6 @@ const RootFS = "/"
 // next x86 kernel — /sys/kernel/boot_params/data and /sys/firmware/efi/** —
 // from the tree at root ("/" for the running system, or a captured host).
 // It returns nil, nil when the tree has neither.
-func ReadFirmware(root string) (*efi.Host, error) {
-	if root == "" {
-		root = RootFS
-	}
-	return efi.ReadHost(os.DirFS(root))
-}
+func ReadFirmware(root string) (*efi.Host, error) { return firmwareIn(sysFiles{root}) }
+
+func firmwareIn(fl files) (*efi.Host, error) { return efi.ReadHost(fl.fsys(MaxSmallBytes)) }

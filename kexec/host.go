@@ -198,31 +198,48 @@ func iomemFile(override string) string {
 // it is the plan the captured machine would get. Every fact is read from
 // the tree; a fact the tree lacks is an error naming the file (a missing
 // IMA list: the captured machine had none).
+//
+// The tree is untrusted input: every path is resolved inside it (a
+// symbolic link that leads out is refused with ErrEscapes, and nothing
+// outside is read or echoed), every file is opened non-blocking and read
+// only when it is a regular file (a FIFO never hangs), and every read is
+// bounded.
 type Captured struct {
 	Root string
-	// MemMap and IMALog override the tree's files, as for System.
+	// MemMap and IMALog override the tree's files, as for System (they
+	// are the user's own files, read as inputs).
 	MemMap, IMALog string
 }
 
-func (c *Captured) first(rels ...string) string {
-	for _, p := range rels {
-		if _, err := os.Lstat(filepath.Join(c.Root, p)); err == nil {
-			return filepath.Join(c.Root, p)
-		}
-	}
-	return ""
-}
+func (c *Captured) tree() tree { return tree{c.Root} }
 
 // MemoryMap reads the tree's sys/firmware/memmap, else its proc/iomem.
 func (c *Captured) MemoryMap(string) (segment.Map, error) {
-	p := c.MemMap
-	if p == "" {
-		if p = c.first("sys/firmware/memmap", "proc/iomem"); p == "" {
-			return nil, fmt.Errorf("%w: the captured tree %s has no memory map", ErrNotDescribed, c.Root)
-		}
+	if c.MemMap != "" {
+		m, _, err := ReadMemoryMap(c.MemMap)
+		return m, err
 	}
-	m, _, err := ReadMemoryMap(p)
-	return m, err
+	t := c.tree()
+	for _, rel := range []string{"sys/firmware/memmap", "proc/iomem"} {
+		if !exists(t, rel) {
+			continue
+		}
+		b, dir, err := readMemoryMapIn(t, rel)
+		if err != nil {
+			return nil, err
+		}
+		var m segment.Map
+		if dir != nil {
+			m, err = segment.ParseSysfsMemmap(dir)
+		} else {
+			m, err = segment.ParseIomem(bytes.NewReader(b))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("memory map %s: %w", t.name(rel), err)
+		}
+		return m, nil
+	}
+	return nil, fmt.Errorf("%w: the captured tree %s has no memory map", ErrNotDescribed, c.Root)
 }
 
 // Firmware reads the tree's boot_params and sys/firmware/efi.
@@ -230,12 +247,12 @@ func (c *Captured) Firmware(arch string) (*efi.Host, error) {
 	if arch != "amd64" {
 		return nil, nil
 	}
-	return ReadFirmware(c.Root)
+	return firmwareIn(c.tree())
 }
 
 // ACPIRSDP reads the tree's sys/firmware/efi/systab.
 func (c *Captured) ACPIRSDP() uint64 {
-	b, err := readSmall(filepath.Join(c.Root, "sys/firmware/efi/systab"))
+	b, err := c.tree().readFile("system file", "sys/firmware/efi/systab", MaxSmallBytes)
 	if err != nil {
 		return 0
 	}
@@ -244,33 +261,37 @@ func (c *Captured) ACPIRSDP() uint64 {
 
 // DeviceTree reads the tree's sys/firmware/fdt.
 func (c *Captured) DeviceTree() ([]byte, error) {
-	return ReadInput("device tree", filepath.Join(c.Root, "sys/firmware/fdt"), MaxDTBBytes)
+	return c.tree().readFile("device tree", "sys/firmware/fdt", MaxDTBBytes)
 }
 
 // IMAList reads the override or the tree's securityfs list.
 func (c *Captured) IMAList() ([]byte, error) {
-	p := c.IMALog
-	if p == "" {
-		if p = c.first("sys/kernel/security/ima/binary_runtime_measurements", "sys/kernel/security/integrity/ima/binary_runtime_measurements"); p == "" {
-			return nil, ErrNoIMA
+	if c.IMALog != "" {
+		b, _, err := ReadIMAList(c.IMALog)
+		return b, err
+	}
+	t := c.tree()
+	for _, rel := range []string{"sys/kernel/security/ima/binary_runtime_measurements", "sys/kernel/security/integrity/ima/binary_runtime_measurements"} {
+		if exists(t, rel) {
+			return t.readFile("IMA list", rel, MaxIMAListBytes)
 		}
 	}
-	b, _, err := ReadIMAList(p)
-	return b, err
+	return nil, ErrNoIMA
 }
 
 // Lockdown reads the tree's lockdown file.
-func (c *Captured) Lockdown() string { return LockdownAt(c.Root) }
+func (c *Captured) Lockdown() string { return lockdownIn(c.tree()) }
 
 // KexecLoadDisabled reads the tree's sysctl file.
-func (c *Captured) KexecLoadDisabled() bool { return KexecLoadDisabledAt(c.Root) }
+func (c *Captured) KexecLoadDisabled() bool { return kexecLoadDisabledIn(c.tree()) }
 
-// Kallsyms reads the tree's proc/kallsyms (capture-host keeps the IMA names).
-func (c *Captured) Kallsyms() (KallsymsFacts, error) { return ReadKallsyms(c.Root) }
+// Kallsyms reads the tree's proc/kallsyms (capture-host keeps the IMA
+// names). A tree without it is an error, never a silent "no".
+func (c *Captured) Kallsyms() (KallsymsFacts, error) { return kallsymsIn(c.tree()) }
 
 // BootID reads the tree's proc/sys/kernel/random/boot_id.
 func (c *Captured) BootID() (string, error) {
-	b, err := readSmall(filepath.Join(c.Root, "proc/sys/kernel/random/boot_id"))
+	b, err := c.tree().readFile("boot id", "proc/sys/kernel/random/boot_id", MaxSmallBytes)
 	if err != nil {
 		return "", err
 	}
@@ -279,11 +300,21 @@ func (c *Captured) BootID() (string, error) {
 
 // KexecLoaded reads the tree's sys/kernel/kexec_loaded (or
 // kexec_crash_loaded).
-func (c *Captured) KexecLoaded(crash bool) (bool, error) { return loadedAt(c.Root, crash) }
+func (c *Captured) KexecLoaded(crash bool) (bool, error) {
+	rel := "sys/kernel/kexec_loaded"
+	if crash {
+		rel = "sys/kernel/kexec_crash_loaded"
+	}
+	b, err := c.tree().readFile("status", rel, MaxSmallBytes)
+	if err != nil {
+		return false, err
+	}
+	return strings.TrimSpace(string(b)) == "1", nil
+}
 
 // CrashFacts reads the captured tree's crash facts.
 func (c *Captured) CrashFacts(notes bool) (*CrashFacts, error) {
-	return ReadCrashFacts(c.Root, iomemFile(c.MemMap), notes)
+	return readCrashFactsIn(c.tree(), iomemFile(c.MemMap), notes)
 }
 
 // Kernel is the acts on the running kernel. Tests never call its methods

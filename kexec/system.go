@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -51,7 +50,7 @@ func readMap(path string) (segment.Map, error) {
 		return nil, fmt.Errorf("memory map %s: %w", path, err)
 	}
 	if st.IsDir() {
-		m, err := segment.ParseSysfsMemmap(boundedFS{os.DirFS(path), path})
+		m, err := segment.ParseSysfsMemmap(boundedFS{os.DirFS(path), path, 64 << 10})
 		if err != nil {
 			return nil, fmt.Errorf("memory map %s: %w", path, err)
 		}
@@ -163,6 +162,21 @@ const (
 // 4 KiB and streams over 1 GiB are refused.
 func ParseKallsyms(r io.Reader) (KallsymsFacts, error) {
 	var f KallsymsFacts
+	err := scanKallsyms(r, func(_, name []byte) {
+		switch string(name) {
+		case SymAddKexecBuffer:
+			f.HandsOver = true
+		case SymUpdateKexecBuffer, SymMeasureKexecEvent:
+			f.MeasuresAtExec = true
+		}
+	})
+	return f, err
+}
+
+// scanKallsyms calls fn with the type and name of every built-in symbol
+// (a module's symbols carry a fourth field, "[module]", and IMA is never
+// a module), within the bounds of ParseKallsyms.
+func scanKallsyms(r io.Reader, fn func(typ, name []byte)) error {
 	sc := bufio.NewScanner(io.LimitReader(r, maxKallsymsTotalBytes+1))
 	sc.Buffer(make([]byte, 0, maxKallsymsLineBytes), maxKallsymsLineBytes)
 	var total int64
@@ -170,38 +184,36 @@ func ParseKallsyms(r io.Reader) (KallsymsFacts, error) {
 		line := sc.Bytes()
 		total += int64(len(line)) + 1
 		if total > maxKallsymsTotalBytes {
-			return f, fmt.Errorf("kallsyms: %w: more than %d bytes", ErrTooLarge, maxKallsymsTotalBytes)
+			return fmt.Errorf("kallsyms: %w: more than %d bytes", ErrTooLarge, maxKallsymsTotalBytes)
 		}
-		// The name is the third field; a module's symbols carry a fourth
-		// ("[module]"), and IMA is never a module.
-		fields := bytes.Fields(line)
-		if len(fields) != 3 {
+		var fields [4][]byte
+		n := 0
+		for rest := line; n < 4; n++ {
+			rest = bytes.TrimLeft(rest, " \t")
+			if len(rest) == 0 {
+				break
+			}
+			end := bytes.IndexAny(rest, " \t")
+			if end < 0 {
+				end = len(rest)
+			}
+			fields[n], rest = rest[:end], rest[end:]
+		}
+		if n != 3 {
 			continue
 		}
-		switch string(fields[2]) {
-		case SymAddKexecBuffer:
-			f.HandsOver = true
-		case SymUpdateKexecBuffer, SymMeasureKexecEvent:
-			f.MeasuresAtExec = true
-		}
+		fn(fields[1], fields[2])
 	}
 	if err := sc.Err(); err != nil {
-		return f, fmt.Errorf("kallsyms: %w", err)
+		return fmt.Errorf("kallsyms: %w", err)
 	}
-	return f, nil
+	return nil
 }
 
 // ReadKallsyms reads the kernel's facts from root/proc/kallsyms: the
 // running kernel's with root "" or "/", a captured host's (capture-host,
 // --host) otherwise.
-func ReadKallsyms(root string) (KallsymsFacts, error) {
-	f, err := os.Open(filepath.Join(rootOr(root), "proc/kallsyms"))
-	if err != nil {
-		return KallsymsFacts{}, fmt.Errorf("kallsyms: %w", err)
-	}
-	defer f.Close()
-	return ParseKallsyms(f)
-}
+func ReadKallsyms(root string) (KallsymsFacts, error) { return kallsymsIn(sysFiles{root}) }
 
 // KernelHandsOverIMA reports whether the running kernel can hand the IMA
 // list over by itself on kexec_file_load (CONFIG_IMA_KEXEC): its symbol
@@ -211,24 +223,15 @@ func KernelHandsOverIMA() (bool, error) {
 	return f.HandsOver, err
 }
 
-// boundedFS reads a /sys/firmware/memmap-style tree, refusing files that
-// are not regular or are larger than a sysfs value can be.
-type boundedFS struct {
-	fs.FS
-	root string
-}
-
-func (b boundedFS) ReadFile(name string) ([]byte, error) {
-	return ReadInput("memory map", filepath.Join(b.root, name), 64<<10)
-}
-
 // KexecLoadDisabled reports sysctl kernel.kexec_load_disabled.
 func KexecLoadDisabled() bool { return KexecLoadDisabledAt("") }
 
 // KexecLoadDisabledAt is KexecLoadDisabled of the tree at root ("": this
 // system).
-func KexecLoadDisabledAt(root string) bool {
-	b, err := readSmall(filepath.Join(rootOr(root), "proc/sys/kernel/kexec_load_disabled"))
+func KexecLoadDisabledAt(root string) bool { return kexecLoadDisabledIn(sysFiles{root}) }
+
+func kexecLoadDisabledIn(fl files) bool {
+	b, err := fl.readFile("system file", "proc/sys/kernel/kexec_load_disabled", MaxSmallBytes)
 	return err == nil && strings.TrimSpace(string(b)) == "1"
 }
 

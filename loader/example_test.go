@@ -124,3 +124,83 @@ func ExamplePlan() {
 	// Output:
 	// kexec_load, IMA list of 4 entries (the kexec_load marker included) in a 8192-byte segment; 0 loads
 }
+
+// A DryRun wraps a host: load, finalize and exec read and plan as they
+// would, and every act (kexec_load, kexec_file_load, unload, reboot,
+// mounting securityfs, TPM extends) is recorded instead of made.
+func ExampleDryRun() {
+	ctx := context.Background()
+	host := measuredHost()
+	dry := loader.NewDryRun(host)
+	img := loader.Image{Kernel: loader.Bytes("/boot/vmlinuz", standInKernel()), Cmdline: "console=ttyS0"}
+	l, err := loader.Load(ctx, dry, img, loader.Options{Arch: plan.ArchAMD64, Mode: plan.ModeLoad})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	if _, err := l.Finalize(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+	_ = l.Exec()
+	for _, a := range dry.Acts {
+		fmt.Println(a.Op)
+	}
+	fmt.Println("acts on the host:", len(host.Loads)+host.Reboots)
+	// Output:
+	// kexec_load
+	// kexec_load
+	// reboot
+	// acts on the host: 0
+}
+
+// Two processes (a load now, the exec at shutdown): the state keeps what
+// the load read, so the second process never opens the kernel's files —
+// a separate /boot may be unmounted by then.
+func ExampleResume() {
+	ctx := context.Background()
+	host := measuredHost()
+	dir, err := os.MkdirTemp("", "gokexec-example")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer os.RemoveAll(dir)
+	state := loader.StateDir(dir + "/run")
+
+	// Process 1: load and record.
+	img := loader.Image{Kernel: loader.Bytes("/boot/vmlinuz", standInKernel()), Cmdline: "console=ttyS0"}
+	l, err := loader.Load(ctx, host, img, loader.Options{Arch: plan.ArchAMD64, Mode: plan.ModeLoad, IMAExtra: 4096})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	if err := state.Save(l.State()); err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	// Process 2: resume, finalize, record, reboot.
+	s, err := state.Read()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	l2, err := loader.Resume(host, s)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	rep, err := l2.Finalize(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	if err := state.Save(l2.State()); err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("entries handed over:", rep.Count, "reboot:", l2.Exec() == nil)
+	// Output:
+	// entries handed over: 7 reboot: true
+}

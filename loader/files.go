@@ -1,7 +1,6 @@
 package loader
 
 import (
-	"bytes"
 	"fmt"
 	"path/filepath"
 
@@ -39,7 +38,9 @@ func FileInput(what, path string, max int64) (Input, error) {
 	if err != nil {
 		return Input{}, fmt.Errorf("%w: %w", plan.ErrInput, err)
 	}
-	return Input{Name: r, Path: r, R: bytes.NewReader(b)}, nil
+	in := Bytes(r, b) // read once, used as read
+	in.Path = r
+	return in, nil
 }
 
 // FileImage reads kernel, initrd and dtb (either may be "") as FileInput

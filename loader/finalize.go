@@ -134,13 +134,12 @@ func (l *Loaded) finalize() (*Report, error) {
 		return rep, nil
 	}
 	rep.Entries, rep.Extended, rep.Relayout = res.ours, t != nil, res.relayout
-	raw := ima.AppendList(nil, res.list, binary.LittleEndian)
-	rep.ListBytes, rep.Count = uint64(len(raw)), len(res.list)
-
-	p, err := l.replan(raw, res.segment)
+	p, err := l.replan(res.list, res.segment)
 	if err != nil {
 		return nil, fmt.Errorf("finalize: %w (%w)", err, ErrExtended)
 	}
+	raw := handoverList(p)
+	rep.ListBytes, rep.Count = uint64(len(raw)), len(res.list)
 	if err := execute(l.host, p, l.in, l.paths, false, false); err != nil {
 		return nil, fmt.Errorf("finalize: %w (%w)", err, ErrExtended)
 	}
@@ -152,10 +151,14 @@ func (l *Loaded) finalize() (*Report, error) {
 }
 
 // replan is the load's plan again, from the bytes and facts of the load,
-// with the hand-over list raw in a segment of segSize bytes.
-func (l *Loaded) replan(raw []byte, segSize uint64) (*plan.Plan, error) {
+// with the hand-over list es in a segment of segSize bytes.
+func (l *Loaded) replan(es []ima.Entry, segSize uint64) (*plan.Plan, error) {
 	in := *l.in
-	in.IMAList, in.IMASegment = raw, segSize
+	in.IMAList, in.IMAEntries, in.IMASegment = nil, es, segSize
+	in.KernelSHA256 = l.plan.Kernel.SHA256
+	if l.plan.Initrd != nil {
+		in.InitrdSHA256 = l.plan.Initrd.SHA256
+	}
 	p, err := plan.Build(&in)
 	if err != nil {
 		return nil, err
@@ -164,6 +167,17 @@ func (l *Loaded) replan(raw []byte, segSize uint64) (*plan.Plan, error) {
 	p.DTBInput = l.plan.DTBInput
 	p.Appraisal = l.plan.Appraisal
 	return p, nil
+}
+
+// handoverList is the binary list a plan hands over (its IMA segment's
+// buffer after the header).
+func handoverList(p *plan.Plan) []byte {
+	for _, s := range p.Segments {
+		if p.IMA != nil && s.Name == p.IMA.Segment {
+			return s.Buf[ima.KexecHeaderSize : ima.KexecHeaderSize+p.IMA.ListBytes]
+		}
+	}
+	return nil
 }
 
 // finalizeIn is what finalizeList works from.
@@ -195,11 +209,12 @@ type finalizeOut struct {
 // entries that arrived meanwhile where the PCRs say they were extended.
 func finalizeList(f finalizeIn) (finalizeOut, error) {
 	var out finalizeOut
-	base, nKernel, plans, banks, err := stableBase(f.facts, f.tpm, f.prev, f.fin)
+	b, err := stableBase(f.facts, f.tpm, f.prev, f.fin, f.pcr)
 	if err != nil {
 		return out, err
 	}
-	out.banks = banks
+	base, nKernel := b.entries, b.nKernel
+	out.banks = b.desc
 	if f.fin != nil && nKernel == f.fin.KernelEntries {
 		out.skipped = true
 		return out, nil
@@ -212,7 +227,7 @@ func finalizeList(f finalizeIn) (finalizeOut, error) {
 	out.ours, out.segment, out.relayout = h.ours, h.segment, h.relayout
 	final := append(append([]ima.Entry(nil), base...), h.ours...)
 	if f.tpm != nil {
-		methods := current(plans)
+		methods := current(b.plans)
 		for _, e := range h.ours {
 			d := map[crypto.Hash][]byte{}
 			for bank, m := range methods {
@@ -222,7 +237,7 @@ func finalizeList(f finalizeIn) (finalizeOut, error) {
 				return out, fmt.Errorf("finalize: extending PCR %d: %w (%w)", e.PCR, err, ErrExtended)
 			}
 		}
-		if final, nKernel, err = reconcile(f.facts, f.tpm, base, nKernel, h.ours, plans); err != nil {
+		if final, nKernel, err = reconcile(f.facts, f.tpm, b, h.ours); err != nil {
 			return out, err
 		}
 		// Kernel entries that arrived between the snapshot and the extend
@@ -238,66 +253,84 @@ func finalizeList(f finalizeIn) (finalizeOut, error) {
 	return out, nil
 }
 
+// baseState is the log as the TPM knows it when finalize starts.
+type baseState struct {
+	entries []ima.Entry // the base log
+	nKernel int         // how many of the running kernel's entries it accounts for
+	raw     []byte      // the running kernel's list as read
+	at      ima.PCRValues
+	plans   []bankPlan
+	desc    []string
+}
+
 // stableBase reads the running kernel's list and the PCRs until the list
 // did not change while the PCRs were read. The base log is that list, or,
 // after an earlier finalize, the list it loaded followed by what the kernel
 // measured since. The base must replay to the TPM; the method that
-// reproduces each bank is returned for extending the loader's entries.
-func stableBase(h Facts, t TPM, prev []ima.Entry, fin *Finalized) (base []ima.Entry, nKernel int, plans []bankPlan, desc []string, err error) {
+// reproduces each bank is returned for extending the loader's entries, and
+// the PCR values read (those of the base, and of pcr) are where the
+// loader's entries start from.
+func stableBase(h Facts, t TPM, prev []ima.Entry, fin *Finalized, pcr uint32) (baseState, error) {
 	last := errors.New("no attempt")
 	for try := 0; try < 5; try++ {
 		raw, err := h.IMAList()
 		if errors.Is(err, kexec.ErrNoIMA) || errors.Is(err, kexec.ErrSecurityfsUnmounted) {
-			return nil, 0, nil, nil, fmt.Errorf("finalize: %w: %w", ErrNoIMAList, err)
+			return baseState{}, fmt.Errorf("finalize: %w: %w", ErrNoIMAList, err)
 		}
 		if err != nil {
-			return nil, 0, nil, nil, fmt.Errorf("finalize: %w", err)
+			return baseState{}, fmt.Errorf("finalize: %w", err)
 		}
 		kernel, err := ima.ParseList(raw, binary.LittleEndian)
 		if err != nil {
-			return nil, 0, nil, nil, fmt.Errorf("finalize: the running kernel's list: %w", err)
+			return baseState{}, fmt.Errorf("finalize: the running kernel's list: %w", err)
 		}
-		base = kernel
+		b := baseState{entries: kernel, nKernel: len(kernel), raw: raw}
 		if fin != nil {
 			if len(kernel) < fin.KernelEntries {
-				return nil, 0, nil, nil, fmt.Errorf("%w: the running list shrank since the last finalize", ErrSelfCheck)
+				return baseState{}, fmt.Errorf("%w: the running list shrank since the last finalize", ErrSelfCheck)
 			}
-			base = append(append([]ima.Entry(nil), prev...), kernel[fin.KernelEntries:]...)
+			b.entries = append(append([]ima.Entry(nil), prev...), kernel[fin.KernelEntries:]...)
 		}
 		if t == nil {
-			return base, len(kernel), nil, nil, nil
+			return b, nil
 		}
-		pcrs, err := readPCRs(t, base)
-		if err != nil {
-			return nil, 0, nil, nil, err
+		if b.at, err = readPCRs(t, b.entries, pcr); err != nil {
+			return baseState{}, err
 		}
 		again, err := h.IMAList()
 		if err != nil {
-			return nil, 0, nil, nil, err
+			return baseState{}, err
 		}
 		if !bytes.Equal(raw, again) {
 			last = errors.New("the list kept changing while the PCRs were read")
 			continue
 		}
-		plans, err := planBanks(base, pcrs)
-		if err != nil {
-			return nil, 0, nil, nil, fmt.Errorf("%w; the log so far (%d entries) does not replay", err, len(base))
+		if b.plans, err = planBanks(b.entries, b.at); err != nil {
+			return baseState{}, fmt.Errorf("%w; the log so far (%d entries) does not replay", err, len(b.entries))
 		}
-		return base, len(kernel), plans, describePlans(plans), nil
+		b.desc = describePlans(b.plans)
+		return b, nil
 	}
-	return nil, 0, nil, nil, fmt.Errorf("finalize: %w", last)
+	return baseState{}, fmt.Errorf("finalize: %w", last)
 }
 
-// readPCRs reads every active bank's value of every PCR the list uses (and
-// PCR 10).
-func readPCRs(t TPM, es []ima.Entry) (ima.PCRValues, error) {
-	seen := map[uint32]bool{DefaultPCR: true}
-	idx := []uint32{DefaultPCR}
-	for _, e := range es {
-		if !seen[e.PCR] && e.PCR < 24 {
-			seen[e.PCR] = true
-			idx = append(idx, e.PCR)
+// readPCRs reads every active bank's value of every PCR the list uses,
+// of PCR 10, and of the extra PCRs.
+func readPCRs(t TPM, es []ima.Entry, extra ...uint32) (ima.PCRValues, error) {
+	seen := map[uint32]bool{}
+	var idx []uint32
+	add := func(p uint32) {
+		if !seen[p] && p < 24 {
+			seen[p] = true
+			idx = append(idx, p)
 		}
+	}
+	add(DefaultPCR)
+	for _, p := range extra {
+		add(p)
+	}
+	for _, e := range es {
+		add(e.PCR)
 	}
 	v, err := t.ReadPCRs(idx)
 	if err != nil {
@@ -308,31 +341,72 @@ func readPCRs(t TPM, es []ima.Entry) (ima.PCRValues, error) {
 
 // reconcile reads the kernel's list and the PCRs after the loader's entries
 // were extended and returns the order that reproduces the PCRs: the base,
-// the kernel entries that arrived before ours, ours, the rest. nKernel is
-// how many kernel entries base accounts for; the new count is returned.
-func reconcile(h Facts, t TPM, base []ima.Entry, nKernel int, ours []ima.Entry, plans []bankPlan) ([]ima.Entry, int, error) {
+// the kernel entries that arrived before ours, ours, the rest. Only what
+// follows the base is replayed, from the PCR values the base replayed to;
+// only what the kernel appended to its list is parsed. The new count of
+// the kernel's entries accounted for is returned.
+func reconcile(h Facts, t TPM, b baseState, ours []ima.Entry) ([]ima.Entry, int, error) {
 	raw, err := h.IMAList()
 	if err != nil {
 		return nil, 0, fmt.Errorf("finalize: %w (%w)", err, ErrExtended)
 	}
-	now, err := ima.ParseList(raw, binary.LittleEndian)
+	if !bytes.HasPrefix(raw, b.raw) {
+		return nil, 0, fmt.Errorf("%w: the running list changed, not only grew (%w)", ErrSelfCheck, ErrExtended)
+	}
+	newer, err := ima.ParseList(raw[len(b.raw):], binary.LittleEndian)
 	if err != nil {
-		return nil, 0, fmt.Errorf("finalize: %w", err)
+		return nil, 0, fmt.Errorf("finalize: %w (%w)", err, ErrExtended)
 	}
-	if len(now) < nKernel {
-		return nil, 0, fmt.Errorf("%w: the running list shrank", ErrSelfCheck)
-	}
-	newer := now[nKernel:]
-	pcrs, err := readPCRs(t, append(append([]ima.Entry(nil), base...), ours...))
+	tail := append(append([]ima.Entry(nil), ours...), newer...)
+	pcrs, err := readPCRs(t, tail, keys(b.at)...)
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w (%w)", err, ErrExtended)
 	}
+	methods := current(b.plans)
 	for i := 0; i <= len(newer); i++ {
-		cand := append(append(append(append([]ima.Entry(nil), base...), newer[:i]...), ours...), newer[i:]...)
-		if replaysWith(cand, pcrs, plans) {
-			return cand, len(now), nil
+		cand := append(append(append([]ima.Entry(nil), newer[:i]...), ours...), newer[i:]...)
+		if extendsTo(b.at, cand, methods, pcrs) {
+			return append(append([]ima.Entry(nil), b.entries...), cand...), b.nKernel + len(newer), nil
 		}
 	}
 	return nil, 0, fmt.Errorf("%w after extending the loader's %d entries (%d kernel entries arrived meanwhile) (%w)",
 		ErrSelfCheck, len(ours), len(newer), ErrExtended)
+}
+
+func keys(v ima.PCRValues) []uint32 {
+	var out []uint32
+	for _, vals := range v {
+		for p := range vals {
+			out = append(out, p)
+		}
+		break
+	}
+	return out
+}
+
+// extendsTo reports whether extending start with es (each bank with its
+// method) gives want in every bank, for every PCR want holds.
+func extendsTo(start ima.PCRValues, es []ima.Entry, methods map[crypto.Hash]ima.Method, want ima.PCRValues) bool {
+	for bank, m := range methods {
+		cur := map[uint32][]byte{}
+		for p, v := range start[bank] {
+			cur[p] = bytes.Clone(v)
+		}
+		for _, e := range es {
+			v, ok := cur[e.PCR]
+			if !ok {
+				return false // a PCR the base read did not cover: cannot tell
+			}
+			h := bank.New()
+			h.Write(v)
+			h.Write(ima.TemplateDigest(e, bank, m))
+			cur[e.PCR] = h.Sum(nil)
+		}
+		for p, w := range want[bank] {
+			if v, ok := cur[p]; ok && !bytes.Equal(v, w) {
+				return false
+			}
+		}
+	}
+	return true
 }

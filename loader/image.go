@@ -45,10 +45,20 @@ type Input struct {
 	Path string
 }
 
-// Bytes is an Input holding b.
+// Bytes is an Input holding b. The loader uses b itself (no copy): the
+// caller must not change it while the image is loaded.
 func Bytes(name string, b []byte) Input {
-	return Input{Name: name, R: bytes.NewReader(b)}
+	return Input{Name: name, R: held{bytes.NewReader(b), b}}
 }
+
+// held is a reader over bytes already in memory, which read takes as they
+// are instead of copying them.
+type held struct {
+	*bytes.Reader
+	b []byte
+}
+
+func (h held) heldBytes() []byte { return h.b }
 
 // present reports whether the input was given.
 func (in Input) present() bool { return in.R != nil }
@@ -57,6 +67,12 @@ func (in Input) present() bool { return in.R != nil }
 func (in Input) read(what string, max int64) ([]byte, error) {
 	if in.Name == "" {
 		return nil, fmt.Errorf("%w: %s has no name", plan.ErrInput, what)
+	}
+	if h, ok := in.R.(held); ok {
+		if int64(len(h.b)) > max {
+			return nil, fmt.Errorf("%w: %w", plan.ErrInput, &kexec.InputError{What: what, Path: in.Name, Err: fmt.Errorf("%w (%d bytes at most)", kexec.ErrTooLarge, max)})
+		}
+		return h.heldBytes(), nil
 	}
 	size := int64(-1)
 	switch r := in.R.(type) {

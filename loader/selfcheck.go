@@ -23,23 +23,65 @@ type bankPlan struct {
 }
 
 // planBanks finds, for every quoted bank, methods with which the whole of
-// es reproduces the quoted PCRs.
+// es reproduces the quoted PCRs. One pass tries each bank's uniform
+// methods together (its own hash, and SHA-1 padded for banks other than
+// SHA-1) — one hash of each entry per bank, the replay's floor; only a
+// bank that neither reproduces (a list carried across kernels that hashed
+// it differently) is searched for a method per boot.
 func planBanks(es []ima.Entry, quoted ima.PCRValues) ([]bankPlan, error) {
 	var banks []crypto.Hash
 	for b := range quoted {
 		banks = append(banks, b)
 	}
 	sort.Slice(banks, func(i, j int) bool { return banks[i] < banks[j] })
+	var runs []ima.BankMethod
+	for _, b := range banks {
+		runs = append(runs, ima.BankMethod{Bank: b, Method: ima.MethodPerBank})
+		if b != crypto.SHA1 {
+			runs = append(runs, ima.BankMethod{Bank: b, Method: ima.MethodSHA1Padded})
+		}
+	}
+	got := ima.ReplayAll(es, runs)
+	boots := len(ima.BootStarts(es, binary.LittleEndian))
 	var out []bankPlan
 	for _, b := range banks {
+		found := false
+		for i, r := range runs {
+			if r.Bank != b || !reproduces(got[i], quoted[b]) {
+				continue
+			}
+			ms := make([]ima.Method, max(boots, 1))
+			for j := range ms {
+				ms[j] = r.Method
+			}
+			out, found = append(out, bankPlan{b, ms}), true
+			break
+		}
+		if found {
+			continue
+		}
 		ms, ok := ima.BootMethods(es, binary.LittleEndian, b, quoted[b])
 		if !ok {
 			return nil, fmt.Errorf("%w: bank %s: no choice of extend method per boot reproduces the quoted PCRs over %d entries and %d boots",
-				ErrSelfCheck, ima.HashName(b), len(es), len(ima.BootStarts(es, binary.LittleEndian)))
+				ErrSelfCheck, ima.HashName(b), len(es), boots)
 		}
 		out = append(out, bankPlan{b, ms})
 	}
 	return out, nil
+}
+
+// reproduces reports whether every PCR a replay gave is quoted with that
+// value.
+func reproduces(got, quoted map[uint32][]byte) bool {
+	if got == nil {
+		return false
+	}
+	for p, v := range got {
+		if q, ok := quoted[p]; !ok || !bytes.Equal(q, v) {
+			return false
+		}
+	}
+	return true
 }
 
 // current returns the running kernel's method for each bank.
@@ -49,23 +91,6 @@ func current(plans []bankPlan) map[crypto.Hash]ima.Method {
 		out[p.bank] = p.methods[len(p.methods)-1]
 	}
 	return out
-}
-
-// replaysWith checks es (the same boots the plans were made for, with more
-// entries in the last) against quoted.
-func replaysWith(es []ima.Entry, quoted ima.PCRValues, plans []bankPlan) bool {
-	for _, p := range plans {
-		got := ima.ReplayBootMethods(es, binary.LittleEndian, p.bank, p.methods)
-		if got == nil {
-			return false
-		}
-		for pcr, v := range got {
-			if q, ok := quoted[p.bank][pcr]; !ok || !bytes.Equal(q, v) {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 func describePlans(plans []bankPlan) []string {

@@ -56,8 +56,16 @@ func TestPlanBanksMixedMethods(t *testing.T) {
 			}
 		}
 	}
-	if !replaysWith(es, quoted, plans) {
-		t.Fatal("replaysWith rejects the plans planBanks found")
+	for _, p := range plans {
+		if got := ima.ReplayBootMethods(es, binary.LittleEndian, p.bank, p.methods); !reproduces(got, quoted[p.bank]) {
+			t.Fatalf("bank %v: the plan planBanks found does not replay", p.bank)
+		}
+	}
+	// A single-boot list takes the one-pass path: uniform methods.
+	one := es[:ima.BootStarts(es, binary.LittleEndian)[1]]
+	q1 := ima.PCRValues{crypto.SHA1: ima.Replay(one, crypto.SHA1, ima.MethodPerBank), crypto.SHA384: ima.Replay(one, crypto.SHA384, ima.MethodSHA1Padded)}
+	if p1, err := planBanks(one, q1); err != nil || len(p1) != 2 || p1[1].methods[0] != ima.MethodSHA1Padded {
+		t.Fatalf("single boot: %+v %v", p1, err)
 	}
 	// One flipped PCR value: no plan.
 	quoted[crypto.SHA256][10] = make([]byte, 32)

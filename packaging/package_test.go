@@ -46,15 +46,22 @@ func TestPackageContents(t *testing.T) {
 	deb := buildPackage(t, "VERSION=1.2.3", "SOURCE_DATE_EPOCH=1764547200")
 	list := dpkgDeb(t, "-c", deb)
 	want := map[string]string{ // path -> mode
-		"./usr/sbin/gokexec":                            "-rwxr-xr-x",
-		"./usr/bin/imalog":                              "-rwxr-xr-x",
-		"./usr/lib/systemd/system-shutdown/gokexec":     "-rwxr-xr-x",
-		"./usr/lib/systemd/system/gokexec-load.service": "-rw-r--r--",
-		"./usr/libexec/gokexec/load":                    "-rwxr-xr-x",
-		"./etc/default/gokexec":                         "-rw-r--r--",
-		"./usr/share/man/man8/gokexec.8.gz":             "-rw-r--r--",
-		"./usr/share/man/man1/imalog.1.gz":              "-rw-r--r--",
-		"./usr/share/doc/gokexec/copyright":             "-rw-r--r--",
+		"./usr/sbin/gokexec":                              "-rwxr-xr-x",
+		"./usr/bin/imalog":                                "-rwxr-xr-x",
+		"./usr/lib/systemd/system-shutdown/gokexec":       "-rwxr-xr-x",
+		"./usr/lib/systemd/system/gokexec-load.service":   "-rw-r--r--",
+		"./usr/libexec/gokexec/load":                      "-rwxr-xr-x",
+		"./etc/default/gokexec":                           "-rw-r--r--",
+		"./usr/share/man/man8/gokexec.8.gz":               "-rw-r--r--",
+		"./usr/share/man/man1/imalog.1.gz":                "-rw-r--r--",
+		"./usr/share/doc/gokexec/copyright":               "-rw-r--r--",
+		"./usr/share/doc/gokexec/README.md.gz":            "-rw-r--r--",
+		"./usr/share/doc/gokexec/design.md.gz":            "-rw-r--r--",
+		"./usr/share/doc/gokexec/testing.md.gz":           "-rw-r--r--",
+		"./usr/sbin/gokexec-as-kexec":                     "-rwxr-xr-x",
+		"./usr/share/man/man8/gokexec-as-kexec.8.gz":      "-rw-r--r--",
+		"./usr/share/bash-completion/completions/gokexec": "-rw-r--r--",
+		"./usr/share/bash-completion/completions/imalog":  "-rw-r--r--",
 	}
 	seen := map[string]bool{}
 	for _, line := range strings.Split(strings.TrimSpace(list), "\n") {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/gokexec/gokexec/arm64"
 	"github.com/gokexec/gokexec/fdt"
+	"github.com/gokexec/gokexec/ima"
 	"github.com/gokexec/gokexec/segment"
 )
 
@@ -90,7 +91,7 @@ func buildARM64(in *Inputs) (*Plan, error) {
 	}
 
 	p := &Plan{Arch: ArchARM64, PageSize: in.PageSize, Syscall: SyscallKexecLoad, Cmdline: in.Cmdline,
-		Kernel: Input{Path: in.KernelPath, Size: uint64(len(in.Kernel)), SHA256: digest(in.Kernel)}}
+		Kernel: Input{Path: in.KernelPath, Size: uint64(len(in.Kernel)), SHA256: in.kernelDigest()}}
 
 	// 1. Kernel: 2 MiB aligned base + text_offset.
 	pl, err := im.Placement()
@@ -113,7 +114,7 @@ func buildARM64(in *Inputs) (*Plan, error) {
 	opt.KASLRSeed, opt.RNGSeed = rngSeeds(in.RNGSeed)
 
 	// 2. IMA buffer, reserved for the next kernel by a /memreserve/.
-	if in.IMAList != nil {
+	if in.IMAList != nil || in.IMAEntries != nil {
 		buf, n, size, err := imaLayout(in)
 		if err != nil {
 			return nil, err
@@ -124,7 +125,7 @@ func buildARM64(in *Inputs) (*Plan, error) {
 			return nil, fmt.Errorf("IMA buffer of %d bytes: %w", size, err)
 		}
 		p.Segments = append(p.Segments, newSegment("ima", r, buf))
-		p.IMA = &IMA{Segment: "ima", Addr: r.Start, Size: r.Size(), ListBytes: uint64(len(in.IMAList)), Entries: n, Headroom: r.Size() - uint64(len(buf))}
+		p.IMA = &IMA{Segment: "ima", Addr: r.Start, Size: r.Size(), ListBytes: uint64(len(buf) - ima.KexecHeaderSize), Entries: n, Headroom: r.Size() - uint64(len(buf))}
 		opt.IMABuffer = &fdt.Range{Start: r.Start, Size: r.Size()}
 		if !im.ReadsIMABuffer() {
 			p.Warnings = append(p.Warnings, fmt.Sprintf("kernel %s cannot restore the IMA list: it never reads /chosen/linux,ima-kexec-buffer (built without KEXEC_FILE, like Debian's arm64 kernels); it will start a new list and the TPM's PCRs will no longer match it", in.KernelPath))
@@ -149,7 +150,7 @@ func buildARM64(in *Inputs) (*Plan, error) {
 		if err := arm64.CheckInitrd(fdt.Range{Start: load, Size: im.ImageSize}, fdt.Range{Start: r.Start, Size: uint64(len(in.Initrd))}); err != nil {
 			return nil, fmt.Errorf("initrd %s: %w", in.InitrdPath, err)
 		}
-		p.Initrd = &Input{Path: in.InitrdPath, Size: uint64(len(in.Initrd)), SHA256: digest(in.Initrd)}
+		p.Initrd = &Input{Path: in.InitrdPath, Size: uint64(len(in.Initrd)), SHA256: in.initrdDigest()}
 		p.Segments = append(p.Segments, newSegmentDigest("initrd", r, in.Initrd, p.Initrd.SHA256))
 		opt.Initrd = &fdt.Range{Start: r.Start, Size: uint64(len(in.Initrd))}
 	}

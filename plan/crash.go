@@ -250,7 +250,7 @@ func BuildCrash(in *Inputs, c *Crash) (*Plan, error) {
 		return nil, err
 	}
 	p := &Plan{Arch: ArchAMD64, PageSize: in.PageSize, Syscall: SyscallKexecLoad,
-		Kernel: Input{Path: in.KernelPath, Size: uint64(len(in.Kernel)), SHA256: digest(in.Kernel)}}
+		Kernel: Input{Path: in.KernelPath, Size: uint64(len(in.Kernel)), SHA256: in.kernelDigest()}}
 
 	// 1. The kernel, low in the region.
 	kr, err := placeCrashKernel(alloc, im, in)
@@ -293,7 +293,7 @@ func BuildCrash(in *Inputs, c *Crash) (*Plan, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: initrd %s (%d bytes): %w", ErrCrashNoFit, in.InitrdPath, len(in.Initrd), err)
 		}
-		p.Initrd = &Input{Path: in.InitrdPath, Size: uint64(len(in.Initrd)), SHA256: digest(in.Initrd)}
+		p.Initrd = &Input{Path: in.InitrdPath, Size: uint64(len(in.Initrd)), SHA256: in.initrdDigest()}
 		p.Segments = append(p.Segments, newSegmentDigest("initrd", initrdR, in.Initrd, p.Initrd.SHA256))
 	}
 

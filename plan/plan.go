@@ -59,6 +59,9 @@ type Inputs struct {
 	// IMA is inactive or the hand-over is not wanted.
 	IMAList  []byte
 	IMAOrder binary.ByteOrder // nil: little endian
+	// IMAEntries, when set, are the hand-over list already parsed (the
+	// loader's finalize has them); IMAList is then not read.
+	IMAEntries []ima.Entry
 	// IMAExtra is the headroom reserved after the list, for entries the
 	// system adds between load and exec.
 	IMAExtra uint64
@@ -78,6 +81,10 @@ type Inputs struct {
 	// kernel while the rest of the plan stays the same.
 	EFI   *efi.Host
 	NoEFI bool
+
+	// KernelSHA256 and InitrdSHA256, when set, are the inputs' digests as
+	// already computed (a re-plan at finalize); "" computes them.
+	KernelSHA256, InitrdSHA256 string
 
 	// DTB is the device tree to hand over: arm64's /chosen-edited tree,
 	// or on x86 a SETUP_DTB setup_data node holding it as given.
@@ -221,9 +228,12 @@ func imaLayout(in *Inputs) ([]byte, int, uint64, error) {
 	if order == nil {
 		order = binary.LittleEndian
 	}
-	entries, err := ima.ParseList(in.IMAList, order)
-	if err != nil {
-		return nil, 0, 0, fmt.Errorf("%w: %w", ErrIMAList, err)
+	entries := in.IMAEntries
+	if entries == nil {
+		var err error
+		if entries, err = ima.ParseList(in.IMAList, order); err != nil {
+			return nil, 0, 0, fmt.Errorf("%w: %w", ErrIMAList, err)
+		}
 	}
 	buf, err := ima.MarshalKexecBuffer(entries, order)
 	if err != nil {
@@ -316,11 +326,25 @@ func FileLoad(in *Inputs) (*Plan, error) {
 		return nil, fmt.Errorf("%w: initrd %s is empty", ErrInput, in.InitrdPath)
 	}
 	p := &Plan{Arch: in.Arch, PageSize: in.PageSize, Syscall: SyscallKexecFileLoad, Cmdline: in.Cmdline,
-		Kernel: Input{Path: in.KernelPath, Size: uint64(len(in.Kernel)), SHA256: digest(in.Kernel)}, Segments: []Segment{}}
+		Kernel: Input{Path: in.KernelPath, Size: uint64(len(in.Kernel)), SHA256: in.kernelDigest()}, Segments: []Segment{}}
 	if in.Initrd != nil {
-		p.Initrd = &Input{Path: in.InitrdPath, Size: uint64(len(in.Initrd)), SHA256: digest(in.Initrd)}
+		p.Initrd = &Input{Path: in.InitrdPath, Size: uint64(len(in.Initrd)), SHA256: in.initrdDigest()}
 	}
 	return p, nil
+}
+
+func (in *Inputs) kernelDigest() string {
+	if in.KernelSHA256 != "" {
+		return in.KernelSHA256
+	}
+	return digest(in.Kernel)
+}
+
+func (in *Inputs) initrdDigest() string {
+	if in.InitrdSHA256 != "" {
+		return in.InitrdSHA256
+	}
+	return digest(in.Initrd)
 }
 
 // Digest is the hex SHA-256 the plan records for its inputs and segments.

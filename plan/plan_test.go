@@ -255,3 +255,27 @@ func TestMemBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestHandoverBufferIsTheInputList (issue 23: "the planned hand-over
+// buffer is checked by entry count only"): for lists of one entry, a few
+// and thousands, with and without headroom, the IMA segment is the
+// 24-byte header and the input list byte for byte; a buffer missing its
+// last entry, or with one entry rewritten, would fail here.
+func TestHandoverBufferIsTheInputList(t *testing.T) {
+	for _, n := range []int{0, 1, 37, 3000} {
+		for _, extra := range []uint64{0, 64 << 10} {
+			in := inputs(t, n)
+			in.IMAExtra = extra
+			_, es := list(t, n)
+			p, err := Build(in)
+			if err != nil {
+				t.Fatalf("%d entries, extra %d: %v", n, extra, err)
+			}
+			im := seg(t, p, "ima")
+			requireHandoverBytes(t, im.Buf, in.IMAList, len(es))
+			if im.Memsz < uint64(24+len(in.IMAList))+extra || im.Memsz%4096 != 0 {
+				t.Fatalf("%d entries: segment of %d bytes for a %d-byte buffer and %d headroom", n, im.Memsz, 24+len(in.IMAList), extra)
+			}
+		}
+	}
+}

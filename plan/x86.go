@@ -6,6 +6,7 @@ import (
 	"github.com/gokexec/gokexec/bzimage"
 	"github.com/gokexec/gokexec/efi"
 	"github.com/gokexec/gokexec/fdt"
+	"github.com/gokexec/gokexec/ima"
 	"github.com/gokexec/gokexec/segment"
 )
 
@@ -43,7 +44,7 @@ func buildX86(in *Inputs) (*Plan, error) {
 		PageSize: in.PageSize,
 		Syscall:  SyscallKexecLoad,
 		Cmdline:  in.Cmdline,
-		Kernel:   Input{Path: in.KernelPath, Size: uint64(len(in.Kernel)), SHA256: digest(in.Kernel)},
+		Kernel:   Input{Path: in.KernelPath, Size: uint64(len(in.Kernel)), SHA256: in.kernelDigest()},
 	}
 
 	// 1. The kernel, as low as KASLR's floor allows: at or below 512 MiB so
@@ -79,7 +80,7 @@ func buildX86(in *Inputs) (*Plan, error) {
 
 	var setup []bzimage.SetupData
 	// 2. The IMA hand-over buffer, below the kernel and below the KASLR floor.
-	if in.IMAList != nil {
+	if in.IMAList != nil || in.IMAEntries != nil {
 		buf, n, size, err := imaLayout(in)
 		if err != nil {
 			return nil, err
@@ -95,7 +96,7 @@ func buildX86(in *Inputs) (*Plan, error) {
 				size, len(buf), in.IMAExtra, lo, hi, p.KernelAddr, err)
 		}
 		p.Segments = append(p.Segments, newSegment("ima", r, buf))
-		p.IMA = &IMA{Segment: "ima", Addr: r.Start, Size: r.Size(), ListBytes: uint64(len(in.IMAList)), Entries: n, Headroom: r.Size() - uint64(len(buf))}
+		p.IMA = &IMA{Segment: "ima", Addr: r.Start, Size: r.Size(), ListBytes: uint64(len(buf) - ima.KexecHeaderSize), Entries: n, Headroom: r.Size() - uint64(len(buf))}
 		setup = append(setup, bzimage.IMASetupData(r.Start, r.Size()))
 	}
 	if len(in.RNGSeed) > 0 {
@@ -122,7 +123,7 @@ func buildX86(in *Inputs) (*Plan, error) {
 			return nil, fmt.Errorf("initrd %s: %w", in.InitrdPath, err)
 		}
 		initrdR = r
-		p.Initrd = &Input{Path: in.InitrdPath, Size: uint64(len(in.Initrd)), SHA256: digest(in.Initrd)}
+		p.Initrd = &Input{Path: in.InitrdPath, Size: uint64(len(in.Initrd)), SHA256: in.initrdDigest()}
 		p.Segments = append(p.Segments, newSegmentDigest("initrd", r, in.Initrd, p.Initrd.SHA256))
 	}
 

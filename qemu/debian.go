@@ -69,7 +69,15 @@ type DebianOptions struct {
 	Files map[string]string
 	// SizeMiB of the ext4 file system (default 1536; the image is sparse).
 	SizeMiB int
+	// SeparateBoot puts /boot on a file system of its own (BootLabel, the
+	// image's BootDisk), mounted from /etc/fstab as a separate /boot
+	// partition is (usual with LVM or LUKS); / keeps an empty /boot.
+	SeparateBoot bool
 }
+
+// BootLabel is the label of a SeparateBoot image's /boot file system; its
+// /etc/fstab mounts LABEL=gkt-boot on /boot.
+const BootLabel = "gkt-boot"
 
 // DebianImage is a built (or cached) guest image.
 type DebianImage struct {
@@ -78,7 +86,10 @@ type DebianImage struct {
 	Kernel  string // the image's /boot/vmlinuz-*, copied out
 	Initrd  string // the image's /boot/initrd.img-* (initramfs-tools), copied out
 	Release string // kernel release (uname -r)
-	Key     string // sha256 of everything the image was built from
+	// BootDisk is the raw ext4 image holding /boot for a SeparateBoot
+	// image (attach it as a second virtio disk, on an Overlay), else "".
+	BootDisk string
+	Key      string // sha256 of everything the image was built from
 	// BaseBuild and ImageBuild are how long the base (mmdebstrap) and the
 	// image took to build in this call: zero when they came from the cache.
 	BaseBuild, ImageBuild time.Duration
@@ -119,6 +130,9 @@ func BuildDebianImage(ctx context.Context, o DebianOptions) (*DebianImage, error
 	img.BaseBuild = took
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\nbase %s\nsize %d\n%s", debianBuilderVersion, baseKey, o.SizeMiB, AgentUnit)
+	if o.SeparateBoot {
+		fmt.Fprintf(h, "separate /boot %s\n", BootLabel)
+	}
 	for _, p := range append(append([]string(nil), o.Debs...), o.Agent) {
 		if p == "" {
 			continue
@@ -146,6 +160,9 @@ func BuildDebianImage(ctx context.Context, o DebianOptions) (*DebianImage, error
 	img.Disk = filepath.Join(img.Dir, "root.img")
 	img.Kernel = filepath.Join(img.Dir, "vmlinuz")
 	img.Initrd = filepath.Join(img.Dir, "initrd.img")
+	if o.SeparateBoot {
+		img.BootDisk = filepath.Join(img.Dir, "boot.img")
+	}
 	if rel, err := os.ReadFile(filepath.Join(img.Dir, "done")); err == nil {
 		img.Release = strings.TrimSpace(string(rel))
 		return img, nil
@@ -348,13 +365,36 @@ func buildImage(ctx context.Context, base string, img *DebianImage, o DebianOpti
 	if size == 0 {
 		size = 1536
 	}
-	if err := run("mke2fs", "-q", "-F", "-t", "ext4", "-L", "gkt-root", "-d", root, filepath.Join(work, "root.img"), fmt.Sprintf("%dM", size)); err != nil {
-		return err
-	}
 	if err := copyGuestFile(kernels[0], filepath.Join(work, "vmlinuz"), 0o644); err != nil {
 		return err
 	}
 	if err := copyGuestFile(filepath.Join(root, "boot/initrd.img-"+rel), filepath.Join(work, "initrd.img"), 0o644); err != nil {
+		return err
+	}
+	if o.SeparateBoot {
+		// /boot's contents go to their own file system; the root keeps the
+		// empty mount point and an fstab line (no fsck: the base has no
+		// fsck.ext4 it must rely on).
+		boot := filepath.Join(work, "bootfs")
+		if err := os.Rename(filepath.Join(root, "boot"), boot); err != nil {
+			return fmt.Errorf("qemu: debian image: %w", err)
+		}
+		if err := os.Mkdir(filepath.Join(root, "boot"), 0o755); err != nil {
+			return fmt.Errorf("qemu: debian image: %w", err)
+		}
+		fstab, _ := os.ReadFile(filepath.Join(root, "etc/fstab"))
+		fstab = append(fstab, []byte("LABEL="+BootLabel+" /boot ext4 defaults 0 0\n")...)
+		if err := writeGuestFile(root, "etc/fstab", string(fstab), 0o644); err != nil {
+			return err
+		}
+		if err := run("mke2fs", "-q", "-F", "-t", "ext4", "-L", BootLabel, "-d", boot, filepath.Join(work, "boot.img"), "256M"); err != nil {
+			return err
+		}
+		if err := os.RemoveAll(boot); err != nil {
+			return fmt.Errorf("qemu: debian image: %w", err)
+		}
+	}
+	if err := run("mke2fs", "-q", "-F", "-t", "ext4", "-L", "gkt-root", "-d", root, filepath.Join(work, "root.img"), fmt.Sprintf("%dM", size)); err != nil {
 		return err
 	}
 	logf.Close()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -158,4 +159,124 @@ func lookTool(name string) (string, error) {
 		return "", fmt.Errorf("%w: %s not in PATH; install Debian package %s (bash scripts/setup.sh does)", ErrMissingTool, name, pkg)
 	}
 	return p, nil
+}
+
+// ErrNoModule is wrapped when a kernel's module cannot be found: no modules
+// tree beside the kernel and no package to take it from.
+var ErrNoModule = errors.New("qemu: kernel module not found")
+
+// ModulesTree returns the lib/modules/<release> directory that belongs to a
+// kernel given as a path, when one is beside it as in an unpacked package
+// (dpkg-deb -x linux-image-*.deb X: X/boot/vmlinuz-<rel> and
+// X/lib/modules/<rel> or X/usr/lib/modules/<rel>) or in the kernel's own
+// directory (DIR/vmlinuz and DIR/lib/modules/<rel>). It returns "" and no
+// error when there is none.
+func ModulesTree(kernel, release string) (string, error) {
+	dir := filepath.Dir(kernel)
+	var cands []string
+	for _, base := range []string{dir, filepath.Dir(dir)} {
+		cands = append(cands, filepath.Join(base, "lib", "modules", release), filepath.Join(base, "usr", "lib", "modules", release))
+	}
+	for _, c := range cands {
+		if st, err := os.Stat(c); err == nil && st.IsDir() {
+			return c, nil
+		}
+	}
+	return "", nil
+}
+
+// KernelConfigValue returns the value of CONFIG_<name> ("y", "m", or "" when
+// unset) from the configuration beside a kernel (DIR/config, as
+// scripts/setup.sh leaves it, or DIR/config-<release>, as a package's
+// boot/ directory holds it), and whether a configuration was found.
+func KernelConfigValue(kernel, release, name string) (string, bool) {
+	dir := filepath.Dir(kernel)
+	for _, p := range []string{filepath.Join(dir, "config"), filepath.Join(dir, "config-"+release)} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "CONFIG_"+name+"="); ok {
+				return v, true
+			}
+		}
+		return "", true
+	}
+	return "", false
+}
+
+// FindModule returns a kernel's module file (e.g. "fs/efivarfs/efivarfs.ko",
+// relative to lib/modules/<release>/kernel) uncompressed, for busybox insmod
+// (which takes neither .xz nor .zst). It looks in the modules tree beside
+// the kernel (ModulesTree) first, then, for a kernel scripts/setup.sh
+// fetched (a "package" file beside it), in that Debian package, downloaded
+// with apt-get. The uncompressed copy is cached under
+// CacheDir()/modules/<release>/. Without either it returns an error
+// wrapping ErrNoModule that says where it looked.
+func FindModule(kernel, release, rel string) (string, error) {
+	cache, err := CacheDir()
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(cache, "modules", release, filepath.Base(rel))
+	if _, err := os.Stat(out); err == nil {
+		return out, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return "", fmt.Errorf("qemu: %w", err)
+	}
+	tree, err := ModulesTree(kernel, release)
+	if err != nil {
+		return "", err
+	}
+	if tree != "" {
+		return FindModuleIn(kernel, release, rel, out)
+	}
+	pb, err := os.ReadFile(filepath.Join(filepath.Dir(kernel), "package"))
+	if err != nil {
+		return "", fmt.Errorf("%w: %s for %s: no lib/modules/%s beside it and no package file naming its Debian package", ErrNoModule, rel, kernel, release)
+	}
+	pkg, _, _ := strings.Cut(strings.TrimSpace(string(pb)), ":")
+	tmp, err := os.MkdirTemp("", "gkt-module-")
+	if err != nil {
+		return "", fmt.Errorf("qemu: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	dl := exec.Command("apt-get", "download", pkg)
+	dl.Dir = tmp
+	if b, err := dl.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("qemu: apt-get download %s: %v\n%s", pkg, err, b)
+	}
+	debs, _ := filepath.Glob(filepath.Join(tmp, "*.deb"))
+	if len(debs) != 1 {
+		return "", fmt.Errorf("qemu: apt-get download %s: %d packages", pkg, len(debs))
+	}
+	x := exec.Command("dpkg-deb", "-x", debs[0], filepath.Join(tmp, "x"))
+	if b, err := x.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("qemu: dpkg-deb -x %s: %v\n%s", debs[0], err, b)
+	}
+	// The unpacked package is a tree with boot/ and lib/modules/ side by side.
+	return FindModuleIn(filepath.Join(tmp, "x", "boot", "vmlinuz"), release, rel, out)
+}
+
+// FindModuleIn is FindModule's modules-tree path for a kernel whose tree is
+// known to be beside it, writing the uncompressed module to out.
+func FindModuleIn(kernel, release, rel, out string) (string, error) {
+	tree, _ := ModulesTree(kernel, release)
+	if tree == "" {
+		return "", fmt.Errorf("%w: no lib/modules/%s beside %s", ErrNoModule, release, kernel)
+	}
+	src := filepath.Join(tree, "kernel", rel)
+	for _, c := range []struct{ ext, cmd string }{{"", "cat"}, {".xz", "xz -dc"}, {".zst", "zstd -qdc"}, {".gz", "gzip -dc"}} {
+		if _, err := os.Stat(src + c.ext); err != nil {
+			continue
+		}
+		x := exec.Command("sh", "-c", c.cmd+` "$1" >"$2.tmp" && mv "$2.tmp" "$2"`, "sh", src+c.ext, out)
+		if b, err := x.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("qemu: uncompressing %s: %v: %s", src+c.ext, err, b)
+		}
+		return out, nil
+	}
+	return "", fmt.Errorf("%w: %s has no kernel/%s", ErrNoModule, tree, rel)
 }

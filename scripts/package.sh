@@ -47,9 +47,17 @@ mkdir -p "$root/DEBIAN" "$root/usr/sbin" "$root/usr/bin" "$root/usr/lib/systemd/
 
 install -m 0755 "$pk/files/shutdown-hook" "$root/usr/lib/systemd/system-shutdown/gokexec"
 install -m 0755 "$pk/files/load" "$root/usr/libexec/gokexec/load"
+install -m 0755 "$pk/files/gokexec-as-kexec" "$root/usr/sbin/gokexec-as-kexec"
+install -D -m 0644 "$pk/files/completion-gokexec" "$root/usr/share/bash-completion/completions/gokexec"
+install -D -m 0644 "$pk/files/completion-imalog" "$root/usr/share/bash-completion/completions/imalog"
 install -m 0644 "$pk/files/gokexec-load.service" "$root/usr/lib/systemd/system/gokexec-load.service"
 install -m 0644 "$pk/files/default" "$root/etc/default/gokexec"
 install -m 0644 "$pk/debian/copyright" "$root/usr/share/doc/gokexec/copyright"
+# The README and the design and user notes (not the per-issue notes).
+gzip -9n <"$src/README.md" >"$root/usr/share/doc/gokexec/README.md.gz"
+for f in "$src"/docs/*.md; do
+	gzip -9n <"$f" >"$root/usr/share/doc/gokexec/$(basename "$f").gz"
+done
 mkdir -p "$root/usr/share/lintian/overrides"
 install -m 0644 "$pk/debian/lintian-overrides" "$root/usr/share/lintian/overrides/gokexec"
 
@@ -64,20 +72,15 @@ mkdir -p "$hb"
 "$hb/genman" -bin "$hb/gokexec" -name gokexec -section 8 -version "$VERSION" \
 	-title "load and boot another kernel, carrying the IMA measurement list" \
 	-extra "$pk/gokexec.8.extra" | gzip -9n >"$stage/gokexec.8.gz"
-# imalog(1): the top-level help, then each subcommand's own --help. The
-# subcommands are the ones imalog's usage names; one whose --help does not
-# work yet is named on stderr (its options then come only from the usage).
-subs=()
-for s in $("$hb/imalog" --help | sed -n 's/^[[:space:]]*imalog \([a-z][a-z-]*\).*/\1/p' | sort -u); do
-	if "$hb/imalog" "$s" --help >/dev/null 2>&1; then
-		subs+=("$s")
-	else
-		echo "package.sh: warning: imalog $s --help fails; imalog(1) documents it from the usage only" >&2
-	fi
-done
-"$hb/genman" -bin "$hb/imalog" -sub "$(IFS=,; echo "${subs[*]}")" -name imalog -section 1 -version "$VERSION" \
+# imalog(1): the top-level help, then each subcommand's own --help (the
+# subcommands imalog's usage names; genman fails if one's help fails).
+subs=$("$hb/imalog" --help | sed -n 's/^[[:space:]]*imalog \([a-z][a-z-]*\).*/\1/p' | awk '!seen[$0]++' | paste -sd, -)
+"$hb/genman" -bin "$hb/imalog" -sub "$subs" -name imalog -section 1 -version "$VERSION" \
 	-title "show, replay and verify IMA measurement lists" \
 	-extra "$pk/imalog.1.extra" | gzip -9n >"$stage/imalog.1.gz"
+sh "$pk/files/gokexec-as-kexec" --help | "$hb/genman" -name gokexec-as-kexec -section 8 -version "$VERSION" \
+	-title "make gokexec the system's kexec, or undo it" | gzip -9n >"$stage/gokexec-as-kexec.8.gz"
+install -m 0644 "$stage/gokexec-as-kexec.8.gz" "$root/usr/share/man/man8/gokexec-as-kexec.8.gz"
 install -m 0644 "$stage/gokexec.8.gz" "$root/usr/share/man/man8/gokexec.8.gz"
 install -m 0644 "$stage/imalog.1.gz" "$root/usr/share/man/man1/imalog.1.gz"
 

@@ -140,12 +140,15 @@ func badInputs(t *testing.T, dir string) []badInput {
 		{"--key is not a certificate", "4", l("$DIR/vmlinuz", "--appraise", "enforce", "--key", "$DIR/garbage.pem"), 1, "malformed input: certificate"},
 		{"--tpm-device names a missing device", "1", l("$DIR/vmlinuz", "--tpm-device", "/dev/tpmrm9"), 1, "TPM unavailable: stat /dev/tpmrm9: no such file or directory"},
 		{"--ima-pcr out of range", "", l("$DIR/vmlinuz", "--ima-pcr", "24"), 2, "PCRs are 0-23"},
-		{"-s with -c", "", []string{"-s", "-c", "-l", "$DIR/vmlinuz"}, 2, "exclude each other"},
+		{"-t names a type kexec-tools does not know", "", []string{"-t", "zImage", "-l", "$DIR/vmlinuz", "--dry-run", "--arch", "amd64"}, 2, "-t zImage: unsupported kernel type on amd64"},
+		{"-t names another kind of image", "", []string{"-t", "elf-x86_64", "-l", "$DIR/vmlinuz", "--dry-run", "--arch", "amd64"}, 2, "wrong file type"},
 		{"-p: no crash kernel region reserved", "", []string{"-p", "$DIR/vmlinuz", "--dry-run", "--memmap", memmap}, 1, "no crash kernel region reserved (boot with crashkernel=SIZE)"},
 		{"-p: the crash kernel does not fit", "", crash("$DIR/vmlinuz", "$DIR/iomem-crash16m"), 1, "the crash kernel does not fit in the crash kernel region"},
 		{"-p: kernel not relocatable", "", crash("$DIR/vmlinuz-fixed", "$DIR/iomem-crash16m"), 1, "is not relocatable"},
 		{"-p: boot protocol 2.11", "", crash("$DIR/vmlinuz-2.11", "$DIR/iomem-crash16m"), 1, "older than 2.12"},
-		{"-p with -l", "", []string{"-p", "-l", "$DIR/vmlinuz"}, 2, "-p (crash kernel) and -l exclude each other"},
+		{"--load-preserve-context", "", []string{"--load-preserve-context", "$DIR/vmlinuz"}, 2, "KEXEC_PRESERVE_CONTEXT"},
+		{"--real-mode", "", []string{"-l", "$DIR/vmlinuz", "--real-mode"}, 2, "real mode"},
+		{"--append when nothing is loaded", "", []string{"-e", "--append", "quiet"}, 2, "--append applies to a kernel being loaded"},
 	}
 }
 

@@ -120,8 +120,8 @@ func TestCrashBadInputs(t *testing.T) {
 		{[]string{"-c", "-p", k, "--initrd", rd, "--host", crashHost(t, false), "--dry-run"}, 1, "crashkernel="},
 		{[]string{"-p", notReloc, "--host", crashHost(t, true), "--dry-run"}, 1, "not relocatable"},
 		{[]string{"-c", "-p", k, "--initrd", big, "--host", crashHost(t, true), "--dry-run"}, 1, "does not fit"},
-		{[]string{"-p", "-l", k}, 2, "crash"},
-		{[]string{"-p", "-e"}, 2, "panic"},
+		{[]string{"-p", "-u", "--reuse-cmdline"}, 2, "loads none"},
+		{[]string{"-p", k, "--elf32-core-headers"}, 2, "ELF64"},
 		{[]string{"-p"}, 2, "kernel image"},
 	} {
 		code, _, errs := runCLI(tc.args...)

@@ -2,12 +2,9 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"runtime"
 	"strconv"
 	"strings"
-
-	flag "github.com/spf13/pflag"
 
 	"github.com/gokexec/gokexec/appraise"
 	"github.com/gokexec/gokexec/kexec"
@@ -17,182 +14,58 @@ import (
 	"github.com/gokexec/gokexec/tpm"
 )
 
-const synopsis = `Usage: gokexec [OPTION]... [kernel]
-Directly reboot into a new kernel, handing the running kernel's IMA
-measurement list over to it.
-
-  gokexec -l KERNEL [--initrd=FILE] [--append=STRING | --reuse-cmdline] [--ima-extra=SIZE]
-  gokexec -e            boot the loaded kernel (finalizes the IMA hand-over first)
-  gokexec -u            unload
-  gokexec -S [-l]       status: exit 1 if loaded, 0 if not (kexec-tools semantics)
-  gokexec KERNEL ...    load, then boot it (like -l followed by -e)
-  gokexec -l KERNEL --dry-run --json [--memmap=PATH] [--ima-log=FILE] [--arch=ARCH] [--host=DIR]
-                        print the plan; touch nothing, need no privileges
-  gokexec capture-host DIR
-                        copy the host files a plan reads into DIR (for --host=DIR)
-
-Options:
-`
-
+// cli is a parsed command line.
 type cli struct {
-	load, exec, unload, force, noIfdown, noSync  bool
-	fileSyscall, loadSyscall, autoSyscall        bool
-	status, debug, noChecks, showVersion, help   bool
-	reuseCmdline, noIMA, dryRun, jsonOut         bool
-	loadPanic, finalize, argsLinux               bool
-	noEFI                                        bool
-	host                                         string
-	imaPCR                                       uint32
-	appraiseMode                                 appraise.Mode
-	keys, allowlists                             []string
-	tpmDevice                                    string
-	appendStr, commandLine, initrd, ramdisk, dtb string
-	memMin, memMax, imaExtra                     string
-	memmap, imaLog, arch, stateDir, typ, dtbOut  string
+	act                                            actionState
+	seen                                           []*opt // every option given, in order
+	syscall                                        string // "file", "load", "auto" (-s, -c, -a; the last wins)
+	noIfdown, noSync                               bool
+	status, printCkr, debug, noChecks, showVersion bool
+	help, reuseCmdline, noIMA, dryRun, jsonOut     bool
+	argsLinux, noEFI                               bool
+	host                                           string
+	imaPCR                                         uint32
+	appraiseMode                                   appraise.Mode
+	keys, allowlists                               []string
+	tpmDevice                                      string
+	appendStr, initrd, dtb                         string
+	memMin, memMax, imaExtra                       string
+	memmap, imaLog, arch, stateDir, typ, dtbOut    string
 }
 
-// Value names in usage strings are back-quoted (pflag.UnquoteUsage).
-func newFlags(c *cli) *flag.FlagSet {
-	fs := flag.NewFlagSet("gokexec", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.SortFlags = false
-	fs.BoolVarP(&c.help, "help", "h", false, "Print this help.")
-	fs.BoolVarP(&c.showVersion, "version", "v", false, "Print the version of gokexec.")
-	fs.BoolVarP(&c.force, "force", "f", false, "Force an immediate kexec, don't call shutdown.")
-	fs.BoolVarP(&c.noIfdown, "no-ifdown", "x", false, "Don't bring down network interfaces.")
-	fs.BoolVarP(&c.noSync, "no-sync", "y", false, "Don't sync filesystems before kexec.")
-	fs.BoolVarP(&c.load, "load", "l", false, "Load the new kernel into the current kernel.")
-	fs.BoolVarP(&c.loadPanic, "load-panic", "p", false, "Load the new kernel for use on panic (kdump); with -u unload it.")
-	fs.BoolVar(&c.argsLinux, "args-linux", false, "Accepted for kexec-tools compatibility (its option for ELF vmlinux images).")
-	fs.BoolVarP(&c.unload, "unload", "u", false, "Unload the current kexec target kernel.")
-	fs.BoolVarP(&c.exec, "exec", "e", false, "Execute a currently loaded kernel (after finalizing the IMA hand-over).")
-	fs.BoolVarP(&c.status, "status", "S", false, "Return 1 if the type (by default crash) is loaded, 0 if not; -l: the normal kernel.")
-	fs.StringVarP(&c.typ, "type", "t", "", "Specify the new kernel is of this `TYPE` (bzImage, Image); detected when omitted.")
-	fs.BoolVarP(&c.fileSyscall, "kexec-file-syscall", "s", false, "Use file based syscall for kexec operation (the IMA list is carried only if the kernel does it).")
-	fs.BoolVarP(&c.loadSyscall, "kexec-syscall", "c", false, "Use the kexec_load syscall.")
-	fs.BoolVarP(&c.autoSyscall, "kexec-syscall-auto", "a", false, "Choose the syscall (the default; see README).")
-	fs.BoolVarP(&c.debug, "debug", "d", false, "Print the plan and what finalize did to stderr.")
-	fs.BoolVarP(&c.noChecks, "no-checks", "i", false, "Accepted for compatibility (gokexec has no purgatory checks).")
-	fs.StringVar(&c.commandLine, "command-line", "", "Same as --append=`STRING`.")
-	fs.StringVar(&c.appendStr, "append", "", "Append `STRING` to the kernel command line.")
-	fs.BoolVar(&c.reuseCmdline, "reuse-cmdline", false, "Use the kernel command line from the running system.")
-	fs.StringVar(&c.initrd, "initrd", "", "Use `FILE` as the kernel's initial ramdisk.")
-	fs.StringVar(&c.ramdisk, "ramdisk", "", "Same as --initrd=`FILE`.")
-	fs.StringVar(&c.dtb, "dtb", "", "Use `FILE` as the device tree blob to start from (arm64; default /sys/firmware/fdt).")
-	fs.StringVar(&c.dtbOut, "dtb-out", "", "Write the device tree that is (or would be) loaded to `FILE` (arm64).")
-	fs.StringVar(&c.memMin, "mem-min", "", "Specify the lowest memory `ADDRESS` to load code into.")
-	fs.StringVar(&c.memMax, "mem-max", "", "Specify the highest memory `ADDRESS` to load code into.")
-	fs.BoolVar(&c.noEFI, "noefi", false, "x86: hand no EFI state over; the next kernel boots as non-EFI.")
-	fs.StringVar(&c.imaExtra, "ima-extra", "64K", "Headroom after the IMA list for entries added before -e (`SIZE`, K/M/G suffixes).")
-	fs.BoolVar(&c.noIMA, "no-ima", false, "Don't hand the IMA measurement list over.")
-	fs.Uint32Var(&c.imaPCR, "ima-pcr", 10, "`PCR` for gokexec's own measurements and markers.")
-	fs.StringVar(&c.tpmDevice, "tpm-device", "", "TPM `DEVICE` to extend at -e (default /dev/tpmrm0, then /dev/tpm0).")
-	fs.Var(&c.appraiseMode, "appraise", "Appraise kernel, initrd and DTB: `MODE` off, log or enforce.")
-	fs.StringArrayVar(&c.keys, "key", nil, "X.509 certificate `FILE` (PEM or DER) for IMA signatures (repeatable).")
-	fs.StringArrayVar(&c.allowlists, "allowlist", nil, "Allowed digests `FILE`: sha256sum output or keylime runtime policy JSON (repeatable).")
-	fs.BoolVar(&c.finalize, "finalize", false, "Do everything -e does except the reboot (for shutdown hooks).")
-	fs.BoolVar(&c.dryRun, "dry-run", false, "Plan only: print the plan, load nothing.")
-	fs.BoolVar(&c.jsonOut, "json", false, "With --dry-run: print the plan as JSON.")
-	fs.StringVar(&c.memmap, "memmap", "", "Memory map `PATH`: a /sys/firmware/memmap directory or an /proc/iomem file.")
-	fs.StringVar(&c.imaLog, "ima-log", "", "Binary IMA measurement list `FILE` to hand over instead of the running kernel's.")
-	fs.StringVar(&c.arch, "arch", "", "Target `ARCH`: amd64 or arm64 (default: this machine's).")
-	fs.StringVar(&c.host, "host", "", "Plan against a captured host tree `DIR` (see capture-host) instead of this system.")
-	fs.StringVar(&c.stateDir, "state-dir", string(loader.DefaultStateDir), "Where a load records what -e needs (`DIR`).")
-	return fs
+// newCLI is a command line before parsing: kexec-tools' defaults (a
+// KERNEL alone loads and then shuts down) and gokexec's.
+func newCLI() *cli {
+	return &cli{
+		act:      actionState{load: true, shutdown: true},
+		imaPCR:   10,
+		imaExtra: "64K",
+		stateDir: string(loader.DefaultStateDir),
+	}
 }
 
-// printHelp prints the options as kexec-tools' --help does: "-l, --load"
-// for a switch, "--initrd=FILE" for an option with a value.
-func printHelp(w io.Writer, fs *flag.FlagSet) {
-	fmt.Fprint(w, synopsis)
-	fs.VisitAll(func(f *flag.Flag) {
-		name, usage := flag.UnquoteUsage(f)
-		left := "    --" + f.Name
-		if f.Shorthand != "" {
-			left = "-" + f.Shorthand + ", --" + f.Name
-		}
-		if f.Value.Type() != "bool" {
-			left += "=" + name
-		}
-		if d := f.DefValue; f.Value.Type() != "bool" && d != "" && d != "[]" && d != "off" {
-			usage += " (default " + d + ")"
-		}
-		if len(left) > 26 {
-			fmt.Fprintf(w, " %s\n %-26s %s\n", left, "", usage)
-		} else {
-			fmt.Fprintf(w, " %-26s %s\n", left, usage)
-		}
-	})
-}
+// testHost, when set by a test, is the Host of every action (a
+// loadertest.Host that records the kernel and TPM calls).
+var testHost loader.Host
 
-// Actions of a command line.
-const (
-	actLoad = iota
-	actLoadExec
-	actDryRun
-	actExec
-	actFinalize
-	actUnload
-	actStatus
-	actCapture
-)
-
-// action checks the flags' combination and names what to do.
-func (c *cli) action(pos []string) (int, error) {
-	n := 0
-	for _, b := range []bool{c.fileSyscall, c.loadSyscall, c.autoSyscall} {
-		if b {
-			n++
-		}
-	}
-	if n > 1 {
-		return 0, usageErr("-s, -c and -a exclude each other")
-	}
-	if len(pos) > 0 && pos[0] == "capture-host" {
-		if len(pos) != 2 {
-			return 0, usageErr("capture-host DIR: one directory expected")
-		}
-		return actCapture, nil
-	}
-	if len(pos) > 1 {
-		return 0, usageErr("one kernel image expected, got %d arguments: %s", len(pos), strings.Join(pos, " "))
-	}
-	if c.loadPanic {
-		return c.crashAction(pos)
-	}
-	switch {
-	case c.status:
-		return actStatus, nil
-	case c.unload:
-		return actUnload, nil
-	case c.finalize:
-		return actFinalize, nil
-	case c.exec && !c.load && len(pos) == 0:
-		return actExec, nil
-	case len(pos) == 0 && (c.load || c.dryRun):
-		return 0, usageErr("-l needs a kernel image")
-	case len(pos) == 0:
-		return 0, usageErr("nothing to do: give -l KERNEL, -e, -u or -S (see gokexec --help)")
-	case c.dryRun:
-		return actDryRun, nil
-	case c.jsonOut:
-		return 0, usageErr("--json goes with --dry-run")
-	case c.load && !c.exec:
-		return actLoad, nil
-	}
-	return actLoadExec, nil
-}
-
-// hostFor is the Host the flags name: a captured tree (--host) or this
-// system, with --memmap, --ima-log and --tpm-device as overrides.
+// hostFor is the Host the flags name: a captured tree (--host), which is
+// planned against and never acted on, or this system, with --memmap,
+// --ima-log and --tpm-device as overrides.
 func (c *cli) hostFor() loader.Host {
+	if testHost != nil {
+		return testHost
+	}
 	if c.host != "" {
 		// A captured tree is planned against, never acted on.
-		return loader.NewDryRun(loader.Machine{Facts: &kexec.Captured{Root: c.host, MemMap: c.memmap, IMALog: c.imaLog},
-			Kernel: kexec.Kernel{}, TPMs: loader.NoTPMs{}})
+		return loader.Machine{Facts: &kexec.Captured{Root: c.host, MemMap: c.memmap, IMALog: c.imaLog},
+			Kernel: loader.OffTarget{}, TPMs: loader.NoTPMs{}}
 	}
-	return loader.Machine{Facts: &kexec.System{MemMap: c.memmap, IMALog: c.imaLog}, Kernel: kexec.Kernel{}, TPMs: &tpm.Source{Device: c.tpmDevice}}
+	return guardActs(loader.Machine{Facts: &kexec.System{MemMap: c.memmap, IMALog: c.imaLog}, Kernel: kexec.Kernel{}, TPMs: &tpm.Source{Device: c.tpmDevice}})
 }
+
+// guardActs is the live system's Host; the package's tests replace its
+// Kernel and TPMs with ones that refuse every act.
+var guardActs = func(m loader.Machine) loader.Host { return m }
 
 // options turns the flags of a load or dry run into the library's inputs.
 func (c *cli) options(kernel string) (loader.Host, loader.Image, loader.Options, error) {
@@ -211,35 +84,18 @@ func (c *cli) options(kernel string) (loader.Host, loader.Image, loader.Options,
 	default:
 		return fail(usageErr("--arch %q: want amd64 or arm64", c.arch))
 	}
-	switch {
-	case c.fileSyscall:
+	switch c.syscall {
+	case "file":
 		o.Mode = plan.ModeFile
-	case c.loadSyscall:
+	case "load":
 		o.Mode = plan.ModeLoad
 	default:
 		o.Mode = plan.ModeAuto
 	}
-	initrd := c.initrd
-	if c.ramdisk != "" {
-		if c.initrd != "" && c.initrd != c.ramdisk {
-			return fail(usageErr("--initrd and --ramdisk name different files"))
-		}
-		initrd = c.ramdisk
+	cmdline, err := c.cmdline()
+	if err != nil {
+		return fail(err)
 	}
-	var parts []string
-	if c.reuseCmdline {
-		cl, err := kexec.Cmdline()
-		if err != nil {
-			return fail(err)
-		}
-		parts = append(parts, stripKexecParams(cl))
-	}
-	for _, s := range []string{c.commandLine, c.appendStr} {
-		if s != "" {
-			parts = append(parts, s)
-		}
-	}
-	var err error
 	if o.IMAExtra, err = parseSize(c.imaExtra); err != nil {
 		return fail(usageErr("--ima-extra: %v", err))
 	}
@@ -256,7 +112,7 @@ func (c *cli) options(kernel string) (loader.Host, loader.Image, loader.Options,
 	if o.MemMax != 0 && o.MemMin >= o.MemMax {
 		return fail(usageErr("--mem-min %#x is not below --mem-max %#x", o.MemMin, o.MemMax))
 	}
-	if img, err = loader.FileImage(kernel, initrd, c.dtb, strings.TrimSpace(strings.Join(parts, " "))); err != nil {
+	if img, err = loader.FileImage(kernel, c.initrd, c.dtb, cmdline); err != nil {
 		return fail(err)
 	}
 	if c.appraiseMode != appraise.ModeOff {
@@ -275,12 +131,35 @@ func (c *cli) options(kernel string) (loader.Host, loader.Image, loader.Options,
 	return c.hostFor(), img, o, nil
 }
 
-// stripKexecParams drops parameters that describe the running boot only, as
-// kexec-tools does for --reuse-cmdline (BOOT_IMAGE=, the crashkernel= reservation).
-func stripKexecParams(cl string) string {
+// cmdline is the command line a load passes, as kexec-tools'
+// concat_cmdline makes it: the running one (--reuse-cmdline) and the last
+// --append/--command-line, joined by a space.
+func (c *cli) cmdline() (string, error) {
+	var parts []string
+	if c.reuseCmdline {
+		cl, err := readCmdline()
+		if err != nil {
+			return "", err
+		}
+		parts = append(parts, stripKexecParams(cl, c.act.crash))
+	}
+	if c.appendStr != "" {
+		parts = append(parts, c.appendStr)
+	}
+	return strings.TrimSpace(strings.Join(parts, " ")), nil
+}
+
+// readCmdline is the running kernel's command line (a seam for tests).
+var readCmdline = kexec.Cmdline
+
+// stripKexecParams drops what kexec-tools' get_command_line drops for
+// --reuse-cmdline: BOOT_IMAGE= always, crashkernel= only for a crash
+// kernel (-p). A kernel loaded with -l keeps crashkernel=, so after the
+// soft reboot memory is reserved again and kdump can be re-armed.
+func stripKexecParams(cl string, crash bool) string {
 	var keep []string
 	for _, f := range strings.Fields(cl) {
-		if strings.HasPrefix(f, "BOOT_IMAGE=") || strings.HasPrefix(f, "crashkernel=") {
+		if strings.HasPrefix(f, "BOOT_IMAGE=") || crash && strings.HasPrefix(f, "crashkernel=") {
 			continue
 		}
 		keep = append(keep, f)
@@ -288,24 +167,28 @@ func stripKexecParams(cl string) string {
 	return strings.Join(keep, " ")
 }
 
-// parseSize parses a byte count or address: decimal, 0x hex, with an
-// optional K, M or G suffix (powers of 1024).
+// sizeForms is what parseSize accepts, for its errors.
+const sizeForms = "a number (decimal or 0x hex) with an optional K, KB, KiB, M, MB, MiB, G, GB or GiB (powers of 1024, any case), e.g. 64K, 64KiB, 1MB, 0x10000"
+
+// parseSize parses a byte count or address: decimal or 0x hex, with an
+// optional binary suffix: K, KB, KiB, M, MB, MiB, G, GB, GiB in any case
+// (all powers of 1024, as kernel parameters and kexec-tools mean them).
 func parseSize(s string) (uint64, error) {
 	t := strings.TrimSpace(s)
 	mul := uint64(1)
-	if n := len(t); n > 0 {
-		switch t[n-1] {
-		case 'k', 'K':
-			mul, t = 1<<10, t[:n-1]
-		case 'm', 'M':
-			mul, t = 1<<20, t[:n-1]
-		case 'g', 'G':
-			mul, t = 1<<30, t[:n-1]
+	lt := strings.ToLower(t)
+	for _, u := range []struct {
+		suf string
+		mul uint64
+	}{{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"kb", 1 << 10}, {"mb", 1 << 20}, {"gb", 1 << 30}, {"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}} {
+		if strings.HasSuffix(lt, u.suf) && !strings.HasPrefix(lt, "0x") {
+			mul, t = u.mul, t[:len(t)-len(u.suf)]
+			break
 		}
 	}
 	v, err := strconv.ParseUint(t, 0, 64)
 	if err != nil {
-		return 0, fmt.Errorf("%q is not a size", s)
+		return 0, fmt.Errorf("%q is not a size: want %s", s, sizeForms)
 	}
 	if v != 0 && v*mul/mul != v {
 		return 0, fmt.Errorf("%q overflows", s)

@@ -2,10 +2,17 @@
 // kernel's IMA measurement list across the soft reboot. It accepts
 // kexec-tools' options so it can be installed as kexec.
 //
-// It is a thin shell over package loader: flags become a Host, an Image
-// and loader.Options (options.go), the library does the work, and this
-// file prints what it did. Between -l and -e the load is kept in a
-// loader.StateDir.
+// It is a thin shell over package loader. options.go is the one option
+// table: kexec-tools' getopt_long rules, and the --help text. action.go
+// turns a parsed command line into an Action as kexec-tools' main() would
+// (the last action option wins). flags.go makes the library's Host, Image
+// and Options; perform.go runs the Action's steps (unload, load, finalize,
+// shutdown, exec), a dry run over a loader.DryRun that acts on nothing.
+// Between -l and -e the load is kept in a loader.StateDir.
+//
+// Invariants: --dry-run never loads, unloads, extends a PCR, reboots,
+// writes the state directory, syncs or runs the shutdown command; errors
+// are matched with errors.Is/As, never by text.
 package main
 
 import (
@@ -13,8 +20,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"runtime/debug"
+	"syscall"
 
+	"github.com/gokexec/gokexec/kexec"
 	"github.com/gokexec/gokexec/loader"
 )
 
@@ -43,163 +54,106 @@ func usageErr(format string, a ...any) error {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	var c cli
-	fs := newFlags(&c)
-	if err := fs.Parse(args); err != nil {
-		fmt.Fprintf(stderr, "gokexec: %v (see gokexec --help)\n", err)
+	c := newCLI()
+	pos, err := parseArgs(c, args)
+	if err != nil {
+		fmt.Fprintf(stderr, "gokexec: %v (see gokexec --help)\n", errOf(err))
 		return 2
 	}
 	if c.help {
-		printHelp(stdout, fs)
+		printHelp(stdout)
 		return 0
 	}
 	if c.showVersion {
-		fmt.Fprintf(stdout, "gokexec %s\n", version)
+		fmt.Fprintln(stdout, versionLine())
 		return 0
 	}
-	err := dispatch(context.Background(), &c, fs.Args(), stdout, stderr)
+	err = dispatch(context.Background(), c, pos, stdout, stderr)
 	if err == nil {
 		return 0
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil { // nil: a status answer (-S), nothing to say
-			fmt.Fprintf(stderr, "gokexec: %v\n", ee.err)
+			fmt.Fprintf(stderr, "gokexec: %v\n", withAdvice(ee.err))
 		}
 		return ee.code
 	}
-	fmt.Fprintf(stderr, "gokexec: %v\n", err)
+	fmt.Fprintf(stderr, "gokexec: %v\n", withAdvice(err))
 	return 1
 }
 
-func dispatch(ctx context.Context, c *cli, pos []string, stdout, stderr io.Writer) error {
-	act, err := c.action(pos)
-	if err != nil {
-		return err
+func errOf(err error) error {
+	var ee *exitError
+	if errors.As(err, &ee) && ee.err != nil {
+		return ee.err
 	}
-	dir := loader.StateDir(c.stateDir)
-	warn := func(w string) { fmt.Fprintf(stderr, "gokexec: warning: %s\n", w) }
-	switch act {
-	case actCapture:
-		return captureHost(c.host, pos[1])
-	case actStatus:
-		loaded, err := c.hostFor().KexecLoaded(!c.load)
-		if err != nil {
-			return &exitError{2, err}
-		}
-		if loaded {
-			return &exitError{1, nil}
-		}
-		return nil
-	case actUnload:
-		if err := loader.Unload(ctx, c.hostFor()); err != nil {
-			return err
-		}
-		return dir.Clear()
-	case actFinalize:
-		_, rep, err := finalizeRecorded(ctx, c, dir, c.hostFor())
-		if err != nil {
-			return err
-		}
-		if rep != nil {
-			reportFinalize(rep, c.debug, stderr)
-		}
-		return nil
-	case actExec:
-		return execLoaded(ctx, c, dir, stderr)
-	case actCrashLoad, actCrashDryRun, actCrashUnload:
-		return crash(ctx, c, act, pos, stdout, stderr, warn)
-	}
-	h, img, o, err := c.options(pos[0])
-	if err != nil {
-		return err
-	}
-	if act == actDryRun {
-		p, err := loader.Plan(ctx, h, img, o)
-		if err != nil {
-			return err
-		}
-		if err := writeDTB(c.dtbOut, p); err != nil {
-			return err
-		}
-		return printPlan(p, c.jsonOut, stdout)
-	}
-	o.Warn = warn
-	l, err := loader.Load(ctx, h, img, o)
-	if err != nil {
-		return err
-	}
-	if err := dir.Save(l.State()); err != nil {
-		_ = l.Unload() // a later -e could not finalize it
-		return err
-	}
-	p := l.Plan()
-	if err := writeDTB(c.dtbOut, p); err != nil {
-		return err
-	}
-	reportLoaded(p, c.debug, warn, stderr)
-	if act == actLoad {
-		return nil
-	}
-	// No -l (plain "gokexec KERNEL", -f) or -l with -e: boot now.
-	return execLoaded(ctx, c, dir, stderr)
+	return err
 }
 
-// finalizeRecorded finalizes the load recorded in dir and records the
-// result. No record while an image is loaded: another tool's load,
-// nothing to finalize (nil Loaded and Report, no error).
-func finalizeRecorded(ctx context.Context, c *cli, dir loader.StateDir, h loader.Host) (*loader.Loaded, *loader.Report, error) {
-	loaded, err := h.KexecLoaded(false)
-	if err != nil {
-		return nil, nil, err
+// geteuid is a seam for tests.
+var geteuid = os.Geteuid
+
+// withAdvice adds "run as root" where missing privilege is the cause: the
+// loader's ErrPrivilege, a permission error (a file only root reads, a syscall refused with EPERM
+// or EACCES) while not running as root. Lockdown's EPERM is its own case.
+func withAdvice(err error) error {
+	if geteuid() == 0 || errors.Is(err, kexec.ErrLockdown) {
+		return err
 	}
-	if !loaded {
-		return nil, nil, fmt.Errorf("%w (load one with -l first)", loader.ErrNothingLoaded)
+	if errors.Is(err, loader.ErrPrivilege) || errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
+		return fmt.Errorf("%w (run as root)", err)
 	}
-	s, err := dir.Read()
-	if errors.Is(err, loader.ErrNoState) {
-		return nil, nil, nil
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	if c.noIMA {
-		s.Options.NoIMA = true
-	}
-	l, err := loader.Resume(h, s)
-	if err != nil {
-		return nil, nil, err
-	}
-	rep, err := l.Finalize(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	if !rep.Skipped {
-		if err := dir.Save(l.State()); err != nil {
-			if rep.Extended {
-				return nil, nil, fmt.Errorf("%w (%w)", err, loader.ErrExtended)
+	return err
+}
+
+// versionLine is gokexec's version and the commit it was built from.
+func versionLine() string {
+	v := "gokexec " + version
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		var rev, mod string
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					mod = "+modified"
+				}
 			}
-			return nil, nil, err
+		}
+		if rev != "" {
+			v += " (commit " + rev + mod + ")"
 		}
 	}
-	return l, rep, nil
+	return v
 }
 
-// execLoaded is -e: finalize the recorded load, sync, reboot.
-func execLoaded(ctx context.Context, c *cli, dir loader.StateDir, stderr io.Writer) error {
-	h := c.hostFor()
-	l, rep, err := finalizeRecorded(ctx, c, dir, h)
+func dispatch(ctx context.Context, c *cli, pos []string, stdout, stderr io.Writer) error {
+	a, err := c.action(pos)
 	if err != nil {
-		return fmt.Errorf("-e: %w; not rebooting", err)
+		return err
 	}
-	if rep != nil {
-		reportFinalize(rep, c.debug, stderr)
+	for _, n := range c.ignoredNotes(a, pos) {
+		fmt.Fprintf(stderr, "gokexec: note: %s\n", n)
 	}
-	if !c.noSync {
-		syncAll()
+	if c.imaPCR > 23 {
+		return usageErr("--ima-pcr %d: PCRs are 0-23", c.imaPCR)
 	}
-	if l != nil {
-		return l.Exec()
+	if _, err := parseSize(c.imaExtra); err != nil {
+		return usageErr("--ima-extra: %v", err)
 	}
-	return h.Reboot() // another tool's load
+	err = perform(ctx, c, a, stdout, stderr)
+	if !a.DryRun {
+		return err
+	}
+	var ee *exitError
+	switch {
+	case err == nil || errors.As(err, &ee) && ee.err == nil:
+		fmt.Fprintf(stderr, "gokexec: dry run (%s): nothing was loaded, unloaded, extended or rebooted\n", a)
+		return err
+	case errors.As(err, &ee):
+		return &exitError{ee.code, fmt.Errorf("dry run: %w", ee.err)}
+	}
+	return fmt.Errorf("dry run: %w", err)
 }

@@ -55,17 +55,16 @@ func TestUsageErrors(t *testing.T) {
 		code int
 		msg  string
 	}{
-		{[]string{"--bogus"}, 2, "unknown flag"},
+		{[]string{"--bogus"}, 2, "unrecognized option '--bogus'"},
 		{[]string{"-l"}, 2, "needs a kernel"},
-		{[]string{"--initrd"}, 2, "needs an argument"},
+		{[]string{"--initrd"}, 2, "requires an argument"},
 		{[]string{}, 2, "nothing to do"},
 		{[]string{"-l", k, "extra"}, 2, "one kernel image"},
-		{[]string{"-s", "-c", "-l", k}, 2, "exclude each other"},
+		{[]string{"-l", k, "--co=x"}, 2, "ambiguous; possibilities: --command-line --console-serial --console-vga"},
 		{[]string{"-l", k, "--ima-extra", "lots", "--dry-run"}, 2, "--ima-extra"},
 		{[]string{"-l", k, "--mem-min", "0x2000000", "--mem-max", "0x1000000", "--dry-run"}, 2, "--mem-min"},
 		{[]string{"-l", k, "--arch", "mips", "--dry-run"}, 2, "--arch"},
 		{[]string{"-l", k, "--ima-pcr", "24", "--dry-run"}, 2, "--ima-pcr"},
-		{[]string{"-p", "-l", k}, 2, "crash"},
 		{[]string{"-l", "/nonexistent/vmlinuz", "--dry-run"}, 1, "no such file"},
 		{[]string{"-l", "main.go", "--dry-run", "--memmap", memmap, "--no-ima"}, 1, "not a bzImage"},
 	}

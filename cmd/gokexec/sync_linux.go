@@ -2,4 +2,5 @@ package main
 
 import "golang.org/x/sys/unix"
 
-func syncAll() { unix.Sync() }
+// syncAll syncs file systems before -e reboots (a seam for tests).
+var syncAll = unix.Sync

@@ -11,10 +11,13 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gokexec/gokexec/ima"
+	"github.com/gokexec/gokexec/internal/hashfloor"
 )
 
 // benchMachines is how many machines BenchmarkMachines verifies
@@ -138,6 +141,42 @@ func BenchmarkMachines(b *testing.B) {
 		}
 		b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "machines/s")
 		b.ReportMetric(cpu.Seconds()*1000/float64(n*b.N), "cpu-ms/machine")
+	})
+	// The fleet's hashing floor: every machine's list read, parsed and
+	// hashed (internal/hashfloor: the sha1 + sha256 replay's hashing),
+	// one goroutine per CPU, in this process.
+	b.Run(fmt.Sprintf("floor-in-process/%d", n), func(b *testing.B) {
+		for b.Loop() {
+			next := make(chan int)
+			var wg sync.WaitGroup
+			var failed atomic.Bool
+			for range runtime.GOMAXPROCS(0) {
+				wg.Go(func() {
+					for m := range next {
+						raw, err := os.ReadFile(filepath.Join(fleet, fmt.Sprintf("m%05d", m), "binary_runtime_measurements"))
+						if err != nil {
+							failed.Store(true)
+							continue
+						}
+						es, err := ima.ParseList(raw, binary.LittleEndian)
+						if err != nil {
+							failed.Store(true)
+							continue
+						}
+						hashfloor.Hash(es)
+					}
+				})
+			}
+			for m := range n {
+				next <- m
+			}
+			close(next)
+			wg.Wait()
+			if failed.Load() {
+				b.Fatal("a machine's list did not parse")
+			}
+		}
+		b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "machines/s")
 	})
 	ev, err := exec.LookPath("evmctl")
 	if err != nil {

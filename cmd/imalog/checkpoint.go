@@ -1,15 +1,15 @@
 package main
 
-// imalog verify LIST (--pcrs ... | --quote ...) --checkpoint FILE [--checkpoint-check tail|full]
+// How imalog runs a verification: flags give the list, the evidence and
+// the options; package verdict judges; this file opens the files, reads
+// and writes the checkpoint, and names the option of a bad input.
 //
-// Incremental verification (ima.VerifyFrom): when FILE exists the run
+// Incremental verification (--checkpoint FILE): when FILE exists the run
 // starts from it and reads only the list's entries after it; either way
-// FILE is rewritten (atomically) with where this run stopped. The verdict
-// is the one a full run gives; docs/verdict-schema.md and the ima package
-// (checkpoint.go) describe the checkpoint and what a resumed run cannot
-// see. A list whose consumed part changed is refused (reason
-// checkpoint_mismatch) and the checkpoint is left alone: a machine that
-// rebooted starts a new list, and its checkpoint must be removed.
+// FILE is rewritten (atomically) with where this run stopped. A list
+// whose consumed part changed is refused (reason checkpoint_mismatch) and
+// the checkpoint is left alone: a machine that rebooted starts a new
+// list, and its checkpoint must be removed.
 
 import (
 	"encoding/binary"
@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 
 	"github.com/gokexec/gokexec/ima"
+	"github.com/gokexec/gokexec/verdict"
 )
 
 // cpOptions are a run's checkpoint options.
@@ -28,65 +29,89 @@ type cpOptions struct {
 	check string // tail (default) or full
 }
 
-// verifyListCP verifies FILE, from and into a checkpoint when cpo.path is
-// set. mismatch reports a checkpoint that does not fit the list.
-func verifyListCP(name string, stdin io.Reader, order binary.ByteOrder, kexec bool, quoted ima.PCRValues, opt ima.VerifyOptions, cpo cpOptions) (ima.VerifyResult, *CheckpointVerdict, error) {
-	if cpo.path == "" {
-		res, err := verifyListFile(name, stdin, order, kexec, quoted, opt)
-		return res, nil, err
-	}
-	cv := &CheckpointVerdict{File: cpo.path}
-	var cp *ima.Checkpoint
-	cpIn := stdin
-	if _, fleet := stdin.(*confined); !fleet {
-		cpIn = nil // the checkpoint is a file, never standard input
-	}
-	if b, err := readSmall(cpo.path, cpIn, ima.MaxCheckpoint); err == nil {
-		if cp, err = ima.ParseCheckpoint(b); errors.Is(err, ima.ErrCheckpointVersion) {
-			cv.Restart = "the checkpoint is of an earlier version"
-		} else if err != nil {
-			return ima.VerifyResult{}, cv, fmt.Errorf("%s: %w", cpo.path, err)
+// listRun is one verification as the flags (or a manifest) give it.
+type listRun struct {
+	name     string // the list FILE
+	eventLog string // --event-log FILE ("": none)
+	order    binary.ByteOrder
+	kexec    bool
+	ev       verdict.Evidence
+	opt      verdict.Options
+	cp       cpOptions
+}
+
+// run opens the list (and the checkpoint), verifies through package
+// verdict and writes the next checkpoint; err is bad input (exit 2),
+// naming the option whose file it is.
+func (r listRun) run(stdin io.Reader) (*Verdict, error) {
+	opt := r.opt
+	if r.eventLog != "" {
+		b, err := readSmall(r.eventLog, stdin, maxEventLog)
+		if err != nil {
+			return nil, fmt.Errorf("--event-log: %w", err)
 		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return ima.VerifyResult{}, cv, fmt.Errorf("--checkpoint: %w", err)
+		r.ev.EventLog = b
 	}
-	in, _, finish, err := listInput(name, stdin, order, kexec)
+	if r.cp.path != "" {
+		if r.cp.path == "-" {
+			return nil, usagef("--checkpoint: a file, not standard input")
+		}
+		opt.WantCheckpoint, opt.CheckpointFull = true, r.cp.check == "full"
+		cpIn := stdin
+		if _, fleet := stdin.(*confined); !fleet {
+			cpIn = nil // the checkpoint is a file, never standard input
+		}
+		b, err := readSmall(r.cp.path, cpIn, ima.MaxCheckpoint)
+		switch {
+		case err == nil:
+			opt.Checkpoint = b
+		case !errors.Is(err, os.ErrNotExist):
+			return nil, fmt.Errorf("--checkpoint: %w", err)
+		}
+	}
+	in, rd, finish, err := listInput(r.name, stdin, r.order, r.kexec)
 	if err != nil {
-		return ima.VerifyResult{}, cv, err
+		return nil, err
 	}
 	defer in.Close()
-	if in.ra == nil {
-		return ima.VerifyResult{}, cv, usagef("%s: --checkpoint needs a regular file (read at offsets)", name)
+	if _, fleet := stdin.(*confined); fleet && in.size > maxInput {
+		return nil, fmt.Errorf("%s: %d bytes, a machine's list is at most %d", r.name, in.size, int64(maxInput))
 	}
-	if cp != nil && cpo.check == "full" {
-		if err := ima.CheckConsumed(in.ra, in.raSize, cp); err != nil {
-			return ima.VerifyResult{}, cv, fmt.Errorf("%s: %w", name, err)
+	list := verdict.List{R: rd, Order: r.order, Check: finish}
+	if in.ra != nil {
+		list.RA, list.Size = in.ra, in.raSize
+	} else if r.cp.path != "" {
+		return nil, usagef("%s: --checkpoint needs a regular file (read at offsets)", escapeText(r.name))
+	}
+	v, next, err := verdict.Verify(list, r.ev, opt)
+	if err != nil {
+		var ie *verdict.InputError
+		if errors.As(err, &ie) {
+			switch ie.Part {
+			case "list":
+				return nil, fmt.Errorf("%s: %w", r.name, ie.Err)
+			case "checkpoint":
+				return nil, fmt.Errorf("--checkpoint %s: %w", r.cp.path, ie.Err)
+			case "event log":
+				return nil, fmt.Errorf("--event-log %s: %w", r.eventLog, ie.Err)
+			case "quote", "signature", "ak":
+				flag := map[string]string{"quote": "--quote", "signature": "--sig", "ak": "--ak"}[ie.Part]
+				return nil, fmt.Errorf("%s: %w", flag, ie.Err)
+			}
+		}
+		return nil, err
+	}
+	v.SetNames(r.name, "")
+	if v.Checkpoint != nil {
+		v.Checkpoint.File = r.cp.path
+		if next != nil {
+			if err := writeAtomic(r.cp.path, next); err != nil {
+				return nil, fmt.Errorf("--checkpoint: %w", err)
+			}
+			v.Checkpoint.Written = true
 		}
 	}
-	res, info, err := ima.VerifyFrom(in.ra, in.raSize, order, cp, quoted, opt)
-	if err == nil {
-		err = finish(res.Entries)
-	}
-	if err != nil {
-		return res, cv, fmt.Errorf("%s: %w", name, err)
-	}
-	cv.Resumed, cv.From, cv.Read = cp != nil && info.Restart == "", info.From, info.Read
-	if info.Restart != "" {
-		cv.Restart = info.Restart
-	}
-	if info.Next == nil {
-		cv.Restart += " (no checkpoint written: a method per boot was needed)"
-		return res, cv, nil
-	}
-	b, err := ima.MarshalCheckpoint(info.Next)
-	if err != nil {
-		return res, cv, err
-	}
-	if err := writeAtomic(cpo.path, b); err != nil {
-		return res, cv, err
-	}
-	cv.Written = true
-	return res, cv, nil
+	return v, nil
 }
 
 // writeAtomic replaces path with b through a temporary file in its
@@ -109,16 +134,6 @@ func writeAtomic(path string, b []byte) error {
 	return err
 }
 
-// checkpointRefused makes a refusal verdict of a checkpoint that does not
-// fit the list; ok is false for other errors.
-func checkpointRefused(v *Verdict, err error) bool {
-	if !errors.Is(err, ima.ErrCheckpointMismatch) {
-		return false
-	}
-	v.Consistent, v.Exit, v.Reason, v.Error = false, exitMismatch, ReasonCheckpointBroken, err.Error()
-	return true
-}
-
 func printCheckpoint(w io.Writer, cv *CheckpointVerdict) {
 	if cv == nil {
 		return
@@ -128,11 +143,14 @@ func printCheckpoint(w io.Writer, cv *CheckpointVerdict) {
 	case cv.Resumed:
 		fmt.Fprintf(w, "checkpoint %s: resumed after %d entries, read %d new\n", file, cv.From, cv.Read)
 	case cv.Restart != "":
-		fmt.Fprintf(w, "checkpoint %s: full run (%s), read %d entries\n", file, cv.Restart, cv.Read)
+		fmt.Fprintf(w, "checkpoint %s: full run (%s), read %d entries\n", file, escapeText(cv.Restart), cv.Read)
 	default:
 		fmt.Fprintf(w, "checkpoint %s: none yet, read %d entries\n", file, cv.Read)
 	}
 	if cv.Written {
 		fmt.Fprintf(w, "checkpoint %s: written\n", file)
+	}
+	if cv.NotWritten != "" {
+		fmt.Fprintf(w, "checkpoint %s: not written: %s\n", file, escapeText(cv.NotWritten))
 	}
 }

@@ -10,11 +10,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/gokexec/gokexec/ima"
+	"github.com/gokexec/gokexec/verdict"
 	"github.com/spf13/pflag"
 )
 
@@ -174,7 +177,7 @@ func cmdShow(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 	var line []byte
 	n := 0
 	if *format == "json" {
-		w.WriteString("{\n  \"entries\": [")
+		w.WriteString("{\n  \"schema\": \"" + SchemaShow + "\",\n  \"entries\": [")
 	}
 	err = ima.Scan(r, order, func(i int, off int64, e *ima.Entry) error {
 		n = i + 1
@@ -315,9 +318,9 @@ func cmdReplay(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return exitOK, enc.Encode(map[string]any{"entries": n, "replay": results})
+		return exitOK, enc.Encode(map[string]any{"schema": SchemaReplay, "exit": exitOK, "entries": n, "replay": results})
 	}
-	fmt.Fprintf(stdout, "%s: %d entries\n", name, n)
+	fmt.Fprintf(stdout, "%s: %d entries\n", escapeText(name), n)
 	for _, r := range results {
 		fmt.Fprintf(stdout, "%s (%s):\n", r.Bank, r.Method)
 		for _, p := range sortedKeys(r.PCRs) {
@@ -353,6 +356,27 @@ func loadPCRArg(arg string, stdin io.Reader) (ima.PCRValues, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--pcrs: %w", err)
 	}
+	if ima.IsBareHex(data) {
+		// A sysfs pcr-<bank>/<n> file: the index is the file's name, the
+		// bank BANK, or else the directory's name.
+		idx, err := strconv.ParseUint(filepath.Base(file), 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("--pcrs %s: bare hex, but the file name is not a PCR index (a sysfs pcr-<bank>/<n> file)", file)
+		}
+		if bank == 0 {
+			if b, ok := strings.CutPrefix(filepath.Base(filepath.Dir(file)), "pcr-"); ok {
+				bank, _ = ima.ParseHashName(b)
+			}
+		}
+		if bank == 0 {
+			return nil, fmt.Errorf("--pcrs %s: bare hex without a bank: give BANK,FILE or a pcr-<bank> directory", file)
+		}
+		v, err := ima.ParseSysfsPCR(data, bank, idx)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+		return v, nil
+	}
 	v, err := ima.ParsePCRFile(data, bank)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
@@ -371,7 +395,7 @@ func cmdVerify(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 	if err != nil {
 		return exitBad, err
 	}
-	if err := vf.only("--pcrs or --tpm", "pcrs", "tpm", "reads", "strict", "json", "byte-order", "kexec", "ignore-violations"); err != nil {
+	if err := vf.only("--pcrs or --tpm", "pcrs", "tpm", "reads", "strict", "json", "byte-order", "kexec", "ignore-violations", "event-log"); err != nil {
 		return exitBad, err
 	}
 	name, err := oneFile("verify", rest)
@@ -415,24 +439,22 @@ func cmdVerify(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 		quoted.Merge(v)
 		sources = append(sources, pcrSource{a, len(v)})
 	}
-	opt := ima.VerifyOptions{Strict: *strict}
 	reads := decideReads(*readsF, sources, len(quoted))
+	ev := verdict.Evidence{Values: quoted, Why: reads.why}
 	if reads.perBank {
-		opt.Reads = ima.ReadsPerBank
+		ev.Reads = ima.ReadsPerBank
 	}
-	res, err := verifyListFile(name, stdin, order, *kexec, quoted, opt)
+	v, err := listRun{name: name, eventLog: *vf.eventLog, order: order, kexec: *kexec, ev: ev, opt: verdict.Options{Strict: *strict}}.run(stdin)
 	if err != nil {
 		return exitBad, err
 	}
-	code := exitMismatch
-	if res.Consistent {
-		code = exitOK
-	}
+	code := v.Exit
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return code, enc.Encode(map[string]any{"list": name, "verify": res, "timeline": res.Timeline, "reads_reason": reads.why})
+		return code, enc.Encode(v)
 	}
+	res := *v.Verify
 	w := bufio.NewWriter(stdout)
 	printTimeline(w, name, res.Timeline)
 	printVerify(w, res, reads)
@@ -472,18 +494,49 @@ func decideReads(flag string, sources []pcrSource, banks int) readsChoice {
 }
 
 func printTimeline(w io.Writer, name string, tl ima.Timeline) {
-	fmt.Fprintf(w, "list %s: %d entries, %d boot(s)\n", ima.Escape(name), tl.Entries, len(tl.Boots))
-	for i, b := range tl.Boots {
+	fmt.Fprintf(w, "list %s: %d entries, %d boot(s)\n", escapeText(name), tl.Entries, tl.BootCount)
+	prev := 0
+	for _, b := range tl.Boots {
+		if b.Number > prev+1 {
+			fmt.Fprintf(w, "  boots %d-%d: not shown\n", prev+1, b.Number-1)
+		}
+		prev = b.Number
 		start := "no boot_aggregate"
 		if b.BootAggregate {
 			start = "boot_aggregate"
 		}
-		fmt.Fprintf(w, "  boot %d: entries %d-%d (%s), %d violation(s), exit: %s\n", i+1, b.Start, b.End-1, start, b.Violations, b.Exit)
-		for _, m := range b.Markers {
-			fmt.Fprintf(w, "    #%d %s (PCR %d): %s\n", m.Index, ima.Escape(m.Name), m.PCR, ima.Escape(m.Payload))
+		agg := ""
+		switch b.AggregateMatch {
+		case ima.AggregateMatch:
+			agg = ", boot_aggregate matches PCRs 0-9 (" + b.AggregateAlgo + ")"
+		case ima.AggregateMismatch:
+			agg = ", boot_aggregate DOES NOT MATCH PCRs 0-9 (" + b.AggregateAlgo + ")"
+		}
+		fmt.Fprintf(w, "  boot %d: entries %d-%d (%s), %d violation(s), exit: %s%s\n", b.Number, b.Start, b.End-1, start, b.Violations, b.Exit, agg)
+		for k, m := range b.Markers {
+			if k == ima.KeepMarkers && b.MarkerCount > len(b.Markers) {
+				fmt.Fprintf(w, "    (%d markers not shown; the last kexec_load and kexec_execute follow)\n", b.MarkerCount-len(b.Markers))
+			}
+			trunc := ""
+			if m.Truncated {
+				trunc = " (truncated)"
+			}
+			fmt.Fprintf(w, "    #%d %s (PCR %d): %s%s\n", m.Index, ima.Escape(m.Name), m.PCR, ima.Escape(m.Payload), trunc)
 		}
 	}
-	fmt.Fprintf(w, "markers: %s: %s\n", tl.Verdict, tl.Reason)
+	if tl.BootsOmitted > 0 {
+		var parts []string
+		for _, e := range []string{"soft-reboot", "events-lost", "unmarked", "running"} {
+			if c := tl.Exits[e]; c > 0 {
+				parts = append(parts, fmt.Sprintf("%d %s", c, e))
+			}
+		}
+		fmt.Fprintf(w, "  %d of %d boots not shown (every boot by exit: %s)\n", tl.BootsOmitted, tl.BootCount, strings.Join(parts, ", "))
+	}
+	if tl.AggregateMismatches > 0 {
+		fmt.Fprintf(w, "  %s with a boot_aggregate that does not match the quoted PCRs 0-9\n", plural(tl.AggregateMismatches, "boot", "boots"))
+	}
+	fmt.Fprintf(w, "markers: %s: %s\n", tl.Verdict, escapeText(tl.Reason))
 }
 
 // entryRange renders the first k entries.
@@ -569,7 +622,7 @@ func printVerify(w io.Writer, res ima.VerifyResult, reads readsChoice) {
 	case res.Timeline.Verdict == ima.VerdictEventsLost:
 		fmt.Fprintf(w, "verdict: inconsistent: %s\n", res.Timeline.Reason)
 	case res.Prefix > 0 && res.Strict:
-		fmt.Fprintf(w, "verdict: inconsistent (strict): %s\n", res.Problems[len(res.Problems)-1])
+		fmt.Fprintf(w, "verdict: inconsistent (strict): %s\n", escapeText(res.Problems[len(res.Problems)-1]))
 	default:
 		fmt.Fprintf(w, "verdict: inconsistent: no prefix of the list reproduces the quoted PCRs\n")
 	}
@@ -638,15 +691,19 @@ func cmdRestore(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return code, enc.Encode(rep)
+		return code, enc.Encode(struct {
+			Schema string `json:"schema"`
+			Exit   int    `json:"exit"`
+			ima.KexecReport
+		}{SchemaRestore, code, rep})
 	}
-	fmt.Fprintf(stdout, "%s: the next kernel would restore %d of %d entries\n", name, rep.Restored, rep.Header.Count)
+	fmt.Fprintf(stdout, "%s: the next kernel would restore %d of %d entries\n", escapeText(name), rep.Restored, rep.Header.Count)
 	for _, p := range rep.Problems {
 		where := "header"
 		if p.Index >= 0 {
 			where = fmt.Sprintf("entry %d (offset %d)", p.Index, p.Offset)
 		}
-		fmt.Fprintf(stdout, "  %s: %s: %s\n", where, p.Kind, p.Reason)
+		fmt.Fprintf(stdout, "  %s: %s: %s\n", where, escapeText(p.Kind), escapeText(p.Reason))
 	}
 	return code, nil
 }
@@ -658,7 +715,7 @@ type verifyFlags struct {
 	fs                                         *pflag.FlagSet
 	pcrs                                       *[]string
 	tpm, reads, byteOrder, checkpoint, cpCheck *string
-	machines                                   *string
+	machines, eventLog                         *string
 	strict, json, kexec, cpEach                *bool
 	jobs                                       *int
 	quote                                      *quoteFlags
@@ -684,6 +741,7 @@ func newVerifyFlags() *verifyFlags {
 	vf.machines = fs.String("machines", "", "")
 	vf.jobs = fs.Int("jobs", runtime.GOMAXPROCS(0), "")
 	vf.cpEach = fs.Bool("checkpoint-each", false, "")
+	vf.eventLog = fs.String("event-log", "", "")
 	return vf
 }
 

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gokexec/gokexec/ima"
+	"github.com/gokexec/gokexec/verdict"
 )
 
 // tamperedExcused is issue 21's first reproducer: 65 junk stored
@@ -316,5 +318,186 @@ func TestHelpVersion(t *testing.T) {
 	code, out, errs := imalog(t, "--version")
 	if code != exitOK || !strings.HasPrefix(out, "imalog ") || !strings.Contains(out, "commit ") || errs != "" {
 		t.Errorf("--version: exit %d %q %q", code, out, errs)
+	}
+}
+
+// TestSysfsPCRFilesAccepted: the bare-hex sysfs pcr-<bank>/<n> files
+// were refused; a capture verifies from them as from its evmctl files.
+func TestSysfsPCRFilesAccepted(t *testing.T) {
+	capture := captures(t)[0]
+	v, err := ima.ParsePCRFile(mustRead(t, filepath.Join(capture, "pcr-sha256.txt")), crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := filepath.Join(t.TempDir(), "pcr-sha256")
+	os.MkdirAll(sys, 0o755)
+	args := []string{"verify", filepath.Join(capture, "binary_runtime_measurements")}
+	for _, p := range []uint32{10, 11} {
+		f := filepath.Join(sys, fmt.Sprint(p))
+		os.WriteFile(f, []byte(strings.ToUpper(fmt.Sprintf("%x", v[crypto.SHA256][p]))+"\n"), 0o444)
+		args = append(args, "--pcrs", f)
+	}
+	code, out, errs := imalog(t, args...)
+	if code != exitOK || !strings.Contains(out, "verdict: consistent") {
+		t.Errorf("exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// TestBoundedTimelineManyBootsAndMarkers: every boot_aggregate and every
+// marker was kept and printed: 400k boot_aggregates cost ~100 MiB and 34
+// MB of output, 400k markers ~200 MiB and 51 MB. Output (text and JSON)
+// stays under 1 MiB with the counts exact, and what is kept is bounded.
+func TestBoundedTimelineManyBootsAndMarkers(t *testing.T) {
+	n := 400000
+	if testing.Short() {
+		n = 100000
+	}
+	agg, _ := ima.NewFileEntry(10, "ima-ng", ima.BootAggregate, make([]byte, 32), crypto.SHA256, nil)
+	p := ima.KexecMarkerPayload(0, 1000, 5)
+	load := ima.NewBufEntry(10, ima.MarkerKexecLoad, []byte(p), crypto.SHA256)
+	for name, es := range map[string][]ima.Entry{
+		"boot_aggregates": {agg},
+		"markers":         {agg, load},
+	} {
+		one := ima.AppendList(nil, es[len(es)-1:], binary.LittleEndian)
+		raw := ima.AppendList(nil, es[:len(es)-1], binary.LittleEndian)
+		for range n {
+			raw = append(raw, one...)
+		}
+		dir := t.TempDir()
+		list := filepath.Join(dir, "list")
+		os.WriteFile(list, raw, 0o644)
+		all, err := ima.ParseList(raw, binary.LittleEndian)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pj, _ := ima.MarshalPCRJSON(ima.PCRValues{crypto.SHA256: ima.Replay(all, crypto.SHA256, ima.MethodPerBank)})
+		pcrs := filepath.Join(dir, "pcrs.json")
+		os.WriteFile(pcrs, pj, 0o644)
+		for _, js := range []bool{false, true} {
+			args := []string{"verify", list, "--pcrs", pcrs, "--checkpoint", filepath.Join(dir, "cp")}
+			if js {
+				args = append(args, "--json")
+			}
+			code, out, errs := imalog(t, args...)
+			if len(out)+len(errs) > 1<<20 {
+				t.Errorf("%s json=%v: %d bytes of output", name, js, len(out)+len(errs))
+			}
+			if code == exitBad {
+				t.Fatalf("%s: %s", name, errs)
+			}
+			boots := n
+			if name == "markers" {
+				boots = 1
+			}
+			if !js && !strings.Contains(out, fmt.Sprintf("%d entries, %d boot(s)", len(all), boots)) {
+				t.Errorf("%s: counts not exact:\n%.2000s", name, out)
+			}
+			if js && !strings.Contains(out, fmt.Sprintf(`"boot_count": %d`, boots)) {
+				t.Errorf("%s json: boot_count not exact", name)
+			}
+			// the checkpoint written is accepted by the next run (it
+			// once was refused past 4096 boots)
+			if strings.Contains(out+errs, "checkpoint") && (strings.Contains(out+errs, "bad input") || code == exitBad) {
+				t.Errorf("%s: checkpoint refused: %s", name, errs)
+			}
+		}
+		tl := ima.BuildTimeline(all, binary.LittleEndian)
+		if len(tl.Boots) > ima.MaxTimelineBoots {
+			t.Errorf("%s: %d boots kept", name, len(tl.Boots))
+		}
+		for _, b := range tl.Boots {
+			if len(b.Markers) > ima.KeepMarkers+2 {
+				t.Errorf("%s: %d markers kept in boot %d", name, len(b.Markers), b.Number)
+			}
+		}
+	}
+}
+
+// TestCheckpointMoreThan4096Boots: a list with more than 4096 boots
+// wrote a checkpoint that every later run refused as bad input.
+func TestCheckpointMoreThan4096Boots(t *testing.T) {
+	agg, _ := ima.NewFileEntry(10, "ima-ng", ima.BootAggregate, make([]byte, 32), crypto.SHA256, nil)
+	es := make([]ima.Entry, 5000)
+	for i := range es {
+		es[i] = agg
+	}
+	dir := t.TempDir()
+	list := filepath.Join(dir, "list")
+	writeQuoteList(t, list, es)
+	writePCRJSON(t, filepath.Join(dir, "pcrs.json"), es)
+	cp := filepath.Join(dir, "cp")
+	for run := range 2 {
+		code, out, errs := imalog(t, "verify", list, "--pcrs", filepath.Join(dir, "pcrs.json"), "--checkpoint", cp)
+		if code != exitOK {
+			t.Fatalf("run %d: exit %d\n%s%s", run+1, code, out, errs)
+		}
+		if run == 1 && !strings.Contains(out, "resumed after 5000 entries") {
+			t.Errorf("second run did not resume:\n%s", out)
+		}
+	}
+}
+
+// TestJSONEnvelopeEveryCommand: every command's --json output is one
+// object with a versioned schema, bad input included (it was a message on
+// stderr only, and show/replay/restore had no schema).
+func TestJSONEnvelopeEveryCommand(t *testing.T) {
+	capture := captures(t)[0]
+	list := filepath.Join(capture, "binary_runtime_measurements")
+	pcrs := "sha256," + filepath.Join(capture, "pcr-sha256.txt")
+	for _, c := range []struct {
+		args   []string
+		schema string
+		code   int
+	}{
+		{[]string{"show", "--format", "json", list}, SchemaShow, 0},
+		{[]string{"replay", "--json", list}, SchemaReplay, 0},
+		{[]string{"restore", "--list", "--json", list}, SchemaRestore, 0},
+		{[]string{"verify", "--json", list, "--pcrs", pcrs}, VerdictSchema, 0},
+		{[]string{"show", "--format", "json", "/nonexistent"}, SchemaShow, 2},
+		{[]string{"replay", "--json", "/nonexistent"}, SchemaReplay, 2},
+		{[]string{"restore", "--json", "/nonexistent"}, SchemaRestore, 2},
+		{[]string{"verify", "--json", "/nonexistent", "--pcrs", pcrs}, VerdictSchema, 2},
+		{[]string{"verify", "--json", list, "--pcrs", "/nonexistent"}, VerdictSchema, 2},
+	} {
+		code, out, _ := imalog(t, c.args...)
+		var v map[string]any
+		if err := json.Unmarshal([]byte(out), &v); err != nil || code != c.code || v["schema"] != c.schema {
+			t.Errorf("%v: exit %d, schema %v (%v):\n%.300s", c.args, code, v["schema"], err, out)
+			continue
+		}
+		if c.code == exitBad && (v["reason"] != ReasonBadInput || v["exit"] != float64(exitBad) || v["error"] == "") {
+			t.Errorf("%v: bad input envelope %v", c.args, v)
+		}
+	}
+}
+
+// TestEventLogOption: --event-log FILE gives PCRs 0-9 for each boot's
+// boot_aggregate (a real firmware log from go-attestation's test data);
+// a missing one is named by its option.
+func TestEventLogOption(t *testing.T) {
+	dir, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/google/go-attestation").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logf := filepath.Join(strings.TrimSpace(string(dir)), "attest", "testdata", "ubuntu_2104_shielded_vm_no_secure_boot_eventlog")
+	_, fw, err := verdict.ReplayEventLog(mustRead(t, logf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	agg, _ := ima.BootAggregateOf(fw[crypto.SHA256], crypto.SHA256)
+	e, _ := ima.NewFileEntry(10, "ima-ng", ima.BootAggregate, agg, crypto.SHA256, nil)
+	es := append([]ima.Entry{e}, syntheticList(t, 5, 10, "el")[1:]...)
+	d := t.TempDir()
+	list := filepath.Join(d, "list")
+	writeQuoteList(t, list, es)
+	writePCRJSON(t, filepath.Join(d, "pcrs.json"), es)
+	code, out, errs := imalog(t, "verify", list, "--pcrs", filepath.Join(d, "pcrs.json"), "--event-log", logf)
+	if code != exitOK || !strings.Contains(out, "boot_aggregate matches PCRs 0-9 (sha256)") {
+		t.Errorf("exit %d\n%s%s", code, out, errs)
+	}
+	code, _, errs = imalog(t, "verify", list, "--pcrs", filepath.Join(d, "pcrs.json"), "--event-log", filepath.Join(d, "missing"))
+	if code != exitBad || !strings.Contains(errs, "--event-log") {
+		t.Errorf("missing log: exit %d %s", code, errs)
 	}
 }

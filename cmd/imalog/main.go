@@ -13,6 +13,7 @@ package main
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,7 +21,48 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/gokexec/gokexec/verdict"
 )
+
+// The JSON envelopes: every --json output is one object whose "schema"
+// names it and its version (docs/verdict-schema.md); verify's is the
+// verdict (package verdict), the others these.
+const (
+	SchemaShow    = "gokexec/imalog-show/1"
+	SchemaReplay  = "gokexec/imalog-replay/1"
+	SchemaRestore = "gokexec/imalog-restore/1"
+)
+
+// wantsJSON reports whether the command line asks for JSON output.
+func wantsJSON(args []string) bool {
+	for i, a := range args {
+		switch {
+		case a == "--":
+			return false
+		case a == "--json", a == "--json=true", a == "--format=json", strings.HasPrefix(a, "--machines"):
+			return true
+		case a == "--format" && i+1 < len(args) && args[i+1] == "json":
+			return true
+		}
+	}
+	return false
+}
+
+// writeErrorJSON prints the envelope of a run that ended in err.
+func writeErrorJSON(w io.Writer, cmd string, code int, err error) {
+	schema := map[string]string{"show": SchemaShow, "replay": SchemaReplay, "restore": SchemaRestore}[cmd]
+	if cmd == "verify" {
+		v := verdict.BadInput(err)
+		v.Exit = code
+		json.NewEncoder(w).Encode(v)
+		return
+	}
+	if schema == "" {
+		schema = "gokexec/imalog/1"
+	}
+	json.NewEncoder(w).Encode(map[string]any{"schema": schema, "exit": code, "reason": "bad_input", "error": err.Error()})
+}
 
 const (
 	exitOK       = 0
@@ -81,6 +123,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = usagef("unknown command %q", args[0])
 	}
 	if err != nil {
+		if code == exitOK {
+			code = exitBad
+		}
+		if wantsJSON(args) {
+			// One envelope for every command, bad input included.
+			writeErrorJSON(stdout, args[0], code, err)
+		}
 		fmt.Fprintf(stderr, "imalog: %s\n", escapeText(err.Error()))
 		var ue usageError
 		if errors.As(err, &ue) {
@@ -89,9 +138,6 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 				hint = "imalog " + args[0] + " --help"
 			}
 			fmt.Fprintf(stderr, "imalog: see %s\n", hint)
-		}
-		if code == exitOK {
-			code = exitBad
 		}
 	}
 	return code
@@ -113,6 +159,9 @@ func parseOrder(s string) (binary.ByteOrder, error) {
 const (
 	maxInput   = 4 << 30
 	maxPCRFile = 1 << 20
+	// maxEventLog bounds a firmware event log (binary_bios_measurements
+	// is tens of KiB; a TPM's event log area is at most a few MiB).
+	maxEventLog = 16 << 20
 )
 
 // input is an opened FILE argument: a regular file (with its size; 0 for

@@ -14,16 +14,15 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
 
 	"github.com/gokexec/gokexec/attest"
 	"github.com/gokexec/gokexec/ima"
+	"github.com/gokexec/gokexec/verdict"
 	"github.com/spf13/pflag"
 )
 
@@ -70,54 +69,35 @@ func addQuoteFlags(fs *pflag.FlagSet) *quoteFlags {
 	}
 }
 
-// quoteInput is a parsed quote with its key and signature.
-type quoteInput struct {
-	msg   []byte
-	quote *attest.Quote
-	sig   *attest.Signature
-	ak    *attest.AK
-	nonce []byte
-}
-
-func loadQuote(qf *quoteFlags, stdin io.Reader) (*quoteInput, error) {
+// loadQuote reads the quote's files (each error names its option) and
+// the claimed PCR values: tpm2_quote -o files (serialized or values, read
+// by the quote's selection), or anything --pcrs takes without a quote.
+func loadQuote(qf *quoteFlags, pcrs []string, stdin io.Reader) (*verdict.Quote, error) {
 	if *qf.quote == "" || *qf.sig == "" || *qf.ak == "" {
 		return nil, usagef("verify: --quote, --sig and --ak go together")
 	}
-	in := &quoteInput{}
+	in := &verdict.Quote{RequireRestricted: *qf.restricted, AllowSHA1: *qf.allowSHA1}
 	var err error
 	if *qf.nonce != "" {
-		if in.nonce, err = hex.DecodeString(strings.TrimPrefix(*qf.nonce, "0x")); err != nil {
+		if in.Nonce, err = hex.DecodeString(strings.TrimPrefix(*qf.nonce, "0x")); err != nil {
 			return nil, usagef("verify: --nonce: not hex (%d characters)", len(*qf.nonce))
 		}
 	}
-	if in.msg, err = readSmall(*qf.quote, stdin, attest.MaxMessage); err != nil {
+	if in.Message, err = readSmall(*qf.quote, stdin, attest.MaxMessage); err != nil {
 		return nil, fmt.Errorf("--quote: %w", err)
 	}
-	if in.quote, err = attest.ParseQuote(in.msg); err != nil {
-		return nil, fmt.Errorf("%s: %w", *qf.quote, err)
-	}
-	b, err := readSmall(*qf.sig, stdin, attest.MaxSignature)
-	if err != nil {
+	if in.Signature, err = readSmall(*qf.sig, stdin, attest.MaxSignature); err != nil {
 		return nil, fmt.Errorf("--sig: %w", err)
 	}
-	if in.sig, err = attest.ParseSignature(b); err != nil {
-		return nil, fmt.Errorf("%s: %w", *qf.sig, err)
-	}
-	if b, err = readSmall(*qf.ak, stdin, attest.MaxAK); err != nil {
+	if in.AK, err = readSmall(*qf.ak, stdin, attest.MaxAK); err != nil {
 		return nil, fmt.Errorf("--ak: %w", err)
 	}
-	if in.ak, err = attest.ParseAK(b); err != nil {
-		return nil, fmt.Errorf("%s: %w", *qf.ak, err)
+	q, err := attest.ParseQuote(in.Message)
+	if err != nil {
+		return nil, fmt.Errorf("--quote %s: %w", *qf.quote, err)
 	}
-	return in, nil
-}
-
-// loadQuotePCRs reads --pcrs arguments: tpm2_quote -o files (serialized or
-// values, read by the quote's selection), or anything --pcrs takes
-// without a quote.
-func loadQuotePCRs(args []string, q *attest.Quote, stdin io.Reader) (attest.PCRValues, error) {
-	v := attest.PCRValues{}
-	for _, a := range args {
+	in.PCRs = attest.PCRValues{}
+	for _, a := range pcrs {
 		var got attest.PCRValues
 		if b, err := readSmall(a, stdin, attest.MaxPCRFile); err == nil {
 			got, _ = attest.ParsePCRFile(b, q.Selection)
@@ -130,95 +110,15 @@ func loadQuotePCRs(args []string, q *attest.Quote, stdin io.Reader) (attest.PCRV
 			got = attest.PCRValues(iv)
 		}
 		for h, m := range got {
-			if v[h] == nil {
-				v[h] = map[uint32][]byte{}
+			if in.PCRs[h] == nil {
+				in.PCRs[h] = map[uint32][]byte{}
 			}
 			for p, val := range m {
-				v[h][p] = val
+				in.PCRs[h][p] = val
 			}
 		}
 	}
-	return v, nil
-}
-
-// quoteRun is one list verified against one quote.
-type quoteRun struct {
-	list         string
-	order        binary.ByteOrder
-	kexec        bool
-	strict       bool
-	pcrs         []string
-	restricted   bool
-	allowSHA1    bool
-	methodBudget int
-	cp           cpOptions
-}
-
-// run checks the quote and, when it holds, the list against its values.
-// It returns the verdict; err is set only for bad input (exit 2).
-func (r quoteRun) run(in *quoteInput, stdin io.Reader) (*Verdict, error) {
-	v := &Verdict{Schema: VerdictSchema, List: r.list, Reads: "instant (a TPM2 quote: every value taken at one instant)"}
-	v.Quote = quoteVerdict(in.quote, in.sig, in.ak)
-	vals, err := loadQuotePCRs(r.pcrs, in.quote, stdin)
-	if err != nil {
-		return nil, err
-	}
-	qr, err := attest.Verify(in.msg, in.sig, in.ak, attest.Options{Nonce: in.nonce, PCRs: vals, RequireRestricted: r.restricted, AllowSHA1: r.allowSHA1})
-	if err != nil {
-		reason, refused := quoteReason(err)
-		if !refused {
-			return nil, err
-		}
-		v.Exit, v.Reason, v.Error = exitMismatch, reason, err.Error()
-		return v, nil
-	}
-	v.Quote.Verified, v.Quote.Ignored = true, qr.Ignored
-	res, cv, err := verifyListCP(r.list, stdin, r.order, r.kexec, toIMA(qr.Values),
-		ima.VerifyOptions{Reads: ima.ReadsInstant, Strict: r.strict, MethodSearchBudget: r.methodBudget}, r.cp)
-	v.Checkpoint = cv
-	if err != nil {
-		if checkpointRefused(v, err) {
-			return v, nil
-		}
-		return nil, err
-	}
-	v.Verify, v.Timeline = &res, &res.Timeline
-	v.Consistent, v.Reason = res.Consistent, listReason(res)
-	if err := in.quote.CheckSelected(listPCRs(res)); err != nil {
-		var ns *attest.NotSelectedError
-		if errors.As(err, &ns) {
-			v.Quote.NotSelected = ns.PCRs
-		}
-		v.Consistent, v.Reason, v.Error = false, ReasonPCRNotSelected, err.Error()
-	}
-	v.Exit = exitMismatch
-	if v.Consistent {
-		v.Exit = exitOK
-	}
-	return v, nil
-}
-
-// verifyListFile verifies the list in FILE as cmdVerify does.
-func verifyListFile(name string, stdin io.Reader, order binary.ByteOrder, kexec bool, quoted ima.PCRValues, opt ima.VerifyOptions) (ima.VerifyResult, error) {
-	in, r, finish, err := listInput(name, stdin, order, kexec)
-	if err != nil {
-		return ima.VerifyResult{}, err
-	}
-	defer in.Close()
-	var res ima.VerifyResult
-	if in.ra != nil {
-		// A regular file: read again where a second pass is cheaper.
-		res, err = ima.VerifyReaderAt(in.ra, in.raSize, order, quoted, opt)
-	} else {
-		res, err = ima.VerifyReader(r, order, quoted, opt)
-	}
-	if err == nil {
-		err = finish(res.Entries)
-	}
-	if err != nil {
-		return res, fmt.Errorf("%s: %w", name, err)
-	}
-	return res, nil
+	return in, nil
 }
 
 // cmdVerifyQuote is `imalog verify` with --quote and/or --checkpoint.
@@ -231,7 +131,7 @@ func cmdVerifyQuote(args []string, stdin io.Reader, stdout io.Writer) (int, erro
 		return exitBad, err
 	}
 	if err := vf.only("--quote or --checkpoint", "pcrs", "reads", "strict", "json", "byte-order", "kexec", "ignore-violations",
-		"quote", "sig", "ak", "nonce", "ak-restricted", "allow-sha1", "checkpoint", "checkpoint-check"); err != nil {
+		"quote", "sig", "ak", "nonce", "ak-restricted", "allow-sha1", "checkpoint", "checkpoint-check", "event-log"); err != nil {
 		return exitBad, err
 	}
 	name, err := oneFile("verify", rest)
@@ -256,16 +156,16 @@ func cmdVerifyQuote(args []string, stdin io.Reader, stdout io.Writer) (int, erro
 	cpo := cpOptions{path: *cpPath, check: *cpCheck}
 	var v *Verdict
 	if quoted {
-		in, err := loadQuote(qf, stdin)
+		in, err := loadQuote(qf, *pcrs, stdin)
 		if err != nil {
 			return exitBad, err
 		}
-		v, err = quoteRun{list: name, order: order, kexec: *kexec, strict: *strict, pcrs: *pcrs, restricted: *qf.restricted, allowSHA1: *qf.allowSHA1, cp: cpo}.run(in, stdin)
-		if err != nil {
+		r := listRun{name: name, eventLog: *vf.eventLog, order: order, kexec: *kexec, ev: verdict.Evidence{Quote: in}, opt: verdict.Options{Strict: *strict}, cp: cpo}
+		if v, err = r.run(stdin); err != nil {
 			return exitBad, err
 		}
 	} else {
-		m := ManifestMachine{List: name, PCRs: *pcrs, Reads: *readsF, Kexec: *kexec, Strict: *strict}
+		m := verdict.ManifestMachine{List: name, PCRs: *pcrs, Reads: *readsF, Kexec: *kexec, Strict: *strict, EventLog: *vf.eventLog}
 		if v, err = verifyWithPCRs(m, order, stdin, cpo); err != nil {
 			return exitBad, err
 		}

@@ -395,7 +395,11 @@ func writeBlocks(b *strings.Builder, blocks []Block) {
 		}
 		s := strings.Join(names, ", ")
 		if o.Arg != "" {
-			s += ` \fI` + esc(o.Arg) + `\fR`
+			sep := " "
+			if strings.HasPrefix(o.Arg, "[") {
+				sep = "" // "--tpm[=DEV]": the optional argument is part of the name
+			}
+			s += sep + `\fI` + esc(o.Arg) + `\fR`
 		}
 		b.WriteString(s + "\n" + esc(o.Desc) + "\n")
 	}

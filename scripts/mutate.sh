@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Mutation checks (issue 23): apply each deliberate fault in
+# scripts/mutations/*.patch to a scratch copy of the committed tree (never
+# to this tree), run the unit tests and one short QEMU scenario there, and
+# print a table fault -> red/green. Every row must be red: a green row is a
+# fault the suite would let land.
+#
+# A mutation is one small patch file (unified diff, -p1, against the
+# repository root), whose first line starting with "#" says what the fault
+# is. When the code it patches moves, regenerate it: edit the file in a
+# scratch copy and `diff -u a/FILE b/FILE`; the script reports a patch that
+# no longer applies as "stale" (which counts as a failure of this script).
+#
+# Usage: scripts/mutate.sh [PATTERN]   (only patches whose name matches)
+# Environment:
+#   MUTATE_REV       the revision to copy (default HEAD)
+#   MUTATE_SCENARIO  always (default) | ifgreen (only when the unit tests
+#                    stayed green) | never
+#   MUTATE_RUN       the scenario (default 'TestHandover61to61$')
+#   GOKEXEC_QEMU_LOCK  the lock every QEMU boot takes (default
+#                    /tmp/gokexec-qemu.lock); set it to "" when the caller
+#                    already holds it.
+# Unit tests: go test -short over every package except the QEMU ones
+# (integration's unit tests of its checks included), plus the loader's
+# swtpm tests, which -short skips.
+set -uo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+rev=$(git rev-parse --verify "${MUTATE_REV:-HEAD}^{commit}") || exit 2
+mode=${MUTATE_SCENARIO:-always}
+scenario=${MUTATE_RUN:-'TestHandover61to61$'}
+lock=${GOKEXEC_QEMU_LOCK-/tmp/gokexec-qemu.lock}
+pattern=${1:-}
+cache=$(readlink -f build/cache)
+work=$(mktemp -d /tmp/gokexec-mutate.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+# scratch REV DIR: a copy of the committed tree with the shared kernel cache.
+scratch() {
+	mkdir -p "$2"
+	git archive "$1" | tar -x -C "$2"
+	mkdir -p "$2/build"
+	ln -s "$cache" "$2/build/cache"
+}
+
+unit() { # DIR LOG
+	(
+		cd "$1" || exit 2
+		pkgs=$(go list ./... | grep -v -e '/integration$' -e '/qemu$' -e '/packaging$')
+		go vet ./... &&
+			go test -short -count=1 $pkgs &&
+			go test -short -count=1 ./integration -run 'HopCheck|Evmctl' &&
+			go test -count=1 ./loader -run 'Finalize'
+	) >"$2" 2>&1
+}
+
+scen() { # DIR LOG
+	(
+		cd "$1" || exit 2
+		export GOKEXEC_ARTIFACTS="$1/build/artifacts"
+		if [ -n "$lock" ]; then
+			timeout 900 flock "$lock" go test -count=1 -v ./integration -run "$scenario"
+		else
+			timeout 900 go test -count=1 -v ./integration -run "$scenario"
+		fi
+	) >"$2" 2>&1
+}
+
+verdict() { [ "$1" = 0 ] && echo green || echo red; }
+
+rows=()
+fail=0
+# The baseline must be green, or the rows below prove nothing. Its unit
+# tests run first; its scenario runs before the first mutation's scenario
+# (with MUTATE_SCENARIO=ifgreen, only if some mutation needs one).
+base="$work/baseline"
+scratch "$rev" "$base"
+unit "$base" "$work/baseline.unit.log"; bu=$?
+echo "mutate: baseline $(git rev-parse --short "$rev"): unit $(verdict $bu)" >&2
+if [ "$bu" != 0 ]; then
+	echo "mutate: the baseline's unit tests are red:" >&2
+	tail -30 "$work/baseline.unit.log" >&2
+	fail=1
+fi
+bs=skipped
+base_scen() {
+	[ "$bs" = skipped ] || return 0
+	scen "$base" "$work/baseline.scen.log"; bs=$(verdict $?)
+	echo "mutate: baseline scenario $bs" >&2
+	if [ "$bs" = red ]; then
+		tail -30 "$work/baseline.scen.log" >&2
+		fail=1
+	fi
+}
+
+for p in scripts/mutations/*.patch; do
+	name=$(basename "$p" .patch)
+	[ -n "$pattern" ] && [[ "$name" != *$pattern* ]] && continue
+	what=$(grep -m1 '^#' "$p" | sed 's/^# *//')
+	dir="$work/$name"
+	scratch "$rev" "$dir"
+	if ! patch -s -p1 -d "$dir" --dry-run <"$p" >/dev/null 2>&1 || ! patch -s -p1 -d "$dir" <"$p" >/dev/null 2>&1; then
+		rows+=("$name|$what|stale|-|STALE")
+		fail=1
+		rm -rf "$dir"
+		continue
+	fi
+	start=$(date +%s)
+	unit "$dir" "$work/$name.unit.log"; u=$(verdict $?)
+	s=skipped
+	if [ "$mode" = always ] || { [ "$mode" = ifgreen ] && [ "$u" = green ]; }; then
+		base_scen
+		scen "$dir" "$work/$name.scen.log"; s=$(verdict $?)
+	fi
+	overall=RED
+	if [ "$u" = green ] && [ "$s" != red ]; then
+		overall=GREEN
+		fail=1
+	fi
+	# The first failing test of each half, to show what caught the fault.
+	uwhy=$(grep -m1 -E '^(--- FAIL|FAIL|.*\.go:[0-9]+:)' "$work/$name.unit.log" 2>/dev/null | sed 's/^[[:space:]]*//' | cut -c1-70)
+	swhy=$(grep -m1 -E '^[[:space:]]+[a-z_]+_test\.go:[0-9]+: .*(check|want|differ|fail)' "$work/$name.scen.log" 2>/dev/null | sed 's/^[[:space:]]*//' | cut -c1-70)
+	rows+=("$name|$what|$u|$s|$overall ($(($(date +%s) - start)) s)|$uwhy|$swhy")
+	echo "mutate: $name: unit $u, scenario $s" >&2
+	[ -n "${MUTATE_KEEP:-}" ] || rm -rf "$dir"
+done
+
+rm -rf "$base"
+echo
+echo "baseline $(git rev-parse --short "$rev"): unit tests $(verdict $bu), scenario $bs"
+echo
+echo "| fault | what | unit tests | scenario ($scenario) | suite | caught by (unit) | caught by (scenario) |"
+echo "|---|---|---|---|---|---|---|"
+for r in "${rows[@]}"; do
+	echo "| ${r//|/ | } |"
+done
+exit $fail
