@@ -47,8 +47,7 @@ unit() { # DIR LOG
 	(
 		cd "$1" || exit 2
 		pkgs=$(go list ./... | grep -v -e '/integration$' -e '/qemu$' -e '/packaging$')
-		go vet ./... &&
-			go test -short -count=1 $pkgs &&
+		go test -short -count=1 $pkgs &&
 			go test -short -count=1 ./integration -run 'HopCheck|Evmctl' &&
 			go test -count=1 ./loader -run 'Finalize'
 	) >"$2" 2>&1
@@ -105,6 +104,13 @@ for p in scripts/mutations/*.patch; do
 		rm -rf "$dir"
 		continue
 	fi
+	# A mutation that does not compile proves nothing: retarget it.
+	if ! (cd "$dir" && go vet ./... >"$work/$name.build.log" 2>&1); then
+		rows+=("$name|$what|broken|-|BROKEN|$(head -c 70 "$work/$name.build.log" | tr '\n|' '  ')|")
+		fail=1
+		rm -rf "$dir"
+		continue
+	fi
 	start=$(date +%s)
 	unit "$dir" "$work/$name.unit.log"; u=$(verdict $?)
 	s=skipped
@@ -118,9 +124,11 @@ for p in scripts/mutations/*.patch; do
 		fail=1
 	fi
 	# The first failing test of each half, to show what caught the fault.
-	uwhy=$(grep -m1 -E '^(--- FAIL|FAIL|.*\.go:[0-9]+:)' "$work/$name.unit.log" 2>/dev/null | sed 's/^[[:space:]]*//' | cut -c1-70)
-	swhy=$(grep -m1 -E '^[[:space:]]+[a-z_]+_test\.go:[0-9]+: .*(check|want|differ|fail)' "$work/$name.scen.log" 2>/dev/null | sed 's/^[[:space:]]*//' | cut -c1-70)
-	rows+=("$name|$what|$u|$s|$overall ($(($(date +%s) - start)) s)|$uwhy|$swhy")
+	# The tests that failed (top-level names), to show what caught the fault.
+	uwhy=$(grep -ohE '^--- FAIL: [A-Za-z0-9_]+' "$work/$name.unit.log" 2>/dev/null | awk '!seen[$3]++ { printf "%s%s", sep, $3; sep=", " }' | cut -c1-160)
+	swhy=$(grep -A1 -m1 'hand-over check' "$work/$name.scen.log" 2>/dev/null | tail -1 | sed 's/^[[:space:]]*//' | cut -c1-120)
+	[ -n "$swhy" ] || swhy=$(grep -m1 -E '_test\.go:[0-9]+: .*(want|not|differ)' "$work/$name.scen.log" 2>/dev/null | sed 's/^[[:space:]]*//' | cut -c1-120)
+	rows+=("$name|$what|$u|$s|$overall ($(($(date +%s) - start)) s)|${uwhy//|/ }|${swhy//|/ }")
 	echo "mutate: $name: unit $u, scenario $s" >&2
 	[ -n "${MUTATE_KEEP:-}" ] || rm -rf "$dir"
 done
