@@ -47,9 +47,11 @@ unit() { # DIR LOG
 	(
 		cd "$1" || exit 2
 		pkgs=$(go list ./... | grep -v -e '/integration$' -e '/qemu$' -e '/packaging$')
-		go test -short -count=1 $pkgs &&
-			go test -short -count=1 ./integration -run 'HopCheck|Evmctl' &&
-			go test -count=1 ./loader -run 'Finalize'
+		rc=0 # all three run, so the table can name every test that failed
+		go test -short -count=1 $pkgs || rc=1
+		go test -short -count=1 ./integration -run 'HopCheck|Evmctl' || rc=1
+		go test -count=1 ./loader -run 'Finalize' || rc=1
+		exit $rc
 	) >"$2" 2>&1
 }
 
