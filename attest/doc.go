@@ -36,6 +36,11 @@
 //   - The nonce is always compared, as tpm2_checkquote compares it: no
 //     nonce means the quote must carry none. A server that issues no
 //     fresh nonce per quote accepts replayed quotes.
+//   - Verify applies a key policy of its own, whatever GODEBUG says
+//     (crypto/rsa honours rsa1024min=0): RSA keys of at least 2048 bits,
+//     ECDSA keys on P-256 or P-384 (the curves TPMs implement), signature
+//     hashes of SHA-256 or more unless Options.AllowSHA1; a refusal is a
+//     *KeyPolicyError naming the rule (ErrKeyPolicy).
 //
 // What a quote does not prove: that the AK is a key of a genuine TPM
 // (that is the credential activation the server did when it enrolled the

@@ -140,9 +140,10 @@ type CheckpointInfo struct {
 	From    int    // entries the checkpoint had consumed (0: none given)
 	Read    int    // entries read by the resumed pass
 	Restart string // why the verdict came from a full run ("": it did not)
-	// Next is the checkpoint to keep; nil when none may be written (a
-	// method per boot was needed).
-	Next *Checkpoint
+	// Next is the checkpoint to keep; nil when none may be written, and
+	// NoNext says why (a method per boot was needed; a bound).
+	Next   *Checkpoint
+	NoNext string
 }
 
 func orderName(o endian) string {
@@ -376,6 +377,7 @@ func VerifyFrom(r io.ReaderAt, size int64, order binary.ByteOrder, cp *Checkpoin
 		info.From = 0
 	}
 	start := st.n
+	st.tb.SetFirmware(opt.firmware(quoted))
 	if err := resumePass(r, size, eo, st, quoted); err != nil {
 		return VerifyResult{}, info, err
 	}
@@ -393,11 +395,27 @@ func VerifyFrom(r io.ReaderAt, size int64, order binary.ByteOrder, cp *Checkpoin
 	}
 	for _, b := range res.Banks {
 		if len(b.BootMethods) > 0 {
-			return res, info, nil // a method per boot: no checkpoint
+			info.NoNext = "a method per boot was needed"
+			return res, info, nil
 		}
 	}
-	info.Next, err = st.checkpoint(r, eo)
-	return res, info, err
+	next, err := st.checkpoint(r, eo)
+	if err != nil {
+		return res, info, err
+	}
+	// Only a checkpoint the next run accepts is handed out: one that
+	// would exceed a bound (more than maxCPPCRs PCRs, MaxCheckpoint
+	// bytes) is not.
+	b, err := MarshalCheckpoint(next)
+	if err != nil {
+		return res, info, err
+	}
+	if _, err := ParseCheckpoint(b); err != nil {
+		info.NoNext = "it would not be accepted: " + err.Error()
+		return res, info, nil
+	}
+	info.Next = next
+	return res, info, nil
 }
 
 // restore builds the starting state from cp, or says why a full start is
@@ -478,7 +496,6 @@ func newChains(b crypto.Hash) []*chain {
 // resumePass reads the list from st.off and extends st with it. The
 // chains' quoted values are set first, so that intervals start at st.n.
 func resumePass(r io.ReaderAt, size int64, eo endian, st *resumed, quoted PCRValues) error {
-	st.tb.SetFirmware(quoted)
 	var jb job
 	var all []*chain
 	for _, b := range sortedBanks(st.chains) {
@@ -621,7 +638,6 @@ func decideResumed(st *resumed, quoted PCRValues, opt VerifyOptions, start, nq i
 	}
 	// The ledger holds the counts at every prefix end from start on (the
 	// checkpoint's counts are those before start); every threshold is one.
-	st.led.snapAt(start, nil)
 	st.led.classify(&res, dataBound(&res), max(res.Some, res.Prefix, 0), n)
 	return res, ""
 }

@@ -75,7 +75,16 @@
 //     verification refuse entries naming a PCR above 1023 (ErrPCRIndex;
 //     kernels use indices below 64), so the per-PCR state is bounded too.
 //     Only ParseList (which returns every entry) and the method search
-//     (bounded by maxSearchBytes) hold per-entry data.
+//     (bounded by maxSearchBytes) hold per-entry data. The timeline keeps
+//     a bounded set of boots and markers with exact counts (KeepFirstBoots
+//     and the others), and the stored-digest mismatches are a ledger of
+//     counts per PCR (mismatch.go), so a verdict, its JSON and a
+//     checkpoint are bounded whatever the list holds.
+//   - One decision for every input mode: a full run (VerifyReaderAt), a
+//     stream (VerifyReader) and a resumed checkpoint (VerifyFrom) classify
+//     banks with newBankResult, decide prefixes with decide and judge
+//     stored-digest mismatches with the ledger's classify; package
+//     verdict puts quotes and fleets on top of the same calls.
 //   - Library code never writes to the caller's output: a verification's
 //     text is the caller's (cmd/imalog), which prints every string from the
 //     list through AppendEscaped.

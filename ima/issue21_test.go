@@ -161,3 +161,31 @@ func TestSysfsBareHexPCR(t *testing.T) {
 		t.Error("a 32-byte value taken for sha1")
 	}
 }
+
+// TestCheckpointWrittenIsAccepted: a list extending more PCRs than a
+// checkpoint holds (or any other bound) gets no checkpoint, rather than
+// one every later run refuses.
+func TestCheckpointWrittenIsAccepted(t *testing.T) {
+	var es []Entry
+	agg, _ := NewFileEntry(10, "ima-ng", BootAggregate, make([]byte, 32), crypto.SHA256, nil)
+	es = append(es, agg)
+	for p := uint32(0); p < 70; p++ {
+		e, _ := NewFileEntry(100+p, "ima-ng", fmt.Sprint("/f", p), make([]byte, 32), crypto.SHA256, nil)
+		es = append(es, e)
+	}
+	raw := AppendList(nil, es, binary.LittleEndian)
+	q := PCRValues{crypto.SHA256: Replay(es, crypto.SHA256, MethodPerBank)}
+	res, info, err := VerifyFrom(bytes.NewReader(raw), int64(len(raw)), binary.LittleEndian, nil, q, VerifyOptions{})
+	if err != nil || !res.Consistent {
+		t.Fatalf("%v %v", err, res.Problems)
+	}
+	if info.Next != nil || info.NoNext == "" {
+		t.Errorf("a checkpoint of 71 PCRs handed out (%q)", info.NoNext)
+	}
+	es = es[:30]
+	raw = AppendList(nil, es, binary.LittleEndian)
+	q = PCRValues{crypto.SHA256: Replay(es, crypto.SHA256, MethodPerBank)}
+	if _, info, _ := VerifyFrom(bytes.NewReader(raw), int64(len(raw)), binary.LittleEndian, nil, q, VerifyOptions{}); info.Next == nil {
+		t.Errorf("no checkpoint for 30 PCRs: %s", info.NoNext)
+	}
+}

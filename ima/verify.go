@@ -45,6 +45,16 @@ type VerifyOptions struct {
 	// MethodSearchBudget bounds the search for a method per boot, in PCR
 	// extends; 0 means DefaultMethodSearchBudget.
 	MethodSearchBudget int
+	// Firmware holds the values of PCRs 0-9 each boot_aggregate is
+	// compared with (bootaggregate.go); nil: the quoted values.
+	Firmware PCRValues
+}
+
+func (o VerifyOptions) firmware(quoted PCRValues) PCRValues {
+	if o.Firmware != nil {
+		return o.Firmware
+	}
+	return quoted
 }
 
 // Bounds of the method-per-boot search.
@@ -220,7 +230,7 @@ func verifySource(src source, quoted PCRValues, opt VerifyOptions) (VerifyResult
 	jb.sha1 = !src.reread || !hasOwn
 	var counts pcrTable[int]
 	tb := NewTimelineBuilder(src.order.byteOrder())
-	tb.SetFirmware(quoted)
+	tb.SetFirmware(opt.firmware(quoted))
 	led := newLedger()
 	n, err := runPass(src, jb, func(c *chunk) error {
 		extendChunk(all, c)

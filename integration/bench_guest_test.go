@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"regexp"
@@ -82,7 +83,8 @@ func TestLoaderVsKexecTools(t *testing.T) {
 					Bufsz uint64 `json:"bufsz"`
 				} `json:"segments"`
 			}
-			if err := json.Unmarshal(c.Output, &p); err != nil {
+			// The plan is the first JSON value; the dry run's own notice may follow.
+			if err := json.NewDecoder(bytes.NewReader(c.Output)).Decode(&p); err != nil {
 				t.Fatalf("dry-run plan: %v", err)
 			}
 			for _, s := range p.Segments {

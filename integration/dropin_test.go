@@ -18,8 +18,9 @@ func dropinCrash(kexec string) []string {
 }
 
 // dropinScenario: boot 1 (crashkernel=256M) runs gokexec installed as
-// /sbin/kexec the way kdump-tools, systemd and admins call kexec-tools:
-// arms kdump, checks that dry runs of -u, -p -u and -e change nothing on
+// /sbin/kexec the way kdump-tools, kdumpctl, systemd and admins call
+// kexec-tools (rows of docs/parity.md): arms, disarms and re-arms kdump
+// with both syscalls, loads and unloads systemctl kexec's form, checks that dry runs of -u, -p -u and -e change nothing on
 // the real kernel, loads the next kernel with --reuse-cmdline (so it keeps
 // crashkernel=) through "-e -l K" (the last action wins: a load only),
 // and boots it with "kexec -e". Boot 2 reports its command line, crash
@@ -37,6 +38,21 @@ func dropinScenario() *proto.Scenario {
 			{Run: []string{k, "--print-ckr-size"}, ExpectExit: intp(0)},
 			{Run: dropinCrash(k), ExpectExit: intp(0)},
 			loaded("-p", 1),
+			// kdumpctl's stop and load under Secure Boot (kexec_file_load),
+			// kdump-config's stop, then kdump-config's load again.
+			{Run: []string{k, "-s", "-p", "-u"}, ExpectExit: intp(0)},
+			loaded("-p", 0),
+			{Run: []string{k, "-s", "-p", "--command-line=" + crashAppend, "--initrd=/run/next.cpio", "/boot/vmlinuz"}, ExpectExit: intp(0)},
+			loaded("-p", 1),
+			{Run: []string{k, "-p", "-u"}, ExpectExit: intp(0)},
+			loaded("-p", 0),
+			{Run: dropinCrash(k), ExpectExit: intp(0)},
+			loaded("-p", 1),
+			// systemctl kexec's load (systemd 252 load_kexec_kernel), then -u.
+			{Run: []string{k, "--load", "/boot/vmlinuz", "--append", "console=ttyS0 gkt.step=9", "--initrd", "/run/next.cpio"}, ExpectExit: intp(0)},
+			loaded("-l", 1),
+			{Run: []string{k, "-u"}, ExpectExit: intp(0)},
+			loaded("-l", 0),
 			// Dry runs act on nothing, on a real kernel.
 			{Run: []string{k, "-p", "-u", "--dry-run"}, ExpectExit: intp(0)},
 			loaded("-p", 1),

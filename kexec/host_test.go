@@ -53,3 +53,23 @@ func TestOpenFileInput(t *testing.T) {
 		t.Fatalf("removed file: got %s", name)
 	}
 }
+
+// securityfs is told from the directory it is mounted on by the file
+// system's magic: a plain directory (an initramfs's empty
+// /sys/kernel/security before init mounts it) is not securityfs.
+func TestSecurityfsMountedByMagic(t *testing.T) {
+	if securityfsMounted(t.TempDir()) {
+		t.Fatal("a temporary directory taken for securityfs")
+	}
+	var st unix.Statfs_t
+	if unix.Statfs("/sys/kernel/security", &st) == nil && st.Type == securityfsMagic {
+		if !securityfsMounted("/sys/kernel/security") {
+			t.Fatal("this host's securityfs not recognised")
+		}
+	} else {
+		t.Log("this host has no securityfs at /sys/kernel/security")
+	}
+	if !fsSupported("proc") || fsSupported("no-such-fs") {
+		t.Fatal("/proc/filesystems not read")
+	}
+}

@@ -1,9 +1,16 @@
 // Package kexec is gokexec's only door to the kernel: kexec_load,
-// kexec_file_load, reboot(LINUX_REBOOT_CMD_KEXEC), and the files that
-// describe the running system (/sys/firmware/memmap, /proc/iomem,
-// securityfs, /sys/kernel/kexec_loaded, the lockdown state).
+// kexec_file_load, reboot(LINUX_REBOOT_CMD_KEXEC), mounting securityfs,
+// and the files that describe the running system (/sys/firmware/memmap,
+// /proc/iomem, securityfs, /sys/kernel/kexec_loaded, the lockdown state).
+// It holds the real implementations of package loader's seams (host.go):
+// System and Captured (the facts of this machine, or of a tree written by
+// capture-host) and Kernel (the acts, with the memfds and opens behind
+// kexec_file_load).
 //
 // Invariants:
+//   - Every file is opened non-blocking and read only when it is a
+//     regular file, within a size bound; a captured tree is read through
+//     os.Root, so nothing outside it is opened (ErrEscapes).
 //   - Nothing else in the project makes these syscalls; everything here
 //     executes a plan that was made, and validated, elsewhere.
 //   - Errors are *Error values that wrap the errno, so errors.Is(err,

@@ -26,9 +26,12 @@ import (
 // load is lost. That limit is documented in docs/bad-inputs.md.
 type Binding struct {
 	BootID string `json:"boot_id"`
-	// Entries is the running list's length just after this load; -1 when
-	// there was no list.
-	Entries int `json:"list_entries"`
+	// Entries and Bytes are the running list's length just after this
+	// load, in entries and bytes; Entries is -1 when there was no list.
+	// The kernel only appends to its list within a boot, so a later check
+	// reads only what follows.
+	Entries int    `json:"list_entries"`
+	Bytes   uint64 `json:"list_bytes"`
 }
 
 // ErrStale says the recorded load no longer describes what the kernel
@@ -39,16 +42,16 @@ var ErrStale = errors.New("the recorded gokexec load is not what is loaded now")
 // after gokexec's load.
 var ErrForeign = fmt.Errorf("%w: another tool loaded a normal kexec image since", ErrStale)
 
-func listLen(h Facts) int {
+func listLen(h Facts) (int, uint64) {
 	raw, err := h.IMAList()
 	if err != nil {
-		return -1
+		return -1, 0
 	}
 	es, err := ima.ParseList(raw, binary.LittleEndian)
 	if err != nil {
-		return -1
+		return -1, 0
 	}
-	return len(es)
+	return len(es), uint64(len(raw))
 }
 
 // bind records the Binding of a load that just succeeded.
@@ -57,7 +60,8 @@ func bind(h Facts) (*Binding, error) {
 	if err != nil {
 		return nil, fmt.Errorf("binding: %w", err)
 	}
-	return &Binding{BootID: id, Entries: listLen(h)}, nil
+	n, size := listLen(h)
+	return &Binding{BootID: id, Entries: n, Bytes: size}, nil
 }
 
 // crashCmdline reports whether a kexec_file_load command line is a crash
@@ -99,12 +103,15 @@ func checkBinding(h Facts, b *Binding) error {
 	if err != nil {
 		return nil // no list to look in: finalize says what it needs
 	}
-	es, err := ima.ParseList(raw, binary.LittleEndian)
-	if err != nil || len(es) < b.Entries {
+	if uint64(len(raw)) < b.Bytes {
+		return nil // not the list of the load: finalize says so
+	}
+	es, err := ima.ParseList(raw[b.Bytes:], binary.LittleEndian)
+	if err != nil {
 		return nil
 	}
 	crashLoaded, _ := h.KexecLoaded(true)
-	for i := b.Entries; i < len(es); i++ {
+	for i := range es {
 		if es[i].TemplateName != "ima-buf" {
 			continue
 		}
@@ -115,7 +122,7 @@ func checkBinding(h Facts, b *Binding) error {
 		if crashLoaded && crashCmdline(string(d.Buf)) {
 			continue // kdump reloaded its crash kernel
 		}
-		return fmt.Errorf("%w (entry %d: kexec-cmdline \"%s\")", ErrForeign, i, ima.Escape(string(d.Buf)))
+		return fmt.Errorf("%w (entry %d: kexec-cmdline \"%s\")", ErrForeign, b.Entries+i, ima.Escape(string(d.Buf)))
 	}
 	return nil
 }

@@ -78,7 +78,7 @@ func PlanCrash(ctx context.Context, h Facts, img Image, o Options) (*plan.Plan, 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	c, err := prepareCrash(factsOnly{h}, img, &o, true)
+	c, err := prepareCrash(factsOnly{Facts: h}, img, &o, true)
 	if err != nil {
 		return nil, err
 	}

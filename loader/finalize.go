@@ -134,13 +134,12 @@ func (l *Loaded) finalize() (*Report, error) {
 		return rep, nil
 	}
 	rep.Entries, rep.Extended, rep.Relayout = res.ours, t != nil, res.relayout
-	raw := ima.AppendList(make([]byte, 0, listSize(res.list)), res.list, binary.LittleEndian)
-	rep.ListBytes, rep.Count = uint64(len(raw)), len(res.list)
-
-	p, err := l.replan(raw, res.segment)
+	p, err := l.replan(res.list, res.segment)
 	if err != nil {
 		return nil, fmt.Errorf("finalize: %w (%w)", err, ErrExtended)
 	}
+	raw := handoverList(p)
+	rep.ListBytes, rep.Count = uint64(len(raw)), len(res.list)
 	if err := execute(l.host, p, l.in, l.paths, false, false); err != nil {
 		return nil, fmt.Errorf("finalize: %w (%w)", err, ErrExtended)
 	}
@@ -152,10 +151,10 @@ func (l *Loaded) finalize() (*Report, error) {
 }
 
 // replan is the load's plan again, from the bytes and facts of the load,
-// with the hand-over list raw in a segment of segSize bytes.
-func (l *Loaded) replan(raw []byte, segSize uint64) (*plan.Plan, error) {
+// with the hand-over list es in a segment of segSize bytes.
+func (l *Loaded) replan(es []ima.Entry, segSize uint64) (*plan.Plan, error) {
 	in := *l.in
-	in.IMAList, in.IMASegment = raw, segSize
+	in.IMAList, in.IMAEntries, in.IMASegment = nil, es, segSize
 	in.KernelSHA256 = l.plan.Kernel.SHA256
 	if l.plan.Initrd != nil {
 		in.InitrdSHA256 = l.plan.Initrd.SHA256
@@ -168,6 +167,17 @@ func (l *Loaded) replan(raw []byte, segSize uint64) (*plan.Plan, error) {
 	p.DTBInput = l.plan.DTBInput
 	p.Appraisal = l.plan.Appraisal
 	return p, nil
+}
+
+// handoverList is the binary list a plan hands over (its IMA segment's
+// buffer after the header).
+func handoverList(p *plan.Plan) []byte {
+	for _, s := range p.Segments {
+		if p.IMA != nil && s.Name == p.IMA.Segment {
+			return s.Buf[ima.KexecHeaderSize : ima.KexecHeaderSize+p.IMA.ListBytes]
+		}
+	}
+	return nil
 }
 
 // finalizeIn is what finalizeList works from.

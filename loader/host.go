@@ -102,6 +102,20 @@ func (NoTPMs) OpenTPM() (TPM, string, error) {
 	return nil, "", fmt.Errorf("%w: the host's TPM is not known", ErrTPM)
 }
 
+// OffTarget is the Kernel of a host that is only described (a captured
+// tree): every act is refused with ErrOffTarget. Wrap the Machine in a
+// DryRun to see what the acts would be.
+type OffTarget struct{}
+
+// ErrOffTarget says an act was asked of a host that is only described.
+var ErrOffTarget = errors.New("a captured host can be planned against, not loaded into or booted")
+
+func (OffTarget) KexecLoad(LoadRequest) error         { return ErrOffTarget }
+func (OffTarget) KexecFileLoad(FileLoadRequest) error { return ErrOffTarget }
+func (OffTarget) Unload(bool) error                   { return ErrOffTarget }
+func (OffTarget) Reboot() error                       { return ErrOffTarget }
+func (OffTarget) MountSecurityfs() error              { return ErrOffTarget }
+
 // LoadRequest is one kexec_load.
 type LoadRequest = kexec.LoadRequest
 

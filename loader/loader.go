@@ -293,29 +293,23 @@ func Plan(ctx context.Context, h Facts, img Image, o Options) (*plan.Plan, error
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	p, _, _, err := prepare(factsOnly{h}, img, &o, true)
+	p, _, _, err := prepare(factsOnly{Facts: h}, img, &o, true)
 	return p, err
 }
 
 // factsOnly is a Host that only describes: its acts are refused.
-type factsOnly struct{ Facts }
-
-var errFactsOnly = errors.New("planning acts on nothing")
-
-func (factsOnly) KexecLoad(LoadRequest) error         { return errFactsOnly }
-func (factsOnly) KexecFileLoad(FileLoadRequest) error { return errFactsOnly }
-func (factsOnly) Unload(bool) error                   { return errFactsOnly }
-func (factsOnly) Reboot() error                       { return errFactsOnly }
-func (f factsOnly) MountSecurityfs() error {
-	return fmt.Errorf("%w: a plan does not mount securityfs", errFactsOnly)
+type factsOnly struct {
+	Facts
+	OffTarget
 }
+
 func (f factsOnly) TPMDevice() (string, error) {
 	if t, ok := f.Facts.(TPMs); ok {
 		return t.TPMDevice()
 	}
 	return "", nil
 }
-func (factsOnly) OpenTPM() (TPM, string, error) { return nil, "", errFactsOnly }
+func (factsOnly) OpenTPM() (TPM, string, error) { return nil, "", ErrOffTarget }
 
 func planFor(o *Options, r *read, d *plan.Decision, syscall string) (*plan.Plan, error) {
 	in := r.in
@@ -365,9 +359,10 @@ func withLoadMarker(in *plan.Inputs, pcr uint32) (*plan.Inputs, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The plan takes the parsed list (no second parse, no copy of the
+	// list bytes): the snapshot's entries and the marker.
 	out := *in
-	out.IMAList = ima.AppendList(append(make([]byte, 0, len(in.IMAList)+int(listSize(h.ours))), in.IMAList...), h.ours, binary.LittleEndian)
-	out.IMASegment = h.segment
+	out.IMAList, out.IMAEntries, out.IMASegment = nil, append(es, h.ours...), h.segment
 	return &out, nil
 }
 

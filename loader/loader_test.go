@@ -65,10 +65,7 @@ func TestWithLoadMarker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	es, err := ima.ParseList(in.IMAList, binary.LittleEndian)
-	if err != nil {
-		t.Fatal(err)
-	}
+	es := in.IMAEntries
 	orig, _ := ima.ParseList(raw, binary.LittleEndian)
 	last := es[len(es)-1]
 	d, _ := last.Decode(binary.LittleEndian)
@@ -76,7 +73,7 @@ func TestWithLoadMarker(t *testing.T) {
 		t.Fatalf("%d entries, last %q", len(es), d.Name)
 	}
 	seg, size, count, err := ima.ParseMarkerPayload(string(d.Buf))
-	if err != nil || seg != in.IMASegment || size != uint64(len(raw))+markerHeader || count != uint64(len(orig)) || seg%4096 != 0 || seg < uint64(len(in.IMAList))+64<<10 {
+	if err != nil || seg != in.IMASegment || size != uint64(len(raw))+markerHeader || count != uint64(len(orig)) || seg%4096 != 0 || seg < listSize(es)+64<<10 {
 		t.Fatalf("payload %q (segment %d) err %v", d.Buf, in.IMASegment, err)
 	}
 }

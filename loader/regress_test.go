@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"github.com/gokexec/gokexec/ima"
 	"github.com/gokexec/gokexec/kexec"
 	"github.com/gokexec/gokexec/plan"
+	"github.com/gokexec/gokexec/segment"
 )
 
 // Issue 25 finding "kexec -e at the end of shutdown reads the kernel and
@@ -167,5 +169,109 @@ func TestKallsymsUnreadableIsStated(t *testing.T) {
 	}
 	if f := l.Plan().Decision.Facts; f.Kallsyms == "" || len(said) == 0 || !strings.Contains(said[0], "unknown") {
 		t.Fatalf("facts %+v, said %q", f, said)
+	}
+}
+
+// Finding "the hand-over is sized in four places": one rule sizes it for
+// load and finalize — header, list, the entries still to come, headroom,
+// rounded to the plan's page size (not a hard-coded 4096); a finalize keeps
+// the load's segment while everything fits and grows it by the same rule.
+func TestHandoverSizedByOneRule(t *testing.T) {
+	es, err := ima.ParseList(readTestList(t), binary.LittleEndian)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bytesOf := listSize(es)
+	for _, page := range []uint64{4096, 16384, 65536} {
+		load, err := handover(handoverIn{base: es, baseBytes: bytesOf, load: true, pcr: 10, extra: 1000, page: page})
+		if err != nil {
+			t.Fatal(err)
+		}
+		need := uint64(ima.KexecHeaderSize) + bytesOf + uint64(maxMarkerSize(MarkerLoad)) + 1000
+		if load.segment%page != 0 || load.segment < need || load.segment >= need+page || load.relayout {
+			t.Fatalf("page %d: load segment %d for %d bytes", page, load.segment, need)
+		}
+		// Finalize within the segment: same layout.
+		fin, err := handover(handoverIn{base: es, baseBytes: bytesOf, load: true, exec: true, pcr: 10, extra: 1000, segment: load.segment, page: page})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fin.segment != load.segment || fin.relayout || len(fin.ours) != 2 {
+			t.Fatalf("page %d: finalize segment %d (load %d), relayout %v", page, fin.segment, load.segment, fin.relayout)
+		}
+		// Outgrown: the same rule, larger.
+		big := make([]ima.Entry, 0, 200)
+		for i := 0; i < 200; i++ {
+			big = append(big, ima.NewBufEntry(10, CmdlineEvent, bytes.Repeat([]byte{'x'}, 500), entryHash))
+		}
+		grown, err := handover(handoverIn{base: es, baseBytes: bytesOf, ours: big, load: true, exec: true, pcr: 10, extra: 1000, segment: load.segment, page: page})
+		if err != nil {
+			t.Fatal(err)
+		}
+		need = uint64(ima.KexecHeaderSize) + bytesOf + listSize(big) + uint64(maxMarkerSize(MarkerLoad)+maxMarkerSize(MarkerExecute)) + 1000
+		if !grown.relayout || grown.segment%page != 0 || grown.segment < need || grown.segment >= need+page {
+			t.Fatalf("page %d: grown segment %d for %d bytes", page, grown.segment, need)
+		}
+		// The markers name the segment they land in.
+		d, _ := grown.ours[len(grown.ours)-1].Decode(binary.LittleEndian)
+		if seg, _, _, err := ima.ParseMarkerPayload(string(d.Buf)); err != nil || seg != grown.segment {
+			t.Fatalf("kexec_execute names segment %d, want %d", seg, grown.segment)
+		}
+	}
+}
+
+// Finding "Captured stubs seven methods with ErrOffTarget": a captured
+// tree answers every fact from its files.
+func TestCapturedTreeAnswersEveryFact(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "host")
+	if err := os.CopyFS(dir, os.DirFS(ovmfCapture)); err != nil {
+		t.Fatal(err)
+	}
+	for rel, v := range map[string]string{"proc/sys/kernel/random/boot_id": "6f2c\n", "sys/kernel/kexec_loaded": "1\n", "sys/kernel/kexec_crash_loaded": "0\n"} {
+		os.MkdirAll(filepath.Join(dir, filepath.Dir(rel)), 0o755)
+		os.WriteFile(filepath.Join(dir, rel), []byte(v), 0o644)
+	}
+	var f Facts = &kexec.Captured{Root: dir}
+	if _, err := f.MemoryMap("amd64"); err != nil {
+		t.Error(err)
+	}
+	if fw, err := f.Firmware("amd64"); err != nil || fw == nil || !fw.EFI {
+		t.Errorf("firmware %v %v", fw, err)
+	}
+	if _, err := f.IMAList(); err != nil {
+		t.Error(err)
+	}
+	if _, err := f.Kallsyms(); err != nil {
+		t.Error(err)
+	}
+	if id, err := f.BootID(); err != nil || id != "6f2c" {
+		t.Errorf("boot id %q %v", id, err)
+	}
+	if l, err := f.KexecLoaded(false); err != nil || !l {
+		t.Errorf("kexec_loaded %v %v", l, err)
+	}
+	if l, err := f.KexecLoaded(true); err != nil || l {
+		t.Errorf("kexec_crash_loaded %v %v", l, err)
+	}
+	if _, err := f.CrashFacts(false); !errors.Is(err, segment.ErrNoCrashRegion) {
+		t.Errorf("crash facts of a machine without a crash region: %v", err)
+	}
+	_ = f.Lockdown()
+	_ = f.KexecLoadDisabled()
+	_ = f.ACPIRSDP()
+}
+
+// A captured tree is planned against, never acted on: a load over it is
+// refused before anything is recorded as loaded.
+func TestCapturedTreeRefusesActs(t *testing.T) {
+	m := Machine{Facts: &kexec.Captured{Root: ovmfCapture}, Kernel: OffTarget{}, TPMs: NoTPMs{}}
+	if _, err := Load(ctx, m, mustImage(t), Options{Arch: "amd64", Mode: plan.ModeLoad}); !errors.Is(err, ErrOffTarget) {
+		t.Fatalf("load into a captured tree: %v", err)
+	}
+	if err := Unload(ctx, m); !errors.Is(err, ErrOffTarget) {
+		t.Fatalf("unload of a captured tree: %v", err)
+	}
+	if _, err := Plan(ctx, m, mustImage(t), Options{Arch: "amd64"}); err != nil {
+		t.Fatalf("plan against a captured tree: %v", err)
 	}
 }

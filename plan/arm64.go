@@ -7,6 +7,7 @@ import (
 
 	"github.com/gokexec/gokexec/arm64"
 	"github.com/gokexec/gokexec/fdt"
+	"github.com/gokexec/gokexec/ima"
 	"github.com/gokexec/gokexec/segment"
 )
 
@@ -113,7 +114,7 @@ func buildARM64(in *Inputs) (*Plan, error) {
 	opt.KASLRSeed, opt.RNGSeed = rngSeeds(in.RNGSeed)
 
 	// 2. IMA buffer, reserved for the next kernel by a /memreserve/.
-	if in.IMAList != nil {
+	if in.IMAList != nil || in.IMAEntries != nil {
 		buf, n, size, err := imaLayout(in)
 		if err != nil {
 			return nil, err
@@ -124,7 +125,7 @@ func buildARM64(in *Inputs) (*Plan, error) {
 			return nil, fmt.Errorf("IMA buffer of %d bytes: %w", size, err)
 		}
 		p.Segments = append(p.Segments, newSegment("ima", r, buf))
-		p.IMA = &IMA{Segment: "ima", Addr: r.Start, Size: r.Size(), ListBytes: uint64(len(in.IMAList)), Entries: n, Headroom: r.Size() - uint64(len(buf))}
+		p.IMA = &IMA{Segment: "ima", Addr: r.Start, Size: r.Size(), ListBytes: uint64(len(buf) - ima.KexecHeaderSize), Entries: n, Headroom: r.Size() - uint64(len(buf))}
 		opt.IMABuffer = &fdt.Range{Start: r.Start, Size: r.Size()}
 		if !im.ReadsIMABuffer() {
 			p.Warnings = append(p.Warnings, fmt.Sprintf("kernel %s cannot restore the IMA list: it never reads /chosen/linux,ima-kexec-buffer (built without KEXEC_FILE, like Debian's arm64 kernels); it will start a new list and the TPM's PCRs will no longer match it", in.KernelPath))

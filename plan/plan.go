@@ -59,6 +59,9 @@ type Inputs struct {
 	// IMA is inactive or the hand-over is not wanted.
 	IMAList  []byte
 	IMAOrder binary.ByteOrder // nil: little endian
+	// IMAEntries, when set, are the hand-over list already parsed (the
+	// loader's finalize has them); IMAList is then not read.
+	IMAEntries []ima.Entry
 	// IMAExtra is the headroom reserved after the list, for entries the
 	// system adds between load and exec.
 	IMAExtra uint64
@@ -225,9 +228,12 @@ func imaLayout(in *Inputs) ([]byte, int, uint64, error) {
 	if order == nil {
 		order = binary.LittleEndian
 	}
-	entries, err := ima.ParseList(in.IMAList, order)
-	if err != nil {
-		return nil, 0, 0, fmt.Errorf("%w: %w", ErrIMAList, err)
+	entries := in.IMAEntries
+	if entries == nil {
+		var err error
+		if entries, err = ima.ParseList(in.IMAList, order); err != nil {
+			return nil, 0, 0, fmt.Errorf("%w: %w", ErrIMAList, err)
+		}
 	}
 	buf, err := ima.MarshalKexecBuffer(entries, order)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"github.com/gokexec/gokexec/bzimage"
 	"github.com/gokexec/gokexec/efi"
 	"github.com/gokexec/gokexec/fdt"
+	"github.com/gokexec/gokexec/ima"
 	"github.com/gokexec/gokexec/segment"
 )
 
@@ -79,7 +80,7 @@ func buildX86(in *Inputs) (*Plan, error) {
 
 	var setup []bzimage.SetupData
 	// 2. The IMA hand-over buffer, below the kernel and below the KASLR floor.
-	if in.IMAList != nil {
+	if in.IMAList != nil || in.IMAEntries != nil {
 		buf, n, size, err := imaLayout(in)
 		if err != nil {
 			return nil, err
@@ -95,7 +96,7 @@ func buildX86(in *Inputs) (*Plan, error) {
 				size, len(buf), in.IMAExtra, lo, hi, p.KernelAddr, err)
 		}
 		p.Segments = append(p.Segments, newSegment("ima", r, buf))
-		p.IMA = &IMA{Segment: "ima", Addr: r.Start, Size: r.Size(), ListBytes: uint64(len(in.IMAList)), Entries: n, Headroom: r.Size() - uint64(len(buf))}
+		p.IMA = &IMA{Segment: "ima", Addr: r.Start, Size: r.Size(), ListBytes: uint64(len(buf) - ima.KexecHeaderSize), Entries: n, Headroom: r.Size() - uint64(len(buf))}
 		setup = append(setup, bzimage.IMASetupData(r.Start, r.Size()))
 	}
 	if len(in.RNGSeed) > 0 {

@@ -138,7 +138,12 @@
 // arm64 (Deb61ARM64): Debian builds tpm_tis as a module and the cache holds
 // no modules, so an arm64 guest sees no TPM even with VM.TPM set; its
 // kernel has no KEXEC_FILE, hence no IMA restore: read /sys/firmware/fdt
-// with a {"file": ...} action instead (TestBootARM64 does).
+// with a {"file": ...} action instead (TestBootARM64 does). The arm64 test
+// kernels RestoreARM64 and IMAKexecARM64 (scripts/build-kernel-arm64.sh;
+// KernelFile gives their vmlinuz.efi, Image.gz and vmlinux) have the TPM
+// driver built in and restore lists. VM.Firmware uefi on arm64 boots
+// AAVMF (AAVMFCode, a per-run copy of AAVMFVars): the kernel then starts
+// through its EFI stub and runs on ACPI.
 //
 // Tests that boot QEMU skip under go test -short (the fast unit run) and
 // never because a tool is missing.

@@ -38,7 +38,8 @@ type VM struct {
 	ArtifactsDir string
 	// ExtraArgs are appended to the QEMU command line.
 	ExtraArgs []string
-	// Firmware is "bios" (default: SeaBIOS) or "uefi" (OVMF, amd64 only).
+	// Firmware is "bios" (default: SeaBIOS on amd64, none on arm64) or
+	// "uefi" (OVMF on amd64, AAVMF on arm64).
 	Firmware string
 	// CPUs is the number of vCPUs; default 1.
 	CPUs int

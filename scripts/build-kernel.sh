@@ -187,6 +187,14 @@ grep -q 'ima_measure_kexec_event("kexec_load")' "$src/security/integrity/ima/ima
 
 # --- configure and build (out of tree) ---------------------------------------
 obj=$kcache/obj/$key
+# arm64: the object tree of the last arm64 build (another variant, same
+# source) seeds this one, so that only what the config change touches is
+# rebuilt (kbuild tracks config symbols per file).
+seed=$kcache/obj/seed-$arch
+if [ "$arch" != amd64 ] && [ ! -d "$obj" ] && [ -d "$seed" ] && [ "$(cat "$seed/.source" 2>/dev/null)" = "$src" ]; then
+	mv "$seed" "$obj"
+	log "seeded the object tree from the previous $arch build"
+fi
 mkdir -p "$obj"
 make -s -C "$src" O="$obj" "${makeargs[@]}" tinyconfig >"$obj/config.log" 2>&1
 { cat "$fragment"; [ -z "$extra" ] || printf '%s\n' "$extra"; } >"$obj/fragment"
@@ -230,9 +238,16 @@ echo "$((end - cstart))" >"$out.tmp/compile-seconds"
 echo "$((end - start))" >"$out.tmp/build-seconds" # fetch + unpack + configure + compile
 rm -rf "$out"
 mv "$out.tmp" "$out"
-# The object tree is large and only speeds up a rebuild of the same key;
-# source trees of other versions (1.8 GB each) will not be built again.
-rm -rf "$obj"
+# The x86 object tree is large and only speeds up a rebuild of the same
+# key; the arm64 one is kept to seed the other variant. Source trees of
+# other versions (1.8 GB each) will not be built again.
+if [ "$arch" = amd64 ]; then
+	rm -rf "$obj"
+else
+	rm -rf "$seed"
+	echo "$src" >"$obj/.source"
+	mv "$obj" "$seed"
+fi
 for d in "$kcache"/src/*; do
 	[ "$d" = "$src" ] || rm -rf "$d"
 done

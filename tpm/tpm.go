@@ -29,7 +29,8 @@
 //
 // Only Open touches the host (it opens a device node); everything else talks
 // through the transport given to New, so tests drive a real swtpm over its
-// TCP data channel.
+// TCP data channel. Source (source.go) is package loader's TPM seam on this
+// machine.
 package tpm
 
 import (

@@ -3,6 +3,9 @@ package verdict
 import (
 	"bytes"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
@@ -106,6 +109,27 @@ func TestBootAggregateAgainstFirmware(t *testing.T) {
 		res, _, _ := Verify(List{R: bytes.NewReader(raw)}, Evidence{Values: v}, Options{})
 		if res.Reason != ReasonOK || res.Timeline.Boots[0].AggregateMatch != ima.AggregateUnknown {
 			t.Errorf("%s without PCR 9: %s %q", c.name, res.Reason, res.Timeline.Boots[0].AggregateMatch)
+		}
+	}
+}
+
+// TestTamperedListJudgedConsistentViaQuote: issue 21's first finding
+// through a signed quote (the path that said "consistent", exit 0): the
+// quote verifies, and the list is still refused.
+func TestTamperedListJudgedConsistentViaQuote(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, v := tampered(t)
+	raw := ima.AppendList(nil, es, order)
+	for _, list := range []List{{RA: bytes.NewReader(raw), Size: int64(len(raw))}, {R: bytes.NewReader(raw)}} {
+		res, _, err := Verify(list, Evidence{Quote: quoteOf(t, key, v, []byte("n"))}, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Quote.Verified || res.Consistent || res.Exit != ExitMismatch || res.Reason != ReasonListMismatch || res.Verify.DigestMismatchCount != 1 {
+			t.Errorf("quote verified %v, consistent %v, exit %d, reason %s, mismatches %d", res.Quote.Verified, res.Consistent, res.Exit, res.Reason, res.Verify.DigestMismatchCount)
 		}
 	}
 }

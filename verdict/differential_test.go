@@ -400,3 +400,37 @@ func FuzzModesSameVerdict(f *testing.F) {
 		}
 	})
 }
+
+// TestLongStreamSameVerdict: a stream longer than MaxSpool is read once
+// (not held); it still gives the file's verdict (lists without a method
+// change), excused mismatches and a rewritten entry included.
+func TestLongStreamSameVerdict(t *testing.T) {
+	es, _ := tampered(t)
+	var long []ima.Entry
+	long = append(long, es[:len(es)-1]...)
+	for i := 0; len(ima.AppendList(nil, long[:min(len(long), 1)], order))*len(long) < MaxSpool+(1<<20); i++ {
+		long = append(long, entry(t, 10, fmt.Sprintf("/usr/lib/long/%06d", i)))
+	}
+	long = append(long, es[len(es)-1]) // the rewritten PCR-11 entry last
+	raw := ima.AppendList(nil, long, order)
+	if len(raw) <= MaxSpool {
+		t.Fatalf("list of %d bytes is not longer than MaxSpool", len(raw))
+	}
+	v := ima.PCRValues{crypto.SHA256: {10: ima.Replay(long, crypto.SHA256, ima.MethodPerBank)[10]}, crypto.SHA1: {}}
+	orig := entry(t, 11, "/etc/secret")
+	v[crypto.SHA1][11] = ima.Replay(append(slices.Clone(long[:len(long)-1]), orig), crypto.SHA1, ima.MethodPerBank)[11]
+	for _, r := range []ima.Reads{ima.ReadsInstant, ima.ReadsPerBank} {
+		ev := Evidence{Values: v, Reads: r}
+		file, _, err := Verify(List{RA: bytes.NewReader(raw), Size: int64(len(raw))}, ev, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stream, _, err := Verify(List{R: bytes.NewReader(raw)}, ev, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if result(file) != result(stream) || file.Consistent || file.Verify.DigestMismatchCount != 1 {
+			t.Errorf("%v: file %s\nstream %s", r, result(file), result(stream))
+		}
+	}
+}

@@ -41,6 +41,7 @@ const (
 	ReasonBootAggregate    = "boot_aggregate_mismatch"
 	ReasonListMismatch     = "list_mismatch"
 	ReasonCheckpointBroken = "checkpoint_mismatch"
+	ReasonEventLog         = "event_log_mismatch"
 )
 
 // Verdict is the outcome of one verification (one machine of a fleet).
@@ -95,6 +96,9 @@ type CheckpointVerdict struct {
 	Read    int    `json:"read"`              // entries read in this run
 	Written bool   `json:"written"`           // a new checkpoint was written
 	Restart string `json:"restart,omitempty"` // why a full run was made instead
+	// NotWritten says why no checkpoint could be written (a method per
+	// boot was needed; the list exceeds a checkpoint's bounds).
+	NotWritten string `json:"not_written,omitempty"`
 }
 
 // ErrInput is wrapped by every error about malformed input.
@@ -144,13 +148,17 @@ type Evidence struct {
 	Reads  ima.Reads
 	Why    string
 	Quote  *Quote
+	// EventLog is the firmware's TCG event log (binary_bios_measurements),
+	// a source of PCRs 0-9 for the boot_aggregate comparison; it must
+	// replay to the values the evidence holds (eventlog.go).
+	EventLog []byte
 }
 
 // MaxSpool is the size up to which a list given as a stream is held in
 // memory and judged exactly as a file is; a longer stream is read once,
 // and the method-per-boot search (which reads the list again) does not
 // run on it (the verdict's method_search says so).
-const MaxSpool = 24 << 20
+const MaxSpool = 8 << 20
 
 // Options select the semantics.
 type Options struct {
@@ -190,6 +198,17 @@ func Verify(list List, ev Evidence, opt Options) (*Verdict, []byte, error) {
 		v.Reads = "instant (a TPM2 quote: every value taken at one instant)"
 	}
 	iopt := ima.VerifyOptions{Reads: reads, Strict: opt.Strict, MethodSearchBudget: opt.MethodSearchBudget}
+	if ev.EventLog != nil {
+		fw, err := firmwareValues(ev.EventLog, values)
+		if errors.Is(err, ErrEventLog) {
+			v.Exit, v.Reason, v.Error = ExitMismatch, ReasonEventLog, err.Error()
+			return v, nil, nil
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		iopt.Firmware = fw
+	}
 	res, next, err := verifyList(v, list, values, iopt, opt)
 	if err != nil {
 		if errors.Is(err, ima.ErrCheckpointMismatch) {
@@ -287,7 +306,7 @@ func verifyList(v *Verdict, list List, values ima.PCRValues, iopt ima.VerifyOpti
 			cv.Restart = info.Restart
 		}
 		if info.Next == nil {
-			cv.Restart += " (no checkpoint written: a method per boot was needed)"
+			cv.NotWritten = info.NoNext
 		} else if next, err = ima.MarshalCheckpoint(info.Next); err != nil {
 			return res, nil, err
 		}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gokexec/gokexec/loader"
 	"github.com/gokexec/gokexec/plan"
 )
 
@@ -358,6 +359,9 @@ func TestRunAsRoot(t *testing.T) {
 	if got := withAdvice(perm).Error(); !strings.HasSuffix(got, "(run as root)") {
 		t.Errorf("non-root: %q", got)
 	}
+	if got := withAdvice(fmt.Errorf("IMA list: %w", loader.ErrPrivilege)).Error(); !strings.HasSuffix(got, "(run as root)") {
+		t.Errorf("loader.ErrPrivilege: %q", got)
+	}
 	if got := withAdvice(errors.New("other")).Error(); got != "other" {
 		t.Errorf("not a permission error: %q", got)
 	}
@@ -365,15 +369,39 @@ func TestRunAsRoot(t *testing.T) {
 	if got := withAdvice(perm).Error(); strings.Contains(got, "run as root") {
 		t.Errorf("root: %q", got)
 	}
-	// Through the command line: an IMA list the user cannot read.
-	if os.Geteuid() == 0 {
-		t.Skip("root reads every file")
-	}
-	geteuid = os.Geteuid
-	f := filepath.Join(t.TempDir(), "list")
-	os.WriteFile(f, nil, 0)
-	code, _, errs := runCLI("-l", kernelFile(t), "--dry-run", "--memmap", memmap, "--ima-log", f, "--arch", "amd64")
-	if code != 1 || !strings.Contains(errs, "run as root") {
+	// Through the command line: a machine whose IMA list only root reads
+	// (the fake host answers as kexec.System does for EACCES), a non-root
+	// user.
+	geteuid = func() int { return 1000 }
+	m := newFakeMachine(t)
+	m.h.ListErr = fmt.Errorf("%w: open /sys/kernel/security/ima/binary_runtime_measurements: %w", loader.ErrPrivilege, fs.ErrPermission)
+	code, _, errs := m.run("-l", kernelFile(t))
+	if code != 1 || !strings.Contains(errs, "run as root") || strings.Count(errs, "\n") != 1 {
 		t.Fatalf("exit %d %q", code, errs)
+	}
+}
+
+// TestTypeELF: -t elf-x86_64 and vmlinux (arm64) take an ELF64 image
+// (kdump-config's vmlinux with --args-linux), and refuse a bzImage type
+// for it.
+func TestTypeELF(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "vmlinux")
+	hdr := append([]byte("\x7fELF\x02\x01\x01"), make([]byte, 57)...)
+	if err := os.WriteFile(f, hdr, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ arch, typ, msg string }{
+		{"amd64", "elf-x86_64", ""},
+		{"arm64", "vmlinux", ""},
+		{"amd64", "bzImage", "is an elf64"},
+		{"arm64", "Image", "is an elf64"},
+		{"arm64", "elf-x86_64", "unsupported kernel type on arm64"},
+	} {
+		c := newCLI()
+		c.typ, c.arch = tc.typ, tc.arch
+		err := c.checkType(f)
+		if tc.msg == "" && err != nil || tc.msg != "" && (err == nil || !strings.Contains(err.Error(), tc.msg)) {
+			t.Errorf("%s -t %s: %v, want %q", tc.arch, tc.typ, err, tc.msg)
+		}
 	}
 }

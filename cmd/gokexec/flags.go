@@ -23,7 +23,6 @@ type cli struct {
 	status, printCkr, debug, noChecks, showVersion bool
 	help, reuseCmdline, noIMA, dryRun, jsonOut     bool
 	argsLinux, noEFI                               bool
-	elfCore                                        int // 64 with --elf64-core-headers
 	host                                           string
 	imaPCR                                         uint32
 	appraiseMode                                   appraise.Mode
@@ -57,8 +56,9 @@ func (c *cli) hostFor() loader.Host {
 		return testHost
 	}
 	if c.host != "" {
-		return loader.NewDryRun(loader.Machine{Facts: &kexec.Captured{Root: c.host, MemMap: c.memmap, IMALog: c.imaLog},
-			Kernel: kexec.Kernel{}, TPMs: loader.NoTPMs{}})
+		// A captured tree is planned against, never acted on.
+		return loader.Machine{Facts: &kexec.Captured{Root: c.host, MemMap: c.memmap, IMALog: c.imaLog},
+			Kernel: loader.OffTarget{}, TPMs: loader.NoTPMs{}}
 	}
 	return guardActs(loader.Machine{Facts: &kexec.System{MemMap: c.memmap, IMALog: c.imaLog}, Kernel: kexec.Kernel{}, TPMs: &tpm.Source{Device: c.tpmDevice}})
 }

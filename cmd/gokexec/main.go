@@ -2,10 +2,17 @@
 // kernel's IMA measurement list across the soft reboot. It accepts
 // kexec-tools' options so it can be installed as kexec.
 //
-// It is a thin shell over package loader: flags become a Host, an Image
-// and loader.Options (options.go), the library does the work, and this
-// file prints what it did. Between -l and -e the load is kept in a
-// loader.StateDir.
+// It is a thin shell over package loader. options.go is the one option
+// table: kexec-tools' getopt_long rules, and the --help text. action.go
+// turns a parsed command line into an Action as kexec-tools' main() would
+// (the last action option wins). flags.go makes the library's Host, Image
+// and Options; perform.go runs the Action's steps (unload, load, finalize,
+// shutdown, exec), a dry run over a loader.DryRun that acts on nothing.
+// Between -l and -e the load is kept in a loader.StateDir.
+//
+// Invariants: --dry-run never loads, unloads, extends a PCR, reboots,
+// writes the state directory, syncs or runs the shutdown command; errors
+// are matched with errors.Is/As, never by text.
 package main
 
 import (
@@ -19,6 +26,7 @@ import (
 	"syscall"
 
 	"github.com/gokexec/gokexec/kexec"
+	"github.com/gokexec/gokexec/loader"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -86,14 +94,14 @@ func errOf(err error) error {
 // geteuid is a seam for tests.
 var geteuid = os.Geteuid
 
-// withAdvice adds "run as root" where missing privilege is the cause: a
-// permission error (a file only root reads, a syscall refused with EPERM
+// withAdvice adds "run as root" where missing privilege is the cause: the
+// loader's ErrPrivilege, a permission error (a file only root reads, a syscall refused with EPERM
 // or EACCES) while not running as root. Lockdown's EPERM is its own case.
 func withAdvice(err error) error {
 	if geteuid() == 0 || errors.Is(err, kexec.ErrLockdown) {
 		return err
 	}
-	if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
+	if errors.Is(err, loader.ErrPrivilege) || errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
 		return fmt.Errorf("%w (run as root)", err)
 	}
 	return err

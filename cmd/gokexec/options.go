@@ -76,12 +76,12 @@ var optTable = []opt{
 	{long: "reuse-cmdline", kexec: true, loadOnly: true, help: "Start the command line from the running kernel's, without BOOT_IMAGE= and, for -p only, crashkernel= (as kexec-tools).", set: flagTrue(func(c *cli) *bool { return &c.reuseCmdline })},
 	{long: "initrd", arg: "FILE", kexec: true, loadOnly: true, help: "Use FILE as the initial ramdisk.", set: str(func(c *cli) *string { return &c.initrd })},
 	{long: "ramdisk", arg: "FILE", kexec: true, loadOnly: true, help: "Same as --initrd.", set: str(func(c *cli) *string { return &c.initrd })},
-	{long: "dtb", arg: "FILE", kexec: true, loadOnly: true, help: "arm64: start the next kernel's device tree from FILE (default /sys/firmware/fdt).", set: str(func(c *cli) *string { return &c.dtb })},
+	{long: "dtb", arg: "FILE", kexec: true, loadOnly: true, help: "arm64: start the next kernel's device tree from FILE (default /sys/firmware/fdt); x86: pass FILE as a SETUP_DTB node.", set: str(func(c *cli) *string { return &c.dtb })},
 	{long: "args-linux", kexec: true, loadOnly: true, help: "Accepted: an ELF vmlinux is always booted as Linux.", set: flagTrue(func(c *cli) *bool { return &c.argsLinux })},
 	{long: "mem-min", arg: "ADDRESS", kexec: true, help: "Load nothing below ADDRESS.", set: str(func(c *cli) *string { return &c.memMin })},
 	{long: "mem-max", arg: "ADDRESS", kexec: true, help: "Load nothing above ADDRESS.", set: str(func(c *cli) *string { return &c.memMax })},
 	{long: "noefi", kexec: true, help: "x86: hand no EFI state over; the next kernel boots as non-EFI.", set: flagTrue(func(c *cli) *bool { return &c.noEFI })},
-	{long: "elf64-core-headers", kexec: true, help: "-p: describe the crashed kernel's memory with ELF64 core headers (gokexec's only kind, so the default).", set: func(c *cli, _ string) error { c.elfCore = 64; return nil }},
+	{long: "elf64-core-headers", kexec: true, help: "-p: describe the crashed kernel's memory with ELF64 core headers (gokexec's only kind, so the default).", set: func(*cli, string) error { return nil }}, // what gokexec always does
 	{long: "elf32-core-headers", kexec: true, class: classRefused, reason: "gokexec writes ELF64 core headers only (ELF32 cannot describe memory above 4 GiB); use --elf64-core-headers or leave it out"},
 
 	// How.
@@ -108,7 +108,7 @@ var optTable = []opt{
 	{long: "appraise", arg: "MODE", help: "Appraise kernel, initrd and DTB: off (default), log or enforce.", set: func(c *cli, v string) error { return c.appraiseMode.Set(v) }},
 	{long: "key", arg: "FILE", help: "X.509 certificate (PEM or DER) for IMA signatures (repeatable).", set: strList(func(c *cli) *[]string { return &c.keys })},
 	{long: "allowlist", arg: "FILE", help: "Allowed digests: sha256sum output or a keylime runtime policy (repeatable).", set: strList(func(c *cli) *[]string { return &c.allowlists })},
-	{long: "dry-run", help: "For every action: read and plan, print what would be done, and load, unload, extend and reboot nothing. Needs no privileges.", set: flagTrue(func(c *cli) *bool { return &c.dryRun })},
+	{long: "dry-run", help: "For every action: read and plan, print what would be done, and load, unload, extend and reboot nothing. Planning a load against --host, or --memmap with --ima-log, needs no privileges.", set: flagTrue(func(c *cli) *bool { return &c.dryRun })},
 	{long: "json", help: "With --dry-run: print the plan as JSON.", set: flagTrue(func(c *cli) *bool { return &c.jsonOut })},
 	{long: "memmap", arg: "PATH", help: "Memory map: a /sys/firmware/memmap directory or an /proc/iomem file.", set: str(func(c *cli) *string { return &c.memmap })},
 	{long: "ima-log", arg: "FILE", help: "Binary IMA measurement list to hand over instead of the running kernel's.", set: str(func(c *cli) *string { return &c.imaLog })},

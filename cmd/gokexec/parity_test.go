@@ -49,6 +49,25 @@ type parityRow struct {
 	differs string
 }
 
+// dropin is the scenario that runs a row's form in a guest.
+const dropin = "TestDropinKdumpAfterSoftReboot"
+
+// inGuest are the rows (by caller) whose form TestDropinKdumpAfterSoftReboot
+// runs with gokexec installed as /sbin/kexec.
+var inGuest = map[string]bool{
+	"systemd 252 src/systemctl/systemctl-start-special.c:85 load_kexec_kernel() args[] (Debian 12)":                    true,
+	"systemd 252 and main (0123554) src/shutdown/shutdown.c, case LINUX_REBOOT_CMD_KEXEC: execl(KEXEC, KEXEC, \"-e\")": true,
+	"Debian kexec-tools /etc/init.d/kexec:31 do_stop":                                                                  true,
+	"kdump-tools debian/kdump-config.in:633 with KDUMP_KEXEC_ARGS=\"--elf64-core-headers\" (kdump-tools.conf.in:63)":   true,
+	"kdump-tools debian/kdump-config.in:698 kdump_unload":                                                              true,
+	"kdump-tools debian/tests/crash:33":                                                                                true,
+	"kdump-utils kdumpctl:761-775 load_kdump (x86_64 KEXEC_ARGS=\"-s\", gen-kdump-sysconfig.sh:17)":                    true,
+	"kdump-utils kdumpctl:1410 stop_kdump (Secure Boot)":                                                               true,
+	"kdump-utils kdumpctl status (kexec -S semantics, kexec.8:116)":                                                    true,
+	"one-liner: kexec -e -l KERNEL (the last action wins: load only)":                                                  true,
+	"one-liner: kexec -u": true,
+}
+
 const (
 	kdumpKernel = "/var/lib/kdump/vmlinuz"
 	kdumpInitrd = "/var/lib/kdump/initrd.img"
@@ -211,10 +230,17 @@ over to an orderly shutdown), "sync", "exec" (reboot into the loaded
 kernel now), "status", "status crash", "print-ckr-size". "auto" is the
 syscall chosen at run time (kexec-tools 2.0.28+: kexec_file_load, falling
 back to kexec_load; gokexec: kexec_load when it can hand the IMA list over).
+"Run in a guest": integration/dropin_test.go runs that form (same options,
+guest paths) with gokexec installed as /sbin/kexec against a real kernel
+and TPM, and checks its outcome (loaded, unloaded, booted).
 
-| invocation | caller (file:line) | kexec-tools | gokexec | gokexec differs on purpose |
-|---|---|---|---|---|
+| invocation | caller (file:line) | kexec-tools | gokexec | gokexec differs on purpose | run in a guest |
+|---|---|---|---|---|---|
 `)
+	seen := map[string]bool{}
+	for c := range inGuest {
+		seen[c] = true
+	}
 	for _, r := range parityRows {
 		got, notes, err := gokexecOutcome(r.args)
 		inv := "kexec " + shellJoin(r.args)
@@ -229,7 +255,15 @@ back to kexec_load; gokexec: kexec_load when it can hand the IMA list over).
 		if notes != "" {
 			diff = strings.TrimPrefix(diff+"; note printed: "+notes, "; ")
 		}
-		fmt.Fprintf(&doc, "| `%s` | %s | %s | %s | %s |\n", inv, mdEsc(r.caller), mdEsc(r.kexec.String()), mdEsc(got.String()), mdEsc(diff))
+		guest := ""
+		if inGuest[r.caller] {
+			guest = dropin
+			delete(seen, r.caller)
+		}
+		fmt.Fprintf(&doc, "| `%s` | %s | %s | %s | %s | %s |\n", inv, mdEsc(r.caller), mdEsc(r.kexec.String()), mdEsc(got.String()), mdEsc(diff), guest)
+	}
+	for c := range seen {
+		t.Errorf("inGuest names %q, which is no row", c)
 	}
 	const path = "../../docs/parity.md"
 	if *update {

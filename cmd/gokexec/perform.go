@@ -14,7 +14,7 @@ import (
 )
 
 // perform runs an Action's steps in kexec-tools' order (unload, load,
-// shutdown or exec). Every step looks at a.DryRun: a dry run reads and
+// finalize, shutdown or exec). Every step looks at a.DryRun: a dry run reads and
 // plans what the step would do, prints it, and calls nothing that loads,
 // unloads, extends a PCR or reboots.
 func perform(ctx context.Context, c *cli, a Action, stdout, stderr io.Writer) error {

@@ -31,12 +31,13 @@ type cpOptions struct {
 
 // listRun is one verification as the flags (or a manifest) give it.
 type listRun struct {
-	name  string // the list FILE
-	order binary.ByteOrder
-	kexec bool
-	ev    verdict.Evidence
-	opt   verdict.Options
-	cp    cpOptions
+	name     string // the list FILE
+	eventLog string // --event-log FILE ("": none)
+	order    binary.ByteOrder
+	kexec    bool
+	ev       verdict.Evidence
+	opt      verdict.Options
+	cp       cpOptions
 }
 
 // run opens the list (and the checkpoint), verifies through package
@@ -44,6 +45,13 @@ type listRun struct {
 // naming the option whose file it is.
 func (r listRun) run(stdin io.Reader) (*Verdict, error) {
 	opt := r.opt
+	if r.eventLog != "" {
+		b, err := readSmall(r.eventLog, stdin, maxEventLog)
+		if err != nil {
+			return nil, fmt.Errorf("--event-log: %w", err)
+		}
+		r.ev.EventLog = b
+	}
 	if r.cp.path != "" {
 		if r.cp.path == "-" {
 			return nil, usagef("--checkpoint: a file, not standard input")
@@ -66,6 +74,9 @@ func (r listRun) run(stdin io.Reader) (*Verdict, error) {
 		return nil, err
 	}
 	defer in.Close()
+	if _, fleet := stdin.(*confined); fleet && in.size > maxInput {
+		return nil, fmt.Errorf("%s: %d bytes, a machine's list is at most %d", r.name, in.size, int64(maxInput))
+	}
 	list := verdict.List{R: rd, Order: r.order, Check: finish}
 	if in.ra != nil {
 		list.RA, list.Size = in.ra, in.raSize
@@ -81,6 +92,8 @@ func (r listRun) run(stdin io.Reader) (*Verdict, error) {
 				return nil, fmt.Errorf("%s: %w", r.name, ie.Err)
 			case "checkpoint":
 				return nil, fmt.Errorf("--checkpoint %s: %w", r.cp.path, ie.Err)
+			case "event log":
+				return nil, fmt.Errorf("--event-log %s: %w", r.eventLog, ie.Err)
 			case "quote", "signature", "ak":
 				flag := map[string]string{"quote": "--quote", "signature": "--sig", "ak": "--ak"}[ie.Part]
 				return nil, fmt.Errorf("%s: %w", flag, ie.Err)
@@ -130,11 +143,14 @@ func printCheckpoint(w io.Writer, cv *CheckpointVerdict) {
 	case cv.Resumed:
 		fmt.Fprintf(w, "checkpoint %s: resumed after %d entries, read %d new\n", file, cv.From, cv.Read)
 	case cv.Restart != "":
-		fmt.Fprintf(w, "checkpoint %s: full run (%s), read %d entries\n", file, cv.Restart, cv.Read)
+		fmt.Fprintf(w, "checkpoint %s: full run (%s), read %d entries\n", file, escapeText(cv.Restart), cv.Read)
 	default:
 		fmt.Fprintf(w, "checkpoint %s: none yet, read %d entries\n", file, cv.Read)
 	}
 	if cv.Written {
 		fmt.Fprintf(w, "checkpoint %s: written\n", file)
+	}
+	if cv.NotWritten != "" {
+		fmt.Fprintf(w, "checkpoint %s: not written: %s\n", file, escapeText(cv.NotWritten))
 	}
 }

@@ -320,7 +320,7 @@ func cmdReplay(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 		enc.SetIndent("", "  ")
 		return exitOK, enc.Encode(map[string]any{"schema": SchemaReplay, "exit": exitOK, "entries": n, "replay": results})
 	}
-	fmt.Fprintf(stdout, "%s: %d entries\n", name, n)
+	fmt.Fprintf(stdout, "%s: %d entries\n", escapeText(name), n)
 	for _, r := range results {
 		fmt.Fprintf(stdout, "%s (%s):\n", r.Bank, r.Method)
 		for _, p := range sortedKeys(r.PCRs) {
@@ -395,7 +395,7 @@ func cmdVerify(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 	if err != nil {
 		return exitBad, err
 	}
-	if err := vf.only("--pcrs or --tpm", "pcrs", "tpm", "reads", "strict", "json", "byte-order", "kexec", "ignore-violations"); err != nil {
+	if err := vf.only("--pcrs or --tpm", "pcrs", "tpm", "reads", "strict", "json", "byte-order", "kexec", "ignore-violations", "event-log"); err != nil {
 		return exitBad, err
 	}
 	name, err := oneFile("verify", rest)
@@ -444,7 +444,7 @@ func cmdVerify(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 	if reads.perBank {
 		ev.Reads = ima.ReadsPerBank
 	}
-	v, err := listRun{name: name, order: order, kexec: *kexec, ev: ev, opt: verdict.Options{Strict: *strict}}.run(stdin)
+	v, err := listRun{name: name, eventLog: *vf.eventLog, order: order, kexec: *kexec, ev: ev, opt: verdict.Options{Strict: *strict}}.run(stdin)
 	if err != nil {
 		return exitBad, err
 	}
@@ -536,7 +536,7 @@ func printTimeline(w io.Writer, name string, tl ima.Timeline) {
 	if tl.AggregateMismatches > 0 {
 		fmt.Fprintf(w, "  %s with a boot_aggregate that does not match the quoted PCRs 0-9\n", plural(tl.AggregateMismatches, "boot", "boots"))
 	}
-	fmt.Fprintf(w, "markers: %s: %s\n", tl.Verdict, tl.Reason)
+	fmt.Fprintf(w, "markers: %s: %s\n", tl.Verdict, escapeText(tl.Reason))
 }
 
 // entryRange renders the first k entries.
@@ -622,7 +622,7 @@ func printVerify(w io.Writer, res ima.VerifyResult, reads readsChoice) {
 	case res.Timeline.Verdict == ima.VerdictEventsLost:
 		fmt.Fprintf(w, "verdict: inconsistent: %s\n", res.Timeline.Reason)
 	case res.Prefix > 0 && res.Strict:
-		fmt.Fprintf(w, "verdict: inconsistent (strict): %s\n", res.Problems[len(res.Problems)-1])
+		fmt.Fprintf(w, "verdict: inconsistent (strict): %s\n", escapeText(res.Problems[len(res.Problems)-1]))
 	default:
 		fmt.Fprintf(w, "verdict: inconsistent: no prefix of the list reproduces the quoted PCRs\n")
 	}
@@ -697,13 +697,13 @@ func cmdRestore(args []string, stdin io.Reader, stdout io.Writer) (int, error) {
 			ima.KexecReport
 		}{SchemaRestore, code, rep})
 	}
-	fmt.Fprintf(stdout, "%s: the next kernel would restore %d of %d entries\n", name, rep.Restored, rep.Header.Count)
+	fmt.Fprintf(stdout, "%s: the next kernel would restore %d of %d entries\n", escapeText(name), rep.Restored, rep.Header.Count)
 	for _, p := range rep.Problems {
 		where := "header"
 		if p.Index >= 0 {
 			where = fmt.Sprintf("entry %d (offset %d)", p.Index, p.Offset)
 		}
-		fmt.Fprintf(stdout, "  %s: %s: %s\n", where, p.Kind, p.Reason)
+		fmt.Fprintf(stdout, "  %s: %s: %s\n", where, escapeText(p.Kind), escapeText(p.Reason))
 	}
 	return code, nil
 }
@@ -715,7 +715,7 @@ type verifyFlags struct {
 	fs                                         *pflag.FlagSet
 	pcrs                                       *[]string
 	tpm, reads, byteOrder, checkpoint, cpCheck *string
-	machines                                   *string
+	machines, eventLog                         *string
 	strict, json, kexec, cpEach                *bool
 	jobs                                       *int
 	quote                                      *quoteFlags
@@ -741,6 +741,7 @@ func newVerifyFlags() *verifyFlags {
 	vf.machines = fs.String("machines", "", "")
 	vf.jobs = fs.Int("jobs", runtime.GOMAXPROCS(0), "")
 	vf.cpEach = fs.Bool("checkpoint-each", false, "")
+	vf.eventLog = fs.String("event-log", "", "")
 	return vf
 }
 

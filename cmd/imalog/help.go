@@ -39,7 +39,7 @@ var helpCmds = []helpCmd{
 			{"", "method", "METHOD", "per-bank (the bank's own hash, default), sha1-padded, or both"},
 			optJSON, optByteOrder, optKexec, optHelp}},
 	{"verify", []string{
-		"imalog verify FILE (--pcrs [BANK,]PCRFILE... | --tpm[=DEV]) [--reads MODE] [--strict] [--json]",
+		"imalog verify FILE (--pcrs [BANK,]PCRFILE... | --tpm[=DEV]) [--reads MODE] [--strict] [--event-log FILE] [--json]",
 		"imalog verify FILE --quote MSG --sig SIG --ak KEY [--nonce HEX] --pcrs PCRFILE [--ak-restricted] [--json]",
 		"imalog verify FILE (--pcrs ... | --quote ...) --checkpoint CPFILE [--checkpoint-check tail|full]",
 		"imalog verify --machines DIR|MANIFEST [--jobs N] [--checkpoint-each] [--ak-restricted]"},
@@ -62,6 +62,7 @@ var helpCmds = []helpCmd{
 			{"", "machines", "DIR|MANIFEST", "verify a fleet: a directory of machine directories or a manifest (JSON Lines out)"},
 			{"", "jobs", "N", "with --machines: machines verified at a time (default: the CPUs)"},
 			{"", "checkpoint-each", "", "with --machines DIR: use and rewrite each machine's checkpoint file"},
+			{"", "event-log", "FILE", "the firmware's TCG event log (binary_bios_measurements): PCRs 0-9 for each boot's boot_aggregate"},
 			optHelp}},
 	{"restore", []string{"imalog restore [--byte-order ORDER] [--list] [--json] FILE"},
 		"Say how many entries the next kernel would restore from a hand-over buffer (or a list with --list), and why it would stop.",
@@ -138,10 +139,18 @@ output is one versioned envelope (docs/verdict-schema.md).
 	return true
 }
 
+// commit is the VCS commit, for builds without VCS stamping
+// (GOFLAGS=-buildvcs=false, a source tarball): go build -ldflags
+// "-X main.commit=$(git rev-parse HEAD)". Stamped build info wins.
+var commit = ""
+
 // versionString is the module version and the VCS commit it was built
-// from (runtime/debug.ReadBuildInfo).
+// from (runtime/debug.ReadBuildInfo, else main.commit).
 func versionString() string {
 	v, rev, dirty, when := "(devel)", "unknown", "", ""
+	if commit != "" {
+		rev = commit
+	}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		if bi.Main.Version != "" {
 			v = bi.Main.Version

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gokexec/gokexec/ima"
+	"github.com/gokexec/gokexec/verdict"
 )
 
 // tamperedExcused is issue 21's first reproducer: 65 junk stored
@@ -467,5 +469,35 @@ func TestJSONEnvelopeEveryCommand(t *testing.T) {
 		if c.code == exitBad && (v["reason"] != ReasonBadInput || v["exit"] != float64(exitBad) || v["error"] == "") {
 			t.Errorf("%v: bad input envelope %v", c.args, v)
 		}
+	}
+}
+
+// TestEventLogOption: --event-log FILE gives PCRs 0-9 for each boot's
+// boot_aggregate (a real firmware log from go-attestation's test data);
+// a missing one is named by its option.
+func TestEventLogOption(t *testing.T) {
+	dir, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/google/go-attestation").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logf := filepath.Join(strings.TrimSpace(string(dir)), "attest", "testdata", "ubuntu_2104_shielded_vm_no_secure_boot_eventlog")
+	_, fw, err := verdict.ReplayEventLog(mustRead(t, logf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	agg, _ := ima.BootAggregateOf(fw[crypto.SHA256], crypto.SHA256)
+	e, _ := ima.NewFileEntry(10, "ima-ng", ima.BootAggregate, agg, crypto.SHA256, nil)
+	es := append([]ima.Entry{e}, syntheticList(t, 5, 10, "el")[1:]...)
+	d := t.TempDir()
+	list := filepath.Join(d, "list")
+	writeQuoteList(t, list, es)
+	writePCRJSON(t, filepath.Join(d, "pcrs.json"), es)
+	code, out, errs := imalog(t, "verify", list, "--pcrs", filepath.Join(d, "pcrs.json"), "--event-log", logf)
+	if code != exitOK || !strings.Contains(out, "boot_aggregate matches PCRs 0-9 (sha256)") {
+		t.Errorf("exit %d\n%s%s", code, out, errs)
+	}
+	code, _, errs = imalog(t, "verify", list, "--pcrs", filepath.Join(d, "pcrs.json"), "--event-log", filepath.Join(d, "missing"))
+	if code != exitBad || !strings.Contains(errs, "--event-log") {
+		t.Errorf("missing log: exit %d %s", code, errs)
 	}
 }

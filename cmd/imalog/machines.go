@@ -40,57 +40,25 @@ import (
 	"github.com/gokexec/gokexec/verdict"
 )
 
-// ManifestSchema names the manifest format's version.
-const ManifestSchema = "gokexec/imalog-manifest/1"
-
-// Manifest limits.
+// Limits of a fleet run.
 const (
 	maxManifest  = 64 << 20
-	maxMachines  = 1 << 20
 	maxNonceFile = 1 << 10
 )
 
-// Manifest lists the machines of one run.
-type Manifest struct {
-	Schema   string            `json:"schema"`
-	Machines []ManifestMachine `json:"machines"`
-}
-
-// ManifestMachine is one machine: its list and what vouches for it.
-type ManifestMachine struct {
-	Name string `json:"name"`
-	List string `json:"list"`
-	// PCRs are --pcrs arguments ([BANK,]FILE); with Quote, the quoted
-	// values (tpm2_quote -o).
-	PCRs  []string       `json:"pcrs,omitempty"`
-	Reads string         `json:"reads,omitempty"` // auto (default), instant, per-bank; a quote is instant
-	Quote *ManifestQuote `json:"quote,omitempty"`
-	// Checkpoint, when set, makes the verification incremental: read
-	// from it when it exists, rewritten after the run.
-	Checkpoint string `json:"checkpoint,omitempty"`
-	ByteOrder  string `json:"byte_order,omitempty"` // native (default), little, big
-	Kexec      bool   `json:"kexec,omitempty"`      // the list is a hand-over buffer
-	Strict     bool   `json:"strict,omitempty"`
-	// AKRestricted refuses an AK not known to be a restricted signing
-	// key (as --ak-restricted does for every machine).
-	AKRestricted bool `json:"ak_restricted,omitempty"`
-	// AllowSHA1 accepts a quote signed with SHA-1 (--allow-sha1).
-	AllowSHA1 bool `json:"allow_sha1,omitempty"`
-
+// machine is a manifest machine (package verdict's) and where its files
+// are confined.
+type machine struct {
+	verdict.ManifestMachine
 	dir       string // the files' confinement: the machine's (or the manifest's) directory
 	nonceFile string // a directory machine's nonce file
 }
 
-// ManifestQuote names a machine's quote files.
-type ManifestQuote struct {
-	Message   string `json:"message"`
-	Signature string `json:"signature"`
-	AK        string `json:"ak"`
-	Nonce     string `json:"nonce,omitempty"` // hex
-}
+// ManifestSchema names the manifest format's version.
+const ManifestSchema = verdict.ManifestSchema
 
 // loadMachines reads a manifest file or scans a directory.
-func loadMachines(path string, cpEach bool) ([]ManifestMachine, error) {
+func loadMachines(path string, cpEach bool) ([]machine, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, err
@@ -102,17 +70,9 @@ func loadMachines(path string, cpEach bool) ([]ManifestMachine, error) {
 	if err != nil {
 		return nil, err
 	}
-	var m Manifest
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil {
+	m, err := verdict.ParseManifest(b)
+	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if m.Schema != ManifestSchema {
-		return nil, fmt.Errorf("%s: schema %q, want %q", path, m.Schema, ManifestSchema)
-	}
-	if len(m.Machines) > maxMachines {
-		return nil, fmt.Errorf("%s: %d machines, at most %d", path, len(m.Machines), maxMachines)
 	}
 	base, err := filepath.Abs(filepath.Dir(path))
 	if err != nil {
@@ -124,17 +84,11 @@ func loadMachines(path string, cpEach bool) ([]ManifestMachine, error) {
 		}
 		return filepath.Join(base, p)
 	}
-	seen := map[string]bool{}
+	ms := make([]machine, len(m.Machines))
 	for i := range m.Machines {
-		mm := &m.Machines[i]
-		if mm.Name == "" || mm.List == "" {
-			return nil, fmt.Errorf("%s: machine %d: name and list are required", path, i)
-		}
-		if seen[mm.Name] {
-			return nil, fmt.Errorf("%s: machine %q twice", path, mm.Name)
-		}
-		seen[mm.Name] = true
-		mm.List, mm.Checkpoint, mm.dir = rel(mm.List), rel(mm.Checkpoint), base
+		mm := &ms[i]
+		mm.ManifestMachine, mm.dir = m.Machines[i], base
+		mm.List, mm.Checkpoint, mm.EventLog = rel(mm.List), rel(mm.Checkpoint), rel(mm.EventLog)
 		for j, a := range mm.PCRs {
 			if b, f, ok := strings.Cut(a, ","); ok {
 				if _, err := ima.ParseHashName(b); err == nil {
@@ -148,11 +102,11 @@ func loadMachines(path string, cpEach bool) ([]ManifestMachine, error) {
 			q.Message, q.Signature, q.AK = rel(q.Message), rel(q.Signature), rel(q.AK)
 		}
 	}
-	return m.Machines, nil
+	return ms, nil
 }
 
 // scanMachineDir makes a machine of every subdirectory holding a list.
-func scanMachineDir(dir string, cpEach bool) ([]ManifestMachine, error) {
+func scanMachineDir(dir string, cpEach bool) ([]machine, error) {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
@@ -161,7 +115,7 @@ func scanMachineDir(dir string, cpEach bool) ([]ManifestMachine, error) {
 	if err != nil {
 		return nil, err
 	}
-	var ms []ManifestMachine
+	var ms []machine
 	for _, e := range ents {
 		if !e.IsDir() {
 			continue
@@ -171,12 +125,12 @@ func scanMachineDir(dir string, cpEach bool) ([]ManifestMachine, error) {
 		if !has("binary_runtime_measurements") {
 			continue
 		}
-		if len(ms) >= maxMachines {
-			return nil, fmt.Errorf("%s: more than %d machines", dir, maxMachines)
+		if len(ms) >= verdict.MaxMachines {
+			return nil, fmt.Errorf("%s: more than %d machines", dir, verdict.MaxMachines)
 		}
-		m := ManifestMachine{Name: e.Name(), List: filepath.Join(d, "binary_runtime_measurements"), dir: d}
+		m := machine{ManifestMachine: verdict.ManifestMachine{Name: e.Name(), List: filepath.Join(d, "binary_runtime_measurements")}, dir: d}
 		if has("quote.msg") {
-			q := &ManifestQuote{Message: filepath.Join(d, "quote.msg"), Signature: filepath.Join(d, "quote.sig"), AK: filepath.Join(d, "ak.pub")}
+			q := &verdict.ManifestQuote{Message: filepath.Join(d, "quote.msg"), Signature: filepath.Join(d, "quote.sig"), AK: filepath.Join(d, "ak.pub")}
 			if !has("ak.pub") {
 				q.AK = filepath.Join(d, "ak.pem")
 			}
@@ -198,9 +152,12 @@ func scanMachineDir(dir string, cpEach bool) ([]ManifestMachine, error) {
 		if cpEach {
 			m.Checkpoint = filepath.Join(d, "checkpoint")
 		}
+		if has("binary_bios_measurements") {
+			m.EventLog = filepath.Join(d, "binary_bios_measurements")
+		}
 		ms = append(ms, m)
 	}
-	slices.SortFunc(ms, func(a, b ManifestMachine) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(ms, func(a, b machine) int { return strings.Compare(a.Name, b.Name) })
 	return ms, nil
 }
 
@@ -209,7 +166,7 @@ func scanMachineDir(dir string, cpEach bool) ([]ManifestMachine, error) {
 // fleetFlags are the command-line options that apply to every machine.
 type fleetFlags struct{ akRestricted, allowSHA1 bool }
 
-func verifyMachine(m ManifestMachine, fl fleetFlags) *Verdict {
+func verifyMachine(m machine, fl fleetFlags) *Verdict {
 	bad := func(err error) *Verdict {
 		v := verdict.BadInput(err)
 		v.SetNames(m.List, m.Name)
@@ -253,12 +210,12 @@ func verifyMachine(m ManifestMachine, fl fleetFlags) *Verdict {
 		if err != nil {
 			return bad(err)
 		}
-		r := listRun{name: m.List, order: order, kexec: m.Kexec, ev: verdict.Evidence{Quote: in}, opt: verdict.Options{Strict: m.Strict}, cp: cpOptions{path: m.Checkpoint}}
+		r := listRun{name: m.List, eventLog: m.EventLog, order: order, kexec: m.Kexec, ev: verdict.Evidence{Quote: in}, opt: verdict.Options{Strict: m.Strict}, cp: cpOptions{path: m.Checkpoint}}
 		if v, err = r.run(fsys); err != nil {
 			return bad(err)
 		}
 	default:
-		v, err = verifyWithPCRs(m, order, fsys, cpOptions{path: m.Checkpoint})
+		v, err = verifyWithPCRs(m.ManifestMachine, order, fsys, cpOptions{path: m.Checkpoint})
 		if err != nil {
 			return bad(err)
 		}
@@ -268,7 +225,7 @@ func verifyMachine(m ManifestMachine, fl fleetFlags) *Verdict {
 }
 
 // verifyWithPCRs is `imalog verify LIST --pcrs ...` as a Verdict.
-func verifyWithPCRs(m ManifestMachine, order binary.ByteOrder, stdin io.Reader, cpo cpOptions) (*Verdict, error) {
+func verifyWithPCRs(m verdict.ManifestMachine, order binary.ByteOrder, stdin io.Reader, cpo cpOptions) (*Verdict, error) {
 	quoted := ima.PCRValues{}
 	var sources []pcrSource
 	for _, a := range m.PCRs {
@@ -293,7 +250,7 @@ func verifyWithPCRs(m ManifestMachine, order binary.ByteOrder, stdin io.Reader, 
 	if rc.perBank {
 		ev.Reads = ima.ReadsPerBank
 	}
-	return listRun{name: m.List, order: order, kexec: m.Kexec, ev: ev, opt: verdict.Options{Strict: m.Strict}, cp: cpo}.run(stdin)
+	return listRun{name: m.List, eventLog: m.EventLog, order: order, kexec: m.Kexec, ev: ev, opt: verdict.Options{Strict: m.Strict}, cp: cpo}.run(stdin)
 }
 
 func cmdVerifyMachines(args []string, stdout io.Writer) (int, error) {

@@ -159,6 +159,9 @@ func parseOrder(s string) (binary.ByteOrder, error) {
 const (
 	maxInput   = 4 << 30
 	maxPCRFile = 1 << 20
+	// maxEventLog bounds a firmware event log (binary_bios_measurements
+	// is tens of KiB; a TPM's event log area is at most a few MiB).
+	maxEventLog = 16 << 20
 )
 
 // input is an opened FILE argument: a regular file (with its size; 0 for

@@ -131,7 +131,7 @@ func cmdVerifyQuote(args []string, stdin io.Reader, stdout io.Writer) (int, erro
 		return exitBad, err
 	}
 	if err := vf.only("--quote or --checkpoint", "pcrs", "reads", "strict", "json", "byte-order", "kexec", "ignore-violations",
-		"quote", "sig", "ak", "nonce", "ak-restricted", "allow-sha1", "checkpoint", "checkpoint-check"); err != nil {
+		"quote", "sig", "ak", "nonce", "ak-restricted", "allow-sha1", "checkpoint", "checkpoint-check", "event-log"); err != nil {
 		return exitBad, err
 	}
 	name, err := oneFile("verify", rest)
@@ -160,12 +160,12 @@ func cmdVerifyQuote(args []string, stdin io.Reader, stdout io.Writer) (int, erro
 		if err != nil {
 			return exitBad, err
 		}
-		r := listRun{name: name, order: order, kexec: *kexec, ev: verdict.Evidence{Quote: in}, opt: verdict.Options{Strict: *strict}, cp: cpo}
+		r := listRun{name: name, eventLog: *vf.eventLog, order: order, kexec: *kexec, ev: verdict.Evidence{Quote: in}, opt: verdict.Options{Strict: *strict}, cp: cpo}
 		if v, err = r.run(stdin); err != nil {
 			return exitBad, err
 		}
 	} else {
-		m := ManifestMachine{List: name, PCRs: *pcrs, Reads: *readsF, Kexec: *kexec, Strict: *strict}
+		m := verdict.ManifestMachine{List: name, PCRs: *pcrs, Reads: *readsF, Kexec: *kexec, Strict: *strict, EventLog: *vf.eventLog}
 		if v, err = verifyWithPCRs(m, order, stdin, cpo); err != nil {
 			return exitBad, err
 		}

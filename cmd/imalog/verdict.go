@@ -28,3 +28,10 @@ const (
 	ReasonListMismatch     = verdict.ReasonListMismatch
 	ReasonCheckpointBroken = verdict.ReasonCheckpointBroken
 )
+
+// The fleet manifest is package verdict's too.
+type (
+	Manifest        = verdict.Manifest
+	ManifestMachine = verdict.ManifestMachine
+	ManifestQuote   = verdict.ManifestQuote
+)
