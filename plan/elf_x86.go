@@ -175,3 +175,23 @@ func buildX86ELF(in *Inputs) (*Plan, error) {
 	}
 	return p, nil
 }
+
+// ImageDecision adjusts an automatic decision to the kernel image: an x86_64
+// ELF vmlinux can only be loaded with kexec_load (the kernel's
+// kexec_file_load takes a bzImage only on x86), so auto picks kexec_load for
+// it unless lockdown forbids that (FileLoad then refuses it by name).
+func ImageDecision(d *Decision, in *Inputs) {
+	if d.Mode != ModeAuto || d.Syscall != SyscallKexecFileLoad || lockedDown(d.Facts.Lockdown) || d.Facts.CrossArch {
+		return
+	}
+	if (in.Arch == ArchAMD64 || in.Arch == "") && vmlinux.IsELF(in.Kernel) {
+		d.Syscall = SyscallKexecLoad
+		d.Reason = "the kernel is an ELF vmlinux, which x86_64's kexec_file_load does not take: kexec_load, as kexec-tools' elf-x86_64"
+		d.Plan = nil
+	}
+}
+
+// errFileLoadELF is FileLoad's refusal of an x86_64 ELF vmlinux.
+func errFileLoadELF(in *Inputs) error {
+	return fmt.Errorf("%w: kernel %s is an ELF vmlinux; on x86_64 kexec_file_load takes only a bzImage, so it must be loaded with kexec_load", ErrInput, in.KernelPath)
+}

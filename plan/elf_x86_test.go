@@ -179,3 +179,35 @@ func TestELFVmlinuxErrorsNameFileAndProblem(t *testing.T) {
 		t.Errorf("segment outside RAM: %v", err)
 	}
 }
+
+// TestELFVmlinuxAutoTakesKexecLoad: with no IMA list auto chose
+// kexec_file_load, which cannot take an x86_64 vmlinux (FileLoad said "not a
+// bzImage"): auto takes kexec_load for it, a bzImage keeps kexec_file_load,
+// and under lockdown FileLoad refuses the vmlinux by name.
+func TestELFVmlinuxAutoTakesKexecLoad(t *testing.T) {
+	b, path := realVmlinux(t)
+	in := inputs(t, 1)
+	in.Kernel, in.KernelPath = b, path
+	d := Decide(ModeAuto, Facts{})
+	if d.Syscall != SyscallKexecFileLoad {
+		t.Fatalf("precondition: auto without an IMA list chose %s", d.Syscall)
+	}
+	ImageDecision(&d, in)
+	if d.Syscall != SyscallKexecLoad {
+		t.Fatalf("auto for a vmlinux: %s (%s)", d.Syscall, d.Reason)
+	}
+	bz := Decide(ModeAuto, Facts{})
+	ImageDecision(&bz, inputs(t, 1))
+	if bz.Syscall != SyscallKexecFileLoad {
+		t.Fatalf("auto for a bzImage changed to %s", bz.Syscall)
+	}
+	ld := Decide(ModeAuto, Facts{Lockdown: "integrity"})
+	ImageDecision(&ld, in)
+	if ld.Syscall != SyscallKexecFileLoad {
+		t.Fatalf("under lockdown: %s", ld.Syscall)
+	}
+	_, err := FileLoad(in)
+	if !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "vmlinux") {
+		t.Fatalf("FileLoad of a vmlinux: %v", err)
+	}
+}
