@@ -195,3 +195,10 @@ func ImageDecision(d *Decision, in *Inputs) {
 func errFileLoadELF(in *Inputs) error {
 	return fmt.Errorf("%w: kernel %s is an ELF vmlinux; on x86_64 kexec_file_load takes only a bzImage, so it must be loaded with kexec_load", ErrInput, in.KernelPath)
 }
+
+// errCrashELF is the crash planners' refusal of an x86_64 ELF vmlinux: a
+// crash kernel must run inside the crash region, away from the p_paddr it
+// was linked at, and gokexec relocates only bzImages there.
+func errCrashELF(in *Inputs) error {
+	return fmt.Errorf("%w: %s is an ELF vmlinux; gokexec loads x86_64 crash kernels from a bzImage only (a vmlinux runs at the physical address it was linked at, outside the crash region): load the bzImage built with it", ErrNotCrashKernel, in.KernelPath)
+}

@@ -211,3 +211,18 @@ func TestELFVmlinuxAutoTakesKexecLoad(t *testing.T) {
 		t.Fatalf("FileLoad of a vmlinux: %v", err)
 	}
 }
+
+// TestELFVmlinuxCrashRefusedByName: kdump-config's -p --args-linux vmlinux
+// was refused as "not a bzImage"; the crash planners now say why a vmlinux
+// cannot be a gokexec crash kernel, naming the file.
+func TestELFVmlinuxCrashRefusedByName(t *testing.T) {
+	b, path := realVmlinux(t)
+	for name, f := range map[string]func(*Inputs, *Crash) (*Plan, error){"BuildCrash": BuildCrash, "FileLoadCrash": FileLoadCrash} {
+		in := crashInputs(t)
+		in.Kernel, in.KernelPath = b, path
+		_, err := f(in, crashFacts())
+		if !errors.Is(err, ErrNotCrashKernel) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "ELF vmlinux") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
