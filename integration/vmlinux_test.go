@@ -1,10 +1,15 @@
 package integration
 
 import (
+	"fmt"
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/gokexec/gokexec/internal/testkernel"
+	"github.com/gokexec/gokexec/qemu"
 	"github.com/gokexec/gokexec/qemu/proto"
+	"github.com/gokexec/gokexec/vmlinux"
 )
 
 // TestHandoverELFVmlinux61: issue 25 item 5 — gokexec refused an x86_64 ELF
@@ -16,7 +21,8 @@ import (
 // with both markers and replay (the host-side hand-over check).
 func TestHandoverELFVmlinux61(t *testing.T) {
 	g := newGuest(t)
-	g.files["/boot/vmlinux-2"] = testkernel.Vmlinux(t, g.k1)
+	vml := testkernel.Vmlinux(t, g.k1)
+	g.files["/boot/vmlinux-2"] = vml
 	g.hostBin["/sbin/kexec"] = "/sbin/kexec"
 	sc := &proto.Scenario{Steps: map[string]proto.Step{
 		"1": {Actions: []proto.Action{
@@ -39,10 +45,46 @@ func TestHandoverELFVmlinux61(t *testing.T) {
 	if res.Boots() != 2 {
 		t.Fatalf("%d boots reported, want 2: the vmlinux did not boot", res.Boots())
 	}
+	requireELFSegments(t, res, vml)
 	list1 := parseList(t, res.List(1, "binary_runtime_measurements"), "boot 1")
 	list2 := parseList(t, res.List(2, "binary_runtime_measurements"), "boot 2")
 	pcrs2 := pcrValues(t, res.PCRs(2), "sha1", "sha256")
 	checkHandover(t, g, res, list1, list2, pcrs2)
 	requireHandover(t, res, 64<<10)
 	t.Logf("boot 1: %s; boot 2: %s", describe(list1), describe(list2))
+}
+
+// requireELFSegments checks that the guest's gokexec -l loaded the vmlinux
+// through the ELF path: its report lists every PT_LOAD at its p_paddr.
+func requireELFSegments(t *testing.T, res *qemu.Result, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := vmlinux.Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out string
+	for _, c := range res.Find(1, proto.TypeCmd, "") {
+		if len(c.Argv) > 2 && c.Argv[0] == "/bin/gokexec" && c.Argv[2] == "-l" {
+			out = string(c.Output)
+		}
+	}
+	if out == "" {
+		t.Fatal("boot 1 reports no gokexec -l output")
+	}
+	for i, s := range k.Segments {
+		mem, bufsz := fmt.Sprintf("mem %#012x ", s.Phys), fmt.Sprintf("bufsz %#10x", len(s.Data))
+		found := false
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, "segment kernel") && strings.Contains(l, mem) && strings.HasSuffix(l, bufsz) {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("gokexec -l did not load PT_LOAD %d at p_paddr %#x (%d bytes):\n%s", i, s.Phys, len(s.Data), out)
+		}
+	}
 }
