@@ -52,7 +52,7 @@ type Image struct {
 	Kernel []byte
 	// Compression names how the input was packed: "" (raw Image),
 	// "gzip" (Image.gz), or "zboot-" and the zboot header's compression
-	// type ("zboot-gzip", "zboot-zstd22") for an EFI zboot image, or
+	// type ("zboot-gzip", "zboot-zstd") for an EFI zboot image, or
 	// "elf" for a vmlinux (its flat Image, as objcopy makes it).
 	Compression string
 

@@ -23,10 +23,14 @@ const (
 	zbootHeaderSize = 0x40
 
 	// ZbootGzip and ZbootZstd are the compression types kernels since 6.13
-	// write (Makefile.zboot); older ones could also name lzma, xzkern, lzo
-	// and lz4.
-	ZbootGzip = "gzip"
-	ZbootZstd = "zstd22"
+	// write (Makefile.zboot's comp-type; its zstd payload is made with the
+	// zstd22_with_size method, which appends the 4-byte length). Older
+	// kernels could also name lzma, xzkern, lzo and lz4, and ZbootZstd22
+	// (Makefile.zboot's method name) is unpacked as zstd too, without the
+	// length check.
+	ZbootGzip   = "gzip"
+	ZbootZstd   = "zstd"
+	ZbootZstd22 = "zstd22"
 )
 
 // Zboot errors.
@@ -105,13 +109,13 @@ func unpackZboot(b []byte, limit int) ([]byte, *Zboot, error) {
 	switch z.Compression {
 	case ZbootGzip:
 		raw, err = gunzipLimited(payload, limit)
-	case ZbootZstd:
+	case ZbootZstd, ZbootZstd22:
 		raw, err = unzstdLimited(payload, limit)
-		if err == nil {
+		if err == nil && z.Compression == ZbootZstd {
 			err = checkSizeTrailer(b, z, len(raw))
 		}
 	default:
-		return nil, z, fmt.Errorf("%w: payload compressed with %q (gzip and zstd22 are supported)", ErrZbootCompression, z.Compression)
+		return nil, z, fmt.Errorf("%w: payload compressed with %q (gzip and zstd are supported)", ErrZbootCompression, z.Compression)
 	}
 	if err != nil {
 		return nil, z, err

@@ -16,7 +16,7 @@ import (
 // TestARM64FileKexec boots the imakexec-arm64 test kernel (IMA_KEXEC on:
 // it hands its own list over at kexec_file_load, through /chosen) with a
 // device tree and lets gokexec load the same kernel's EFI zboot image (a
-// zstd22 payload): gokexec -a picks kexec_file_load, hands the kernel the
+// zstd payload): gokexec -a picks kexec_file_load, hands the kernel the
 // unpacked Image through a sealed memfd (the kernel's loader takes raw
 // Images only), and -e refreshes the load. The second kernel's list holds
 // the first boot's entries, the kernel's own kexec_load and kexec_execute
@@ -95,5 +95,5 @@ func TestARM64FileKexec(t *testing.T) {
 	}
 	requireReplays(t, list2, pcrValues(t, res.PCRs(2), "sha1", "sha256", "sha384"), "boot 2")
 	evmctlAgrees(t, res, 2, "sha1", "sha256")
-	t.Logf("zstd22 zboot through kexec_file_load: boot 2 %s; markers %s", describe(list2), markerSummary(ms))
+	t.Logf("zstd zboot through kexec_file_load: boot 2 %s; markers %s", describe(list2), markerSummary(ms))
 }

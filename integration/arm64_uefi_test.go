@@ -46,8 +46,11 @@ func TestARM64UEFI(t *testing.T) {
 	sc := &proto.Scenario{Steps: map[string]proto.Step{"1": s1, "2": s2, "3": {DeadlineSec: 600, Actions: []proto.Action{
 		{Report: []string{"boot", "list"}},
 	}}}}
+	// Reset: AAVMF resets the machine once on a fresh variable store
+	// (seen: QEMU exited 9 s after the firmware banner under -no-reboot,
+	// before the kernel started).
 	res := g.run(sc, qemu.VM{Kernel: arm64KernelFile(t, qemu.RestoreARM64, "vmlinuz.efi"), Firmware: qemu.FirmwareUEFI,
-		Append: strings.TrimSpace(verbose), Timeout: 30 * time.Minute})
+		Append: strings.TrimSpace(verbose), Timeout: 30 * time.Minute, Reset: true})
 	if res.Boots() != 3 {
 		t.Fatalf("%d boots, want 3", res.Boots())
 	}

@@ -16,7 +16,7 @@ const (
 	// its zboot payload is gzip.
 	RestoreARM64 = "restore-arm64"
 	// IMAKexecARM64 has IMA_KEXEC on (the kernel's own kexec_file_load
-	// hand-over); its zboot payload is zstd22.
+	// hand-over); its zboot payload is zstd.
 	IMAKexecARM64 = "imakexec-arm64"
 )
 

@@ -13,9 +13,11 @@
 //     linked (no KASLR).
 //   - arm64: the vmlinux is the Image before `objcopy -O binary`; Image
 //     gives the flat bytes the build's objcopy writes (the allocated,
-//     non-empty sections other than notes and comments, placed at their
+//     non-empty sections, placed at their
 //     load addresses relative to the first one, gaps zero-filled), which
-//     begin with the Image header and are loaded like any Image.
+//     begin with the Image header and are loaded like any Image. Only the
+//     sections named .note, .note.gnu.build-id and .comment are left out
+//     (objcopy -R takes exact names: the kernel's .notes stays).
 //
 // Invariants: pure (bytes in, values out; no files, no host state); never
 // panics on input (debug/elf's own errors are wrapped); every size is
@@ -31,7 +33,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 )
 
 // Limits.
@@ -164,7 +165,7 @@ func (k *Kernel) contains(phys uint64) bool {
 // Image returns an arm64 vmlinux's flat Image: what the kernel build's
 // `objcopy -O binary -R .note -R .note.gnu.build-id -R .comment -S` writes
 // (arch/arm64/boot/Makefile): the allocated sections that have file bytes,
-// notes excepted, each at its load address minus the lowest one, the gaps
+// except .note, .note.gnu.build-id and .comment, each at its load address minus the lowest one, the gaps
 // zero-filled. It is the arm64 Image, header first, for arm64.ParseImage.
 func (k *Kernel) Image() ([]byte, error) {
 	if k.Machine != ARM64 {
@@ -176,8 +177,10 @@ func (k *Kernel) Image() ([]byte, error) {
 	}
 	var ps []piece
 	for _, s := range k.file.Sections {
+		// objcopy's -R takes exact names: the kernel's own ".notes"
+		// section stays in the Image.
 		if s.Flags&elf.SHF_ALLOC == 0 || s.Type == elf.SHT_NOBITS || s.Type == elf.SHT_NULL || s.Size == 0 ||
-			s.Type == elf.SHT_NOTE || strings.HasPrefix(s.Name, ".note") || s.Name == ".comment" {
+			s.Name == ".note" || s.Name == ".note.gnu.build-id" || s.Name == ".comment" {
 			continue
 		}
 		lma, ok := k.lma(s)
