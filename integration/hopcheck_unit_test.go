@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -404,4 +405,103 @@ func TestHopCheckPerBank(t *testing.T) {
 	if _, _, err := hopCheckPerBank(r, s.extra); err == nil || !strings.Contains(err.Error(), "match no prefix") {
 		t.Fatalf("per-bank check accepted PCRs that stop before the last boot_aggregate: %v", err)
 	}
+}
+
+// TestHopCheckOnRealHandover runs the check on what a real guest reported
+// (testdata/handover61to61-records.jsonl: TestHandover61to61 on Debian's
+// 6.1 cloud kernel under QEMU and swtpm, 2026-12-07, gokexec with the
+// kernel's marker numbers), then on the same list with one fault at a time,
+// the PCRs re-extended so that only the fault is wrong: the scenarios'
+// check catches each on a real kernel's list, not only on a synthetic one.
+func TestHopCheckOnRealHandover(t *testing.T) {
+	res := readRecords(t, filepath.Join("testdata", "handover61to61-records.jsonl"))
+	boots := bootReports(res, 1, 2)
+	if _, err := hopCheck(boots, 64<<10); err != nil {
+		t.Fatalf("the real hand-over fails the check: %v", err)
+	}
+	es, err := ima.ParseList(boots[1].List, binary.LittleEndian)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec := indexOf(t, es, "kexec_execute", 1)
+	load := indexOf(t, es, "kexec_load", 1)
+	payload := func(i int) (seg, size, count uint64) {
+		d, err := es[i].Decode(binary.LittleEndian)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fmt.Sscanf(string(d.Buf), "kexec_segment_size=%d;ima_binary_runtime_size=%d;ima_runtime_measurements_count=%d;", &seg, &size, &count); err != nil {
+			t.Fatalf("payload %q: %v", d.Buf, err)
+		}
+		return
+	}
+	rewrite := func(base []ima.Entry, i int, name string, seg, size, count uint64) []ima.Entry {
+		out := append([]ima.Entry(nil), base...)
+		out[i] = ima.NewBufEntry(10, name, []byte(fmt.Sprintf("kexec_segment_size=%d;ima_binary_runtime_size=%d;ima_runtime_measurements_count=%d;", seg, size, count)), crypto.SHA256)
+		return out
+	}
+	seg, size, count := payload(exec)
+	lseg, lsize, lcount := payload(load)
+	for name, c := range map[string]struct {
+		es   []ima.Entry
+		want string
+	}{
+		"execute count+1":             {rewrite(es, exec, "kexec_execute", seg, size, count+1), "ima_runtime_measurements_count"},
+		"load count-1":                {rewrite(es, load, "kexec_load", lseg, lsize, lcount-1), "ima_runtime_measurements_count"},
+		"execute size+7":              {rewrite(es, exec, "kexec_execute", seg, size+7, count), "ima_binary_runtime_size"},
+		"execute size without header": {rewrite(es, exec, "kexec_execute", seg, size-24, count), "ima_binary_runtime_size"},
+		"segment+999":                 {rewrite(rewrite(es, exec, "kexec_execute", seg+999, size, count), load, "kexec_load", lseg+999, lsize, lcount), "kexec_segment_size"},
+		"load names another segment":  {rewrite(es, load, "kexec_load", lseg+4096, lsize, lcount), "kexec_segment_size"},
+		"execute misspelt":            {rewrite(es, exec, "kexec_exceute", seg, size, count), "want exactly kexec_load then kexec_execute"},
+		"execute dropped":             {append(append([]ima.Entry(nil), es[:exec]...), es[exec+1:]...), "want exactly kexec_load then kexec_execute"},
+	} {
+		r := append([]bootReport(nil), boots...)
+		r[1].List = ima.AppendList(nil, c.es, binary.LittleEndian)
+		r[1].PCRs = reextend(t, boots[1].PCRs, c.es)
+		_, err := hopCheck(r, 64<<10)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: the check says %v; want a failure naming %q", name, err, c.want)
+		}
+	}
+	// The PCRs re-extended over the unchanged list still pass: the faults
+	// above fail for themselves, not for the re-extension.
+	r := append([]bootReport(nil), boots...)
+	r[1].PCRs = reextend(t, boots[1].PCRs, es)
+	if _, err := hopCheck(r, 64<<10); err != nil {
+		t.Fatalf("re-extended real PCRs: %v", err)
+	}
+}
+
+// reextend is rep with the sha1 and sha256 values of the PCRs es extends
+// replaced by ima's replay of es (the other PCRs keep the guest's values;
+// the other banks are left out).
+func reextend(t *testing.T, rep map[string][]string, es []ima.Entry) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	for name, h := range map[string]crypto.Hash{"sha1": crypto.SHA1, "sha256": crypto.SHA256} {
+		vals := append([]string(nil), rep[name]...)
+		for pcr, v := range ima.Replay(es, h, ima.MethodPerBank) {
+			vals[pcr] = hex.EncodeToString(v)
+		}
+		out[name] = vals
+	}
+	return out
+}
+
+// readRecords reads a scenario's records (one JSON proto.Record a line).
+func readRecords(t *testing.T, path string) *qemu.Result {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := &qemu.Result{}
+	for i, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var r proto.Record
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatalf("%s:%d: %v", path, i+1, err)
+		}
+		res.Records = append(res.Records, r)
+	}
+	return res
 }

@@ -274,6 +274,7 @@ func prepare(h Host, img Image, o *Options, dry bool) (*plan.Plan, *read, []Appr
 		return nil, nil, nil, err
 	}
 	d := plan.Decide(o.Mode, facts)
+	plan.ImageDecision(&d, r.in)
 	p, err := planFor(o, r, &d, d.Syscall)
 	if err != nil {
 		return nil, nil, nil, err

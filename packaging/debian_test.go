@@ -50,6 +50,9 @@ func TestPackageCopyrightMachineReadable(t *testing.T) {
 	used, texts := map[string]bool{}, map[string]bool{}
 	for _, p := range paras[1:] {
 		lines := strings.Split(p, "\n")
+		if n := strings.Count(p, "\nFiles: ") + strings.Count(lines[0], "Files: "); n > 1 || strings.HasPrefix(lines[0], "Files: ") && (!strings.Contains(p, "\nCopyright: ") || !strings.Contains(p, "\nLicense: ")) {
+			t.Errorf("malformed Files paragraph (one Files, a Copyright and a License each): %q", p)
+		}
 		var lic string
 		for _, l := range lines {
 			if v, ok := strings.CutPrefix(l, "License: "); ok {
@@ -82,7 +85,12 @@ func TestPackageCopyrightMachineReadable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	seen := map[string]bool{}
 	for _, m := range strings.Fields(string(mods)) {
+		if seen[m] {
+			continue
+		}
+		seen[m] = true
 		if m != "github.com/gokexec/gokexec" && !strings.Contains(string(b), "Files: "+m+"/*") && !strings.Contains(string(b), " "+m+"/*") {
 			t.Errorf("debian/copyright does not name the statically linked module %s", m)
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/gokexec/gokexec/bzimage"
 	"github.com/gokexec/gokexec/elfcore"
 	"github.com/gokexec/gokexec/segment"
+	"github.com/gokexec/gokexec/vmlinux"
 )
 
 // A crash plan (kexec -p) loads a kernel that the running kernel boots
@@ -94,6 +95,9 @@ func DecideCrash(mode Mode, f Facts) Decision {
 // kernel: a bzImage with a 64-bit entry point, boot protocol 2.12 or
 // later, relocatable (it runs wherever the crash region is).
 func crashKernel(in *Inputs) (*bzimage.Image, error) {
+	if vmlinux.IsELF(in.Kernel) {
+		return nil, errCrashELF(in)
+	}
 	im, err := bzimage.Parse(in.Kernel)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrNotCrashKernel, in.KernelPath, err)

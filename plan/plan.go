@@ -30,6 +30,7 @@ import (
 	"github.com/gokexec/gokexec/efi"
 	"github.com/gokexec/gokexec/ima"
 	"github.com/gokexec/gokexec/segment"
+	"github.com/gokexec/gokexec/vmlinux"
 )
 
 // Architectures.
@@ -308,6 +309,9 @@ func (p *Plan) FillDigests() {
 func FileLoad(in *Inputs) (*Plan, error) {
 	switch in.Arch {
 	case ArchAMD64, "":
+		if vmlinux.IsELF(in.Kernel) {
+			return nil, errFileLoadELF(in)
+		}
 		im, err := bzimage.Parse(in.Kernel)
 		if err != nil {
 			return nil, fmt.Errorf("kernel %s: %w", in.KernelPath, err)

@@ -8,6 +8,7 @@ import (
 	"github.com/gokexec/gokexec/fdt"
 	"github.com/gokexec/gokexec/ima"
 	"github.com/gokexec/gokexec/segment"
+	"github.com/gokexec/gokexec/vmlinux"
 )
 
 // x86 placement bounds.
@@ -19,6 +20,9 @@ const (
 )
 
 func buildX86(in *Inputs) (*Plan, error) {
+	if vmlinux.IsELF(in.Kernel) { // kexec-tools' "elf-x86_64"
+		return buildX86ELF(in)
+	}
 	im, err := bzimage.Parse(in.Kernel)
 	if err != nil {
 		return nil, fmt.Errorf("kernel %s: %w", in.KernelPath, err)
