@@ -4,9 +4,6 @@ import (
 	"fmt"
 
 	"github.com/gokexec/gokexec/bzimage"
-	"github.com/gokexec/gokexec/efi"
-	"github.com/gokexec/gokexec/fdt"
-	"github.com/gokexec/gokexec/ima"
 	"github.com/gokexec/gokexec/segment"
 	"github.com/gokexec/gokexec/vmlinux"
 )
@@ -32,8 +29,7 @@ func buildX86ELF(in *Inputs) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	ram := mem.RAM()
-	alloc, err := segment.NewAllocator(ram, in.PageSize)
+	alloc, err := segment.NewAllocator(mem.RAM(), in.PageSize)
 	if err != nil {
 		return nil, err
 	}
@@ -81,96 +77,8 @@ func buildX86ELF(in *Inputs) (*Plan, error) {
 		return nil, fmt.Errorf("command line: %w", err)
 	}
 
-	var setup []bzimage.SetupData
-	// 2. The IMA hand-over buffer, above 1 MiB and below the kernel.
-	if in.IMAList != nil || in.IMAEntries != nil {
-		buf, n, size, err := imaLayout(in)
-		if err != nil {
-			return nil, err
-		}
-		lo, hi := in.bounds(x86LowestBuffer, lowest)
-		r, err := alloc.Place(segment.Request{Name: "ima", Size: size, Min: lo, Max: hi})
-		if err != nil {
-			return nil, fmt.Errorf("IMA buffer of %d bytes (list %d + headroom %d) must lie in [%#x, %#x), below the kernel %s at %#x: %w",
-				size, len(buf), in.IMAExtra, lo, hi, in.KernelPath, lowest, err)
-		}
-		p.Segments = append(p.Segments, newSegment("ima", r, buf))
-		p.IMA = &IMA{Segment: "ima", Addr: r.Start, Size: r.Size(), ListBytes: uint64(len(buf) - ima.KexecHeaderSize), Entries: n, Headroom: r.Size() - uint64(len(buf))}
-		setup = append(setup, bzimage.IMASetupData(r.Start, r.Size()))
-	}
-	if len(in.RNGSeed) > 0 {
-		setup = append(setup, bzimage.SetupData{Type: bzimage.SetupRNGSeed, Data: in.RNGSeed})
-	}
-	if len(in.DTB) > 0 {
-		if _, err := fdt.Parse(in.DTB); err != nil {
-			return nil, fmt.Errorf("device tree: %w", err)
-		}
-		setup = append(setup, bzimage.SetupData{Type: bzimage.SetupDTB, Data: in.DTB})
-	}
-
-	// 3. The initrd, as high as the synthesized header allows.
-	var initrdR segment.Range
-	if in.Initrd != nil {
-		if len(in.Initrd) == 0 {
-			return nil, fmt.Errorf("%w: initrd %s is empty", ErrInput, in.InitrdPath)
-		}
-		lo, hi := in.bounds(x86LowestBuffer, im.InitrdMax())
-		r, err := alloc.Place(segment.Request{Name: "initrd", Size: uint64(len(in.Initrd)), Min: lo, Max: hi})
-		if err != nil {
-			return nil, fmt.Errorf("initrd %s: %w", in.InitrdPath, err)
-		}
-		initrdR = r
-		p.Initrd = &Input{Path: in.InitrdPath, Size: uint64(len(in.Initrd)), SHA256: in.initrdDigest()}
-		p.Segments = append(p.Segments, newSegmentDigest("initrd", r, in.Initrd, p.Initrd.SHA256))
-	}
-
-	// 4. Zero page + command line + setup_data, below 4 GiB. EFI state
-	//    needs XLF_EFI_KEXEC, which a vmlinux cannot declare: efiState
-	//    says so in the plan's warnings on an EFI host.
-	rsdp := in.ACPIRSDP
-	if rsdp == 0 && in.EFI != nil && in.EFI.EFI {
-		rsdp = in.EFI.Systab.RSDP()
-	}
-	params := &bzimage.Params{E820: mem, Cmdline: in.Cmdline, ACPIRSDP: rsdp, SetupData: setup}
-	if in.Initrd != nil {
-		params.InitrdAddr, params.InitrdSize = initrdR.Start, uint64(len(in.Initrd))
-	}
-	var efiPlan *EFI
-	params.EFI, efiPlan, p.Warnings = efiState(in, im, ram)
-	var screen *efi.Screen
-	params.ScreenInfo, screen = screenInfo(in)
-	psize, err := bzimage.ParamsSize(params)
-	if err != nil {
-		return nil, err
-	}
-	lo, hi := in.bounds(x86LowestBuffer, x86Below4G)
-	pr, err := alloc.Place(segment.Request{Name: "boot_params", Size: psize, Min: lo, Max: hi})
-	if err != nil {
-		return nil, fmt.Errorf("boot params: %w", err)
-	}
-	pbuf, placed, err := bzimage.BuildParamsEFI(im, pr.Start, params)
-	if err != nil {
-		return nil, err
-	}
-	p.Segments = append(p.Segments, newSegment("boot_params", pr, pbuf))
-	p.BootParams = &BootParams{Addr: pr.Start, CmdlineAddr: pr.Start + bzimage.BootParamsSize, E820Entries: len(mem),
-		ACPIRSDP: rsdp, EFI: efiPlan, Screen: screen}
-	if efiPlan != nil {
-		efiPlan.Memmap = placed.MemmapAddr
-	}
-	for _, n := range placed.Nodes {
-		p.BootParams.SetupData = append(p.BootParams.SetupData, SetupData{Type: n.Type, Addr: n.Addr, Len: n.Len})
-	}
-
-	// 5. The trampoline (the bzImage path's), entering e_entry.
-	tr, err := alloc.Place(segment.Request{Name: "trampoline", Size: in.PageSize, Min: lo, Max: hi})
-	if err != nil {
-		return nil, fmt.Errorf("trampoline: %w", err)
-	}
-	p.Segments = append(p.Segments, newSegment("trampoline", tr, bzimage.Trampoline(tr.Start, pr.Start, k.Entry)))
-	p.Entry = tr.Start
-
-	if err := p.finish(ram); err != nil {
+	// 2-5. As for a bzImage; the IMA buffer below the lowest segment.
+	if err := placeX86Rest(in, p, alloc, im, mem, lowest, k.Entry); err != nil {
 		return nil, err
 	}
 	return p, nil

@@ -34,8 +34,7 @@ func buildX86(in *Inputs) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	ram := mem.RAM()
-	alloc, err := segment.NewAllocator(ram, in.PageSize)
+	alloc, err := segment.NewAllocator(mem.RAM(), in.PageSize)
 	if err != nil {
 		return nil, err
 	}
@@ -82,21 +81,36 @@ func buildX86(in *Inputs) (*Plan, error) {
 		p.Segments = append(p.Segments, newSegment("kernel", r, im.ProtectedMode))
 	}
 
+	// 2-5. What both kernel forms share. The IMA buffer stays below the
+	// kernel and below the KASLR floor.
+	ceiling := p.KernelAddr
+	if ceiling > x86KASLRFloor {
+		ceiling = x86KASLRFloor
+	}
+	if err := placeX86Rest(in, p, alloc, im, mem, ceiling, p.KernelAddr+bzimage.Entry64Offset); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// placeX86Rest places, for either x86 kernel form once its kernel segments
+// are in p and alloc, the IMA hand-over buffer in [1 MiB, imaCeiling), the
+// setup_data nodes, the initrd, boot_params with the command line, and the
+// trampoline that enters entry with %rsi = boot_params; then it finishes p.
+func placeX86Rest(in *Inputs, p *Plan, alloc *segment.Allocator, im *bzimage.Image, mem segment.Map, imaCeiling, entry uint64) error {
+	ram := mem.RAM()
 	var setup []bzimage.SetupData
-	// 2. The IMA hand-over buffer, below the kernel and below the KASLR floor.
+	// 2. The IMA hand-over buffer, below the kernel, out of the
+	//    decompressor's reach.
 	if in.IMAList != nil || in.IMAEntries != nil {
 		buf, n, size, err := imaLayout(in)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		hi := p.KernelAddr
-		if hi > x86KASLRFloor {
-			hi = x86KASLRFloor
-		}
-		lo, hi := in.bounds(x86LowestBuffer, hi)
+		lo, hi := in.bounds(x86LowestBuffer, imaCeiling)
 		r, err := alloc.Place(segment.Request{Name: "ima", Size: size, Min: lo, Max: hi})
 		if err != nil {
-			return nil, fmt.Errorf("IMA buffer of %d bytes (list %d + headroom %d) must lie in [%#x, %#x), below the kernel at %#x so that KASLR cannot overwrite it: %w",
+			return fmt.Errorf("IMA buffer of %d bytes (list %d + headroom %d) must lie in [%#x, %#x), below the kernel at %#x so that KASLR cannot overwrite it: %w",
 				size, len(buf), in.IMAExtra, lo, hi, p.KernelAddr, err)
 		}
 		p.Segments = append(p.Segments, newSegment("ima", r, buf))
@@ -110,7 +124,7 @@ func buildX86(in *Inputs) (*Plan, error) {
 	// as kexec-tools passes it: what is measured as loaded is handed over.
 	if len(in.DTB) > 0 {
 		if _, err := fdt.Parse(in.DTB); err != nil {
-			return nil, fmt.Errorf("device tree: %w", err)
+			return fmt.Errorf("device tree: %w", err)
 		}
 		setup = append(setup, bzimage.SetupData{Type: bzimage.SetupDTB, Data: in.DTB})
 	}
@@ -119,12 +133,12 @@ func buildX86(in *Inputs) (*Plan, error) {
 	var initrdR segment.Range
 	if in.Initrd != nil {
 		if len(in.Initrd) == 0 {
-			return nil, fmt.Errorf("%w: initrd %s is empty", ErrInput, in.InitrdPath)
+			return fmt.Errorf("%w: initrd %s is empty", ErrInput, in.InitrdPath)
 		}
 		lo, hi := in.bounds(x86LowestBuffer, im.InitrdMax())
 		r, err := alloc.Place(segment.Request{Name: "initrd", Size: uint64(len(in.Initrd)), Min: lo, Max: hi})
 		if err != nil {
-			return nil, fmt.Errorf("initrd %s: %w", in.InitrdPath, err)
+			return fmt.Errorf("initrd %s: %w", in.InitrdPath, err)
 		}
 		initrdR = r
 		p.Initrd = &Input{Path: in.InitrdPath, Size: uint64(len(in.Initrd)), SHA256: in.initrdDigest()}
@@ -132,7 +146,8 @@ func buildX86(in *Inputs) (*Plan, error) {
 	}
 
 	// 4. Zero page + command line + setup_data (+ the EFI memory map), below
-	//    4 GiB.
+	//    4 GiB. EFI state needs XLF_EFI_KEXEC, which a vmlinux cannot
+	//    declare: efiState says so in the plan's warnings on an EFI host.
 	rsdp := in.ACPIRSDP
 	if rsdp == 0 && in.EFI != nil && in.EFI.EFI {
 		rsdp = in.EFI.Systab.RSDP()
@@ -147,7 +162,7 @@ func buildX86(in *Inputs) (*Plan, error) {
 	params.ScreenInfo, screen = screenInfo(in)
 	psize, err := bzimage.ParamsSize(params)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	lo, hi := in.bounds(x86LowestBuffer, x86Below4G)
 	preq := segment.Request{Name: "boot_params", Size: psize, Min: lo, Max: hi}
@@ -162,12 +177,12 @@ func buildX86(in *Inputs) (*Plan, error) {
 	}
 	if params.EFI == nil || err != nil || pr.Size() == 0 {
 		if pr, err = alloc.Place(preq); err != nil {
-			return nil, fmt.Errorf("boot params: %w", err)
+			return fmt.Errorf("boot params: %w", err)
 		}
 	}
 	pbuf, placed, err := bzimage.BuildParamsEFI(im, pr.Start, params)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	p.Segments = append(p.Segments, newSegment("boot_params", pr, pbuf))
 	p.BootParams = &BootParams{Addr: pr.Start, CmdlineAddr: pr.Start + bzimage.BootParamsSize, E820Entries: len(mem),
@@ -182,19 +197,14 @@ func buildX86(in *Inputs) (*Plan, error) {
 		p.BootParams.SetupData = append(p.BootParams.SetupData, SetupData{Type: n.Type, Addr: n.Addr, Len: n.Len})
 	}
 
-	// 5. The trampoline: one page below 4 GiB.
+	// 5. The trampoline: one page below 4 GiB, entering entry.
 	tr, err := alloc.Place(segment.Request{Name: "trampoline", Size: in.PageSize, Min: lo, Max: hi})
 	if err != nil {
-		return nil, fmt.Errorf("trampoline: %w", err)
+		return fmt.Errorf("trampoline: %w", err)
 	}
-	code := bzimage.Trampoline(tr.Start, pr.Start, p.KernelAddr+bzimage.Entry64Offset)
-	p.Segments = append(p.Segments, newSegment("trampoline", tr, code))
+	p.Segments = append(p.Segments, newSegment("trampoline", tr, bzimage.Trampoline(tr.Start, pr.Start, entry)))
 	p.Entry = tr.Start
-
-	if err := p.finish(ram); err != nil {
-		return nil, err
-	}
-	return p, nil
+	return p.finish(ram)
 }
 
 func alignUp(v, a uint64) uint64 {

@@ -32,7 +32,7 @@ demo_pkgs=(qemu-system-x86 swtpm swtpm-tools)
 # dtc, readelf, kexec-tools, makedumpfile), the guest image builder
 # (mmdebstrap), lintian for the package, and the kernel build.
 test_pkgs=(qemu-system-arm qemu-utils kexec-tools ima-evm-utils openssl device-tree-compiler cpio
-	busybox-static gzip xz-utils zstd binutils binutils-aarch64-linux-gnu gcc-aarch64-linux-gnu time ovmf qemu-efi-aarch64
+	busybox-static gzip xz-utils zstd lz4 binutils binutils-aarch64-linux-gnu gcc-aarch64-linux-gnu time ovmf qemu-efi-aarch64
 	build-essential bc bison flex libelf-dev libssl-dev mmdebstrap lintian e2fsprogs
 	tpm2-tools makedumpfile)
 need_pkgs=("${demo_pkgs[@]}")
