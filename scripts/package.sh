@@ -28,6 +28,9 @@ if [ -z "${VERSION:-}" ]; then
 	rev=$(git -C "$here" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 	VERSION=0.1.0~git$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y%m%d).$rev
 fi
+# --version names the commit even though -buildvcs=false (reproducible).
+COMMIT=${COMMIT:-$(git -C "$here" rev-parse HEAD 2>/dev/null || echo unknown)}
+stamp="-X github.com/gokexec/gokexec/internal/buildinfo.Version=$VERSION -X github.com/gokexec/gokexec/internal/buildinfo.Commit=$COMMIT"
 for tool in dpkg-deb go gzip; do
 	command -v "$tool" >/dev/null || { echo "package.sh: $tool not found (scripts/setup.sh installs it)" >&2; exit 1; }
 done
@@ -41,9 +44,9 @@ mkdir -p "$root/DEBIAN" "$root/usr/sbin" "$root/usr/bin" "$root/usr/lib/systemd/
 
 # Binaries: static, no build paths, version stamped.
 (cd "$src" && CGO_ENABLED=0 GOOS=linux GOARCH=$arch go build -trimpath -buildvcs=false \
-	-ldflags="-s -w -X main.version=$VERSION" -o "$root/usr/sbin/gokexec" ./cmd/gokexec)
+	-ldflags="-s -w $stamp" -o "$root/usr/sbin/gokexec" ./cmd/gokexec)
 (cd "$src" && CGO_ENABLED=0 GOOS=linux GOARCH=$arch go build -trimpath -buildvcs=false \
-	-ldflags="-s -w -X main.version=$VERSION" -o "$root/usr/bin/imalog" ./cmd/imalog)
+	-ldflags="-s -w $stamp" -o "$root/usr/bin/imalog" ./cmd/imalog)
 
 install -m 0755 "$pk/files/shutdown-hook" "$root/usr/lib/systemd/system-shutdown/gokexec"
 install -m 0755 "$pk/files/load" "$root/usr/libexec/gokexec/load"
@@ -67,8 +70,8 @@ install -m 0644 "$pk/debian/lintian-overrides" "$root/usr/share/lintian/override
 hb=$stage/host
 mkdir -p "$hb"
 (cd "$here" && CGO_ENABLED=0 go build -trimpath -buildvcs=false -o "$hb/genman" ./packaging/genman)
-(cd "$src" && CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags="-X main.version=$VERSION" -o "$hb/gokexec" ./cmd/gokexec)
-(cd "$src" && CGO_ENABLED=0 go build -trimpath -buildvcs=false -o "$hb/imalog" ./cmd/imalog)
+(cd "$src" && CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags="$stamp" -o "$hb/gokexec" ./cmd/gokexec)
+(cd "$src" && CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags="$stamp" -o "$hb/imalog" ./cmd/imalog)
 "$hb/genman" -bin "$hb/gokexec" -name gokexec -section 8 -version "$VERSION" \
 	-title "load and boot another kernel, carrying the IMA measurement list" \
 	-extra "$pk/gokexec.8.extra" | gzip -9n >"$stage/gokexec.8.gz"

@@ -342,7 +342,7 @@ func TestHelpIsTheOptionTable(t *testing.T) {
 // binary was built from a VCS checkout, the commit.
 func TestVersionNamesTheCommit(t *testing.T) {
 	code, out, _ := runCLI("--version")
-	if code != 0 || !strings.HasPrefix(out, "gokexec "+version) {
+	if code != 0 || !strings.HasPrefix(out, "gokexec ") {
 		t.Fatalf("--version: %d %q", code, out)
 	}
 	if v := versionLine(); v != strings.TrimSpace(out) {

@@ -19,18 +19,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/gokexec/gokexec/internal/buildinfo"
 	"io"
 	"io/fs"
 	"os"
-	"runtime/debug"
 	"syscall"
 
 	"github.com/gokexec/gokexec/kexec"
 	"github.com/gokexec/gokexec/loader"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "0.1.0-dev"
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -108,26 +105,7 @@ func withAdvice(err error) error {
 }
 
 // versionLine is gokexec's version and the commit it was built from.
-func versionLine() string {
-	v := "gokexec " + version
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		var rev, mod string
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				rev = s.Value
-			case "vcs.modified":
-				if s.Value == "true" {
-					mod = "+modified"
-				}
-			}
-		}
-		if rev != "" {
-			v += " (commit " + rev + mod + ")"
-		}
-	}
-	return v
-}
+func versionLine() string { return buildinfo.Line("gokexec") }
 
 func dispatch(ctx context.Context, c *cli, pos []string, stdout, stderr io.Writer) error {
 	a, err := c.action(pos)

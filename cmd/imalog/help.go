@@ -8,8 +8,8 @@ package main
 
 import (
 	"fmt"
+	"github.com/gokexec/gokexec/internal/buildinfo"
 	"io"
-	"runtime/debug"
 	"strings"
 )
 
@@ -139,37 +139,8 @@ output is one versioned envelope (docs/verdict-schema.md).
 	return true
 }
 
-// commit is the VCS commit, for builds without VCS stamping
-// (GOFLAGS=-buildvcs=false, a source tarball): go build -ldflags
-// "-X main.commit=$(git rev-parse HEAD)". Stamped build info wins.
-var commit = ""
-
-// versionString is the module version and the VCS commit it was built
-// from (runtime/debug.ReadBuildInfo, else main.commit).
-func versionString() string {
-	v, rev, dirty, when := "(devel)", "unknown", "", ""
-	if commit != "" {
-		rev = commit
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if bi.Main.Version != "" {
-			v = bi.Main.Version
-		}
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				rev = s.Value
-			case "vcs.modified":
-				if s.Value == "true" {
-					dirty = "+modified"
-				}
-			case "vcs.time":
-				when = ", " + s.Value
-			}
-		}
-	}
-	return fmt.Sprintf("imalog %s (commit %s%s%s)", v, rev, dirty, when)
-}
+// versionString is imalog's version and the commit it was built from.
+func versionString() string { return buildinfo.Line("imalog") }
 
 // wantsHelp reports whether args ask for help (before a "--").
 func wantsHelp(args []string) bool {
