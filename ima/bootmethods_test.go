@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 )
 
 // mixedList builds three boots; sha384 is extended SHA-1-padded in the
@@ -127,19 +126,16 @@ func TestMethodSearchBounded(t *testing.T) {
 		crypto.SHA256: Replay(es, crypto.SHA256, MethodPerBank),
 	}
 	q[crypto.SHA256][10] = bytes.Repeat([]byte{0x5a}, 32)
-	start := time.Now()
+	// The bound is on the work (the search gives up and says so), not on
+	// time: tests assert no timings, and -race runs this too.
 	r, err := VerifyReaderAt(bytes.NewReader(raw), int64(len(raw)), order, q, VerifyOptions{})
-	took := time.Since(start)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r.Consistent || !strings.HasPrefix(r.MethodSearch, "gave up") {
 		t.Fatalf("consistent %v, search %q", r.Consistent, r.MethodSearch)
 	}
-	if took > 10*time.Second {
-		t.Errorf("verification took %v", took)
-	}
-	t.Logf("%d entries, %d bytes, 12 boots: %v; %s", len(es), len(raw), took, r.MethodSearch)
+	t.Logf("%d entries, %d bytes, 12 boots; %s", len(es), len(raw), r.MethodSearch)
 
 	// A list whose banks match at a prefix does not search at all.
 	q2 := PCRValues{
