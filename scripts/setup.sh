@@ -23,6 +23,11 @@ esac
 here=$(cd "$(dirname "$0")/.." && pwd)
 cache=${GOKEXEC_CACHE:-$here/build/cache}
 mkdir -p "$cache"
+# build/ holds caches (kernels, a Debian root file system being built), never
+# Go packages: a go.mod of its own keeps `go vet ./...` and `go test ./...`
+# from walking into it (a root file system under construction has /proc
+# mounted).
+[ -e "$here/build/go.mod" ] || printf 'module buildcache\n' >"$here/build/go.mod"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
