@@ -27,7 +27,7 @@ mkdir -p "$cache"
 # Go packages: a go.mod of its own keeps `go vet ./...` and `go test ./...`
 # from walking into it (a root file system under construction has /proc
 # mounted).
-[ -e "$here/build/go.mod" ] || printf 'module buildcache\n' >"$here/build/go.mod"
+mkdir -p "$here/build"; [ -e "$here/build/go.mod" ] || printf 'module buildcache\n' >"$here/build/go.mod"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
