@@ -84,13 +84,13 @@ func TestSyscallModesAndBadInput(t *testing.T) {
 	}}
 	res := g.run(g.k1, sc)
 	wantMsg := map[string]string{
-		"/init":            "not a bzImage",
+		"/init":            "no PT_LOAD segment is linked at a kernel-space address", // an ELF executable, not a vmlinux
 		"vmlinuz-32bit":    "32-bit",
 		"vmlinuz-old":      "older than 2.12",
 		"/nonexistent.img": "no such file",
 		"--mem-max":        "no room",
 		"--ima-extra":      "IMA buffer",
-		"--bogus-option":   "unknown flag",
+		"--bogus-option":   "unrecognized option",
 	}
 	for arg, msg := range wantMsg {
 		cs := cmdOut(res, 1, arg)

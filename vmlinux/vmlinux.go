@@ -134,6 +134,17 @@ func Parse(b []byte) (*Kernel, error) {
 	if len(k.Segments) == 0 {
 		return nil, fmt.Errorf("%w: no PT_LOAD segment", ErrNotVmlinux)
 	}
+	// A Linux kernel links its text in the upper (kernel) half of the
+	// address space on both architectures (x86_64 0xffffffff81000000,
+	// arm64 0xffff8000...); a user-space executable — any static binary
+	// lying around — never does, and must not be loaded as a kernel.
+	kernelSpace := false
+	for _, s := range k.Segments {
+		kernelSpace = kernelSpace || s.Virt >= 1<<63
+	}
+	if !kernelSpace {
+		return nil, fmt.Errorf("%w: no PT_LOAD segment is linked at a kernel-space address (a user-space executable?)", ErrNotVmlinux)
+	}
 	sort.Slice(k.Segments, func(i, j int) bool { return k.Segments[i].Phys < k.Segments[j].Phys })
 	for i := 1; i < len(k.Segments); i++ {
 		a, s := k.Segments[i-1], k.Segments[i]

@@ -153,9 +153,18 @@ func TestARM64VmlinuxImage(t *testing.T) {
 	}
 }
 
-// minimal builds a small ELF64 executable with the given PT_LOAD rows
-// (paddr, filesz, memsz), data after the headers.
+// minimal builds a small ELF64 kernel-like executable with the given
+// PT_LOAD rows (paddr, filesz, memsz), each linked at kernelMap + paddr as
+// x86_64's vmlinux is, data after the headers.
 func minimal(machine elf.Machine, entry uint64, loads [][3]uint64) []byte {
+	return minimalAt(machine, entry, loads, kernelMap)
+}
+
+// kernelMap is x86_64's __START_KERNEL_map.
+const kernelMap = 0xffffffff80000000
+
+// minimalAt is minimal with each segment linked at base + paddr.
+func minimalAt(machine elf.Machine, entry uint64, loads [][3]uint64, base uint64) []byte {
 	le := binary.LittleEndian
 	const ehsize, phsize = 64, 56
 	off := uint64(ehsize + phsize*len(loads))
@@ -176,7 +185,7 @@ func minimal(machine elf.Machine, entry uint64, loads [][3]uint64) []byte {
 		ph := make([]byte, phsize)
 		le.PutUint32(ph[0:], uint32(elf.PT_LOAD))
 		le.PutUint64(ph[8:], off+uint64(len(data)))
-		le.PutUint64(ph[16:], l[0])
+		le.PutUint64(ph[16:], base+l[0])
 		le.PutUint64(ph[24:], l[0])
 		le.PutUint64(ph[32:], l[1])
 		le.PutUint64(ph[40:], l[2])
@@ -197,6 +206,9 @@ func TestParseBad(t *testing.T) {
 		err  error
 	}{
 		{"empty", nil, ErrNotVmlinux},
+		// A user-space executable (a static binary such as the guest's
+		// /init) links nothing in the kernel half: not a kernel.
+		{"user-space executable", minimalAt(elf.EM_X86_64, 0x401000, [][3]uint64{{0x400000, 0x100, 0x200}}, 0), ErrNotVmlinux},
 		{"bzImage-ish", bytes.Repeat([]byte{0}, 1024), ErrNotVmlinux},
 		{"riscv", minimal(elf.EM_RISCV, 0x1000000, [][3]uint64{{0x1000000, 0x10, 0x10}}), ErrMachine},
 		{"no-load", minimal(elf.EM_X86_64, 0x1000000, nil), ErrNotVmlinux},
