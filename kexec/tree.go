@@ -114,16 +114,32 @@ func (t tree) openRoot() (*os.Root, error) {
 	return r, nil
 }
 
+// escapes reports whether rel, with its links followed, lies outside the
+// tree (os.Root refuses such a path, but names it only in its error text).
+func (t tree) escapes(rel string) bool {
+	root, err := filepath.EvalSymlinks(t.dir)
+	if err != nil {
+		return false
+	}
+	p, err := filepath.EvalSymlinks(t.name(rel))
+	if err != nil {
+		return false
+	}
+	r, err := filepath.Rel(root, p)
+	return err != nil || r == ".." || strings.HasPrefix(r, ".."+string(filepath.Separator))
+}
+
 // openIn opens rel inside r, non-blocking, regular files and directories
 // only.
 func (t tree) openIn(r *os.Root, what, rel string) (*os.File, error) {
 	f, err := r.OpenFile(rel, os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		var pe *fs.PathError
-		if errors.As(err, &pe) && strings.Contains(pe.Err.Error(), "escapes") {
-			err = fmt.Errorf("%w: %w", ErrEscapes, pe.Err)
-		} else if errors.As(err, &pe) {
+		if errors.As(err, &pe) {
 			err = pe.Err
+		}
+		if t.escapes(rel) {
+			err = fmt.Errorf("%w: %w", ErrEscapes, err)
 		}
 		return nil, &InputError{what, t.name(rel), err}
 	}
