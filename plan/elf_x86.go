@@ -25,22 +25,9 @@ func buildX86ELF(in *Inputs) (*Plan, error) {
 	if len(k.Segments) == 0 {
 		return nil, fmt.Errorf("%w: kernel %s: vmlinux has no PT_LOAD segment", ErrInput, in.KernelPath)
 	}
-	mem, err := in.Memory.Normalize()
+	p, mem, alloc, err := startX86(in)
 	if err != nil {
 		return nil, err
-	}
-	alloc, err := segment.NewAllocator(mem.RAM(), in.PageSize)
-	if err != nil {
-		return nil, err
-	}
-	alloc.Reserve(segment.Range{Start: 0, End: 1 * mib})
-
-	p := &Plan{
-		Arch:     ArchAMD64,
-		PageSize: in.PageSize,
-		Syscall:  SyscallKexecLoad,
-		Cmdline:  in.Cmdline,
-		Kernel:   Input{Path: in.KernelPath, Size: uint64(len(in.Kernel)), SHA256: in.kernelDigest()},
 	}
 
 	// 1. The kernel's segments, each at its p_paddr (vmlinux.Parse sorted
