@@ -72,12 +72,12 @@ func TestX86DTBMeasuredOnlyWhenPassed(t *testing.T) {
 	}
 	nodes := 0
 	for _, sd := range p.BootParams.SetupData {
-		if sd.Type == bzimage.SetupDTB && sd.Len == uint32(len(dtb)) {
+		if sd.Type == bzimage.SetupDTB {
 			nodes++
 		}
 	}
 	if nodes != 1 {
-		t.Fatalf("setup_data %+v: %d SETUP_DTB nodes of the tree's size", p.BootParams.SetupData, nodes)
+		t.Fatalf("setup_data %+v: %d SETUP_DTB nodes", p.BootParams.SetupData, nodes)
 	}
 	rep, err := l.Finalize(ctx)
 	if err != nil {

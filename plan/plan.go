@@ -188,8 +188,9 @@ type DTBInfo struct {
 var (
 	ErrInput   = errors.New("bad input")
 	ErrIMAList = errors.New("IMA measurement list cannot be handed over")
-	// ErrFileLoadDTB: on x86 kexec_file_load takes no device tree; the
-	// kernel passes on the one it booted with, if any (SETUP_DTB).
+	// ErrFileLoadDTB: on x86 kexec_file_load takes no device tree; at
+	// most the kernel passes on the one it booted with, when asked to
+	// (KEXEC_FILE_FORCE_DTB).
 	ErrFileLoadDTB = errors.New("x86 kexec_file_load cannot pass a device tree")
 )
 
@@ -330,7 +331,7 @@ func FileLoad(in *Inputs) (*Plan, error) {
 		// The syscall has no device tree argument: refused rather than
 		// recorded (and measured) as loaded when it is not.
 		if len(in.DTB) > 0 {
-			return nil, fmt.Errorf("%w: %w: the running kernel passes on the tree it booted with, if any; a given device tree reaches the next kernel only with kexec_load (a SETUP_DTB node)", ErrInput, ErrFileLoadDTB)
+			return nil, fmt.Errorf("%w: %w: at most the running kernel passes on the tree it booted with (KEXEC_FILE_FORCE_DTB); a given device tree reaches the next kernel only with kexec_load (a SETUP_DTB node)", ErrInput, ErrFileLoadDTB)
 		}
 	case ArchARM64:
 		if err := checkARM64Kernel(in); err != nil {

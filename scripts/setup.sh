@@ -93,6 +93,8 @@ fetch deb61-arm64 linux-image-cloud-arm64:arm64 || echo "setup: arm64 kernel una
 # The CONFIG_IMA_KEXEC test kernels, built from Debian unstable's linux-source
 # (cached in ${GOKEXEC_KCACHE:-/var/cache/gokexec/kernels}; see the scripts).
 GOKEXEC_CACHE=$cache bash "$here/scripts/build-kernel.sh"
+# The same x86 kernel with CONFIG_OF (the --dtb scenario's last kernel).
+GOKEXEC_CACHE=$cache bash "$here/scripts/build-kernel.sh" --offline --variant of
 if [ -f "$here/scripts/build-kernel-arm64.sh" ]; then
 	GOKEXEC_CACHE=$cache bash "$here/scripts/build-kernel-arm64.sh"
 fi
