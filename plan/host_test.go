@@ -288,3 +288,29 @@ func TestX86FileLoadRefusesDTB(t *testing.T) {
 		t.Fatalf("-c chose %s", d.Syscall)
 	}
 }
+
+// The crash kernel half of the --dtb finding: kexec_load of a crash
+// kernel passes a given tree too (it was dropped without a word), byte
+// for byte (no hand-over); kexec_file_load of one refuses it.
+func TestX86CrashDTBPassedOrRefused(t *testing.T) {
+	dtb, err := os.ReadFile("../fdt/testdata/dtc-board.dtb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	without, err := BuildCrash(crashInputs(t), crashFacts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := crashInputs(t)
+	in.DTB = dtb
+	p, err := BuildCrash(in, crashFacts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(setupDTB(t, p, len(without.BootParams.SetupData)), dtb) {
+		t.Fatal("the crash kernel's SETUP_DTB differs from the tree given")
+	}
+	if _, err := FileLoadCrash(in, crashFacts()); !errors.Is(err, ErrFileLoadDTB) {
+		t.Fatalf("kexec_file_load of a crash kernel with a tree: %v", err)
+	}
+}
