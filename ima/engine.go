@@ -68,8 +68,8 @@ type chunk struct {
 	cand  []int32    // entries (within the chunk) the timeline must see
 	// restore: job.restore's findings, in entry order
 	restore []restoreFinding
-	err   error      // the input ends in this error after es
-	done  chan struct{}
+	err     error // the input ends in this error after es
+	done    chan struct{}
 }
 
 // errStop ends a pass early without an error.

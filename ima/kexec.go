@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/sha1"
-		"encoding/binary"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"

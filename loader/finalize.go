@@ -199,8 +199,8 @@ type finalizeIn struct {
 type finalizeOut struct {
 	list          []ima.Entry
 	kl            *ima.KexecList // list, checked and encoded
-	ours          []ima.Entry // the loader's entries, markers included
-	kernelEntries int         // how many of the running kernel's entries list accounts for
+	ours          []ima.Entry    // the loader's entries, markers included
+	kernelEntries int            // how many of the running kernel's entries list accounts for
 	segment       uint64
 	relayout      bool
 	banks         []string
