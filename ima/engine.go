@@ -47,6 +47,9 @@ type job struct {
 	// a TPM can have (at most maxPCRIndex): the state kept per PCR is then
 	// bounded whatever the list holds.
 	extend bool
+	// restore: apply the restoring kernel's per-entry rules (restoreCheck),
+	// with the SHA-1 digests the pass computes (sha1 must be set).
+	restore bool
 }
 
 // ErrPCRIndex: an entry names a PCR no TPM has (kernels use indices below
@@ -63,8 +66,10 @@ type chunk struct {
 	own   [][]byte   // per job.own bank: len(es) digests back to back
 	sha1  [][20]byte // job.sha1: per entry
 	cand  []int32    // entries (within the chunk) the timeline must see
-	err   error      // the input ends in this error after es
-	done  chan struct{}
+	// restore: job.restore's findings, in entry order
+	restore []restoreFinding
+	err     error // the input ends in this error after es
+	done    chan struct{}
 }
 
 // errStop ends a pass early without an error.
@@ -95,7 +100,7 @@ func runPass(src source, jb job, consume func(c *chunk) error) (int, error) {
 		get := func() *chunk {
 			select {
 			case c := <-pool:
-				c.es, c.names, c.cand, c.err = c.es[:0], c.names[:0], c.cand[:0], nil
+				c.es, c.names, c.cand, c.restore, c.err = c.es[:0], c.names[:0], c.cand[:0], c.restore[:0], nil
 				return c
 			case <-quit:
 				return nil
@@ -269,6 +274,12 @@ func (w *worker) fill(c *chunk, jb job, order endian) {
 		}
 		if jb.sha1 {
 			w.templateSum(crypto.SHA1, c.sha1[i][:], e)
+		}
+		if jb.restore {
+			if p, bad, stop := restoreCheck(e, order, &c.sha1[i]); bad {
+				p.Index = i
+				c.restore = append(c.restore, restoreFinding{p, stop})
+			}
 		}
 		if e.Violation() || c.base+i == 0 || w.candidate(i, e, order) {
 			c.cand = append(c.cand, int32(i))

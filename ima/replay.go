@@ -397,3 +397,38 @@ func readerAtSource(r io.ReaderAt, size int64, order binary.ByteOrder) source {
 		return io.NewSectionReader(r, 0, size), nil
 	}}
 }
+
+// ReplayKexec is ReplayAll over a list that is to be handed over: the same
+// pass checks every entry as CheckRestorable does (with the SHA-1 digests
+// it computes anyway, one per entry) and encodes the list, which it
+// returns as a KexecList. A list the restoring kernel would not restore in
+// full and unchanged is refused with a *RestoreError and no results.
+func ReplayKexec(entries []Entry, order binary.ByteOrder, runs []BankMethod) ([]map[uint32][]byte, *KexecList, error) {
+	if order == nil {
+		return nil, nil, errNilOrder
+	}
+	chains, runOf, jb := replayPlan(runs)
+	jb.sha1, jb.restore = true, true
+	k := newKexecList(order, encodedSize(entries))
+	var rc restoreCollector
+	_, err := runPass(source{entries: entries, order: endianOf(order)}, jb, func(c *chunk) error {
+		for _, x := range chains {
+			x.extendAll(c)
+		}
+		rc.add(c.restore, c.base)
+		k.b = AppendList(k.b, c.es, order)
+		return nil
+	})
+	if err == nil {
+		err = rc.err(len(entries))
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	k.n = len(entries)
+	out := make([]map[uint32][]byte, len(runs))
+	for i, x := range chains {
+		out[runOf[i]] = x.values()
+	}
+	return out, k, nil
+}

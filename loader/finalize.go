@@ -91,7 +91,7 @@ func (l *Loaded) finalize() (*Report, error) {
 	}
 	var prev []ima.Entry
 	if l.finalized != nil {
-		if plan.Digest(l.handover) != l.finalized.ListSHA256 {
+		if l.finalized.ListSHA256 != "" && plan.Digest(l.handover) != l.finalized.ListSHA256 {
 			return nil, fmt.Errorf("finalize: the kept hand-over list does not match the recorded one")
 		}
 		var err error
@@ -134,7 +134,7 @@ func (l *Loaded) finalize() (*Report, error) {
 		return rep, nil
 	}
 	rep.Entries, rep.Extended, rep.Relayout = res.ours, t != nil, res.relayout
-	p, err := l.replan(res.list, res.segment)
+	p, err := l.replan(res.kl, res.segment)
 	if err != nil {
 		return nil, fmt.Errorf("finalize: %w (%w)", err, ErrExtended)
 	}
@@ -146,15 +146,17 @@ func (l *Loaded) finalize() (*Report, error) {
 	l.plan = p
 	rep.Plan = p
 	l.handover = raw
-	l.finalized = &Finalized{KernelEntries: res.kernelEntries, ListSHA256: plan.Digest(raw)}
+	// The list's digest is for the state a later process resumes from;
+	// State computes it.
+	l.finalized = &Finalized{KernelEntries: res.kernelEntries}
 	return rep, nil
 }
 
 // replan is the load's plan again, from the bytes and facts of the load,
-// with the hand-over list es in a segment of segSize bytes.
-func (l *Loaded) replan(es []ima.Entry, segSize uint64) (*plan.Plan, error) {
+// with the hand-over list kl in a segment of segSize bytes.
+func (l *Loaded) replan(kl *ima.KexecList, segSize uint64) (*plan.Plan, error) {
 	in := *l.in
-	in.IMAList, in.IMAEntries, in.IMASegment = nil, es, segSize
+	in.IMAList, in.IMAEntries, in.IMAKexecList, in.IMASegment = nil, nil, kl, segSize
 	in.KernelSHA256 = l.plan.Kernel.SHA256
 	if l.plan.Initrd != nil {
 		in.InitrdSHA256 = l.plan.Initrd.SHA256
@@ -196,8 +198,9 @@ type finalizeIn struct {
 // finalizeOut is the completed hand-over list.
 type finalizeOut struct {
 	list          []ima.Entry
-	ours          []ima.Entry // the loader's entries, markers included
-	kernelEntries int         // how many of the running kernel's entries list accounts for
+	kl            *ima.KexecList // list, checked and encoded
+	ours          []ima.Entry    // the loader's entries, markers included
+	kernelEntries int            // how many of the running kernel's entries list accounts for
 	segment       uint64
 	relayout      bool
 	banks         []string
@@ -249,6 +252,16 @@ func finalizeList(f finalizeIn) (finalizeOut, error) {
 		}
 		out.relayout = out.relayout || grew
 	}
+	// The hand-over: the base as the replay checked and encoded it, and
+	// what follows it checked now.
+	if out.kl = b.kl; out.kl == nil {
+		out.kl, err = ima.NewKexecList(final, binary.LittleEndian)
+	} else {
+		err = out.kl.Append(final[len(base):]...)
+	}
+	if err != nil {
+		return out, fmt.Errorf("finalize: %w: %w (%w)", plan.ErrIMAList, err, ErrExtended)
+	}
 	out.list, out.kernelEntries = final, nKernel
 	return out, nil
 }
@@ -261,6 +274,9 @@ type baseState struct {
 	at      ima.PCRValues
 	plans   []bankPlan
 	desc    []string
+	// kl is the base checked for the hand-over and encoded, by the same
+	// pass that replayed it (nil without a TPM).
+	kl *ima.KexecList
 }
 
 // stableBase reads the running kernel's list and the PCRs until the list
@@ -305,7 +321,10 @@ func stableBase(h Facts, t TPM, prev []ima.Entry, fin *Finalized, pcr uint32) (b
 			last = errors.New("the list kept changing while the PCRs were read")
 			continue
 		}
-		if b.plans, err = planBanks(b.entries, b.at); err != nil {
+		if b.plans, b.kl, err = planBanks(b.entries, b.at); err != nil {
+			if errors.Is(err, plan.ErrIMAList) {
+				return baseState{}, fmt.Errorf("finalize: the log so far (%d entries): %w", len(b.entries), err)
+			}
 			return baseState{}, fmt.Errorf("%w; the log so far (%d entries) does not replay", err, len(b.entries))
 		}
 		b.desc = describePlans(b.plans)

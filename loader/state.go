@@ -56,6 +56,9 @@ type Finalized struct {
 
 // State returns the load as a State, for a later process to Resume.
 func (l *Loaded) State() *State {
+	if l.finalized != nil && l.finalized.ListSHA256 == "" {
+		l.finalized.ListSHA256 = plan.Digest(l.handover)
+	}
 	return &State{Options: l.opts, Plan: l.plan, Appraisals: l.appraisals, Sealed: l.sealed, Paths: l.paths,
 		DTBName: l.dtbName, Binding: l.binding, Finalized: l.finalized, Handover: l.handover,
 		Kernel: l.in.Kernel, Initrd: l.in.Initrd, DTB: l.in.DTB}

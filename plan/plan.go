@@ -63,6 +63,10 @@ type Inputs struct {
 	// IMAEntries, when set, are the hand-over list already parsed (the
 	// loader's finalize has them); IMAList is then not read.
 	IMAEntries []ima.Entry
+	// IMAKexecList, when set, is the hand-over list already checked and
+	// encoded (the loader's finalize has it from its replay); IMAList and
+	// IMAEntries are then not read.
+	IMAKexecList *ima.KexecList
 	// IMAExtra is the headroom reserved after the list, for entries the
 	// system adds between load and exec.
 	IMAExtra uint64
@@ -238,17 +242,22 @@ func imaLayout(in *Inputs) ([]byte, int, uint64, error) {
 	if order == nil {
 		order = binary.LittleEndian
 	}
-	entries := in.IMAEntries
-	if entries == nil {
+	kl := in.IMAKexecList
+	if kl == nil {
+		entries := in.IMAEntries
+		if entries == nil {
+			var err error
+			if entries, err = ima.ParseList(in.IMAList, order); err != nil {
+				return nil, 0, 0, fmt.Errorf("%w: %w", ErrIMAList, err)
+			}
+		}
 		var err error
-		if entries, err = ima.ParseList(in.IMAList, order); err != nil {
+		if kl, err = ima.NewKexecList(entries, order); err != nil {
 			return nil, 0, 0, fmt.Errorf("%w: %w", ErrIMAList, err)
 		}
 	}
-	buf, err := ima.MarshalKexecBuffer(entries, order)
-	if err != nil {
-		return nil, 0, 0, fmt.Errorf("%w: %w", ErrIMAList, err)
-	}
+	buf := kl.Buffer()
+	var err error
 	size := in.IMASegment
 	switch {
 	case size == 0:
@@ -258,7 +267,7 @@ func imaLayout(in *Inputs) ([]byte, int, uint64, error) {
 	case size < uint64(len(buf)) || size%in.PageSize != 0:
 		return nil, 0, 0, fmt.Errorf("%w: a hand-over buffer of %d bytes does not fit an IMA segment of %d bytes", ErrIMAList, len(buf), size)
 	}
-	return buf, len(entries), size, nil
+	return buf, kl.Count(), size, nil
 }
 
 // IMASegmentSize is the IMA segment for a hand-over buffer of bufLen bytes

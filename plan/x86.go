@@ -112,7 +112,7 @@ func placeX86Rest(in *Inputs, p *Plan, alloc *segment.Allocator, im *bzimage.Ima
 	var setup []bzimage.SetupData
 	// 2. The IMA hand-over buffer, below the kernel, out of the
 	//    decompressor's reach.
-	if in.IMAList != nil || in.IMAEntries != nil {
+	if in.IMAList != nil || in.IMAEntries != nil || in.IMAKexecList != nil {
 		buf, n, size, err := imaLayout(in)
 		if err != nil {
 			return err
