@@ -139,7 +139,7 @@ func (l *Loaded) finalize() (*Report, error) {
 		return nil, fmt.Errorf("finalize: %w (%w)", err, ErrExtended)
 	}
 	raw := handoverList(p)
-	rep.ListBytes, rep.Count = uint64(len(raw)), len(res.list)
+	rep.ListBytes, rep.Count = uint64(len(raw)), res.kl.Count()
 	if err := execute(l.host, p, l.in, l.paths, false, false); err != nil {
 		return nil, fmt.Errorf("finalize: %w (%w)", err, ErrExtended)
 	}
@@ -197,8 +197,7 @@ type finalizeIn struct {
 
 // finalizeOut is the completed hand-over list.
 type finalizeOut struct {
-	list          []ima.Entry
-	kl            *ima.KexecList // list, checked and encoded
+	kl            *ima.KexecList // the hand-over list, checked and encoded
 	ours          []ima.Entry    // the loader's entries, markers included
 	kernelEntries int            // how many of the running kernel's entries list accounts for
 	segment       uint64
@@ -228,7 +227,7 @@ func finalizeList(f finalizeIn) (finalizeOut, error) {
 		return out, err
 	}
 	out.ours, out.segment, out.relayout = h.ours, h.segment, h.relayout
-	final := append(append([]ima.Entry(nil), base...), h.ours...)
+	tail := h.ours // what follows the base in the hand-over
 	if f.tpm != nil {
 		methods := current(b.plans)
 		for _, e := range h.ours {
@@ -240,12 +239,12 @@ func finalizeList(f finalizeIn) (finalizeOut, error) {
 				return out, fmt.Errorf("finalize: extending PCR %d: %w (%w)", e.PCR, err, ErrExtended)
 			}
 		}
-		if final, nKernel, err = reconcile(f.facts, f.tpm, b, h.ours); err != nil {
+		if tail, nKernel, err = reconcile(f.facts, f.tpm, b, h.ours); err != nil {
 			return out, err
 		}
 		// Kernel entries that arrived between the snapshot and the extend
 		// may outgrow the segment: the same rule grows it.
-		need := uint64(ima.KexecHeaderSize) + listSize(final)
+		need := uint64(ima.KexecHeaderSize) + listSize(base) + listSize(tail)
 		var grew bool
 		if out.segment, grew, err = segmentFor(need, f.extra, out.segment, f.page); err != nil {
 			return out, fmt.Errorf("%w (%w)", err, ErrExtended)
@@ -255,14 +254,14 @@ func finalizeList(f finalizeIn) (finalizeOut, error) {
 	// The hand-over: the base as the replay checked and encoded it, and
 	// what follows it checked now.
 	if out.kl = b.kl; out.kl == nil {
-		out.kl, err = ima.NewKexecList(final, binary.LittleEndian)
+		out.kl, err = ima.NewKexecList(append(append([]ima.Entry(nil), base...), tail...), binary.LittleEndian)
 	} else {
-		err = out.kl.Append(final[len(base):]...)
+		err = out.kl.Append(tail...)
 	}
 	if err != nil {
 		return out, fmt.Errorf("finalize: %w: %w (%w)", plan.ErrIMAList, err, ErrExtended)
 	}
-	out.list, out.kernelEntries = final, nKernel
+	out.kernelEntries = nKernel
 	return out, nil
 }
 
@@ -321,7 +320,11 @@ func stableBase(h Facts, t TPM, prev []ima.Entry, fin *Finalized, pcr uint32) (b
 			last = errors.New("the list kept changing while the PCRs were read")
 			continue
 		}
-		if b.plans, b.kl, err = planBanks(b.entries, b.at); err != nil {
+		var list []byte // the base's bytes, when it is the list read
+		if fin == nil {
+			list = raw
+		}
+		if b.plans, b.kl, err = planBanks(b.entries, b.at, list); err != nil {
 			if errors.Is(err, plan.ErrIMAList) {
 				return baseState{}, fmt.Errorf("finalize: the log so far (%d entries): %w", len(b.entries), err)
 			}
@@ -359,8 +362,8 @@ func readPCRs(t TPM, es []ima.Entry, extra ...uint32) (ima.PCRValues, error) {
 }
 
 // reconcile reads the kernel's list and the PCRs after the loader's entries
-// were extended and returns the order that reproduces the PCRs: the base,
-// the kernel entries that arrived before ours, ours, the rest. Only what
+// were extended and returns the order that reproduces the PCRs after the
+// base: the kernel entries that arrived before ours, ours, the rest. Only what
 // follows the base is replayed, from the PCR values the base replayed to;
 // only what the kernel appended to its list is parsed. The new count of
 // the kernel's entries accounted for is returned.
@@ -385,7 +388,7 @@ func reconcile(h Facts, t TPM, b baseState, ours []ima.Entry) ([]ima.Entry, int,
 	for i := 0; i <= len(newer); i++ {
 		cand := append(append(append([]ima.Entry(nil), newer[:i]...), ours...), newer[i:]...)
 		if extendsTo(b.at, cand, methods, pcrs) {
-			return append(append([]ima.Entry(nil), b.entries...), cand...), b.nKernel + len(newer), nil
+			return cand, b.nKernel + len(newer), nil
 		}
 	}
 	return nil, 0, fmt.Errorf("%w after extending the loader's %d entries (%d kernel entries arrived meanwhile) (%w)",
