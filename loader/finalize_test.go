@@ -427,3 +427,31 @@ func TestFinalizeSelfCheckRefuses(t *testing.T) {
 		t.Fatal("the loader extended or loaded after a failed self-check")
 	}
 }
+
+// An entry the next kernel would not restore unchanged (its stored digest
+// is not the SHA-1 of its template data) is found by the replay's own pass
+// (issue 24: the check ran again, a SHA-1 per entry, after the TPM was
+// extended) and refused before the loader extends or loads anything.
+func TestFinalizeRefusesUnrestorableBeforeExtending(t *testing.T) {
+	h, tp := tpmHost(t, 3)
+	_, l, err := testLoad(t, h, plan.ModeLoad, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := sha256.Sum256([]byte("x"))
+	e, err := ima.NewFileEntry(10, "ima-ng", "/usr/bin/altered", d[:], crypto.SHA256, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extendEntry(t, tp, e) // the PCRs are the template data's
+	e.TemplateDigest[0] ^= 1
+	h.List = ima.AppendList(h.List, []ima.Entry{e}, binary.LittleEndian)
+	was := pcr10(t, tp)
+	_, err = l.Finalize(ctx)
+	if !errors.Is(err, ima.ErrNotRestorable) || !errors.Is(err, plan.ErrIMAList) || errors.Is(err, ErrExtended) {
+		t.Fatalf("unrestorable entry: %v", err)
+	}
+	if now := pcr10(t, tp); !bytes.Equal(now[crypto.SHA256], was[crypto.SHA256]) || len(h.Loads) != 1 {
+		t.Fatal("the loader extended or loaded before refusing the list")
+	}
+}
