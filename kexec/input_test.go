@@ -173,7 +173,7 @@ func TestKallsymsReadInLargeReads(t *testing.T) {
 	for i := 0; i < 100_000; i++ {
 		fmt.Fprintf(&b, "ffffffff8%07x t some_function_%d\n", i, i)
 		if i == 50_000 {
-			b.WriteString("ffffffff81000000 T xima_add_kexec_buffer\n")      // not the symbol
+			b.WriteString("ffffffff81000000 T xima_add_kexec_buffer\n")       // not the symbol
 			b.WriteString("ffffffff81000000 T ima_update_kexec_buffer [m]\n") // a module's
 			b.WriteString("ffffffff81000000 T ima_add_kexec_buffer\n")
 		}
