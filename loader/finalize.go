@@ -72,7 +72,8 @@ func (l *Loaded) finalize() (*Report, error) {
 	if l.plan == nil {
 		return nil, ErrNothingLoaded
 	}
-	if err := checkBinding(l.host, l.binding); err != nil {
+	read, err := checkBinding(l.host, l.binding)
+	if err != nil {
 		return nil, err
 	}
 	o := &l.opts
@@ -124,7 +125,7 @@ func (l *Loaded) finalize() (*Report, error) {
 			return nil, err
 		}
 	}
-	res, err := finalizeList(finalizeIn{facts: l.host, tpm: t, prev: prev, fin: l.finalized, ours: ours,
+	res, err := finalizeList(finalizeIn{facts: l.host, tpm: t, read: read, prev: prev, fin: l.finalized, ours: ours,
 		pcr: o.pcr(), extra: o.IMAExtra, segment: l.plan.IMA.Size, page: l.plan.PageSize})
 	if err != nil {
 		return nil, err
@@ -185,7 +186,8 @@ func handoverList(p *plan.Plan) []byte {
 // finalizeIn is what finalizeList works from.
 type finalizeIn struct {
 	facts   Facts
-	tpm     TPM // nil: no TPM
+	tpm     TPM    // nil: no TPM
+	read    []byte // the running kernel's list as just read, or nil
 	prev    []ima.Entry
 	fin     *Finalized // the last finalize, or nil
 	ours    []ima.Entry
@@ -211,7 +213,7 @@ type finalizeOut struct {
 // entries that arrived meanwhile where the PCRs say they were extended.
 func finalizeList(f finalizeIn) (finalizeOut, error) {
 	var out finalizeOut
-	b, err := stableBase(f.facts, f.tpm, f.prev, f.fin, f.pcr)
+	b, err := stableBase(f.facts, f.tpm, f.read, f.prev, f.fin, f.pcr)
 	if err != nil {
 		return out, err
 	}
@@ -278,17 +280,27 @@ type baseState struct {
 	kl *ima.KexecList
 }
 
-// stableBase reads the running kernel's list and the PCRs until the list
-// did not change while the PCRs were read. The base log is that list, or,
-// after an earlier finalize, the list it loaded followed by what the kernel
-// measured since. The base must replay to the TPM; the method that
+// stableBase reads the running kernel's list and the PCRs, and replays the
+// list, until the replay reproduces the PCRs. The base log is that list,
+// or, after an earlier finalize, the list it loaded followed by what the
+// kernel measured since. The base must replay to the TPM; the method that
 // reproduces each bank is returned for extending the loader's entries, and
 // the PCR values read (those of the base, and of pcr) are where the
 // loader's entries start from.
-func stableBase(h Facts, t TPM, prev []ima.Entry, fin *Finalized, pcr uint32) (baseState, error) {
+//
+// A replay that reproduces the PCRs read after the list is itself the
+// proof that they belong to that list (no chain of extends comes back to
+// a value it left): only when it does not is the list read again, to tell
+// entries that arrived meanwhile (try again) from a log that does not
+// replay (refused). read, if not nil, is the list as just read: the first
+// try starts from it.
+func stableBase(h Facts, t TPM, read []byte, prev []ima.Entry, fin *Finalized, pcr uint32) (baseState, error) {
 	last := errors.New("no attempt")
 	for try := 0; try < 5; try++ {
-		raw, err := h.IMAList()
+		raw, err := read, error(nil)
+		if read = nil; raw == nil {
+			raw, err = h.IMAList()
+		}
 		if errors.Is(err, kexec.ErrNoIMA) || errors.Is(err, kexec.ErrSecurityfsUnmounted) {
 			return baseState{}, fmt.Errorf("finalize: %w: %w", ErrNoIMAList, err)
 		}
@@ -312,26 +324,27 @@ func stableBase(h Facts, t TPM, prev []ima.Entry, fin *Finalized, pcr uint32) (b
 		if b.at, err = readPCRs(t, b.entries, pcr); err != nil {
 			return baseState{}, err
 		}
-		again, err := h.IMAList()
-		if err != nil {
-			return baseState{}, err
+		var list []byte // the base's bytes, when it is the list read
+		if fin == nil {
+			list = raw
+		}
+		b.plans, b.kl, err = planBanks(b.entries, b.at, list)
+		if errors.Is(err, plan.ErrIMAList) {
+			return baseState{}, fmt.Errorf("finalize: the log so far (%d entries): %w", len(b.entries), err)
+		}
+		if err == nil {
+			b.desc = describePlans(b.plans)
+			return b, nil
+		}
+		again, rerr := h.IMAList()
+		if rerr != nil {
+			return baseState{}, rerr
 		}
 		if !bytes.Equal(raw, again) {
 			last = errors.New("the list kept changing while the PCRs were read")
 			continue
 		}
-		var list []byte // the base's bytes, when it is the list read
-		if fin == nil {
-			list = raw
-		}
-		if b.plans, b.kl, err = planBanks(b.entries, b.at, list); err != nil {
-			if errors.Is(err, plan.ErrIMAList) {
-				return baseState{}, fmt.Errorf("finalize: the log so far (%d entries): %w", len(b.entries), err)
-			}
-			return baseState{}, fmt.Errorf("%w; the log so far (%d entries) does not replay", err, len(b.entries))
-		}
-		b.desc = describePlans(b.plans)
-		return b, nil
+		return baseState{}, fmt.Errorf("%w; the log so far (%d entries) does not replay", err, len(b.entries))
 	}
 	return baseState{}, fmt.Errorf("finalize: %w", last)
 }

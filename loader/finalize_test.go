@@ -455,3 +455,58 @@ func TestFinalizeRefusesUnrestorableBeforeExtending(t *testing.T) {
 		t.Fatal("the loader extended or loaded before refusing the list")
 	}
 }
+
+// pcrArriveTPM measures an entry just before its first PCR read: the list
+// read before it lacks the entry the PCRs hold.
+type pcrArriveTPM struct {
+	TPM
+	h     *fakeHost
+	t     *testing.T
+	reads int
+}
+
+func (a *pcrArriveTPM) ReadPCRs(pcrs []uint32) (map[crypto.Hash]map[uint32][]byte, error) {
+	if a.reads++; a.reads == 1 {
+		measure(a.h, a.t, "/usr/bin/arrived-before-the-pcr-read")
+	}
+	return a.TPM.ReadPCRs(pcrs)
+}
+
+// Issue 24: finalize no longer reads the list a second time to learn that
+// the PCRs it read belong to it (the replay reproducing them proves it).
+// An entry that arrives between the list read and the PCR read makes the
+// replay miss; the list is read again, found grown, and the base taken
+// again: the arrival is in the hand-over, which replays.
+func TestFinalizeArrivalBeforePCRReadRetried(t *testing.T) {
+	h, tp := tpmHost(t, 3)
+	_, l, err := testLoad(t, h, plan.ModeLoad, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.TPM = &pcrArriveTPM{TPM: tp, h: h, t: t}
+	rep, err := l.Finalize(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es := requireReplays(t, h, tp, rep.Plan)
+	found := false
+	for _, e := range es {
+		if d, err := e.Decode(binary.LittleEndian); err == nil && d.Name == "/usr/bin/arrived-before-the-pcr-read" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("the entry that arrived before the PCR read is not handed over")
+	}
+	// Without the arrival: one read for the binding check, which is the
+	// base, and one after the extends.
+	h.TPM = tp
+	measure(h, t, "/usr/bin/after-finalize")
+	reads := h.ListReads
+	if _, err := l.Finalize(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.ListReads - reads; n != 2 { // binding (the base), after the extends
+		t.Fatalf("a finalize read the list %d times", n)
+	}
+}
