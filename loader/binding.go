@@ -54,11 +54,22 @@ func listLen(h Facts) (int, uint64) {
 	return len(es), uint64(len(raw))
 }
 
-// bind records the Binding of a load that just succeeded.
-func bind(h Facts) (*Binding, error) {
+// bind records the Binding of a load that just succeeded. snapshot, if
+// not nil, is the running kernel's list as a kexec_load read it: the
+// binding counts from it rather than reading the list again (the kernel
+// measures nothing of a kexec_load; a kexec-cmdline entry after the
+// snapshot is another tool's kexec_file_load, which finalize refuses). A
+// kexec_file_load's binding reads the list after the load, which the
+// kernel measured.
+func bind(h Facts, snapshot []byte) (*Binding, error) {
 	id, err := h.BootID()
 	if err != nil {
 		return nil, fmt.Errorf("binding: %w", err)
+	}
+	if snapshot != nil {
+		if es, err := ima.ParseList(snapshot, binary.LittleEndian); err == nil {
+			return &Binding{BootID: id, Entries: len(es), Bytes: uint64(len(snapshot))}, nil
+		}
 	}
 	n, size := listLen(h)
 	return &Binding{BootID: id, Entries: n, Bytes: size}, nil

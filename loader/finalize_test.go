@@ -510,3 +510,26 @@ func TestFinalizeArrivalBeforePCRReadRetried(t *testing.T) {
 		t.Fatalf("a finalize read the list %d times", n)
 	}
 }
+
+// Issue 24: -c -l read the whole IMA list twice, the second time only to
+// count it for the binding. A kexec_load binds to the list it read (the
+// kernel measures nothing of it); the binding is the same.
+func TestKexecLoadReadsTheListOnce(t *testing.T) {
+	var list []byte
+	for i := 0; i < 50; i++ {
+		d := sha256.Sum256([]byte{byte(i)})
+		e, err := ima.NewFileEntry(10, "ima-ng", fmt.Sprintf("/usr/bin/t%d", i), d[:], crypto.SHA256, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		list = ima.AppendList(list, []ima.Entry{e}, binary.LittleEndian)
+	}
+	h := newFake(t, list)
+	_, l, err := testLoad(t, h, plan.ModeLoad, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := l.State().Binding; h.ListReads != 1 || b.Entries != 50 || b.Bytes != uint64(len(list)) {
+		t.Fatalf("%d list reads, binding %+v", h.ListReads, b)
+	}
+}

@@ -445,7 +445,11 @@ func Load(ctx context.Context, h Host, img Image, o Options) (*Loaded, error) {
 	default:
 		return nil, err
 	}
-	b, err := bind(h)
+	var snapshot []byte // the list this load read, when it was a kexec_load's
+	if p.Syscall == plan.SyscallKexecLoad {
+		snapshot = r.in.IMAList
+	}
+	b, err := bind(h, snapshot)
 	if err != nil {
 		// The image is loaded but could not be finalized later: unload
 		// rather than leave an image whose hand-over would go stale.
