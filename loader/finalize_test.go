@@ -533,3 +533,36 @@ func TestKexecLoadReadsTheListOnce(t *testing.T) {
 		t.Fatalf("%d list reads, binding %+v", h.ListReads, b)
 	}
 }
+
+// Issue 24: -e rewrote the kept kernel and initrd (tens of MiB) into the
+// state directory after finalizing, though a finalize never changes them.
+// They stay the files the load wrote; the finalized state reads back.
+func TestFinalizeSaveLeavesKeptInputs(t *testing.T) {
+	h, _ := tpmHost(t, 3)
+	sd, _, err := testLoad(t, h, plan.ModeLoad, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := string(sd.StateDir)
+	stat := func(name string) os.FileInfo {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi
+	}
+	kernel, initrd, state := stat(kernelFile), stat(initrdFile), stat(stateFile)
+	if _, err := sd.Finalize(ctx, h, false); err != nil {
+		t.Fatal(err)
+	}
+	if !os.SameFile(kernel, stat(kernelFile)) || !os.SameFile(initrd, stat(initrdFile)) {
+		t.Fatal("finalize wrote the kept kernel or initrd again")
+	}
+	if os.SameFile(state, stat(stateFile)) {
+		t.Fatal("finalize did not record its result")
+	}
+	s, err := sd.Read()
+	if err != nil || s.Finalized == nil || s.Handover == nil {
+		t.Fatalf("the finalized state: %+v %v", s, err)
+	}
+}

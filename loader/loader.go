@@ -375,8 +375,9 @@ type Loaded struct {
 	// in are the plan inputs of the load: the bytes read once, the facts.
 	in      *plan.Inputs
 	dtbName string
-	paths   [2]string // the resolved files of kernel and initrd, if any
-	sealed  bool      // appraised: kexec_file_load reads sealed memfds
+	paths   [2]string   // the resolved files of kernel and initrd, if any
+	sealed  bool        // appraised: kexec_file_load reads sealed memfds
+	kept    *keptInputs // resumed: where the inputs are kept (State)
 	// plan is the plan last loaded (Finalize replaces it).
 	plan       *plan.Plan
 	appraisals []Appraisal
