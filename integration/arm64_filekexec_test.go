@@ -1,14 +1,9 @@
 package integration
 
 import (
-	"bytes"
-	"encoding/binary"
-	"encoding/json"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/gokexec/gokexec/ima"
 	"github.com/gokexec/gokexec/qemu"
 	"github.com/gokexec/gokexec/qemu/proto"
 )
@@ -46,19 +41,8 @@ func TestARM64FileKexec(t *testing.T) {
 	if res.Boots() != 2 {
 		t.Fatalf("%d boots", res.Boots())
 	}
-	dry, ok := cmdOutput(res, 1, strings.Join(load, " ")+" --dry-run")
-	if !ok {
-		t.Fatal("no dry-run record")
-	}
-	var pl struct {
-		Syscall string `json:"syscall"`
-	}
-	start := bytes.IndexByte(dry.Output, '{')
-	if start < 0 {
-		t.Fatalf("dry run printed no plan:\n%s", dry.Output)
-	}
-	if err := json.NewDecoder(bytes.NewReader(dry.Output[start:])).Decode(&pl); err != nil || pl.Syscall != "kexec_file_load" {
-		t.Fatalf("auto on an IMA_KEXEC kernel: syscall %q (%v)\n%s", pl.Syscall, err, dry.Output)
+	if pl := dryRunPlan(t, res, 1, load); pl.Syscall != "kexec_file_load" || !pl.Decision.Facts.HandsOver {
+		t.Fatalf("auto on an IMA_KEXEC kernel chose %s (kernel_hands_over %v): %s", pl.Syscall, pl.Decision.Facts.HandsOver, pl.Decision.Reason)
 	}
 	list1 := parseList(t, res.List(1, "binary_runtime_measurements"), "boot 1")
 	list2 := parseList(t, res.List(2, "binary_runtime_measurements"), "boot 2")
@@ -67,31 +51,14 @@ func TestARM64FileKexec(t *testing.T) {
 			t.Fatalf("entry %d differs after the hand-over", i)
 		}
 	}
-	b2 := secondBoot(t, list2)
 	if countBootAggregates(list2) != 2 {
 		t.Fatalf("boot 2: %s", describe(list2))
 	}
-	late := 0
-	for i := range list2[:b2] {
-		if strings.HasPrefix(list2[i].EventName(binary.LittleEndian), "/tmp/late/") {
-			late++
-		}
-	}
-	if late != 5 {
-		t.Fatalf("the restored list holds %d of the 5 files read after -l", late)
-	}
-	ms := decodedMarkers(t, list2)
-	var loads, execs int
-	for _, m := range ms {
-		checkKernelMarker(t, list2, m)
-		if m.name == ima.MarkerKexecLoad {
-			loads++
-		} else {
-			execs++
-		}
-	}
-	if loads < 1 || execs != 1 {
-		t.Fatalf("kernel markers: %s", markerSummary(ms))
+	ms, loads, execs, b2 := checkKernelHandover(t, list2, "/tmp/late/", 5)
+	// -l and the refresh at -e each made the kernel measure a kexec_load;
+	// the kexec_execute is the last entry before the second boot.
+	if len(loads) != 2 || len(execs) != 1 || execs[0].index != b2-1 || loads[1].index > execs[0].index {
+		t.Fatalf("kernel markers %s, second boot at %d", markerSummary(ms), b2)
 	}
 	requireReplays(t, list2, pcrValues(t, res.PCRs(2), "sha1", "sha256", "sha384"), "boot 2")
 	evmctlAgrees(t, res, 2, "sha1", "sha256")

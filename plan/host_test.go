@@ -3,8 +3,10 @@ package plan
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/gokexec/gokexec/bzimage"
@@ -144,5 +146,52 @@ func TestX86DTBPassedAsSetupDTB(t *testing.T) {
 	}
 	if found != 1 || len(nodes) != len(without.BootParams.SetupData)+1 {
 		t.Fatalf("%d SETUP_DTB nodes of %d (without a DTB: %d)", found, len(nodes), len(without.BootParams.SetupData))
+	}
+}
+
+// Finding "--dtb on x86 is ... measured as loaded, but never passed", the
+// kexec_file_load half: that syscall has no device tree argument (the
+// running kernel passes on the tree it booted with, if any), so FileLoad
+// refuses a given tree by name instead of planning a load that drops it;
+// auto takes kexec_load for it, with no kexec_file_load fallback, whatever
+// it would have chosen; -s and lockdown are refused by FileLoad.
+func TestX86FileLoadRefusesDTB(t *testing.T) {
+	dtb, err := os.ReadFile("../fdt/testdata/dtc-board.dtb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := capturedInputs(t)
+	if _, err := FileLoad(in); err != nil {
+		t.Fatalf("precondition: FileLoad without a tree: %v", err)
+	}
+	in.DTB = dtb
+	if p, err := FileLoad(in); !errors.Is(err, ErrFileLoadDTB) || !errors.Is(err, ErrInput) {
+		t.Fatalf("FileLoad with a device tree: plan %v, error %v", p != nil, err)
+	}
+	for _, f := range []Facts{
+		{}, // no list: file load by default
+		{IMAList: true, HandoverWanted: true, KernelHandsOver: true}, // the kernel hands over on file load
+		{IMAList: true, HandoverWanted: true},                        // gokexec hands over: load, file load on EPERM
+	} {
+		d := Decide(ModeAuto, f)
+		chose := d.Syscall
+		ImageDecision(&d, in)
+		if d.Syscall != SyscallKexecLoad || d.Plan != nil || chose == SyscallKexecFileLoad && !strings.Contains(d.Reason, "device tree") {
+			t.Errorf("auto with %+v and a device tree: %s (%s), fallbacks %q", f, d.Syscall, d.Reason, d.Plan)
+		}
+		without := Decide(ModeAuto, f)
+		ImageDecision(&without, capturedInputs(t))
+		if want := Decide(ModeAuto, f); without.Syscall != want.Syscall || len(without.Plan) != len(want.Plan) {
+			t.Errorf("auto with %+v and no device tree changed to %s %q", f, without.Syscall, without.Plan)
+		}
+	}
+	for _, d := range []Decision{Decide(ModeFile, Facts{}), Decide(ModeAuto, Facts{Lockdown: "integrity"})} {
+		ImageDecision(&d, in)
+		if d.Syscall != SyscallKexecFileLoad {
+			t.Errorf("%s (lockdown %q) with a device tree changed to %s", d.Mode, d.Facts.Lockdown, d.Syscall)
+		}
+	}
+	if d := Decide(ModeLoad, Facts{}); d.Syscall != SyscallKexecLoad {
+		t.Fatalf("-c chose %s", d.Syscall)
 	}
 }

@@ -114,6 +114,11 @@ type IMA struct {
 	ListBytes uint64 `json:"list_bytes"`
 	Entries   int    `json:"entries"`
 	Headroom  uint64 `json:"headroom"`
+	// ListUnread: a dry run could not read the list (securityfs not
+	// mounted, and a dry run never mounts): the buffer was sized for an
+	// empty list, so Size and ListBytes are estimates, short of the real
+	// list's bytes.
+	ListUnread bool `json:"list_unread,omitempty"`
 }
 
 // SetupData is one x86 setup_data node of a plan.
@@ -187,6 +192,9 @@ type DTBInfo struct {
 var (
 	ErrInput   = errors.New("bad input")
 	ErrIMAList = errors.New("IMA measurement list cannot be handed over")
+	// ErrFileLoadDTB: on x86 kexec_file_load takes no device tree; the
+	// kernel passes on the one it booted with, if any (SETUP_DTB).
+	ErrFileLoadDTB = errors.New("x86 kexec_file_load cannot pass a device tree")
 )
 
 const (
@@ -327,6 +335,11 @@ func FileLoad(in *Inputs) (*Plan, error) {
 		}
 		if err := im.CheckCmdline(in.Cmdline); err != nil {
 			return nil, fmt.Errorf("command line: %w", err)
+		}
+		// The syscall has no device tree argument: refused rather than
+		// recorded (and measured) as loaded when it is not.
+		if len(in.DTB) > 0 {
+			return nil, fmt.Errorf("%w: %w: the running kernel passes on the tree it booted with, if any; a given device tree reaches the next kernel only with kexec_load (a SETUP_DTB node)", ErrInput, ErrFileLoadDTB)
 		}
 	case ArchARM64:
 		if err := checkARM64Kernel(in); err != nil {

@@ -30,24 +30,9 @@ func buildX86(in *Inputs) (*Plan, error) {
 	if err := im.CheckCmdline(in.Cmdline); err != nil {
 		return nil, fmt.Errorf("command line: %w", err)
 	}
-	mem, err := in.Memory.Normalize()
+	p, mem, alloc, err := startX86(in)
 	if err != nil {
 		return nil, err
-	}
-	alloc, err := segment.NewAllocator(mem.RAM(), in.PageSize)
-	if err != nil {
-		return nil, err
-	}
-	// Never place anything in the first MiB: firmware, the real-mode
-	// trampoline and the BIOS data areas live there.
-	alloc.Reserve(segment.Range{Start: 0, End: 1 * mib})
-
-	p := &Plan{
-		Arch:     ArchAMD64,
-		PageSize: in.PageSize,
-		Syscall:  SyscallKexecLoad,
-		Cmdline:  in.Cmdline,
-		Kernel:   Input{Path: in.KernelPath, Size: uint64(len(in.Kernel)), SHA256: in.kernelDigest()},
 	}
 
 	// 1. The kernel, as low as KASLR's floor allows: at or below 512 MiB so
@@ -91,6 +76,31 @@ func buildX86(in *Inputs) (*Plan, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// startX86 is what both x86 kernel forms start from: the memory map
+// normalized, an allocator over its RAM with the first MiB reserved, and
+// a kexec_load plan naming the kernel input.
+func startX86(in *Inputs) (*Plan, segment.Map, *segment.Allocator, error) {
+	mem, err := in.Memory.Normalize()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	alloc, err := segment.NewAllocator(mem.RAM(), in.PageSize)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	// Never place anything in the first MiB: firmware, the real-mode
+	// trampoline and the BIOS data areas live there.
+	alloc.Reserve(segment.Range{Start: 0, End: 1 * mib})
+	p := &Plan{
+		Arch:     ArchAMD64,
+		PageSize: in.PageSize,
+		Syscall:  SyscallKexecLoad,
+		Cmdline:  in.Cmdline,
+		Kernel:   Input{Path: in.KernelPath, Size: uint64(len(in.Kernel)), SHA256: in.kernelDigest()},
+	}
+	return p, mem, alloc, nil
 }
 
 // placeX86Rest places, for either x86 kernel form once its kernel segments
