@@ -162,7 +162,7 @@ const (
 // 4 KiB and streams over 1 GiB are refused.
 func ParseKallsyms(r io.Reader) (KallsymsFacts, error) {
 	var f KallsymsFacts
-	err := scanKallsyms(r, func(_, name []byte) {
+	err := scanKallsyms(r, imaPrefix, func(_, name []byte) {
 		switch string(name) {
 		case SymAddKexecBuffer:
 			f.HandsOver = true
@@ -173,11 +173,20 @@ func ParseKallsyms(r io.Reader) (KallsymsFacts, error) {
 	return f, err
 }
 
+// imaPrefix starts the name of every symbol KallsymsFacts looks for.
+var imaPrefix = []byte("ima_")
+
+// kallsymsReadSize is the size of each read of kallsyms: the kernel writes
+// out (and, under emulation, slowly) 100,000+ lines, and a read call per
+// 4 KiB line buffer costs more than the scan.
+const kallsymsReadSize = 256 << 10
+
 // scanKallsyms calls fn with the type and name of every built-in symbol
-// (a module's symbols carry a fourth field, "[module]", and IMA is never
-// a module), within the bounds of ParseKallsyms.
-func scanKallsyms(r io.Reader, fn func(typ, name []byte)) error {
-	sc := bufio.NewScanner(io.LimitReader(r, maxKallsymsTotalBytes+1))
+// whose name starts with prefix (a module's symbols carry a fourth field,
+// "[module]", and IMA is never a module), within the bounds of
+// ParseKallsyms. Lines without prefix anywhere are not split into fields.
+func scanKallsyms(r io.Reader, prefix []byte, fn func(typ, name []byte)) error {
+	sc := bufio.NewScanner(bufio.NewReaderSize(io.LimitReader(r, maxKallsymsTotalBytes+1), kallsymsReadSize))
 	sc.Buffer(make([]byte, 0, maxKallsymsLineBytes), maxKallsymsLineBytes)
 	var total int64
 	for sc.Scan() {
@@ -185,6 +194,9 @@ func scanKallsyms(r io.Reader, fn func(typ, name []byte)) error {
 		total += int64(len(line)) + 1
 		if total > maxKallsymsTotalBytes {
 			return fmt.Errorf("kallsyms: %w: more than %d bytes", ErrTooLarge, maxKallsymsTotalBytes)
+		}
+		if !bytes.Contains(line, prefix) {
+			continue
 		}
 		var fields [4][]byte
 		n := 0
@@ -199,7 +211,7 @@ func scanKallsyms(r io.Reader, fn func(typ, name []byte)) error {
 			}
 			fields[n], rest = rest[:end], rest[end:]
 		}
-		if n != 3 {
+		if n != 3 || !bytes.HasPrefix(fields[2], prefix) {
 			continue
 		}
 		fn(fields[1], fields[2])
