@@ -188,3 +188,36 @@ func TestKallsymsReadInLargeReads(t *testing.T) {
 		t.Fatalf("%d read calls for %d bytes, want at most %d", c.calls, size, max)
 	}
 }
+
+// Issue 24: the facts are functions of built-in text, which ends at
+// _etext; the data, init and module symbols after it (half the table
+// under emulation) are not read. Without _etext the table is read to its
+// end.
+func TestKallsymsScanEndsAtText(t *testing.T) {
+	table := func(etext bool, symbol string) []byte {
+		var b bytes.Buffer
+		b.WriteString("ffffffff81000000 T _stext\n")
+		for i := 0; i < 20_000; i++ {
+			fmt.Fprintf(&b, "ffffffff8%07x t text_%d\n", i, i)
+		}
+		if etext {
+			b.WriteString("ffffffff82259b00 T _etext\n")
+		}
+		for i := 0; i < 20_000; i++ {
+			fmt.Fprintf(&b, "ffffffff8%07x d data_%d\n", i, i)
+		}
+		b.WriteString("ffffffff83000000 T " + symbol + "\n")
+		return b.Bytes()
+	}
+	with := table(true, SymAddKexecBuffer)
+	c := &countingReader{r: bytes.NewReader(with)}
+	if f, err := ParseKallsyms(c); err != nil || f.HandsOver {
+		t.Fatalf("a symbol after _etext counted: %+v %v", f, err)
+	}
+	if read := len(with) - c.r.Len(); read > len(with)/2+kallsymsReadSize {
+		t.Fatalf("read %d of %d bytes past _etext", read, len(with))
+	}
+	if f, err := ParseKallsyms(bytes.NewReader(table(false, SymAddKexecBuffer))); err != nil || !f.HandsOver {
+		t.Fatalf("no _etext: %+v %v", f, err)
+	}
+}

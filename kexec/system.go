@@ -160,9 +160,16 @@ const (
 // ParseKallsyms scans a /proc/kallsyms-format stream ("ADDR TYPE NAME
 // [MODULE]" lines) for the symbols of KallsymsFacts. Lines longer than
 // 4 KiB and streams over 1 GiB are refused.
+//
+// The scan ends at the built-in kernel's end of text, the _etext line:
+// the table lists the built-in symbols in address order, and the symbols
+// of KallsymsFacts are functions of built-in, non-init code (IMA is never
+// a module), so none can follow it; the data, init and module symbols
+// that do (under emulation, half the time of reading the table) are not
+// read. A table without _etext is read to its end.
 func ParseKallsyms(r io.Reader) (KallsymsFacts, error) {
 	var f KallsymsFacts
-	err := scanKallsyms(r, imaPrefix, func(_, name []byte) {
+	err := scanKallsyms(r, imaPrefix, textEnd, func(_, name []byte) {
 		switch string(name) {
 		case SymAddKexecBuffer:
 			f.HandsOver = true
@@ -181,11 +188,15 @@ var imaPrefix = []byte("ima_")
 // 4 KiB line buffer costs more than the scan.
 const kallsymsReadSize = 256 << 10
 
+// textEnd ends the built-in kernel's text in kallsyms ("ADDR T _etext").
+var textEnd = []byte(" _etext")
+
 // scanKallsyms calls fn with the type and name of every built-in symbol
 // whose name starts with prefix (a module's symbols carry a fourth field,
 // "[module]", and IMA is never a module), within the bounds of
 // ParseKallsyms. Lines without prefix anywhere are not split into fields.
-func scanKallsyms(r io.Reader, prefix []byte, fn func(typ, name []byte)) error {
+// A line ending in stop (if not nil) ends the scan.
+func scanKallsyms(r io.Reader, prefix, stop []byte, fn func(typ, name []byte)) error {
 	sc := bufio.NewScanner(bufio.NewReaderSize(io.LimitReader(r, maxKallsymsTotalBytes+1), kallsymsReadSize))
 	sc.Buffer(make([]byte, 0, maxKallsymsLineBytes), maxKallsymsLineBytes)
 	var total int64
@@ -194,6 +205,9 @@ func scanKallsyms(r io.Reader, prefix []byte, fn func(typ, name []byte)) error {
 		total += int64(len(line)) + 1
 		if total > maxKallsymsTotalBytes {
 			return fmt.Errorf("kallsyms: %w: more than %d bytes", ErrTooLarge, maxKallsymsTotalBytes)
+		}
+		if stop != nil && bytes.HasSuffix(line, stop) {
+			return nil
 		}
 		if !bytes.Contains(line, prefix) {
 			continue

@@ -254,7 +254,7 @@ func CaptureKallsyms(root string) ([]byte, error) {
 	}
 	defer f.Close()
 	var out bytes.Buffer
-	err = scanKallsyms(f, imaPrefix, func(typ, name []byte) {
+	err = scanKallsyms(f, imaPrefix, nil, func(typ, name []byte) {
 		out.WriteString("0000000000000000 ")
 		out.Write(typ)
 		out.WriteByte(' ')

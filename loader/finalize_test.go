@@ -15,11 +15,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/gokexec/gokexec/ima"
 	"github.com/gokexec/gokexec/internal/testkernel"
+	"github.com/gokexec/gokexec/kexec"
 	"github.com/gokexec/gokexec/plan"
 	"github.com/gokexec/gokexec/tpm"
 	"github.com/gokexec/gokexec/tpm/tpmtest"
@@ -564,5 +566,29 @@ func TestFinalizeSaveLeavesKeptInputs(t *testing.T) {
 	s, err := sd.Read()
 	if err != nil || s.Finalized == nil || s.Handover == nil {
 		t.Fatalf("the finalized state: %+v %v", s, err)
+	}
+}
+
+// Issue 24: -e read the kept initrd with io.ReadAll, whose growing buffer
+// peaked at twice its size (gokexec --finalize: 100 MB RSS for 43 MB of
+// inputs). A kept file is read into one buffer sized from stat.
+func TestStateFileReadIntoOneBuffer(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte{0xa5}, 8<<20)
+	if err := os.WriteFile(filepath.Join(dir, initrdFile), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	b, err := readStateFile(dir, initrdFile, kexec.MaxInitrdBytes)
+	runtime.ReadMemStats(&after)
+	if err != nil || !bytes.Equal(b, data) {
+		t.Fatalf("%d bytes, %v", len(b), err)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > uint64(len(data))+1<<20 {
+		t.Fatalf("reading %d bytes allocated %d", len(data), n)
 	}
 }

@@ -268,9 +268,22 @@ func readStateFile(dir, name string, max int64) ([]byte, error) {
 	if err := checkOwner(filepath.Join(dir, name), &st, 0o022); err != nil {
 		return nil, err
 	}
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, fmt.Errorf("state: %s/%s: %w", dir, name, err)
+	// Sized from stat (bounded, never trusted): io.ReadAll's growing
+	// buffer held twice the kept initrd, and copied it over and over, at -e.
+	b := make([]byte, 0, min(st.Size, max)+1)
+	r := io.LimitReader(f, max+1)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("state: %s/%s: %w", dir, name, err)
+		}
 	}
 	if int64(len(b)) > max {
 		return nil, fmt.Errorf("%w: %s/%s is larger than %d bytes", ErrStateDir, dir, name, max)
