@@ -60,7 +60,7 @@ func readMap(path string) (segment.Map, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := segment.ParseIomem(bytes.NewReader(b))
+	m, err := segment.ParseIomemUsable(bytes.NewReader(b))
 	if err != nil {
 		return nil, fmt.Errorf("memory map %s: %w", path, err)
 	}
