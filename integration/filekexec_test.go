@@ -112,6 +112,81 @@ func secondBoot(t *testing.T, es []ima.Entry) int {
 	return -1
 }
 
+// filePlan is what the kexec_file_load scenarios read from gokexec -l
+// --dry-run --json.
+type filePlan struct {
+	Syscall  string `json:"syscall"`
+	Decision struct {
+		Reason string `json:"reason"`
+		Facts  struct {
+			HandsOver bool `json:"kernel_hands_over"`
+		} `json:"facts"`
+	} `json:"decision"`
+}
+
+// dryRunPlan decodes the plan that load plus --dry-run printed in boot.
+func dryRunPlan(t *testing.T, res *qemu.Result, boot int, load []string) filePlan {
+	t.Helper()
+	dry, ok := cmdOutput(res, boot, strings.Join(load, " ")+" --dry-run")
+	if !ok {
+		t.Fatal("no dry-run record")
+	}
+	// The output holds warnings (stderr) besides the plan (stdout).
+	start := bytes.IndexByte(dry.Output, '{')
+	if start < 0 {
+		t.Fatalf("dry run printed no plan:\n%s", dry.Output)
+	}
+	var pl filePlan
+	if err := json.NewDecoder(bytes.NewReader(dry.Output[start:])).Decode(&pl); err != nil {
+		t.Fatalf("dry run: %v\n%s", err, dry.Output)
+	}
+	return pl
+}
+
+// checkKernelHandover checks the part of a list that the kernel handed
+// over itself (kexec_file_load with IMA_KEXEC) at the end of the boot whose
+// entries begin at index from (0 for the first boot; the length of the
+// previous boot's list for a later one): the late files read under lateDir
+// between -l and -e are all before the next boot's boot_aggregate, and
+// every marker in that part decodes and is the kernel's
+// (checkKernelMarker). It returns those markers, split by name too, and the
+// index of the next boot's boot_aggregate.
+func checkKernelHandover(t *testing.T, es []ima.Entry, from int, lateDir string, late int) (ms, loads, execs []kernelMarker, next int) {
+	t.Helper()
+	next = -1
+	for i := from + 1; i < len(es); i++ {
+		if isBootAggregate(es[i]) {
+			next = i
+			break
+		}
+	}
+	if next < 0 {
+		t.Fatalf("list of %d entries: no boot_aggregate after entry %d", len(es), from)
+	}
+	n := 0
+	for i := from; i < next; i++ {
+		if strings.HasPrefix(es[i].EventName(binary.LittleEndian), lateDir) {
+			n++
+		}
+	}
+	if n != late {
+		t.Fatalf("the restored list holds %d of the %d files read under %s after -l", n, late, lateDir)
+	}
+	for _, m := range decodedMarkers(t, es) {
+		if m.index < from || m.index >= next {
+			continue
+		}
+		checkKernelMarker(t, es, m)
+		ms = append(ms, m)
+		if m.name == ima.MarkerKexecLoad {
+			loads = append(loads, m)
+		} else {
+			execs = append(execs, m)
+		}
+	}
+	return ms, loads, execs, next
+}
+
 func cmdOutput(res *qemu.Result, boot int, argv0 string) (proto.Record, bool) {
 	for _, c := range res.Find(boot, proto.TypeCmd, "") {
 		if len(c.Argv) > 0 && strings.Join(c.Argv, " ") == argv0 || len(c.Argv) > 0 && strings.HasPrefix(strings.Join(c.Argv, " "), argv0+" ") {
@@ -146,53 +221,14 @@ func TestFileKexecHandsOver(t *testing.T) {
 	}}
 	res := g.run(g.k1, sc)
 
-	dry, ok := cmdOutput(res, 1, strings.Join(load, " ")+" --dry-run")
-	if !ok {
-		t.Fatal("no dry-run record")
-	}
-	var pl struct {
-		Syscall  string `json:"syscall"`
-		Decision struct {
-			Reason string `json:"reason"`
-			Facts  struct {
-				HandsOver bool `json:"kernel_hands_over"`
-			} `json:"facts"`
-		} `json:"decision"`
-	}
-	// The output holds warnings (stderr) besides the plan (stdout).
-	start := bytes.IndexByte(dry.Output, '{')
-	if start < 0 {
-		t.Fatalf("dry run printed no plan:\n%s", dry.Output)
-	}
-	if err := json.NewDecoder(bytes.NewReader(dry.Output[start:])).Decode(&pl); err != nil {
-		t.Fatalf("dry run: %v\n%s", err, dry.Output)
-	}
+	pl := dryRunPlan(t, res, 1, load)
 	if pl.Syscall != "kexec_file_load" || !pl.Decision.Facts.HandsOver {
 		t.Fatalf("auto on a CONFIG_IMA_KEXEC kernel chose %s (kernel_hands_over %v): %s", pl.Syscall, pl.Decision.Facts.HandsOver, pl.Decision.Reason)
 	}
 
 	list2 := parseList(t, res.List(2, "binary_runtime_measurements"), "boot 2")
 	requireReplays(t, list2, pcrValues(t, res.PCRs(2), "sha1", "sha256"), "boot 2")
-	b2 := secondBoot(t, list2)
-	late := 0
-	for i := range list2[:b2] {
-		if strings.HasPrefix(list2[i].EventName(binary.LittleEndian), "/tmp/late/") {
-			late++
-		}
-	}
-	if late != 5 {
-		t.Fatalf("the restored list holds %d of the 5 files read after -l", late)
-	}
-	ms := decodedMarkers(t, list2)
-	var loads, execs []kernelMarker
-	for _, m := range ms {
-		checkKernelMarker(t, list2, m)
-		if m.name == ima.MarkerKexecLoad {
-			loads = append(loads, m)
-		} else {
-			execs = append(execs, m)
-		}
-	}
+	ms, loads, execs, b2 := checkKernelHandover(t, list2, 0, "/tmp/late/", 5)
 	// -l and the refresh at -e each made the kernel measure a kexec_load.
 	if len(loads) != 2 || len(execs) != 1 || execs[0].index != b2-1 || loads[1].index > execs[0].index {
 		t.Fatalf("markers load %v execute %v, second boot at %d", loads, execs, b2)

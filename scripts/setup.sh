@@ -126,9 +126,37 @@ if ! dpkg --print-foreign-architectures | grep -qx arm64; then
 	as_root apt-get update -qq
 fi
 fetch deb61-arm64 linux-image-cloud-arm64:arm64 || echo "setup: arm64 kernel unavailable" >&2
+# Debian's arm64 kexec-tools, for the arm64 kexec_file_load scenario's
+# side-by-side run (kexec -s -l / -e in the guest): the package and the
+# libraries it depends on (recursively; only lib* packages) unpacked into a
+# root of their own, from which the test copies /sbin/kexec, the dynamic
+# loader and the NEEDED closure into the guest's initramfs.
+fetch_root() {
+	local name=$1 meta=$2 dir tmp pkgs
+	dir=$cache/sysroots/$name
+	if [ -s "$dir/packages" ]; then return 0; fi
+	pkgs=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
+		--no-replaces --no-enhances "$meta" 2>/dev/null | grep -E '^(lib|zlib)[^ ]*:arm64$' | sort -u)
+	tmp=$(mktemp -d)
+	chmod 755 "$tmp"
+	echo "setup: fetching $meta and $(echo "$pkgs" | wc -l) libraries for $name" >&2
+	# shellcheck disable=SC2086 # one package name a word
+	(cd "$tmp" && apt-get download -q "$meta" $pkgs >/dev/null 2>&1) ||
+		{ echo "setup: apt-get download $meta failed" >&2; rm -rf "$tmp"; return 1; }
+	mkdir -p "$tmp/root"
+	for d in "$tmp"/*.deb; do dpkg-deb -x "$d" "$tmp/root"; done
+	for d in "$tmp"/*.deb; do dpkg-deb --showformat='${Package}:${Architecture} ${Version}\n' -W "$d"; done >"$tmp/root/packages"
+	rm -rf "$dir"
+	mkdir -p "$(dirname "$dir")"
+	mv "$tmp/root" "$dir"
+	rm -rf "$tmp"
+}
+fetch_root kexec-tools-arm64 kexec-tools:arm64 || echo "setup: arm64 kexec-tools unavailable" >&2
 # The CONFIG_IMA_KEXEC test kernels, built from Debian unstable's linux-source
 # (cached in ${GOKEXEC_KCACHE:-/var/cache/gokexec/kernels}; see the scripts).
 GOKEXEC_CACHE=$cache bash "$here/scripts/build-kernel.sh"
+# The same x86 kernel with CONFIG_OF (the --dtb scenario's last kernel).
+GOKEXEC_CACHE=$cache bash "$here/scripts/build-kernel.sh" --offline --variant of
 if [ -f "$here/scripts/build-kernel-arm64.sh" ]; then
 	GOKEXEC_CACHE=$cache bash "$here/scripts/build-kernel-arm64.sh"
 fi
