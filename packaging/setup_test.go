@@ -30,7 +30,10 @@ func TestSetupNamesAnUnusableGo(t *testing.T) {
 	}
 	for _, c := range []struct{ name, fake, want string }{
 		{"none", "", "go not found in PATH"},
-		{"debian12", "echo go1.19.8", "go in PATH is go1.19.8, go.mod asks for Go 1."},
+		{"debian12", `[ "$2" = GOVERSION ] && echo go1.19.8 || echo`, "go in PATH is go1.19.8, go.mod asks for Go 1."},
+		// go env does not switch tool chains under GOTOOLCHAIN=local: it
+		// reports the old version (seen with go1.21.0).
+		{"local121", `[ "$2" = GOVERSION ] && echo go1.21.0 || echo local`, "go in PATH is go1.21.0 (GOTOOLCHAIN=local), go.mod asks for Go 1."},
 		{"local", `echo "go: go.mod requires go >= 1.99.0 (running go 1.22.0; GOTOOLCHAIN=local)" >&2; exit 1`, "go cannot build this module (go.mod asks for Go 1."},
 	} {
 		t.Run(c.name, func(t *testing.T) {

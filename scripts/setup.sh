@@ -43,12 +43,13 @@ mkdir -p "$here/build"; [ -e "$here/build/go.mod" ] || printf 'module buildcache
 # go will use (Go 1.21 or later switches to go.mod's version itself unless
 # GOTOOLCHAIN=local; Debian 12's own golang-go is 1.19, which cannot).
 check_go() {
-	local want out
+	local want out tc
 	command -v go >/dev/null || { echo "setup: go not found in PATH: install Go from https://go.dev/dl/ (the README's set-up asks for a Go tool chain in PATH)" >&2; return 1; }
 	want=$(sed -n 's/^go \([0-9][0-9.]*\).*/\1/p' "$here/go.mod")
 	out=$(cd "$here" && go env GOVERSION 2>&1) || { echo "setup: go cannot build this module (go.mod asks for Go $want): $out" >&2; return 1; }
 	if [ "$(printf '%s\n%s\n' "$want" "${out#go}" | sort -V | head -1)" != "$want" ]; then
-		echo "setup: go in PATH is ${out:-older than Go 1.16}, go.mod asks for Go $want: Go 1.21 or later fetches it itself, an older one cannot; install Go $want or later from https://go.dev/dl/" >&2
+		tc=$(cd "$here" && go env GOTOOLCHAIN 2>/dev/null) || tc=
+		echo "setup: go in PATH is ${out:-older than Go 1.16}${tc:+ (GOTOOLCHAIN=$tc)}, go.mod asks for Go $want: install Go $want or later from https://go.dev/dl/ (a Go from 1.21 on fetches it itself when GOTOOLCHAIN is auto)" >&2
 		return 1
 	fi
 }
