@@ -62,8 +62,9 @@ func (e *RestoreError) Error() string {
 func (e *RestoreError) Unwrap() error { return ErrNotRestorable }
 
 // restoreCheck applies ima_restore_measurement_list's per-entry rules to a
-// parsed entry. stop reports that the kernel stops restoring here.
-func restoreCheck(e *Entry, order binary.ByteOrder) (p RestoreProblem, bad, stop bool) {
+// parsed entry, with s1 the SHA-1 of its template input (computed once, by
+// the pass that checks). stop reports that the kernel stops restoring here.
+func restoreCheck(e *Entry, order endian, s1 *[20]byte) (p RestoreProblem, bad, stop bool) {
 	name := e.TemplateName
 	switch {
 	case len(name) >= maxRestoreNameLen:
@@ -77,7 +78,7 @@ func restoreCheck(e *Entry, order binary.ByteOrder) (p RestoreProblem, bad, stop
 	if err != nil {
 		return RestoreProblem{Kind: KindDropped, Reason: fmt.Sprintf("template %q is neither built in nor a valid format: %v", clip([]byte(name)), err)}, true, true
 	}
-	if _, err := checkFields(e.TemplateData, endianOf(order), len(t.Fields)); err != nil {
+	if _, err := checkFields(e.TemplateData, order, len(t.Fields)); err != nil {
 		return RestoreProblem{Kind: KindRejected, Reason: err.Error()}, true, true
 	}
 	if t.Name != "" && t.Name != name {
@@ -85,17 +86,54 @@ func restoreCheck(e *Entry, order binary.ByteOrder) (p RestoreProblem, bad, stop
 		// entry carries the built-in name.
 		return RestoreProblem{Kind: KindAltered, Reason: fmt.Sprintf("format %q is restored under the built-in name %q", name, t.Name)}, true, false
 	}
-	if !e.Violation() {
-		h := sha1.New()
-		writeTemplateInput(h, e)
-		var d [20]byte
-		h.Sum(d[:0])
-		if d != e.TemplateDigest {
-			return RestoreProblem{Kind: KindAltered, Reason: "stored template digest is not the SHA-1 of the template data; the kernel recomputes it"}, true, false
-		}
+	if !e.Violation() && *s1 != e.TemplateDigest {
+		return RestoreProblem{Kind: KindAltered, Reason: "stored template digest is not the SHA-1 of the template data; the kernel recomputes it"}, true, false
 	}
 	return RestoreProblem{}, false, false
 }
+
+// restoreFinding is restoreCheck's verdict on one entry of a chunk.
+type restoreFinding struct {
+	p    RestoreProblem // Index: within the chunk
+	stop bool
+}
+
+// restoreCollector gathers a pass's findings into a RestoreError.
+type restoreCollector struct {
+	re      RestoreError
+	stopped bool
+}
+
+// add takes a chunk's findings; base is the index of the chunk's first
+// entry in the whole list.
+func (r *restoreCollector) add(fs []restoreFinding, base int) {
+	for _, f := range fs {
+		p := f.p
+		p.Index += base
+		r.re.Problems = append(r.re.Problems, p)
+		if f.stop && !r.stopped {
+			r.stopped = true
+			r.re.Restored = p.Index
+		}
+	}
+}
+
+// err is nil or the *RestoreError of n entries.
+func (r *restoreCollector) err(n int) error {
+	if len(r.re.Problems) == 0 {
+		return nil
+	}
+	r.re.Total = n
+	if !r.stopped {
+		r.re.Restored = n
+	}
+	re := r.re
+	return &re
+}
+
+// checkJob is the pass that checks restorability: the SHA-1 of every
+// entry's template input, compared with its stored digest.
+var checkJob = job{sha1: true, restore: true, noCand: true}
 
 // CheckRestorable reports every entry that a restoring kernel
 // (ima_restore_measurement_list) would reject, silently drop or restore
@@ -105,42 +143,97 @@ func restoreCheck(e *Entry, order binary.ByteOrder) (p RestoreProblem, bad, stop
 // the kernel would replace. It returns nil or a *RestoreError (wrapping
 // ErrNotRestorable). order is the list's byte order.
 func CheckRestorable(entries []Entry, order binary.ByteOrder) error {
-	re := &RestoreError{Total: len(entries), Restored: len(entries)}
-	stopped := false
-	for i := range entries {
-		p, bad, stop := restoreCheck(&entries[i], order)
-		if !bad {
-			continue
-		}
-		p.Index = i
-		re.Problems = append(re.Problems, p)
-		if stop && !stopped {
-			stopped = true
-			re.Restored = i
-		}
-	}
-	if len(re.Problems) == 0 {
+	var rc restoreCollector
+	if _, err := runPass(source{entries: entries, order: endianOf(order)}, checkJob, func(c *chunk) error {
+		rc.add(c.restore, c.base)
 		return nil
+	}); err != nil {
+		return err
 	}
-	return re
+	return rc.err(len(entries))
 }
+
+// KexecList is a measurement list that a restoring kernel restores in
+// full and unchanged (CheckRestorable's rules), encoded behind room for
+// the hand-over header. NewKexecList and ReplayKexec, which check, are the
+// only ways to make one, and Append checks what it adds: holding a
+// KexecList is holding a checked list, so whoever hands it over need not
+// check it again.
+type KexecList struct {
+	order binary.ByteOrder
+	b     []byte // KexecHeaderSize bytes of room, then the list
+	n     int
+}
+
+// NewKexecList checks entries and encodes them (order is the list's byte
+// order). A list the restoring kernel would not restore in full and
+// unchanged is refused with a *RestoreError.
+func NewKexecList(entries []Entry, order binary.ByteOrder) (*KexecList, error) {
+	k := newKexecList(order, encodedSize(entries))
+	if err := k.Append(entries...); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func newKexecList(order binary.ByteOrder, size int) *KexecList {
+	return &KexecList{order: order, b: make([]byte, KexecHeaderSize, KexecHeaderSize+size)}
+}
+
+func encodedSize(entries []Entry) int {
+	n := 0
+	for i := range entries {
+		n += entries[i].EncodedSize()
+	}
+	return n
+}
+
+// Append checks entries and adds them at the end of the list. On a
+// *RestoreError (indices counted from the start of the list) nothing is
+// added.
+func (k *KexecList) Append(entries ...Entry) error {
+	if err := CheckRestorable(entries, k.order); err != nil {
+		var re *RestoreError
+		if errors.As(err, &re) {
+			for i := range re.Problems {
+				re.Problems[i].Index += k.n
+			}
+			re.Restored += k.n
+			re.Total += k.n
+		}
+		return err
+	}
+	k.b = AppendList(k.b, entries, k.order)
+	k.n += len(entries)
+	return nil
+}
+
+// Buffer is the hand-over buffer: ima_kexec_hdr followed by the list. It
+// shares the KexecList's memory; a later Append may reallocate it.
+func (k *KexecList) Buffer() []byte {
+	k.order.PutUint16(k.b[0:], 1)
+	k.order.PutUint16(k.b[2:], 0)
+	k.order.PutUint32(k.b[4:], 0)
+	k.order.PutUint64(k.b[8:], uint64(len(k.b)))
+	k.order.PutUint64(k.b[16:], uint64(k.n))
+	return k.b
+}
+
+// Count is the number of entries.
+func (k *KexecList) Count() int { return k.n }
+
+// ListBytes is the size of the list without the header.
+func (k *KexecList) ListBytes() int { return len(k.b) - KexecHeaderSize }
 
 // MarshalKexecBuffer builds the hand-over buffer: ima_kexec_hdr followed by
 // the entries. It refuses (with a *RestoreError) a list that the restoring
 // kernel would not restore in full and unchanged.
 func MarshalKexecBuffer(entries []Entry, order binary.ByteOrder) ([]byte, error) {
-	if err := CheckRestorable(entries, order); err != nil {
+	k, err := NewKexecList(entries, order)
+	if err != nil {
 		return nil, err
 	}
-	size := KexecHeaderSize
-	for i := range entries {
-		size += entries[i].EncodedSize()
-	}
-	b := make([]byte, KexecHeaderSize, size)
-	order.PutUint16(b[0:], 1)
-	order.PutUint64(b[8:], uint64(size))
-	order.PutUint64(b[16:], uint64(len(entries)))
-	return AppendList(b, entries, order), nil
+	return k.Buffer(), nil
 }
 
 // ParseKexecHeader decodes struct ima_kexec_hdr.
@@ -299,7 +392,8 @@ func SimulateRestore(b []byte, bo binary.ByteOrder) KexecReport {
 		if len(name) != len(parts[0]) {
 			r.Problems = append(r.Problems, RestoreProblem{Index: idx, Offset: at, Kind: KindAltered, Reason: "template name contains NUL; the kernel reads it up to the NUL"})
 		}
-		if pr, bad, _ := restoreCheck(&e, order.byteOrder()); bad && pr.Kind == KindAltered {
+		s1 := sha1.Sum(e.TemplateData) // legacy "ima" was refused above
+		if pr, bad, _ := restoreCheck(&e, order, &s1); bad && pr.Kind == KindAltered {
 			pr.Index, pr.Offset = idx, at
 			r.Problems = append(r.Problems, pr)
 		}

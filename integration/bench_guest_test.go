@@ -3,13 +3,17 @@ package integration
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/gokexec/gokexec/qemu"
 	"github.com/gokexec/gokexec/qemu/proto"
 )
 
@@ -23,12 +27,13 @@ func TestLoaderVsKexecTools(t *testing.T) {
 	if os.Getenv("GOKEXEC_BENCH") == "" {
 		t.Skip("a benchmark; run scripts/bench-guest.sh (GOKEXEC_BENCH=1)")
 	}
-	const rounds = 7
+	const rounds, execRounds = 7, 5
 	g := newGuest(t)
-	g.timeout = 20 * time.Minute
+	g.timeout = 45 * time.Minute
 	g.files["/boot/vmlinuz-2"] = g.k1
 	g.hostBin["/sbin/kexec"] = "/sbin/kexec"
 	g.hostBin["/usr/bin/time"] = "/usr/bin/time"
+	g.hostBin["/usr/bin/strace"] = "/usr/bin/strace"
 	args := []string{"-c", "-l", "/boot/vmlinuz-2", "--initrd", "/run/next.cpio", "--append", nextAppend("2")}
 	acts := []proto.Action{{Policy: basePolicy}, {MeasureFiles: 5000}, {RepackInitrd: "/run/next.cpio"},
 		{Run: append([]string{"/bin/gokexec", "--dry-run", "--json"}, args...), ExpectExit: intp(0)}}
@@ -40,6 +45,22 @@ func TestLoaderVsKexecTools(t *testing.T) {
 			proto.Action{Run: []string{"/sbin/kexec", "-u"}, ExpectExit: intp(0)},
 		)
 	}
+	// One traced pair (not timed): where each tool's time goes, as a
+	// timeline of its system calls (artifacts strace-*.txt).
+	for _, tool := range []string{"/bin/gokexec", "/sbin/kexec"} {
+		out := "/run/strace-" + filepath.Base(tool) + ".txt"
+		acts = append(acts,
+			proto.Action{Run: append([]string{"/usr/bin/strace", "-f", "-tt", "-T", "-o", out, tool}, args...), ExpectExit: intp(0)},
+			proto.Action{Run: []string{tool, "-u"}, ExpectExit: intp(0)},
+			proto.Action{File: out})
+	}
+	// gokexec -e's own work before the reboot, once (a boot's TPM holds
+	// one finalize): --finalize resumes from the kept bytes (their digests
+	// checked), finalizes and loads again.
+	acts = append(acts,
+		proto.Action{Run: append([]string{"/bin/gokexec"}, args...), ExpectExit: intp(0)},
+		proto.Action{Run: []string{"/usr/bin/time", "-v", "/bin/gokexec", "--finalize"}, ExpectExit: intp(0)},
+		proto.Action{Run: []string{"/bin/gokexec", "-u"}, ExpectExit: intp(0)})
 	sc := &proto.Scenario{Steps: map[string]proto.Step{"1": {DeadlineSec: 1200, Actions: acts}}}
 	res := g.run(g.k1, sc)
 	wall := regexp.MustCompile(`Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)`)
@@ -47,7 +68,7 @@ func TestLoaderVsKexecTools(t *testing.T) {
 	type sample struct{ wall, rssKiB float64 }
 	got := map[string][]sample{}
 	for _, c := range res.Find(1, proto.TypeCmd, "") {
-		if c.Argv[0] != "/usr/bin/time" {
+		if c.Argv[0] != "/usr/bin/time" || c.Argv[len(c.Argv)-1] == "--finalize" {
 			continue
 		}
 		w := wall.FindStringSubmatch(string(c.Output))
@@ -97,6 +118,62 @@ func TestLoaderVsKexecTools(t *testing.T) {
 	t.Logf("  kexec   -c -l: wall median %.2f s, peak RSS median %.0f KiB", median(kw), median(kr))
 	t.Logf("  per-round ratio gokexec/kexec-tools: median %.2f (min %.2f, max %.2f)", median(ratio), minOf(ratio), maxOf(ratio))
 	t.Logf("  bytes loaded %d (%.0f KiB); target: gokexec peak RSS <= that + 16 MiB = %.0f KiB", loaded, float64(loaded)/1024, float64(loaded)/1024+16*1024)
+
+	for _, c := range res.Find(1, proto.TypeCmd, "") {
+		if c.Argv[0] == "/usr/bin/time" && c.Argv[len(c.Argv)-1] == "--finalize" {
+			w, r := wall.FindStringSubmatch(string(c.Output)), rss.FindStringSubmatch(string(c.Output))
+			if w == nil || r == nil {
+				t.Fatalf("no /usr/bin/time figures in:\n%s", c.Output)
+			}
+			t.Logf("  gokexec --finalize (-e's work before the reboot), once: wall %s:%s, peak RSS %s KiB", w[2], w[3], r[1])
+		}
+	}
+
+	// -e: one guest per round, booted cold (fresh PCRs). gokexec goes
+	// first: after kexec-tools' exec the TPM's PCRs hold the previous
+	// boot's measurements that the new list lacks, so no hand-over can
+	// be finalized then (the order cannot alternate within a guest).
+	// Each tool loads the same kernel and initrd with its -c -l and
+	// executes it; the time runs from a record sent just before the exec
+	// to the next kernel's first record (its init's first line), both as
+	// they reach the host.
+	var eg, ek, eratio []float64
+	for r := 1; r <= execRounds; r++ {
+		ge := newGuestNamed(t, fmt.Sprintf("exec%d", r))
+		ge.timeout = 15 * time.Minute
+		ge.files["/boot/vmlinuz-2"] = ge.k1
+		ge.hostBin["/sbin/kexec"] = "/sbin/kexec"
+		sc := &proto.Scenario{Steps: map[string]proto.Step{}}
+		for i, tool := range []string{"/bin/gokexec", "/sbin/kexec"} {
+			next := strconv.Itoa(i + 2)
+			sc.Steps[strconv.Itoa(i+1)] = proto.Step{DeadlineSec: 600, Actions: []proto.Action{
+				{Policy: basePolicy}, {MeasureFiles: 1000}, {RepackInitrd: "/run/next.cpio"},
+				{Run: []string{tool, "-c", "-l", "/boot/vmlinuz-2", "--initrd", "/run/next.cpio", "--append", nextAppend(next)}, ExpectExit: intp(0)},
+				{Run: []string{"/bin/gokexec", "--version"}, ExpectExit: intp(0)}, // the exec's start mark
+				{Exec: []string{tool, "-e"}}}}
+		}
+		sc.Steps["3"] = proto.Step{Actions: []proto.Action{{Report: []string{"boot"}}}}
+		er := ge.run(ge.k1, sc)
+		g0, k0 := execSeconds(t, er, 1), execSeconds(t, er, 2)
+		eg, ek, eratio = append(eg, g0), append(ek, k0), append(eratio, g0/k0)
+	}
+	t.Logf("in-guest -e to the next kernel's first userspace record, %d rounds (one cold-booted guest each, gokexec then kexec-tools):", execRounds)
+	t.Logf("  gokexec -e: median %.2f s %s", median(eg), secs(eg))
+	t.Logf("  kexec   -e: median %.2f s %s", median(ek), secs(ek))
+	t.Logf("  per-round ratio gokexec/kexec-tools: median %.2f (min %.2f, max %.2f)", median(eratio), minOf(eratio), maxOf(eratio))
+
+	for _, tool := range []string{"gokexec", "kexec"} {
+		name := "/run/strace-" + tool + ".txt"
+		fs := res.Find(1, proto.TypeFile, name)
+		if len(fs) != 1 {
+			t.Fatalf("%d reports of %s", len(fs), name)
+		}
+		art := filepath.Join(g.art, "strace-"+tool+".txt")
+		if err := os.WriteFile(art, fs[0].Data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("  %s -c -l under strace: %s (timeline in %s)", tool, straceSummary(fs[0].Data), art)
+	}
 }
 
 func minOf(v []float64) float64 {
@@ -113,4 +190,72 @@ func maxOf(v []float64) float64 {
 		m = max(m, x)
 	}
 	return m
+}
+
+// execSeconds is, for boot b, the time from the record of the command run
+// just before the exec (gokexec --version) to the next boot's first record,
+// both as they reached the host.
+func execSeconds(t *testing.T, res *qemu.Result, b int) float64 {
+	t.Helper()
+	var mark, next time.Duration = -1, -1
+	for i, r := range res.Records {
+		switch {
+		case r.Boot == b && r.Type == proto.TypeCmd && len(r.Argv) == 2 && r.Argv[1] == "--version":
+			mark = res.Arrived[i]
+		case r.Boot == b+1 && r.Type == proto.TypeBoot && next < 0:
+			next = res.Arrived[i]
+		}
+	}
+	if mark < 0 || next < 0 {
+		t.Fatalf("boot %d: no exec mark (%v) or no next boot (%v)", b, mark, next)
+	}
+	return (next - mark).Seconds()
+}
+
+func secs(v []float64) string {
+	var b strings.Builder
+	for i, x := range v {
+		if i > 0 {
+			b.WriteString(" ")
+		}
+		fmt.Fprintf(&b, "%.2f", x)
+	}
+	return "[" + b.String() + "]"
+}
+
+// straceSummary sums an strace -f -T timeline's time inside system calls
+// by name and names the largest, with the span the trace covers.
+func straceSummary(b []byte) string {
+	line := regexp.MustCompile(`(?m)^\d+\s+(\d+):(\d+):([\d.]+) (?:<\.\.\. )?(\w+)[( ].*<([\d.]+)>$`)
+	stamp := regexp.MustCompile(`(?m)^\d+\s+(\d+):(\d+):([\d.]+) `)
+	by := map[string]float64{}
+	for _, m := range line.FindAllSubmatch(b, -1) {
+		d, _ := strconv.ParseFloat(string(m[5]), 64)
+		by[string(m[4])] += d
+	}
+	all := stamp.FindAllSubmatch(b, -1)
+	span := 0.0
+	if len(all) > 1 {
+		at := func(m [][]byte) float64 {
+			h, _ := strconv.ParseFloat(string(m[1]), 64)
+			mi, _ := strconv.ParseFloat(string(m[2]), 64)
+			s, _ := strconv.ParseFloat(string(m[3]), 64)
+			return h*3600 + mi*60 + s
+		}
+		span = at(all[len(all)-1]) - at(all[0])
+	}
+	names := make([]string, 0, len(by))
+	for n := range by {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool { return by[names[i]] > by[names[j]] })
+	var out strings.Builder
+	fmt.Fprintf(&out, "span %.2f s; in syscalls:", span)
+	for i, n := range names {
+		if i == 6 {
+			break
+		}
+		fmt.Fprintf(&out, " %s %.2f s", n, by[n])
+	}
+	return out.String()
 }

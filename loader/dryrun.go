@@ -37,6 +37,12 @@ func (a Act) String() string { return a.Op + ": " + a.Detail }
 // NewDryRun wraps h.
 func NewDryRun(h Host) *DryRun { return &DryRun{Host: h} }
 
+// isDryRun says whether h records its acts instead of making them.
+func isDryRun(h Host) bool {
+	_, ok := h.(*DryRun)
+	return ok
+}
+
 func (d *DryRun) record(op, format string, args ...any) {
 	d.Acts = append(d.Acts, Act{Op: op, Detail: fmt.Sprintf(format, args...)})
 }

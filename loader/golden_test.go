@@ -51,11 +51,21 @@ func arm64GoldenImage(t *testing.T) (Input, Input) {
 	return Bytes("/boot/Image", k), Bytes("/boot/virt.dtb", dtb)
 }
 
+// goldenDTB is dtc's board tree (fdt/testdata), as given with --dtb.
+func goldenDTB(t *testing.T) Input {
+	b, err := os.ReadFile("../fdt/testdata/dtc-board.dtb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Bytes("/boot/board.dtb", b)
+}
+
 // TestPlanGoldens records the dry-run plans (--dry-run --json) of the
 // captured OVMF host and the arm64 virt tree, so a reshaping of the loader
 // is proved to keep them byte for byte (go test -run TestPlanGoldens
 // -update rewrites them; a diff there must be an intended change).
 func TestPlanGoldens(t *testing.T) {
+	dtb := goldenDTB(t)
 	cases := []goldenCase{
 		{name: "ovmf-auto", arch: "amd64"},
 		{name: "ovmf-load", arch: "amd64", mode: plan.ModeLoad},
@@ -63,6 +73,9 @@ func TestPlanGoldens(t *testing.T) {
 		{name: "ovmf-noima", arch: "amd64", edit: func(o *Options, _ *Image) { o.NoIMA = true }},
 		{name: "ovmf-noefi-extra1m", arch: "amd64", edit: func(o *Options, _ *Image) { o.NoEFI = true; o.IMAExtra = 1 << 20 }},
 		{name: "arm64-virt", arch: "arm64"},
+		// x86 with a device tree: auto takes kexec_load, the tree in a
+		// SETUP_DTB node and in dtb_input (what finalize measures).
+		{name: "ovmf-auto-dtb", arch: "amd64", edit: func(_ *Options, img *Image) { img.DTB = dtb }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -94,22 +107,28 @@ func TestPlanGoldens(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got = append(got, '\n')
-			path := filepath.Join("testdata/golden", c.name+".json")
-			if *updateGolden {
-				if err := os.WriteFile(path, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("plan differs from %s (run with -update if intended):\n%s", path, lineDiff(want, got))
-			}
+			checkGolden(t, filepath.Join("testdata/golden", c.name+".json"), got)
 		})
+	}
+}
+
+// checkGolden compares got (JSON, a newline added) with the golden file
+// at path, or rewrites the file under -update.
+func checkGolden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	got = append(got, '\n')
+	if *updateGolden {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs (run with -update if intended):\n%s", path, lineDiff(want, got))
 	}
 }
 
@@ -172,19 +191,5 @@ func TestFinalizeGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got = append(got, '\n')
-	path := "testdata/golden/finalize-fake.json"
-	if *updateGolden {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("finalized plan differs from %s (run with -update if intended):\n%s", path, lineDiff(want, got))
-	}
+	checkGolden(t, "testdata/golden/finalize-fake.json", got)
 }

@@ -41,7 +41,8 @@
 //     hand-over (Options.Warn says so in one line); securityfs not mounted
 //     is mounted (Kernel.MountSecurityfs, said through Warn); only an
 //     active list that cannot be read is refused (ErrIMAUnreadable,
-//     kexec.ErrPrivilege).
+//     kexec.ErrPrivilege). A dry run (Plan, a DryRun) never mounts: it
+//     says it would, and plans with the list unread (plan.IMA.ListUnread).
 //   - Nothing is skipped silently: a named TPM that cannot be opened, a
 //     TPM seen at load that is gone at finalize, a list that was handed
 //     over at load and is gone at finalize, a load that is no longer what
@@ -194,29 +195,38 @@ func readFacts(h Facts, in *plan.Inputs, dry bool) error {
 }
 
 // readList reads the running kernel's IMA list: nil, nil when the kernel
-// has none. Securityfs not mounted is mounted first (said through warn).
-func readList(h Host, warn func(string)) ([]byte, error) {
-	list, err := h.IMAList()
+// has none. Securityfs not mounted is mounted first (said through warn),
+// except in a dry run, which never acts: the list is then unread
+// (unread true) and the caller plans without it, saying so (unreadNote).
+func readList(h Host, dry bool, warn func(string)) (list []byte, unread bool, err error) {
+	list, err = h.IMAList()
 	if errors.Is(err, kexec.ErrSecurityfsUnmounted) {
+		if dry {
+			return nil, true, nil
+		}
 		if merr := h.MountSecurityfs(); merr != nil {
-			return nil, fmt.Errorf("%w: %w: %w", ErrIMAUnreadable, err, merr)
+			return nil, false, fmt.Errorf("%w: %w: %w", ErrIMAUnreadable, err, merr)
 		}
 		warn("securityfs was not mounted: mounted it at /sys/kernel/security to read the IMA measurement list")
 		list, err = h.IMAList()
 	}
 	switch {
 	case errors.Is(err, kexec.ErrNoIMA):
-		return nil, nil
+		return nil, false, nil
 	case errors.Is(err, kexec.ErrPrivilege):
-		return nil, fmt.Errorf("IMA measurement list: %w", err)
+		return nil, false, fmt.Errorf("IMA measurement list: %w", err)
 	case err != nil:
-		return nil, fmt.Errorf("%w: %w", ErrIMAUnreadable, err)
+		return nil, false, fmt.Errorf("%w: %w", ErrIMAUnreadable, err)
 	}
 	if list == nil {
 		list = []byte{}
 	}
-	return list, nil
+	return list, false, nil
 }
+
+// unreadNote is what a dry run says when securityfs is not mounted.
+const unreadNote = "dry run: securityfs is not mounted; a real run would mount it at /sys/kernel/security and read the IMA measurement list, " +
+	"which this dry run has not read: the hand-over is planned for an empty list, so its size is an estimate (the real one adds the list's bytes)"
 
 // noIMANote is what a load without IMA says, once.
 const noIMANote = "the running kernel has no IMA measurement list: nothing to hand over; loading without the hand-over"
@@ -257,11 +267,18 @@ func prepare(h Host, img Image, o *Options, dry bool) (*plan.Plan, *read, []Appr
 	if err := readFacts(h, r.in, dry); err != nil {
 		return nil, nil, nil, err
 	}
+	unread := false
 	if !o.NoIMA {
-		if r.in.IMAList, err = readList(h, o.warn); err != nil {
+		if r.in.IMAList, unread, err = readList(h, dry || isDryRun(h), o.warn); err != nil {
 			return nil, nil, nil, err
 		}
-		if r.in.IMAList == nil {
+		switch {
+		case unread:
+			// IMA is active (securityfs exists for it): plan as the real
+			// run would decide, with an empty list standing in, and say
+			// so in the plan's warnings (which Load passes to o.Warn).
+			r.in.IMAList = []byte{}
+		case r.in.IMAList == nil:
 			o.warn(noIMANote)
 		}
 	}
@@ -269,7 +286,7 @@ func prepare(h Host, img Image, o *Options, dry bool) (*plan.Plan, *read, []Appr
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	facts, err := gatherFacts(h, o, len(r.in.IMAList) > 0)
+	facts, err := gatherFacts(h, o, len(r.in.IMAList) > 0 || unread)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -278,6 +295,12 @@ func prepare(h Host, img Image, o *Options, dry bool) (*plan.Plan, *read, []Appr
 	p, err := planFor(o, r, &d, d.Syscall)
 	if err != nil {
 		return nil, nil, nil, err
+	}
+	if unread {
+		p.Warnings = append(p.Warnings, unreadNote)
+		if p.IMA != nil {
+			p.IMA.ListUnread = true
+		}
 	}
 	for _, a := range as {
 		p.Appraisal = append(p.Appraisal, plan.Appraisal{Path: a.Path, Pass: a.Pass, Method: a.Method, Reason: a.Reason})
@@ -375,8 +398,9 @@ type Loaded struct {
 	// in are the plan inputs of the load: the bytes read once, the facts.
 	in      *plan.Inputs
 	dtbName string
-	paths   [2]string // the resolved files of kernel and initrd, if any
-	sealed  bool      // appraised: kexec_file_load reads sealed memfds
+	paths   [2]string   // the resolved files of kernel and initrd, if any
+	sealed  bool        // appraised: kexec_file_load reads sealed memfds
+	kept    *keptInputs // resumed: where the inputs are kept (State)
 	// plan is the plan last loaded (Finalize replaces it).
 	plan       *plan.Plan
 	appraisals []Appraisal
@@ -445,7 +469,11 @@ func Load(ctx context.Context, h Host, img Image, o Options) (*Loaded, error) {
 	default:
 		return nil, err
 	}
-	b, err := bind(h)
+	var snapshot []byte // the list this load read, when it was a kexec_load's
+	if p.Syscall == plan.SyscallKexecLoad {
+		snapshot = r.in.IMAList
+	}
+	b, err := bind(h, snapshot)
 	if err != nil {
 		// The image is loaded but could not be finalized later: unload
 		// rather than leave an image whose hand-over would go stale.

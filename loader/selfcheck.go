@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/gokexec/gokexec/ima"
+	"github.com/gokexec/gokexec/plan"
 )
 
 // The self-check must accept a log that crossed kernels hashing a bank
@@ -23,12 +24,19 @@ type bankPlan struct {
 }
 
 // planBanks finds, for every quoted bank, methods with which the whole of
-// es reproduces the quoted PCRs. One pass tries each bank's uniform
-// methods together (its own hash, and SHA-1 padded for banks other than
-// SHA-1) — one hash of each entry per bank, the replay's floor; only a
-// bank that neither reproduces (a list carried across kernels that hashed
-// it differently) is searched for a method per boot.
-func planBanks(es []ima.Entry, quoted ima.PCRValues) ([]bankPlan, error) {
+// es reproduces the quoted PCRs, and checks es for the hand-over. One pass
+// replays every bank with its own hash (what kernels do for the banks
+// whose hash they have) and, with the SHA-1 digests it computes, checks
+// that a restoring kernel restores every entry unchanged and encodes the
+// list (ima.ReplayKexec): each entry's template data is hashed once per
+// bank, the replay's floor. Only a bank that does not reproduce is
+// replayed again SHA-1 padded (a kernel without that hash), and only one
+// that neither reproduces (a list carried across kernels that hashed it
+// differently) is searched for a method per boot.
+//
+// list, if not nil, is the binary list es were parsed from: the hand-over
+// takes its bytes rather than encoding es again.
+func planBanks(es []ima.Entry, quoted ima.PCRValues, list []byte) ([]bankPlan, *ima.KexecList, error) {
 	var banks []crypto.Hash
 	for b := range quoted {
 		banks = append(banks, b)
@@ -37,11 +45,21 @@ func planBanks(es []ima.Entry, quoted ima.PCRValues) ([]bankPlan, error) {
 	var runs []ima.BankMethod
 	for _, b := range banks {
 		runs = append(runs, ima.BankMethod{Bank: b, Method: ima.MethodPerBank})
-		if b != crypto.SHA1 {
-			runs = append(runs, ima.BankMethod{Bank: b, Method: ima.MethodSHA1Padded})
+	}
+	got, kl, err := ima.ReplayKexec(list, es, binary.LittleEndian, runs)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", plan.ErrIMAList, err)
+	}
+	var padded []ima.BankMethod
+	for i, b := range banks {
+		if b != crypto.SHA1 && !reproduces(got[i], quoted[b]) {
+			padded = append(padded, ima.BankMethod{Bank: b, Method: ima.MethodSHA1Padded})
 		}
 	}
-	got := ima.ReplayAll(es, runs)
+	if len(padded) > 0 {
+		runs = append(runs, padded...)
+		got = append(got, ima.ReplayAll(es, padded)...)
+	}
 	boots := len(ima.BootStarts(es, binary.LittleEndian))
 	var out []bankPlan
 	for _, b := range banks {
@@ -62,12 +80,12 @@ func planBanks(es []ima.Entry, quoted ima.PCRValues) ([]bankPlan, error) {
 		}
 		ms, ok := ima.BootMethods(es, binary.LittleEndian, b, quoted[b])
 		if !ok {
-			return nil, fmt.Errorf("%w: bank %s: no choice of extend method per boot reproduces the quoted PCRs over %d entries and %d boots",
+			return nil, nil, fmt.Errorf("%w: bank %s: no choice of extend method per boot reproduces the quoted PCRs over %d entries and %d boots",
 				ErrSelfCheck, ima.HashName(b), len(es), boots)
 		}
 		out = append(out, bankPlan{b, ms})
 	}
-	return out, nil
+	return out, kl, nil
 }
 
 // reproduces reports whether every PCR a replay gave is quoted with that

@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/sha256"
 	"encoding/binary"
@@ -40,9 +41,13 @@ func TestPlanBanksMixedMethods(t *testing.T) {
 		crypto.SHA256: ima.ReplayBootMethods(es, binary.LittleEndian, crypto.SHA256, []ima.Method{0, 0, 0}),
 		crypto.SHA384: ima.ReplayBootMethods(es, binary.LittleEndian, crypto.SHA384, want),
 	}
-	plans, err := planBanks(es, quoted)
+	plans, kl, err := planBanks(es, quoted, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The pass that replayed also checked and encoded the list.
+	if want, err := ima.MarshalKexecBuffer(es, binary.LittleEndian); err != nil || !bytes.Equal(kl.Buffer(), want) {
+		t.Fatalf("planBanks' hand-over list differs from MarshalKexecBuffer's (%v)", err)
 	}
 	if got := current(plans)[crypto.SHA384]; got != ima.MethodSHA1Padded {
 		t.Fatalf("running kernel's sha384 method %v", got)
@@ -64,12 +69,12 @@ func TestPlanBanksMixedMethods(t *testing.T) {
 	// A single-boot list takes the one-pass path: uniform methods.
 	one := es[:ima.BootStarts(es, binary.LittleEndian)[1]]
 	q1 := ima.PCRValues{crypto.SHA1: ima.Replay(one, crypto.SHA1, ima.MethodPerBank), crypto.SHA384: ima.Replay(one, crypto.SHA384, ima.MethodSHA1Padded)}
-	if p1, err := planBanks(one, q1); err != nil || len(p1) != 2 || p1[1].methods[0] != ima.MethodSHA1Padded {
+	if p1, _, err := planBanks(one, q1, nil); err != nil || len(p1) != 2 || p1[1].methods[0] != ima.MethodSHA1Padded {
 		t.Fatalf("single boot: %+v %v", p1, err)
 	}
 	// One flipped PCR value: no plan.
 	quoted[crypto.SHA256][10] = make([]byte, 32)
-	if _, err := planBanks(es, quoted); err == nil {
+	if _, _, err := planBanks(es, quoted, nil); err == nil {
 		t.Fatal("a wrong sha256 PCR was accepted")
 	}
 }

@@ -97,6 +97,41 @@ func TestPackageCopyrightMachineReadable(t *testing.T) {
 	}
 }
 
+// TestLicenseStated: the repository states its license in LICENSE and the
+// package's copyright file grants the same one for the project's own files
+// (issue 22: it said "License: gokexec-unlicensed", no license was stated).
+// The texts are compared word for word, so the two cannot drift apart.
+func TestLicenseStated(t *testing.T) {
+	lic, err := os.ReadFile("../LICENSE")
+	if err != nil {
+		t.Fatalf("the repository states no license: %v", err)
+	}
+	cr, err := os.ReadFile("debian/copyright")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, body, ok := strings.Cut(string(lic), "\n\n")
+	if !ok || first != "Copyright (c) 2026 The gokexec Authors" {
+		t.Fatalf("LICENSE starts %q, want the project's copyright line", first)
+	}
+	var own, text string
+	for _, p := range strings.Split(string(cr), "\n\n") {
+		if strings.HasPrefix(p, "Files: *\n") {
+			own = p
+		}
+		if strings.HasPrefix(p, "License: BSD-3-Clause\n") {
+			text = p
+		}
+	}
+	if !strings.Contains(own, "\nCopyright: 2026 The gokexec Authors\n") || !strings.HasSuffix(own, "\nLicense: BSD-3-Clause") {
+		t.Errorf("the Files: * paragraph does not grant BSD-3-Clause to The gokexec Authors: %q", own)
+	}
+	words := func(s string) string { return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n .\n", "\n")), " ") }
+	if text == "" || words(strings.TrimPrefix(text, "License: BSD-3-Clause")) != words(body) {
+		t.Errorf("debian/copyright's BSD-3-Clause text differs from LICENSE:\n%s\n---\n%s", text, body)
+	}
+}
+
 // TestBashCompletion: the completions offer the options the commands' own
 // --help prints (bash-completion's helpers stubbed: only the functions
 // shipped here are under test).

@@ -114,7 +114,7 @@ func buildARM64(in *Inputs) (*Plan, error) {
 	opt.KASLRSeed, opt.RNGSeed = rngSeeds(in.RNGSeed)
 
 	// 2. IMA buffer, reserved for the next kernel by a /memreserve/.
-	if in.IMAList != nil || in.IMAEntries != nil {
+	if in.IMAList != nil || in.IMAEntries != nil || in.IMAKexecList != nil {
 		buf, n, size, err := imaLayout(in)
 		if err != nil {
 			return nil, err

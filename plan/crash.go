@@ -316,6 +316,15 @@ func BuildCrash(in *Inputs, c *Crash) (*Plan, error) {
 	if len(in.RNGSeed) > 0 {
 		setup = append(setup, bzimage.SetupData{Type: bzimage.SetupRNGSeed, Data: in.RNGSeed})
 	}
+	// A given device tree goes to the crash kernel as to any other (no
+	// IMA hand-over: a stale pointer in it is dropped).
+	if len(in.DTB) > 0 {
+		dtb, err := x86DTB(in.DTB, nil)
+		if err != nil {
+			return nil, fmt.Errorf("device tree: %w", err)
+		}
+		setup = append(setup, bzimage.SetupData{Type: bzimage.SetupDTB, Data: dtb})
+	}
 	params := &bzimage.Params{E820: e820, Cmdline: p.Cmdline, ACPIRSDP: rsdp, SetupData: setup}
 	if in.Initrd != nil {
 		params.InitrdAddr, params.InitrdSize = initrdR.Start, uint64(len(in.Initrd))

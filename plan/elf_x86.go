@@ -25,22 +25,9 @@ func buildX86ELF(in *Inputs) (*Plan, error) {
 	if len(k.Segments) == 0 {
 		return nil, fmt.Errorf("%w: kernel %s: vmlinux has no PT_LOAD segment", ErrInput, in.KernelPath)
 	}
-	mem, err := in.Memory.Normalize()
+	p, mem, alloc, err := startX86(in)
 	if err != nil {
 		return nil, err
-	}
-	alloc, err := segment.NewAllocator(mem.RAM(), in.PageSize)
-	if err != nil {
-		return nil, err
-	}
-	alloc.Reserve(segment.Range{Start: 0, End: 1 * mib})
-
-	p := &Plan{
-		Arch:     ArchAMD64,
-		PageSize: in.PageSize,
-		Syscall:  SyscallKexecLoad,
-		Cmdline:  in.Cmdline,
-		Kernel:   Input{Path: in.KernelPath, Size: uint64(len(in.Kernel)), SHA256: in.kernelDigest()},
 	}
 
 	// 1. The kernel's segments, each at its p_paddr (vmlinux.Parse sorted
@@ -84,17 +71,30 @@ func buildX86ELF(in *Inputs) (*Plan, error) {
 	return p, nil
 }
 
-// ImageDecision adjusts an automatic decision to the kernel image: an x86_64
+// ImageDecision adjusts an automatic decision to the image on x86: an
 // ELF vmlinux can only be loaded with kexec_load (the kernel's
-// kexec_file_load takes a bzImage only on x86), so auto picks kexec_load for
-// it unless lockdown forbids that (FileLoad then refuses it by name).
+// kexec_file_load takes a bzImage only), and so can a given device tree
+// (kexec_file_load has no argument for one), so auto picks kexec_load for
+// either, with no kexec_file_load fallback, unless lockdown forbids it
+// (FileLoad then refuses by name).
 func ImageDecision(d *Decision, in *Inputs) {
-	if d.Mode != ModeAuto || d.Syscall != SyscallKexecFileLoad || lockedDown(d.Facts.Lockdown) || d.Facts.CrossArch {
+	if d.Mode != ModeAuto || lockedDown(d.Facts.Lockdown) || d.Facts.CrossArch || in.Arch != ArchAMD64 && in.Arch != "" {
 		return
 	}
-	if (in.Arch == ArchAMD64 || in.Arch == "") && vmlinux.IsELF(in.Kernel) {
+	if d.Syscall == SyscallKexecLoad {
+		if len(in.DTB) > 0 {
+			d.Plan = nil
+		}
+		return
+	}
+	switch {
+	case vmlinux.IsELF(in.Kernel):
 		d.Syscall = SyscallKexecLoad
 		d.Reason = "the kernel is an ELF vmlinux, which x86_64's kexec_file_load does not take: kexec_load, as kexec-tools' elf-x86_64"
+		d.Plan = nil
+	case len(in.DTB) > 0:
+		d.Syscall = SyscallKexecLoad
+		d.Reason = "a device tree is given, which x86's kexec_file_load cannot pass: kexec_load, with the tree in a SETUP_DTB node"
 		d.Plan = nil
 	}
 }

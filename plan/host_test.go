@@ -3,12 +3,16 @@ package plan
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/gokexec/gokexec/bzimage"
 	"github.com/gokexec/gokexec/efi"
+	"github.com/gokexec/gokexec/fdt"
 	"github.com/gokexec/gokexec/segment"
 )
 
@@ -99,9 +103,53 @@ func TestPlanOVMFCapture(t *testing.T) {
 	}
 }
 
+// dtcSource is dtc's source form of a blob (the external oracle).
+func dtcSource(t *testing.T, b []byte) string {
+	t.Helper()
+	cmd := exec.Command("dtc", "-q", "-I", "dtb", "-O", "dts", "-")
+	cmd.Stdin = bytes.NewReader(b)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("dtc: %v", err)
+	}
+	return string(out)
+}
+
+// setupDTB returns the payload of the plan's one SETUP_DTB node, checking
+// the plan's setup_data list against the chain in boot_params.
+func setupDTB(t *testing.T, p *Plan, without int) []byte {
+	t.Helper()
+	bp := seg(t, p, "boot_params").Buf
+	nodes, err := bzimage.SetupDataAt(bp, p.BootParams.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []byte
+	found := 0
+	for i, n := range nodes {
+		if n.Type != bzimage.SetupDTB {
+			continue
+		}
+		found++
+		off := n.Addr - p.BootParams.Addr + bzimage.SetupDataHeaderSize
+		out = bp[off : off+uint64(n.Len)]
+		if sd := p.BootParams.SetupData[i]; sd.Type != bzimage.SetupDTB || sd.Addr != n.Addr || sd.Len != n.Len {
+			t.Fatalf("plan's setup_data %+v, chain %+v", sd, n)
+		}
+	}
+	if found != 1 || len(nodes) != without+1 {
+		t.Fatalf("%d SETUP_DTB nodes of %d (without a DTB: %d)", found, len(nodes), without)
+	}
+	return out
+}
+
 // Finding "--dtb on x86 is accepted, appraised and measured as loaded, but
 // never passed": a device tree given for x86 is a SETUP_DTB (type 2)
-// setup_data node holding exactly its bytes, chained from boot_params.
+// setup_data node, chained from boot_params, holding the tree given with
+// /chosen/linux,ima-kexec-buffer naming the IMA segment (where an x86
+// kernel with CONFIG_OF_FLATTREE looks for the list) and nothing else
+// changed; without a hand-over the tree passes byte for byte, and a stale
+// linux,ima-kexec-buffer in it is dropped.
 func TestX86DTBPassedAsSetupDTB(t *testing.T) {
 	dtb, err := os.ReadFile("../fdt/testdata/dtc-board.dtb")
 	if err != nil {
@@ -118,31 +166,151 @@ func TestX86DTBPassedAsSetupDTB(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var bp []byte
-	for _, s := range p.Segments {
-		if s.Name == "boot_params" {
-			bp = s.Buf
-		}
-	}
-	nodes, err := bzimage.SetupDataAt(bp, p.BootParams.Addr)
+	got, err := fdt.Parse(setupDTB(t, p, len(without.BootParams.SetupData)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	found := 0
-	for i, n := range nodes {
-		if n.Type != bzimage.SetupDTB {
-			continue
-		}
-		found++
-		off := n.Addr - p.BootParams.Addr + bzimage.SetupDataHeaderSize
-		if got := bp[off : off+uint64(n.Len)]; !bytes.Equal(got, dtb) {
-			t.Fatalf("SETUP_DTB payload differs from the device tree given")
-		}
-		if sd := p.BootParams.SetupData[i]; sd.Type != bzimage.SetupDTB || sd.Addr != n.Addr || sd.Len != uint32(len(dtb)) {
-			t.Fatalf("plan's setup_data %+v, chain %+v", sd, n)
+	ch, ok := got.Lookup("/chosen")
+	if !ok {
+		t.Fatal("no /chosen in the tree passed")
+	}
+	v, _ := ch.Property("linux,ima-kexec-buffer")
+	rs, err := fdt.DecodeRanges(2, 2, v)
+	if err != nil || len(rs) != 1 || rs[0] != (fdt.Range{Start: p.IMA.Addr, Size: p.IMA.Size}) {
+		t.Fatalf("linux,ima-kexec-buffer %x (%v): want the IMA segment %#x +%#x", v, err, p.IMA.Addr, p.IMA.Size)
+	}
+	// Nothing else changed: without the property, dtc reads the tree as
+	// the one given (the strings block keeps the name, as libfdt's would).
+	ch.DeleteProperty("linux,ima-kexec-buffer")
+	given, err := fdt.Parse(dtb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, had := given.Lookup("/chosen"); !had {
+		if err := got.DeleteNode("/chosen"); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if found != 1 || len(nodes) != len(without.BootParams.SetupData)+1 {
-		t.Fatalf("%d SETUP_DTB nodes of %d (without a DTB: %d)", found, len(nodes), len(without.BootParams.SetupData))
+	a, err := got.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if da, dg := dtcSource(t, a), dtcSource(t, dtb); da != dg {
+		t.Fatalf("the tree passed differs from the one given beyond linux,ima-kexec-buffer:\n%s\n---\n%s", da, dg)
+	}
+
+	// No hand-over: byte for byte; a stale property is dropped.
+	in = capturedInputs(t)
+	in.IMAList = nil
+	noIMA, err := Build(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in = capturedInputs(t)
+	in.IMAList, in.DTB = nil, dtb
+	if p, err = Build(in); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(setupDTB(t, p, len(noIMA.BootParams.SetupData)), dtb) {
+		t.Fatal("without a hand-over the tree passed differs from the one given")
+	}
+	stale, err := fdt.Parse(dtb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := stale.CreateNode("/chosen")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sc.SetProperty("linux,ima-kexec-buffer", make([]byte, 16)); err != nil {
+		t.Fatal(err)
+	}
+	in = capturedInputs(t)
+	in.IMAList = nil
+	if in.DTB, err = stale.Marshal(); err != nil {
+		t.Fatal(err)
+	}
+	if p, err = Build(in); err != nil {
+		t.Fatal(err)
+	}
+	passed, err := fdt.Parse(setupDTB(t, p, len(noIMA.BootParams.SetupData)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, ok := passed.Lookup("/chosen"); !ok || c.HasProperty("linux,ima-kexec-buffer") {
+		t.Fatal("a stale linux,ima-kexec-buffer was passed on")
+	}
+}
+
+// Finding "--dtb on x86 is ... measured as loaded, but never passed", the
+// kexec_file_load half: that syscall has no device tree argument (the
+// running kernel passes on the tree it booted with, if any), so FileLoad
+// refuses a given tree by name instead of planning a load that drops it;
+// auto takes kexec_load for it, with no kexec_file_load fallback, whatever
+// it would have chosen; -s and lockdown are refused by FileLoad.
+func TestX86FileLoadRefusesDTB(t *testing.T) {
+	dtb, err := os.ReadFile("../fdt/testdata/dtc-board.dtb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := capturedInputs(t)
+	if _, err := FileLoad(in); err != nil {
+		t.Fatalf("precondition: FileLoad without a tree: %v", err)
+	}
+	in.DTB = dtb
+	if p, err := FileLoad(in); !errors.Is(err, ErrFileLoadDTB) || !errors.Is(err, ErrInput) {
+		t.Fatalf("FileLoad with a device tree: plan %v, error %v", p != nil, err)
+	}
+	for _, f := range []Facts{
+		{}, // no list: file load by default
+		{IMAList: true, HandoverWanted: true, KernelHandsOver: true}, // the kernel hands over on file load
+		{IMAList: true, HandoverWanted: true},                        // gokexec hands over: load, file load on EPERM
+	} {
+		d := Decide(ModeAuto, f)
+		chose := d.Syscall
+		ImageDecision(&d, in)
+		if d.Syscall != SyscallKexecLoad || d.Plan != nil || chose == SyscallKexecFileLoad && !strings.Contains(d.Reason, "device tree") {
+			t.Errorf("auto with %+v and a device tree: %s (%s), fallbacks %q", f, d.Syscall, d.Reason, d.Plan)
+		}
+		without := Decide(ModeAuto, f)
+		ImageDecision(&without, capturedInputs(t))
+		if want := Decide(ModeAuto, f); without.Syscall != want.Syscall || len(without.Plan) != len(want.Plan) {
+			t.Errorf("auto with %+v and no device tree changed to %s %q", f, without.Syscall, without.Plan)
+		}
+	}
+	for _, d := range []Decision{Decide(ModeFile, Facts{}), Decide(ModeAuto, Facts{Lockdown: "integrity"})} {
+		ImageDecision(&d, in)
+		if d.Syscall != SyscallKexecFileLoad {
+			t.Errorf("%s (lockdown %q) with a device tree changed to %s", d.Mode, d.Facts.Lockdown, d.Syscall)
+		}
+	}
+	if d := Decide(ModeLoad, Facts{}); d.Syscall != SyscallKexecLoad {
+		t.Fatalf("-c chose %s", d.Syscall)
+	}
+}
+
+// The crash kernel half of the --dtb finding: kexec_load of a crash
+// kernel passes a given tree too (it was dropped without a word), byte
+// for byte (no hand-over); kexec_file_load of one refuses it.
+func TestX86CrashDTBPassedOrRefused(t *testing.T) {
+	dtb, err := os.ReadFile("../fdt/testdata/dtc-board.dtb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	without, err := BuildCrash(crashInputs(t), crashFacts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := crashInputs(t)
+	in.DTB = dtb
+	p, err := BuildCrash(in, crashFacts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(setupDTB(t, p, len(without.BootParams.SetupData)), dtb) {
+		t.Fatal("the crash kernel's SETUP_DTB differs from the tree given")
+	}
+	if _, err := FileLoadCrash(in, crashFacts()); !errors.Is(err, ErrFileLoadDTB) {
+		t.Fatalf("kexec_file_load of a crash kernel with a tree: %v", err)
 	}
 }

@@ -63,6 +63,10 @@ type Inputs struct {
 	// IMAEntries, when set, are the hand-over list already parsed (the
 	// loader's finalize has them); IMAList is then not read.
 	IMAEntries []ima.Entry
+	// IMAKexecList, when set, is the hand-over list already checked and
+	// encoded (the loader's finalize has it from its replay); IMAList and
+	// IMAEntries are then not read.
+	IMAKexecList *ima.KexecList
 	// IMAExtra is the headroom reserved after the list, for entries the
 	// system adds between load and exec.
 	IMAExtra uint64
@@ -110,6 +114,11 @@ type IMA struct {
 	ListBytes uint64 `json:"list_bytes"`
 	Entries   int    `json:"entries"`
 	Headroom  uint64 `json:"headroom"`
+	// ListUnread: a dry run could not read the list (securityfs not
+	// mounted, and a dry run never mounts): the buffer was sized for an
+	// empty list, so Size and ListBytes are estimates, short of the real
+	// list's bytes.
+	ListUnread bool `json:"list_unread,omitempty"`
 }
 
 // SetupData is one x86 setup_data node of a plan.
@@ -183,6 +192,10 @@ type DTBInfo struct {
 var (
 	ErrInput   = errors.New("bad input")
 	ErrIMAList = errors.New("IMA measurement list cannot be handed over")
+	// ErrFileLoadDTB: on x86 kexec_file_load takes no device tree; at
+	// most the kernel passes on the one it booted with, when asked to
+	// (KEXEC_FILE_FORCE_DTB).
+	ErrFileLoadDTB = errors.New("x86 kexec_file_load cannot pass a device tree")
 )
 
 const (
@@ -229,17 +242,22 @@ func imaLayout(in *Inputs) ([]byte, int, uint64, error) {
 	if order == nil {
 		order = binary.LittleEndian
 	}
-	entries := in.IMAEntries
-	if entries == nil {
+	kl := in.IMAKexecList
+	if kl == nil {
+		entries := in.IMAEntries
+		if entries == nil {
+			var err error
+			if entries, err = ima.ParseList(in.IMAList, order); err != nil {
+				return nil, 0, 0, fmt.Errorf("%w: %w", ErrIMAList, err)
+			}
+		}
 		var err error
-		if entries, err = ima.ParseList(in.IMAList, order); err != nil {
+		if kl, err = ima.NewKexecList(entries, order); err != nil {
 			return nil, 0, 0, fmt.Errorf("%w: %w", ErrIMAList, err)
 		}
 	}
-	buf, err := ima.MarshalKexecBuffer(entries, order)
-	if err != nil {
-		return nil, 0, 0, fmt.Errorf("%w: %w", ErrIMAList, err)
-	}
+	buf := kl.Buffer()
+	var err error
 	size := in.IMASegment
 	switch {
 	case size == 0:
@@ -249,7 +267,7 @@ func imaLayout(in *Inputs) ([]byte, int, uint64, error) {
 	case size < uint64(len(buf)) || size%in.PageSize != 0:
 		return nil, 0, 0, fmt.Errorf("%w: a hand-over buffer of %d bytes does not fit an IMA segment of %d bytes", ErrIMAList, len(buf), size)
 	}
-	return buf, len(entries), size, nil
+	return buf, kl.Count(), size, nil
 }
 
 // IMASegmentSize is the IMA segment for a hand-over buffer of bufLen bytes
@@ -318,6 +336,11 @@ func FileLoad(in *Inputs) (*Plan, error) {
 		}
 		if err := im.CheckCmdline(in.Cmdline); err != nil {
 			return nil, fmt.Errorf("command line: %w", err)
+		}
+		// The syscall has no device tree argument: refused rather than
+		// recorded (and measured) as loaded when it is not.
+		if len(in.DTB) > 0 {
+			return nil, fmt.Errorf("%w: %w: at most the running kernel passes on the tree it booted with (KEXEC_FILE_FORCE_DTB); a given device tree reaches the next kernel only with kexec_load (a SETUP_DTB node)", ErrInput, ErrFileLoadDTB)
 		}
 	case ArchARM64:
 		if err := checkARM64Kernel(in); err != nil {

@@ -30,24 +30,9 @@ func buildX86(in *Inputs) (*Plan, error) {
 	if err := im.CheckCmdline(in.Cmdline); err != nil {
 		return nil, fmt.Errorf("command line: %w", err)
 	}
-	mem, err := in.Memory.Normalize()
+	p, mem, alloc, err := startX86(in)
 	if err != nil {
 		return nil, err
-	}
-	alloc, err := segment.NewAllocator(mem.RAM(), in.PageSize)
-	if err != nil {
-		return nil, err
-	}
-	// Never place anything in the first MiB: firmware, the real-mode
-	// trampoline and the BIOS data areas live there.
-	alloc.Reserve(segment.Range{Start: 0, End: 1 * mib})
-
-	p := &Plan{
-		Arch:     ArchAMD64,
-		PageSize: in.PageSize,
-		Syscall:  SyscallKexecLoad,
-		Cmdline:  in.Cmdline,
-		Kernel:   Input{Path: in.KernelPath, Size: uint64(len(in.Kernel)), SHA256: in.kernelDigest()},
 	}
 
 	// 1. The kernel, as low as KASLR's floor allows: at or below 512 MiB so
@@ -93,6 +78,31 @@ func buildX86(in *Inputs) (*Plan, error) {
 	return p, nil
 }
 
+// startX86 is what both x86 kernel forms start from: the memory map
+// normalized, an allocator over its RAM with the first MiB reserved, and
+// a kexec_load plan naming the kernel input.
+func startX86(in *Inputs) (*Plan, segment.Map, *segment.Allocator, error) {
+	mem, err := in.Memory.Normalize()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	alloc, err := segment.NewAllocator(mem.RAM(), in.PageSize)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	// Never place anything in the first MiB: firmware, the real-mode
+	// trampoline and the BIOS data areas live there.
+	alloc.Reserve(segment.Range{Start: 0, End: 1 * mib})
+	p := &Plan{
+		Arch:     ArchAMD64,
+		PageSize: in.PageSize,
+		Syscall:  SyscallKexecLoad,
+		Cmdline:  in.Cmdline,
+		Kernel:   Input{Path: in.KernelPath, Size: uint64(len(in.Kernel)), SHA256: in.kernelDigest()},
+	}
+	return p, mem, alloc, nil
+}
+
 // placeX86Rest places, for either x86 kernel form once its kernel segments
 // are in p and alloc, the IMA hand-over buffer in [1 MiB, imaCeiling), the
 // setup_data nodes, the initrd, boot_params with the command line, and the
@@ -102,7 +112,7 @@ func placeX86Rest(in *Inputs, p *Plan, alloc *segment.Allocator, im *bzimage.Ima
 	var setup []bzimage.SetupData
 	// 2. The IMA hand-over buffer, below the kernel, out of the
 	//    decompressor's reach.
-	if in.IMAList != nil || in.IMAEntries != nil {
+	if in.IMAList != nil || in.IMAEntries != nil || in.IMAKexecList != nil {
 		buf, n, size, err := imaLayout(in)
 		if err != nil {
 			return err
@@ -123,10 +133,11 @@ func placeX86Rest(in *Inputs, p *Plan, alloc *segment.Allocator, im *bzimage.Ima
 	// A device tree given for x86 goes to the kernel as a SETUP_DTB node,
 	// as kexec-tools passes it: what is measured as loaded is handed over.
 	if len(in.DTB) > 0 {
-		if _, err := fdt.Parse(in.DTB); err != nil {
+		dtb, err := x86DTB(in.DTB, p.IMA)
+		if err != nil {
 			return fmt.Errorf("device tree: %w", err)
 		}
-		setup = append(setup, bzimage.SetupData{Type: bzimage.SetupDTB, Data: in.DTB})
+		setup = append(setup, bzimage.SetupData{Type: bzimage.SetupDTB, Data: dtb})
 	}
 
 	// 3. The initrd, as high as the kernel accepts.
@@ -205,6 +216,50 @@ func placeX86Rest(in *Inputs, p *Plan, alloc *segment.Allocator, im *bzimage.Ima
 	p.Segments = append(p.Segments, newSegment("trampoline", tr, bzimage.Trampoline(tr.Start, pr.Start, entry)))
 	p.Entry = tr.Start
 	return p.finish(ram)
+}
+
+// x86DTB is the tree a SETUP_DTB node carries: the one given, with
+// /chosen/linux,ima-kexec-buffer naming the IMA segment (in the root's
+// #address-cells/#size-cells) when there is one. An x86 kernel built with
+// CONFIG_OF_FLATTREE looks for its predecessor's list there and only
+// there (its SETUP_IMA reader is compiled out, though it still reserves
+// the SETUP_IMA range, which therefore stays as well); a kernel without
+// it ignores the tree. A stale linux,ima-kexec-buffer (a tree taken from
+// /sys/firmware/fdt) is removed. A tree that needs no change is passed
+// byte for byte.
+func x86DTB(b []byte, im *IMA) ([]byte, error) {
+	t, err := fdt.Parse(b)
+	if err != nil {
+		return nil, err
+	}
+	const prop = "linux,ima-kexec-buffer"
+	ch, ok := t.Lookup("/chosen")
+	if im == nil && (!ok || !ch.HasProperty(prop)) {
+		return b, nil
+	}
+	if ch, err = t.CreateNode("/chosen"); err != nil {
+		return nil, err
+	}
+	ch.DeleteProperty(prop)
+	if im != nil {
+		root := t.Root()
+		ac, err := root.AddressCells()
+		if err != nil {
+			return nil, fmt.Errorf("root #address-cells: %w", err)
+		}
+		sc, err := root.SizeCells()
+		if err != nil {
+			return nil, fmt.Errorf("root #size-cells: %w", err)
+		}
+		v, err := fdt.EncodeRanges(ac, sc, []fdt.Range{{Start: im.Addr, Size: im.Size}})
+		if err != nil {
+			return nil, fmt.Errorf("%s for the IMA segment at %#x (+%#x) in the root's %d/%d cells: %w", prop, im.Addr, im.Size, ac, sc, err)
+		}
+		if err := ch.SetProperty(prop, v); err != nil {
+			return nil, err
+		}
+	}
+	return t.Marshal()
 }
 
 func alignUp(v, a uint64) uint64 {

@@ -25,7 +25,8 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// fakeQEMU behaviours:
+// fakeQEMU behaviours (every run appends its arguments as one line to the
+// file GKT_FAKE_LOG names):
 //
 //	kvm-dies     KVM: print QEMU's internal-error text and hang (probe included)
 //	flaky-kvm    probe on KVM boots fine; a real run on KVM dies as above
@@ -37,6 +38,10 @@ func TestMain(m *testing.M) {
 // Software emulation (accel=tcg) always behaves as "good".
 func fakeQEMU(mode string, args []string) int {
 	joined := strings.Join(args, " ")
+	if f, err := os.OpenFile(os.Getenv("GKT_FAKE_LOG"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644); err == nil {
+		fmt.Fprintln(f, joined)
+		f.Close()
+	}
 	kvm := strings.Contains(joined, "accel=kvm")
 	probe := strings.Contains(joined, "-nodefaults")
 	hang := func() int { time.Sleep(time.Hour); return 0 }
@@ -129,7 +134,10 @@ func fakeStop(args []string) int {
 }
 
 // fakeHost puts the fake QEMU on PATH in mode, makes /dev/kvm a file that
-// opens, and forgets earlier accelerator choices.
+// opens, and forgets earlier accelerator choices. The probe's bound is
+// far beyond what a fake that answers needs on a loaded machine (the
+// tests assert what was decided, never how fast); a test of the bound
+// itself sets a short one.
 func fakeHost(t *testing.T, mode, accel string) (kernel string) {
 	t.Helper()
 	exe, err := os.Executable()
@@ -142,13 +150,14 @@ func fakeHost(t *testing.T, mode, accel string) (kernel string) {
 	}
 	t.Setenv("PATH", dir)
 	t.Setenv("GKT_FAKE_QEMU", mode)
+	t.Setenv("GKT_FAKE_LOG", filepath.Join(dir, "runs"))
 	t.Setenv(AccelEnv, accel)
 	dev := filepath.Join(dir, "kvm")
 	if err := os.WriteFile(dev, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	oldDev, oldArch, oldBound := kvmDevice, hostArch, probeTimeout
-	kvmDevice, hostArch, probeTimeout = dev, func() string { return "amd64" }, 3*time.Second
+	kvmDevice, hostArch, probeTimeout = dev, func() string { return "amd64" }, 10*time.Minute
 	resetAccelCache()
 	t.Cleanup(func() {
 		kvmDevice, hostArch, probeTimeout = oldDev, oldArch, oldBound
@@ -161,37 +170,54 @@ func fakeHost(t *testing.T, mode, accel string) (kernel string) {
 	return kernel
 }
 
+// fakeRuns is how many times the fake QEMU of fakeHost has run.
+func fakeRuns(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile(os.Getenv("GKT_FAKE_LOG"))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), "\n")
+}
+
+// TestAccelProbe: the probe decides by what the fake QEMU prints or how it
+// exits; only "silent" is decided by the bound, which is therefore short
+// there (a guest that never prints reaches any bound). No timing is
+// asserted: under load a fake may take long to start.
 func TestAccelProbe(t *testing.T) {
 	for _, tc := range []struct {
 		mode, want, reason string
-		within             time.Duration
+		bound              time.Duration // 0: fakeHost's
 	}{
-		{"good", AccelKVM, "root-mount panic", 10 * time.Second},
-		{"kvm-dies", AccelTCG, "KVM internal error", 10 * time.Second},
-		{"kvm-aborts", AccelTCG, "failed to set MSR", 10 * time.Second},
-		// the probe's bound (3 s in fakeHost) decides a guest that never prints
-		{"silent", AccelTCG, "no kernel output within 3s", 10 * time.Second},
+		{"good", AccelKVM, "root-mount panic", 0},
+		{"kvm-dies", AccelTCG, "KVM internal error", 0},
+		{"kvm-aborts", AccelTCG, "failed to set MSR", 0},
+		{"silent", AccelTCG, "no kernel output within 1s", time.Second},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			k := fakeHost(t, tc.mode, "")
-			start := time.Now()
+			if tc.bound != 0 {
+				probeTimeout = tc.bound
+			}
 			a, err := ChooseAccel(context.Background(), "amd64", k)
-			took := time.Since(start)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if a.Name != tc.want || !strings.Contains(a.Reason, tc.reason) || a.Mode != AccelAuto {
 				t.Fatalf("got %+v, want %s because %q", a, tc.want, tc.reason)
 			}
-			if took > tc.within {
-				t.Errorf("probe took %v", took)
+			if n := fakeRuns(t); n != 1 {
+				t.Fatalf("the probe ran QEMU %d times", n)
 			}
-			// cached: a second call does not probe again
+			// cached: a second call does not probe again (QEMU not run,
+			// and a silent QEMU would decide otherwise)
 			t.Setenv("GKT_FAKE_QEMU", "silent")
-			start = time.Now()
 			b, err := ChooseAccel(context.Background(), "amd64", k)
-			if err != nil || b != a || time.Since(start) > time.Second {
-				t.Fatalf("second choice %+v, %v after %v; want the cached %+v", b, err, time.Since(start), a)
+			if err != nil || b != a || fakeRuns(t) != 1 {
+				t.Fatalf("second choice %+v, %v, QEMU run %d times; want the cached %+v", b, err, fakeRuns(t), a)
 			}
 		})
 	}
@@ -229,12 +255,9 @@ func TestAccelEnv(t *testing.T) {
 }
 
 // fakeRun runs a VM on the fake QEMU and returns its result and error.
-func fakeRun(t *testing.T, k string) (*Result, error, time.Duration) {
+func fakeRun(t *testing.T, k string) (*Result, error) {
 	t.Helper()
-	art := t.TempDir()
-	start := time.Now()
-	res, err := Run(context.Background(), VM{Kernel: k, Step: "1", ArtifactsDir: art, Timeout: 5 * time.Minute})
-	return res, err, time.Since(start)
+	return Run(context.Background(), VM{Kernel: k, Step: "1", ArtifactsDir: t.TempDir(), Timeout: 5 * time.Minute})
 }
 
 func TestRunFailsFastOnKVM(t *testing.T) {
@@ -245,15 +268,12 @@ func TestRunFailsFastOnKVM(t *testing.T) {
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			k := fakeHost(t, tc.mode, "kvm")
-			res, err, took := fakeRun(t, k)
+			res, err := fakeRun(t, k)
 			if !errors.Is(err, ErrAccel) {
 				t.Fatalf("got %v, want ErrAccel", err)
 			}
 			if !strings.Contains(err.Error(), tc.text) || !strings.Contains(err.Error(), res.Serial) {
 				t.Errorf("error %q does not name %q and the serial log", err, tc.text)
-			}
-			if took > 30*time.Second {
-				t.Errorf("failed after %v; want at once", took)
 			}
 			if res.AccelNote != "" {
 				t.Errorf("forced kvm was retried: %s", res.AccelNote)
@@ -270,7 +290,7 @@ func TestRunRetriesWithTCG(t *testing.T) {
 	for _, mode := range []string{"flaky-kvm", "kvm-stops"} {
 		t.Run(mode, func(t *testing.T) {
 			k := fakeHost(t, mode, "")
-			res, err, took := fakeRun(t, k)
+			res, err := fakeRun(t, k)
 			if err != nil {
 				t.Fatalf("after the retry: %v", err)
 			}
@@ -283,13 +303,14 @@ func TestRunRetriesWithTCG(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(filepath.Dir(res.Serial), "serial-kvm.log")); err != nil {
 				t.Errorf("the KVM attempt's console was not kept: %v", err)
 			}
-			if took > 30*time.Second {
-				t.Errorf("took %v", took)
+			// the probe, the KVM attempt and the retry
+			if n := fakeRuns(t); n != 3 {
+				t.Fatalf("QEMU ran %d times, want 3 (probe, KVM, TCG)", n)
 			}
 			// later runs go straight to tcg
-			res, err, _ = fakeRun(t, k)
-			if err != nil || res.Accel.Name != AccelTCG || res.AccelNote != "" {
-				t.Fatalf("second run: %+v, %v", res.Accel, err)
+			res, err = fakeRun(t, k)
+			if err != nil || res.Accel.Name != AccelTCG || res.AccelNote != "" || fakeRuns(t) != 4 {
+				t.Fatalf("second run: %+v, %v, QEMU run %d times in all", res.Accel, err, fakeRuns(t))
 			}
 		})
 	}
@@ -297,7 +318,7 @@ func TestRunRetriesWithTCG(t *testing.T) {
 
 func TestRunUsesProbedKVM(t *testing.T) {
 	k := fakeHost(t, "good", "")
-	res, err, _ := fakeRun(t, k)
+	res, err := fakeRun(t, k)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,8 @@
 # package, with tinyconfig plus a fragment:
 #   (default)                 x86: hands the IMA list over itself (CONFIG_IMA_KEXEC),
 #                             scripts/kernel-imakexec.config -> imakexec-amd64
+#   --variant of              x86: the same plus CONFIG_OF (reads a device tree from
+#                             a SETUP_DTB node; IMA hand-over from its /chosen) -> of-amd64
 #   --arch arm64 --variant restore   arm64, IMA_KEXEC off, gzip zboot -> restore-arm64
 #   --arch arm64 --variant imakexec  arm64, IMA_KEXEC on, zstd zboot -> imakexec-arm64
 # (arm64: scripts/kernel-arm64.config plus the variant's lines, cross-built
@@ -51,10 +53,19 @@ done
 # Per architecture: fragment, extra lines, make arguments, targets, and
 # the files kept.
 case $arch/$variant in
-amd64/ | amd64/imakexec)
+amd64/ | amd64/imakexec | amd64/of)
 	fragment=$here/scripts/kernel-imakexec.config
 	extra=
 	name=imakexec-amd64
+	if [ "$variant" = of ]; then
+		# Device tree support: the kernel takes a tree from a SETUP_DTB
+		# node (gokexec --dtb) and shows it at /sys/firmware/fdt. With
+		# OF_FLATTREE an x86 kernel looks for the IMA hand-over in the
+		# tree's /chosen/linux,ima-kexec-buffer, not in SETUP_IMA, so this
+		# is a kernel of its own, not the CONFIG_IMA_KEXEC scenarios'.
+		extra=$'CONFIG_OF=y\nCONFIG_OF_EARLY_FLATTREE=y'
+		name=of-amd64
+	fi
 	makeargs=()
 	targets=(bzImage)
 	cc=gcc
@@ -128,7 +139,8 @@ fi
 
 # --- cache key -------------------------------------------------------------
 if [ "$arch" = amd64 ]; then
-	digest=$( { echo "base=tinyconfig"; echo "gcc=$(gcc -dumpfullversion)"; cat "$fragment"; } | sha256sum | cut -c1-12)
+	# (extra is empty for the default kernel, whose key stays as it was)
+	digest=$( { echo "base=tinyconfig"; echo "gcc=$(gcc -dumpfullversion)"; cat "$fragment"; [ -z "$extra" ] || printf '%s\n' "$extra"; } | sha256sum | cut -c1-12)
 else
 	digest=$( { echo "base=tinyconfig"; echo "arch=$arch"; echo "gcc=$($cc -dumpfullversion)"; cat "$fragment"; printf '%s\n' "$extra"; } | sha256sum | cut -c1-12)
 fi

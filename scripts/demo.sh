@@ -4,16 +4,21 @@
 # kernel's list against the TPM with imalog. Exit status: imalog verify's.
 #
 # It installs only what the demo boots (scripts/setup.sh demo: QEMU x86,
-# swtpm, Debian's two cloud kernels). While the kernels download, the Go
-# programs the demo runs are compiled, with the flags the demo builds its
-# guest binaries with, so the demo itself finds them in Go's build cache.
+# swtpm, Debian's two cloud kernels, and the CA certificates go needs to
+# fetch modules on a minimal Debian). The apt packages come first; then,
+# while the kernels download, the Go programs the demo runs are compiled,
+# with the flags the demo builds its guest binaries with, so the demo itself
+# finds them in Go's build cache.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 start=$(date +%s)
 bin=$here/build/demo-bin
 mkdir -p "$bin"
-bash scripts/setup.sh demo &
+command -v go >/dev/null || { echo "demo.sh: go not found in PATH (the README's set-up asks for a Go tool chain)" >&2; exit 1; }
+bash scripts/setup.sh demo packages
+echo "demo.sh: apt packages ready after $(($(date +%s) - start)) s" >&2
+bash scripts/setup.sh demo kernels &
 setup=$!
 (
 	go build -o "$bin/" ./demo ./cmd/imalog

@@ -8,6 +8,13 @@
 #   bash scripts/setup.sh test   # (the default) the demo's set, plus the
 #                                # test-only tools, the arm64 kernel and the
 #                                # self-built test kernels
+#   bash scripts/setup.sh demo|test packages   # only the apt packages
+#   bash scripts/setup.sh demo|test kernels    # only the kernels (packages present)
+#
+# Go itself is not installed here (the README asks for a Go tool chain in
+# PATH), but what go needs on a fresh machine is: ca-certificates, without
+# which a minimal Debian cannot fetch the Go modules over HTTPS, and git,
+# which go build uses to stamp the commit into a clone's binaries.
 #
 # Kernels are resolved by package name through the metapackages, never by a
 # hard-coded version, and unpacked with dpkg-deb (nothing is installed into the
@@ -15,9 +22,10 @@
 set -euo pipefail
 
 mode=${1:-test}
-case "$mode" in
-demo | test) ;;
-*) echo "usage: $0 [demo|test]" >&2; exit 2 ;;
+step=${2:-all}
+case "$mode/$step" in
+demo/all | test/all | demo/packages | test/packages | demo/kernels | test/kernels) ;;
+*) echo "usage: $0 [demo|test] [packages|kernels]" >&2; exit 2 ;;
 esac
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,8 +39,9 @@ mkdir -p "$here/build"; [ -e "$here/build/go.mod" ] || printf 'module buildcache
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# What the demo runs: QEMU for x86, the software TPM and its set-up tool.
-demo_pkgs=(qemu-system-x86 swtpm swtpm-tools)
+# What the demo runs: QEMU for x86, the software TPM and its set-up tool;
+# what go needs to fetch the modules and stamp the commit (see above).
+demo_pkgs=(qemu-system-x86 swtpm swtpm-tools ca-certificates git)
 # What only the tests run: the arm64 guests, the oracles (evmctl, tpm2-tools,
 # dtc, readelf, kexec-tools, makedumpfile), the guest image builder
 # (mmdebstrap), lintian for the package, and the kernel build.
@@ -42,14 +51,20 @@ test_pkgs=(qemu-system-arm qemu-utils kexec-tools ima-evm-utils openssl device-t
 	tpm2-tools makedumpfile)
 need_pkgs=("${demo_pkgs[@]}")
 [ "$mode" = test ] && need_pkgs+=("${test_pkgs[@]}")
-missing=()
-for p in "${need_pkgs[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-	echo "setup: installing ${missing[*]}" >&2
-	as_root apt-get update -qq
-	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [ "$step" != kernels ]; then
+	missing=()
+	for p in "${need_pkgs[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+	done
+	if [ ${#missing[@]} -gt 0 ]; then
+		echo "setup: installing ${missing[*]}" >&2
+		as_root apt-get update -qq
+		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	fi
+	if [ "$step" = packages ]; then
+		echo "setup: packages ready for the ${mode}" >&2
+		exit 0
+	fi
 fi
 
 # resolve METAPKG -> concrete linux-image package name.
@@ -119,6 +134,8 @@ fetch_root kexec-tools-arm64 kexec-tools:arm64 || echo "setup: arm64 kexec-tools
 # The CONFIG_IMA_KEXEC test kernels, built from Debian unstable's linux-source
 # (cached in ${GOKEXEC_KCACHE:-/var/cache/gokexec/kernels}; see the scripts).
 GOKEXEC_CACHE=$cache bash "$here/scripts/build-kernel.sh"
+# The same x86 kernel with CONFIG_OF (the --dtb scenario's last kernel).
+GOKEXEC_CACHE=$cache bash "$here/scripts/build-kernel.sh" --offline --variant of
 if [ -f "$here/scripts/build-kernel-arm64.sh" ]; then
 	GOKEXEC_CACHE=$cache bash "$here/scripts/build-kernel-arm64.sh"
 fi

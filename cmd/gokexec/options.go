@@ -76,7 +76,7 @@ var optTable = []opt{
 	{long: "reuse-cmdline", kexec: true, loadOnly: true, help: "Start the command line from the running kernel's, without BOOT_IMAGE= and, for -p only, crashkernel= (as kexec-tools).", set: flagTrue(func(c *cli) *bool { return &c.reuseCmdline })},
 	{long: "initrd", arg: "FILE", kexec: true, loadOnly: true, help: "Use FILE as the initial ramdisk.", set: str(func(c *cli) *string { return &c.initrd })},
 	{long: "ramdisk", arg: "FILE", kexec: true, loadOnly: true, help: "Same as --initrd.", set: str(func(c *cli) *string { return &c.initrd })},
-	{long: "dtb", arg: "FILE", kexec: true, loadOnly: true, help: "arm64: start the next kernel's device tree from FILE (default /sys/firmware/fdt); x86: pass FILE as a SETUP_DTB node.", set: str(func(c *cli) *string { return &c.dtb })},
+	{long: "dtb", arg: "FILE", kexec: true, loadOnly: true, help: "arm64: start the next kernel's device tree from FILE (default /sys/firmware/fdt); x86: pass FILE as a SETUP_DTB node (kexec_load only: kexec_file_load cannot pass a device tree, so -s refuses it and -a takes kexec_load).", set: str(func(c *cli) *string { return &c.dtb })},
 	{long: "args-linux", kexec: true, loadOnly: true, help: "Accepted: an ELF vmlinux is always booted as Linux.", set: flagTrue(func(c *cli) *bool { return &c.argsLinux })},
 	{long: "mem-min", arg: "ADDRESS", kexec: true, help: "Load nothing below ADDRESS.", set: str(func(c *cli) *string { return &c.memMin })},
 	{long: "mem-max", arg: "ADDRESS", kexec: true, help: "Load nothing above ADDRESS.", set: str(func(c *cli) *string { return &c.memMax })},

@@ -17,9 +17,16 @@
 //
 // Invariants: the image's inputs are read once, through their
 // io.ReaderAts; nothing here touches the machine except through the
-// loader.Host given; u-root's LoadOptions cannot be read outside u-root
-// (its options type is unexported), so a dry run is asked for with
-// DryRun, not boot.WithDryRun.
+// loader.Host given.
+//
+// Dry runs: set Image.DryRun. u-root's boot.WithDryRun cannot be honoured:
+// a boot.LoadOption is a func over u-root's unexported options type, and
+// u-root v0.16.0's pkg/boot exports no way to read one (checked: boot.go
+// has only the WithLogger, WithVerbose and WithDryRun constructors), so
+// Load cannot tell which options it was given and ignores them all. In
+// particular u-root's menu (menu.OSImageAction with NoKexecLoad) asks
+// for a dry run through that option: an Image under such a menu loads for
+// real unless its DryRun is set.
 package urootboot
 
 import (
@@ -123,7 +130,8 @@ func (i *Image) image() (loader.Image, error) {
 
 // Load loads the image with the IMA hand-over and finalizes it, so that
 // boot.Execute boots a completed hand-over. u-root's load options are
-// ignored (they cannot be read outside u-root; see DryRun).
+// ignored, boot.WithDryRun included (they cannot be read outside u-root;
+// see the package doc): a dry run is Image.DryRun.
 func (i *Image) Load(...boot.LoadOption) error {
 	ctx := context.Background()
 	img, err := i.image()
