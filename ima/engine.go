@@ -1,6 +1,7 @@
 package ima
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -50,6 +51,12 @@ type job struct {
 	// restore: apply the restoring kernel's per-entry rules (restoreCheck),
 	// with the SHA-1 digests the pass computes (sha1 must be set).
 	restore bool
+	// noCand: the pass does not build a timeline (chunk.cand stays empty).
+	noCand bool
+	// same, for a source of entries: the binary list they were parsed
+	// from; every entry is checked to be encoded there, at its offset
+	// (chunk.differs reports one that is not).
+	same []byte
 }
 
 // ErrPCRIndex: an entry names a PCR no TPM has (kernels use indices below
@@ -68,6 +75,7 @@ type chunk struct {
 	cand  []int32    // entries (within the chunk) the timeline must see
 	// restore: job.restore's findings, in entry order
 	restore []restoreFinding
+	differs bool  // job.same: an entry of the chunk is not encoded there
 	err     error // the input ends in this error after es
 	done    chan struct{}
 }
@@ -100,21 +108,27 @@ func runPass(src source, jb job, consume func(c *chunk) error) (int, error) {
 		get := func() *chunk {
 			select {
 			case c := <-pool:
-				c.es, c.names, c.cand, c.restore, c.err = c.es[:0], c.names[:0], c.cand[:0], c.restore[:0], nil
+				c.es, c.names, c.cand, c.restore, c.differs, c.err = c.es[:0], c.names[:0], c.cand[:0], c.restore[:0], false, nil
 				return c
 			case <-quit:
 				return nil
 			}
 		}
 		if src.open == nil {
+			off := int64(0)
 			for base := 0; base < len(src.entries); base += chunkEntries {
 				c := get()
 				if c == nil {
 					return
 				}
 				end := min(base+chunkEntries, len(src.entries))
-				c.base = base
+				c.base, c.off = base, off
 				c.es = src.entries[base:end:end] // capped: never appended to
+				if jb.same != nil {
+					for i := range c.es {
+						off += int64(c.es[i].EncodedSize())
+					}
+				}
 				emit(c)
 			}
 			return
@@ -266,8 +280,15 @@ func (w *worker) fill(c *chunk, jb job, order endian) {
 		}
 		c.sha1 = c.sha1[:n]
 	}
+	off := c.off
 	for i := range c.es {
 		e := &c.es[i]
+		if jb.same != nil {
+			if !encodedAt(jb.same, off, e, order) {
+				c.differs = true
+			}
+			off += int64(e.EncodedSize())
+		}
 		for k, b := range jb.own {
 			sz := b.Size()
 			w.templateSum(b, c.own[k][i*sz:(i+1)*sz], e)
@@ -281,10 +302,37 @@ func (w *worker) fill(c *chunk, jb job, order endian) {
 				c.restore = append(c.restore, restoreFinding{p, stop})
 			}
 		}
-		if e.Violation() || c.base+i == 0 || w.candidate(i, e, order) {
+		if !jb.noCand && (e.Violation() || c.base+i == 0 || w.candidate(i, e, order)) {
 			c.cand = append(c.cand, int32(i))
 		}
 	}
+}
+
+// encodedAt reports whether list holds e's encoding at off. The template
+// data of an entry parsed from list is list's own memory there (ParseList
+// slices it), which is checked without reading it.
+func encodedAt(list []byte, off int64, e *Entry, order endian) bool {
+	size := int64(e.EncodedSize())
+	if off < 0 || off > int64(len(list))-size {
+		return false
+	}
+	b := list[off : off+size]
+	nl := len(e.TemplateName)
+	if order.Uint32(b[0:]) != e.PCR || [20]byte(b[4:24]) != e.TemplateDigest ||
+		order.Uint32(b[24:]) != uint32(nl) || string(b[28:28+nl]) != e.TemplateName {
+		return false
+	}
+	data := b[28+nl:]
+	if e.TemplateName != legacyTemplateName {
+		if order.Uint32(data) != uint32(len(e.TemplateData)) {
+			return false
+		}
+		data = data[4:]
+	}
+	if len(data) != len(e.TemplateData) {
+		return false
+	}
+	return len(data) == 0 || &data[0] == &e.TemplateData[0] || bytes.Equal(data, e.TemplateData)
 }
 
 func grow(b []byte, n int) []byte {

@@ -133,7 +133,7 @@ func (r *restoreCollector) err(n int) error {
 
 // checkJob is the pass that checks restorability: the SHA-1 of every
 // entry's template input, compared with its stored digest.
-var checkJob = job{sha1: true, restore: true}
+var checkJob = job{sha1: true, restore: true, noCand: true}
 
 // CheckRestorable reports every entry that a restoring kernel
 // (ima_restore_measurement_list) would reject, silently drop or restore

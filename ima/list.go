@@ -227,19 +227,20 @@ func clip(b []byte) string {
 // AppendList serializes entries in binary_runtime_measurements form.
 // ParseList followed by AppendList reproduces the input byte for byte.
 func AppendList(dst []byte, entries []Entry, order binary.ByteOrder) []byte {
+	end := endianOf(order)
 	for i := range entries {
-		dst = appendEntry(dst, &entries[i], order)
+		dst = appendEntry(dst, &entries[i], end)
 	}
 	return dst
 }
 
-func appendEntry(dst []byte, e *Entry, order binary.ByteOrder) []byte {
-	dst = appendU32(dst, order, e.PCR)
+func appendEntry(dst []byte, e *Entry, order endian) []byte {
+	dst = order.appendU32(dst, e.PCR)
 	dst = append(dst, e.TemplateDigest[:]...)
-	dst = appendU32(dst, order, uint32(len(e.TemplateName)))
+	dst = order.appendU32(dst, uint32(len(e.TemplateName)))
 	dst = append(dst, e.TemplateName...)
 	if e.TemplateName != legacyTemplateName {
-		dst = appendU32(dst, order, uint32(len(e.TemplateData)))
+		dst = order.appendU32(dst, uint32(len(e.TemplateData)))
 	}
 	return append(dst, e.TemplateData...)
 }
@@ -291,9 +292,16 @@ func (e *Entry) Fields(order binary.ByteOrder) ([]Field, error) {
 }
 
 func appendU32(dst []byte, order binary.ByteOrder, v uint32) []byte {
-	var b [4]byte
-	order.PutUint32(b[:], v)
-	return append(dst, b[:]...)
+	return endianOf(order).appendU32(dst, v)
+}
+
+// appendU32 appends v in e's order without a call through an interface
+// (whose argument would escape: one allocation per length field).
+func (e endian) appendU32(dst []byte, v uint32) []byte {
+	if e.big {
+		return binary.BigEndian.AppendUint32(dst, v)
+	}
+	return binary.LittleEndian.AppendUint32(dst, v)
 }
 
 // endian is a byte order that the parsers' inner loops call directly: a

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/binary"
+	"fmt"
 	"hash"
 	"io"
 	"slices"
@@ -313,7 +314,7 @@ type BankMethod struct {
 // replayPlan sets up chains and the workers' job for runs; SHA-1 digests
 // are recomputed from the template data (a replay of the data).
 func replayPlan(runs []BankMethod) ([]*chain, []int, job) {
-	jb := job{extend: true}
+	jb := job{extend: true, noCand: true}
 	var chains []*chain
 	var runOf []int
 	for i, r := range runs {
@@ -400,30 +401,49 @@ func readerAtSource(r io.ReaderAt, size int64, order binary.ByteOrder) source {
 
 // ReplayKexec is ReplayAll over a list that is to be handed over: the same
 // pass checks every entry as CheckRestorable does (with the SHA-1 digests
-// it computes anyway, one per entry) and encodes the list, which it
-// returns as a KexecList. A list the restoring kernel would not restore in
-// full and unchanged is refused with a *RestoreError and no results.
-func ReplayKexec(entries []Entry, order binary.ByteOrder, runs []BankMethod) ([]map[uint32][]byte, *KexecList, error) {
+// it computes anyway, one per entry) and returns the list as a KexecList.
+// list, if not nil, is the binary list the entries were parsed from: the
+// pass checks that it encodes exactly them and the KexecList takes its
+// bytes (one copy) instead of encoding the entries again. A list the
+// restoring kernel would not restore in full and unchanged is refused with
+// a *RestoreError and no results.
+func ReplayKexec(list []byte, entries []Entry, order binary.ByteOrder, runs []BankMethod) ([]map[uint32][]byte, *KexecList, error) {
 	if order == nil {
 		return nil, nil, errNilOrder
 	}
 	chains, runOf, jb := replayPlan(runs)
-	jb.sha1, jb.restore = true, true
-	k := newKexecList(order, encodedSize(entries))
+	jb.sha1, jb.restore, jb.same = true, true, list
+	size := len(list)
+	if list == nil {
+		size = encodedSize(entries)
+	}
+	// Room for what a finalize appends (the loader's entries, and the
+	// kernel's that arrive meanwhile) without copying the list again.
+	k := newKexecList(order, size+64<<10)
 	var rc restoreCollector
+	differs := false
 	_, err := runPass(source{entries: entries, order: endianOf(order)}, jb, func(c *chunk) error {
 		for _, x := range chains {
 			x.extendAll(c)
 		}
 		rc.add(c.restore, c.base)
-		k.b = AppendList(k.b, c.es, order)
+		differs = differs || c.differs
+		if list == nil {
+			k.b = AppendList(k.b, c.es, order)
+		}
 		return nil
 	})
 	if err == nil {
 		err = rc.err(len(entries))
 	}
+	if err == nil && list != nil && (differs || encodedSize(entries) != len(list)) {
+		err = fmt.Errorf("%w: the binary list does not encode the entries given with it", ErrMalformed)
+	}
 	if err != nil {
 		return nil, nil, err
+	}
+	if list != nil {
+		k.b = append(k.b, list...)
 	}
 	k.n = len(entries)
 	out := make([]map[uint32][]byte, len(runs))

@@ -143,16 +143,28 @@ func dryRunPlan(t *testing.T, res *qemu.Result, boot int, load []string) filePla
 	return pl
 }
 
-// checkKernelHandover checks a second boot's list that the kernel handed
-// over itself (kexec_file_load with IMA_KEXEC): the late files read under
-// lateDir between -l and -e are all in the restored part, and every marker
-// decodes and is the kernel's (checkKernelMarker). It returns the markers,
-// those split by name, and the index of the second boot_aggregate.
-func checkKernelHandover(t *testing.T, es []ima.Entry, lateDir string, late int) (ms, loads, execs []kernelMarker, b2 int) {
+// checkKernelHandover checks the part of a list that the kernel handed
+// over itself (kexec_file_load with IMA_KEXEC) at the end of the boot whose
+// entries begin at index from (0 for the first boot; the length of the
+// previous boot's list for a later one): the late files read under lateDir
+// between -l and -e are all before the next boot's boot_aggregate, and
+// every marker in that part decodes and is the kernel's
+// (checkKernelMarker). It returns those markers, split by name too, and the
+// index of the next boot's boot_aggregate.
+func checkKernelHandover(t *testing.T, es []ima.Entry, from int, lateDir string, late int) (ms, loads, execs []kernelMarker, next int) {
 	t.Helper()
-	b2 = secondBoot(t, es)
+	next = -1
+	for i := from + 1; i < len(es); i++ {
+		if isBootAggregate(es[i]) {
+			next = i
+			break
+		}
+	}
+	if next < 0 {
+		t.Fatalf("list of %d entries: no boot_aggregate after entry %d", len(es), from)
+	}
 	n := 0
-	for i := range es[:b2] {
+	for i := from; i < next; i++ {
 		if strings.HasPrefix(es[i].EventName(binary.LittleEndian), lateDir) {
 			n++
 		}
@@ -160,16 +172,19 @@ func checkKernelHandover(t *testing.T, es []ima.Entry, lateDir string, late int)
 	if n != late {
 		t.Fatalf("the restored list holds %d of the %d files read under %s after -l", n, late, lateDir)
 	}
-	ms = decodedMarkers(t, es)
-	for _, m := range ms {
+	for _, m := range decodedMarkers(t, es) {
+		if m.index < from || m.index >= next {
+			continue
+		}
 		checkKernelMarker(t, es, m)
+		ms = append(ms, m)
 		if m.name == ima.MarkerKexecLoad {
 			loads = append(loads, m)
 		} else {
 			execs = append(execs, m)
 		}
 	}
-	return ms, loads, execs, b2
+	return ms, loads, execs, next
 }
 
 func cmdOutput(res *qemu.Result, boot int, argv0 string) (proto.Record, bool) {
@@ -213,7 +228,7 @@ func TestFileKexecHandsOver(t *testing.T) {
 
 	list2 := parseList(t, res.List(2, "binary_runtime_measurements"), "boot 2")
 	requireReplays(t, list2, pcrValues(t, res.PCRs(2), "sha1", "sha256"), "boot 2")
-	ms, loads, execs, b2 := checkKernelHandover(t, list2, "/tmp/late/", 5)
+	ms, loads, execs, b2 := checkKernelHandover(t, list2, 0, "/tmp/late/", 5)
 	// -l and the refresh at -e each made the kernel measure a kexec_load.
 	if len(loads) != 2 || len(execs) != 1 || execs[0].index != b2-1 || loads[1].index > execs[0].index {
 		t.Fatalf("markers load %v execute %v, second boot at %d", loads, execs, b2)

@@ -232,7 +232,7 @@ func (c *Captured) MemoryMap(string) (segment.Map, error) {
 		if dir != nil {
 			m, err = segment.ParseSysfsMemmap(dir)
 		} else {
-			m, err = segment.ParseIomem(bytes.NewReader(b))
+			m, err = segment.ParseIomemUsable(bytes.NewReader(b))
 		}
 		if err != nil {
 			return nil, fmt.Errorf("memory map %s: %w", t.name(rel), err)

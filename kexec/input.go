@@ -70,8 +70,14 @@ func readOpen(what, path string, f *os.File, max int64) ([]byte, error) {
 	if st.Size() > max {
 		return nil, &InputError{what, path, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, st.Size(), max)}
 	}
-	// Size the buffer from stat but never trust it: read at most max+1.
-	buf := make([]byte, 0, min(st.Size(), max)+1)
+	// Size the buffer from stat but never trust it: read at most max+1. A
+	// pseudo-file (securityfs, procfs) says 0: start at pseudoReadSize,
+	// since each read of a list the kernel generates costs a walk of it.
+	size := st.Size()
+	if size == 0 {
+		size = pseudoReadSize
+	}
+	buf := make([]byte, 0, min(size, max)+1)
 	b, err := readAllInto(buf, io.LimitReader(f, max+1))
 	if err != nil {
 		return nil, &InputError{what, path, err}
@@ -82,10 +88,19 @@ func readOpen(what, path string, f *os.File, max int64) ([]byte, error) {
 	return b, nil
 }
 
+// pseudoReadSize is the first read of a file whose size stat does not
+// tell.
+const pseudoReadSize = 64 << 10
+
+// readAllInto reads r to its end into b, doubling b when it fills (one
+// read call per doubling for a pseudo-file whose size stat did not tell:
+// the IMA list is generated again from its start by every read).
 func readAllInto(b []byte, r io.Reader) ([]byte, error) {
 	for {
 		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
+			nb := make([]byte, len(b), 2*cap(b)+1)
+			copy(nb, b)
+			b = nb
 		}
 		n, err := r.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]

@@ -60,7 +60,7 @@ func readMap(path string) (segment.Map, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := segment.ParseIomem(bytes.NewReader(b))
+	m, err := segment.ParseIomemUsable(bytes.NewReader(b))
 	if err != nil {
 		return nil, fmt.Errorf("memory map %s: %w", path, err)
 	}
@@ -160,9 +160,16 @@ const (
 // ParseKallsyms scans a /proc/kallsyms-format stream ("ADDR TYPE NAME
 // [MODULE]" lines) for the symbols of KallsymsFacts. Lines longer than
 // 4 KiB and streams over 1 GiB are refused.
+//
+// The scan ends at the built-in kernel's end of text, the _etext line:
+// the table lists the built-in symbols in address order, and the symbols
+// of KallsymsFacts are functions of built-in, non-init code (IMA is never
+// a module), so none can follow it; the data, init and module symbols
+// that do (under emulation, half the time of reading the table) are not
+// read. A table without _etext is read to its end.
 func ParseKallsyms(r io.Reader) (KallsymsFacts, error) {
 	var f KallsymsFacts
-	err := scanKallsyms(r, func(_, name []byte) {
+	err := scanKallsyms(r, imaPrefix, textEnd, func(_, name []byte) {
 		switch string(name) {
 		case SymAddKexecBuffer:
 			f.HandsOver = true
@@ -173,11 +180,24 @@ func ParseKallsyms(r io.Reader) (KallsymsFacts, error) {
 	return f, err
 }
 
+// imaPrefix starts the name of every symbol KallsymsFacts looks for.
+var imaPrefix = []byte("ima_")
+
+// kallsymsReadSize is the size of each read of kallsyms: the kernel writes
+// out (and, under emulation, slowly) 100,000+ lines, and a read call per
+// 4 KiB line buffer costs more than the scan.
+const kallsymsReadSize = 256 << 10
+
+// textEnd ends the built-in kernel's text in kallsyms ("ADDR T _etext").
+var textEnd = []byte(" _etext")
+
 // scanKallsyms calls fn with the type and name of every built-in symbol
-// (a module's symbols carry a fourth field, "[module]", and IMA is never
-// a module), within the bounds of ParseKallsyms.
-func scanKallsyms(r io.Reader, fn func(typ, name []byte)) error {
-	sc := bufio.NewScanner(io.LimitReader(r, maxKallsymsTotalBytes+1))
+// whose name starts with prefix (a module's symbols carry a fourth field,
+// "[module]", and IMA is never a module), within the bounds of
+// ParseKallsyms. Lines without prefix anywhere are not split into fields.
+// A line ending in stop (if not nil) ends the scan.
+func scanKallsyms(r io.Reader, prefix, stop []byte, fn func(typ, name []byte)) error {
+	sc := bufio.NewScanner(bufio.NewReaderSize(io.LimitReader(r, maxKallsymsTotalBytes+1), kallsymsReadSize))
 	sc.Buffer(make([]byte, 0, maxKallsymsLineBytes), maxKallsymsLineBytes)
 	var total int64
 	for sc.Scan() {
@@ -185,6 +205,12 @@ func scanKallsyms(r io.Reader, fn func(typ, name []byte)) error {
 		total += int64(len(line)) + 1
 		if total > maxKallsymsTotalBytes {
 			return fmt.Errorf("kallsyms: %w: more than %d bytes", ErrTooLarge, maxKallsymsTotalBytes)
+		}
+		if stop != nil && bytes.HasSuffix(line, stop) {
+			return nil
+		}
+		if !bytes.Contains(line, prefix) {
+			continue
 		}
 		var fields [4][]byte
 		n := 0
@@ -199,7 +225,7 @@ func scanKallsyms(r io.Reader, fn func(typ, name []byte)) error {
 			}
 			fields[n], rest = rest[:end], rest[end:]
 		}
-		if n != 3 {
+		if n != 3 || !bytes.HasPrefix(fields[2], prefix) {
 			continue
 		}
 		fn(fields[1], fields[2])

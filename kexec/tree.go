@@ -254,14 +254,12 @@ func CaptureKallsyms(root string) ([]byte, error) {
 	}
 	defer f.Close()
 	var out bytes.Buffer
-	err = scanKallsyms(f, func(typ, name []byte) {
-		if bytes.HasPrefix(name, []byte("ima_")) {
-			out.WriteString("0000000000000000 ")
-			out.Write(typ)
-			out.WriteByte(' ')
-			out.Write(name)
-			out.WriteByte('\n')
-		}
+	err = scanKallsyms(f, imaPrefix, nil, func(typ, name []byte) {
+		out.WriteString("0000000000000000 ")
+		out.Write(typ)
+		out.WriteByte(' ')
+		out.Write(name)
+		out.WriteByte('\n')
 	})
 	return out.Bytes(), err
 }

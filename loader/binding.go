@@ -54,11 +54,22 @@ func listLen(h Facts) (int, uint64) {
 	return len(es), uint64(len(raw))
 }
 
-// bind records the Binding of a load that just succeeded.
-func bind(h Facts) (*Binding, error) {
+// bind records the Binding of a load that just succeeded. snapshot, if
+// not nil, is the running kernel's list as a kexec_load read it: the
+// binding counts from it rather than reading the list again (the kernel
+// measures nothing of a kexec_load; a kexec-cmdline entry after the
+// snapshot is another tool's kexec_file_load, which finalize refuses). A
+// kexec_file_load's binding reads the list after the load, which the
+// kernel measured.
+func bind(h Facts, snapshot []byte) (*Binding, error) {
 	id, err := h.BootID()
 	if err != nil {
 		return nil, fmt.Errorf("binding: %w", err)
+	}
+	if snapshot != nil {
+		if es, err := ima.ParseList(snapshot, binary.LittleEndian); err == nil {
+			return &Binding{BootID: id, Entries: len(es), Bytes: uint64(len(snapshot))}, nil
+		}
 	}
 	n, size := listLen(h)
 	return &Binding{BootID: id, Entries: n, Bytes: size}, nil
@@ -77,38 +88,40 @@ func crashCmdline(cl string) bool {
 
 // checkBinding refuses a load that does not describe what the kernel has
 // loaded: made in another boot, nothing loaded any more, or another
-// tool's normal image loaded since (a crash kernel's reload is not).
-func checkBinding(h Facts, b *Binding) error {
+// tool's normal image loaded since (a crash kernel's reload is not). It
+// returns the running kernel's list as it read it (nil when it did not),
+// for finalize to start from rather than read it again.
+func checkBinding(h Facts, b *Binding) ([]byte, error) {
 	if b == nil {
-		return fmt.Errorf("%w: the state records no binding to a loaded image", ErrStale)
+		return nil, fmt.Errorf("%w: the state records no binding to a loaded image", ErrStale)
 	}
 	id, err := h.BootID()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if id != b.BootID {
-		return fmt.Errorf("%w: the state was written in boot %s, this is boot %s", ErrStale, b.BootID, id)
+		return nil, fmt.Errorf("%w: the state was written in boot %s, this is boot %s", ErrStale, b.BootID, id)
 	}
 	loaded, err := h.KexecLoaded(false)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !loaded {
-		return fmt.Errorf("%w: no kernel is loaded (/sys/kernel/kexec_loaded is 0): something unloaded gokexec's image", ErrStale)
+		return nil, fmt.Errorf("%w: no kernel is loaded (/sys/kernel/kexec_loaded is 0): something unloaded gokexec's image", ErrStale)
 	}
 	if b.Entries < 0 {
-		return nil
+		return nil, nil
 	}
 	raw, err := h.IMAList()
 	if err != nil {
-		return nil // no list to look in: finalize says what it needs
+		return nil, nil // no list to look in: finalize says what it needs
 	}
 	if uint64(len(raw)) < b.Bytes {
-		return nil // not the list of the load: finalize says so
+		return nil, nil // not the list of the load: finalize says so
 	}
 	es, err := ima.ParseList(raw[b.Bytes:], binary.LittleEndian)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	crashLoaded, _ := h.KexecLoaded(true)
 	for i := range es {
@@ -122,7 +135,7 @@ func checkBinding(h Facts, b *Binding) error {
 		if crashLoaded && crashCmdline(string(d.Buf)) {
 			continue // kdump reloaded its crash kernel
 		}
-		return fmt.Errorf("%w (entry %d: kexec-cmdline \"%s\")", ErrForeign, b.Entries+i, ima.Escape(string(d.Buf)))
+		return nil, fmt.Errorf("%w (entry %d: kexec-cmdline \"%s\")", ErrForeign, b.Entries+i, ima.Escape(string(d.Buf)))
 	}
-	return nil
+	return raw, nil
 }

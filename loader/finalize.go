@@ -72,7 +72,8 @@ func (l *Loaded) finalize() (*Report, error) {
 	if l.plan == nil {
 		return nil, ErrNothingLoaded
 	}
-	if err := checkBinding(l.host, l.binding); err != nil {
+	read, err := checkBinding(l.host, l.binding)
+	if err != nil {
 		return nil, err
 	}
 	o := &l.opts
@@ -124,7 +125,7 @@ func (l *Loaded) finalize() (*Report, error) {
 			return nil, err
 		}
 	}
-	res, err := finalizeList(finalizeIn{facts: l.host, tpm: t, prev: prev, fin: l.finalized, ours: ours,
+	res, err := finalizeList(finalizeIn{facts: l.host, tpm: t, read: read, prev: prev, fin: l.finalized, ours: ours,
 		pcr: o.pcr(), extra: o.IMAExtra, segment: l.plan.IMA.Size, page: l.plan.PageSize})
 	if err != nil {
 		return nil, err
@@ -139,7 +140,7 @@ func (l *Loaded) finalize() (*Report, error) {
 		return nil, fmt.Errorf("finalize: %w (%w)", err, ErrExtended)
 	}
 	raw := handoverList(p)
-	rep.ListBytes, rep.Count = uint64(len(raw)), len(res.list)
+	rep.ListBytes, rep.Count = uint64(len(raw)), res.kl.Count()
 	if err := execute(l.host, p, l.in, l.paths, false, false); err != nil {
 		return nil, fmt.Errorf("finalize: %w (%w)", err, ErrExtended)
 	}
@@ -185,7 +186,8 @@ func handoverList(p *plan.Plan) []byte {
 // finalizeIn is what finalizeList works from.
 type finalizeIn struct {
 	facts   Facts
-	tpm     TPM // nil: no TPM
+	tpm     TPM    // nil: no TPM
+	read    []byte // the running kernel's list as just read, or nil
 	prev    []ima.Entry
 	fin     *Finalized // the last finalize, or nil
 	ours    []ima.Entry
@@ -197,8 +199,7 @@ type finalizeIn struct {
 
 // finalizeOut is the completed hand-over list.
 type finalizeOut struct {
-	list          []ima.Entry
-	kl            *ima.KexecList // list, checked and encoded
+	kl            *ima.KexecList // the hand-over list, checked and encoded
 	ours          []ima.Entry    // the loader's entries, markers included
 	kernelEntries int            // how many of the running kernel's entries list accounts for
 	segment       uint64
@@ -212,7 +213,7 @@ type finalizeOut struct {
 // entries that arrived meanwhile where the PCRs say they were extended.
 func finalizeList(f finalizeIn) (finalizeOut, error) {
 	var out finalizeOut
-	b, err := stableBase(f.facts, f.tpm, f.prev, f.fin, f.pcr)
+	b, err := stableBase(f.facts, f.tpm, f.read, f.prev, f.fin, f.pcr)
 	if err != nil {
 		return out, err
 	}
@@ -228,7 +229,7 @@ func finalizeList(f finalizeIn) (finalizeOut, error) {
 		return out, err
 	}
 	out.ours, out.segment, out.relayout = h.ours, h.segment, h.relayout
-	final := append(append([]ima.Entry(nil), base...), h.ours...)
+	tail := h.ours // what follows the base in the hand-over
 	if f.tpm != nil {
 		methods := current(b.plans)
 		for _, e := range h.ours {
@@ -240,12 +241,12 @@ func finalizeList(f finalizeIn) (finalizeOut, error) {
 				return out, fmt.Errorf("finalize: extending PCR %d: %w (%w)", e.PCR, err, ErrExtended)
 			}
 		}
-		if final, nKernel, err = reconcile(f.facts, f.tpm, b, h.ours); err != nil {
+		if tail, nKernel, err = reconcile(f.facts, f.tpm, b, h.ours); err != nil {
 			return out, err
 		}
 		// Kernel entries that arrived between the snapshot and the extend
 		// may outgrow the segment: the same rule grows it.
-		need := uint64(ima.KexecHeaderSize) + listSize(final)
+		need := uint64(ima.KexecHeaderSize) + listSize(base) + listSize(tail)
 		var grew bool
 		if out.segment, grew, err = segmentFor(need, f.extra, out.segment, f.page); err != nil {
 			return out, fmt.Errorf("%w (%w)", err, ErrExtended)
@@ -255,14 +256,14 @@ func finalizeList(f finalizeIn) (finalizeOut, error) {
 	// The hand-over: the base as the replay checked and encoded it, and
 	// what follows it checked now.
 	if out.kl = b.kl; out.kl == nil {
-		out.kl, err = ima.NewKexecList(final, binary.LittleEndian)
+		out.kl, err = ima.NewKexecList(append(append([]ima.Entry(nil), base...), tail...), binary.LittleEndian)
 	} else {
-		err = out.kl.Append(final[len(base):]...)
+		err = out.kl.Append(tail...)
 	}
 	if err != nil {
 		return out, fmt.Errorf("finalize: %w: %w (%w)", plan.ErrIMAList, err, ErrExtended)
 	}
-	out.list, out.kernelEntries = final, nKernel
+	out.kernelEntries = nKernel
 	return out, nil
 }
 
@@ -279,17 +280,27 @@ type baseState struct {
 	kl *ima.KexecList
 }
 
-// stableBase reads the running kernel's list and the PCRs until the list
-// did not change while the PCRs were read. The base log is that list, or,
-// after an earlier finalize, the list it loaded followed by what the kernel
-// measured since. The base must replay to the TPM; the method that
+// stableBase reads the running kernel's list and the PCRs, and replays the
+// list, until the replay reproduces the PCRs. The base log is that list,
+// or, after an earlier finalize, the list it loaded followed by what the
+// kernel measured since. The base must replay to the TPM; the method that
 // reproduces each bank is returned for extending the loader's entries, and
 // the PCR values read (those of the base, and of pcr) are where the
 // loader's entries start from.
-func stableBase(h Facts, t TPM, prev []ima.Entry, fin *Finalized, pcr uint32) (baseState, error) {
+//
+// A replay that reproduces the PCRs read after the list is itself the
+// proof that they belong to that list (no chain of extends comes back to
+// a value it left): only when it does not is the list read again, to tell
+// entries that arrived meanwhile (try again) from a log that does not
+// replay (refused). read, if not nil, is the list as just read: the first
+// try starts from it.
+func stableBase(h Facts, t TPM, read []byte, prev []ima.Entry, fin *Finalized, pcr uint32) (baseState, error) {
 	last := errors.New("no attempt")
 	for try := 0; try < 5; try++ {
-		raw, err := h.IMAList()
+		raw, err := read, error(nil)
+		if read = nil; raw == nil {
+			raw, err = h.IMAList()
+		}
 		if errors.Is(err, kexec.ErrNoIMA) || errors.Is(err, kexec.ErrSecurityfsUnmounted) {
 			return baseState{}, fmt.Errorf("finalize: %w: %w", ErrNoIMAList, err)
 		}
@@ -313,22 +324,27 @@ func stableBase(h Facts, t TPM, prev []ima.Entry, fin *Finalized, pcr uint32) (b
 		if b.at, err = readPCRs(t, b.entries, pcr); err != nil {
 			return baseState{}, err
 		}
-		again, err := h.IMAList()
-		if err != nil {
-			return baseState{}, err
+		var list []byte // the base's bytes, when it is the list read
+		if fin == nil {
+			list = raw
+		}
+		b.plans, b.kl, err = planBanks(b.entries, b.at, list)
+		if errors.Is(err, plan.ErrIMAList) {
+			return baseState{}, fmt.Errorf("finalize: the log so far (%d entries): %w", len(b.entries), err)
+		}
+		if err == nil {
+			b.desc = describePlans(b.plans)
+			return b, nil
+		}
+		again, rerr := h.IMAList()
+		if rerr != nil {
+			return baseState{}, rerr
 		}
 		if !bytes.Equal(raw, again) {
 			last = errors.New("the list kept changing while the PCRs were read")
 			continue
 		}
-		if b.plans, b.kl, err = planBanks(b.entries, b.at); err != nil {
-			if errors.Is(err, plan.ErrIMAList) {
-				return baseState{}, fmt.Errorf("finalize: the log so far (%d entries): %w", len(b.entries), err)
-			}
-			return baseState{}, fmt.Errorf("%w; the log so far (%d entries) does not replay", err, len(b.entries))
-		}
-		b.desc = describePlans(b.plans)
-		return b, nil
+		return baseState{}, fmt.Errorf("%w; the log so far (%d entries) does not replay", err, len(b.entries))
 	}
 	return baseState{}, fmt.Errorf("finalize: %w", last)
 }
@@ -359,8 +375,8 @@ func readPCRs(t TPM, es []ima.Entry, extra ...uint32) (ima.PCRValues, error) {
 }
 
 // reconcile reads the kernel's list and the PCRs after the loader's entries
-// were extended and returns the order that reproduces the PCRs: the base,
-// the kernel entries that arrived before ours, ours, the rest. Only what
+// were extended and returns the order that reproduces the PCRs after the
+// base: the kernel entries that arrived before ours, ours, the rest. Only what
 // follows the base is replayed, from the PCR values the base replayed to;
 // only what the kernel appended to its list is parsed. The new count of
 // the kernel's entries accounted for is returned.
@@ -385,7 +401,7 @@ func reconcile(h Facts, t TPM, b baseState, ours []ima.Entry) ([]ima.Entry, int,
 	for i := 0; i <= len(newer); i++ {
 		cand := append(append(append([]ima.Entry(nil), newer[:i]...), ours...), newer[i:]...)
 		if extendsTo(b.at, cand, methods, pcrs) {
-			return append(append([]ima.Entry(nil), b.entries...), cand...), b.nKernel + len(newer), nil
+			return cand, b.nKernel + len(newer), nil
 		}
 	}
 	return nil, 0, fmt.Errorf("%w after extending the loader's %d entries (%d kernel entries arrived meanwhile) (%w)",

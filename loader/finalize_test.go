@@ -15,11 +15,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/gokexec/gokexec/ima"
 	"github.com/gokexec/gokexec/internal/testkernel"
+	"github.com/gokexec/gokexec/kexec"
 	"github.com/gokexec/gokexec/plan"
 	"github.com/gokexec/gokexec/tpm"
 	"github.com/gokexec/gokexec/tpm/tpmtest"
@@ -425,5 +427,168 @@ func TestFinalizeSelfCheckRefuses(t *testing.T) {
 	}
 	if now := pcr10(t, tp); !bytes.Equal(now[crypto.SHA256], was[crypto.SHA256]) || len(h.Loads) != 1 {
 		t.Fatal("the loader extended or loaded after a failed self-check")
+	}
+}
+
+// An entry the next kernel would not restore unchanged (its stored digest
+// is not the SHA-1 of its template data) is found by the replay's own pass
+// (issue 24: the check ran again, a SHA-1 per entry, after the TPM was
+// extended) and refused before the loader extends or loads anything.
+func TestFinalizeRefusesUnrestorableBeforeExtending(t *testing.T) {
+	h, tp := tpmHost(t, 3)
+	_, l, err := testLoad(t, h, plan.ModeLoad, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := sha256.Sum256([]byte("x"))
+	e, err := ima.NewFileEntry(10, "ima-ng", "/usr/bin/altered", d[:], crypto.SHA256, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extendEntry(t, tp, e) // the PCRs are the template data's
+	e.TemplateDigest[0] ^= 1
+	h.List = ima.AppendList(h.List, []ima.Entry{e}, binary.LittleEndian)
+	was := pcr10(t, tp)
+	_, err = l.Finalize(ctx)
+	if !errors.Is(err, ima.ErrNotRestorable) || !errors.Is(err, plan.ErrIMAList) || errors.Is(err, ErrExtended) {
+		t.Fatalf("unrestorable entry: %v", err)
+	}
+	if now := pcr10(t, tp); !bytes.Equal(now[crypto.SHA256], was[crypto.SHA256]) || len(h.Loads) != 1 {
+		t.Fatal("the loader extended or loaded before refusing the list")
+	}
+}
+
+// pcrArriveTPM measures an entry just before its first PCR read: the list
+// read before it lacks the entry the PCRs hold.
+type pcrArriveTPM struct {
+	TPM
+	h     *fakeHost
+	t     *testing.T
+	reads int
+}
+
+func (a *pcrArriveTPM) ReadPCRs(pcrs []uint32) (map[crypto.Hash]map[uint32][]byte, error) {
+	if a.reads++; a.reads == 1 {
+		measure(a.h, a.t, "/usr/bin/arrived-before-the-pcr-read")
+	}
+	return a.TPM.ReadPCRs(pcrs)
+}
+
+// Issue 24: finalize no longer reads the list a second time to learn that
+// the PCRs it read belong to it (the replay reproducing them proves it).
+// An entry that arrives between the list read and the PCR read makes the
+// replay miss; the list is read again, found grown, and the base taken
+// again: the arrival is in the hand-over, which replays.
+func TestFinalizeArrivalBeforePCRReadRetried(t *testing.T) {
+	h, tp := tpmHost(t, 3)
+	_, l, err := testLoad(t, h, plan.ModeLoad, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.TPM = &pcrArriveTPM{TPM: tp, h: h, t: t}
+	rep, err := l.Finalize(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es := requireReplays(t, h, tp, rep.Plan)
+	found := false
+	for _, e := range es {
+		if d, err := e.Decode(binary.LittleEndian); err == nil && d.Name == "/usr/bin/arrived-before-the-pcr-read" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("the entry that arrived before the PCR read is not handed over")
+	}
+	// Without the arrival: one read for the binding check, which is the
+	// base, and one after the extends.
+	h.TPM = tp
+	measure(h, t, "/usr/bin/after-finalize")
+	reads := h.ListReads
+	if _, err := l.Finalize(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.ListReads - reads; n != 2 { // binding (the base), after the extends
+		t.Fatalf("a finalize read the list %d times", n)
+	}
+}
+
+// Issue 24: -c -l read the whole IMA list twice, the second time only to
+// count it for the binding. A kexec_load binds to the list it read (the
+// kernel measures nothing of it); the binding is the same.
+func TestKexecLoadReadsTheListOnce(t *testing.T) {
+	var list []byte
+	for i := 0; i < 50; i++ {
+		d := sha256.Sum256([]byte{byte(i)})
+		e, err := ima.NewFileEntry(10, "ima-ng", fmt.Sprintf("/usr/bin/t%d", i), d[:], crypto.SHA256, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		list = ima.AppendList(list, []ima.Entry{e}, binary.LittleEndian)
+	}
+	h := newFake(t, list)
+	_, l, err := testLoad(t, h, plan.ModeLoad, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := l.State().Binding; h.ListReads != 1 || b.Entries != 50 || b.Bytes != uint64(len(list)) {
+		t.Fatalf("%d list reads, binding %+v", h.ListReads, b)
+	}
+}
+
+// Issue 24: -e rewrote the kept kernel and initrd (tens of MiB) into the
+// state directory after finalizing, though a finalize never changes them.
+// They stay the files the load wrote; the finalized state reads back.
+func TestFinalizeSaveLeavesKeptInputs(t *testing.T) {
+	h, _ := tpmHost(t, 3)
+	sd, _, err := testLoad(t, h, plan.ModeLoad, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := string(sd.StateDir)
+	stat := func(name string) os.FileInfo {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi
+	}
+	kernel, initrd, state := stat(kernelFile), stat(initrdFile), stat(stateFile)
+	if _, err := sd.Finalize(ctx, h, false); err != nil {
+		t.Fatal(err)
+	}
+	if !os.SameFile(kernel, stat(kernelFile)) || !os.SameFile(initrd, stat(initrdFile)) {
+		t.Fatal("finalize wrote the kept kernel or initrd again")
+	}
+	if os.SameFile(state, stat(stateFile)) {
+		t.Fatal("finalize did not record its result")
+	}
+	s, err := sd.Read()
+	if err != nil || s.Finalized == nil || s.Handover == nil {
+		t.Fatalf("the finalized state: %+v %v", s, err)
+	}
+}
+
+// Issue 24: -e read the kept initrd with io.ReadAll, whose growing buffer
+// peaked at twice its size (gokexec --finalize: 100 MB RSS for 43 MB of
+// inputs). A kept file is read into one buffer sized from stat.
+func TestStateFileReadIntoOneBuffer(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte{0xa5}, 8<<20)
+	if err := os.WriteFile(filepath.Join(dir, initrdFile), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	b, err := readStateFile(dir, initrdFile, kexec.MaxInitrdBytes)
+	runtime.ReadMemStats(&after)
+	if err != nil || !bytes.Equal(b, data) {
+		t.Fatalf("%d bytes, %v", len(b), err)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > uint64(len(data))+1<<20 {
+		t.Fatalf("reading %d bytes allocated %d", len(data), n)
 	}
 }

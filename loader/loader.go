@@ -398,8 +398,9 @@ type Loaded struct {
 	// in are the plan inputs of the load: the bytes read once, the facts.
 	in      *plan.Inputs
 	dtbName string
-	paths   [2]string // the resolved files of kernel and initrd, if any
-	sealed  bool      // appraised: kexec_file_load reads sealed memfds
+	paths   [2]string   // the resolved files of kernel and initrd, if any
+	sealed  bool        // appraised: kexec_file_load reads sealed memfds
+	kept    *keptInputs // resumed: where the inputs are kept (State)
 	// plan is the plan last loaded (Finalize replaces it).
 	plan       *plan.Plan
 	appraisals []Appraisal
@@ -468,7 +469,11 @@ func Load(ctx context.Context, h Host, img Image, o Options) (*Loaded, error) {
 	default:
 		return nil, err
 	}
-	b, err := bind(h)
+	var snapshot []byte // the list this load read, when it was a kexec_load's
+	if p.Syscall == plan.SyscallKexecLoad {
+		snapshot = r.in.IMAList
+	}
+	b, err := bind(h, snapshot)
 	if err != nil {
 		// The image is loaded but could not be finalized later: unload
 		// rather than leave an image whose hand-over would go stale.

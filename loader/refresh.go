@@ -58,7 +58,7 @@ func (l *Loaded) refreshFileLoad() (*Report, error) {
 	if err := execute(l.host, l.plan, l.in, l.paths, l.sealed, false); err != nil {
 		return nil, fmt.Errorf("%w: %w (the image of the load stays loaded with the hand-over buffer sized then)", ErrRefresh, err)
 	}
-	b, err := bind(l.host)
+	b, err := bind(l.host, nil) // kexec_file_load: the kernel measured this load
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrRefresh, err)
 	}

@@ -33,7 +33,10 @@ type bankPlan struct {
 // replayed again SHA-1 padded (a kernel without that hash), and only one
 // that neither reproduces (a list carried across kernels that hashed it
 // differently) is searched for a method per boot.
-func planBanks(es []ima.Entry, quoted ima.PCRValues) ([]bankPlan, *ima.KexecList, error) {
+//
+// list, if not nil, is the binary list es were parsed from: the hand-over
+// takes its bytes rather than encoding es again.
+func planBanks(es []ima.Entry, quoted ima.PCRValues, list []byte) ([]bankPlan, *ima.KexecList, error) {
 	var banks []crypto.Hash
 	for b := range quoted {
 		banks = append(banks, b)
@@ -43,7 +46,7 @@ func planBanks(es []ima.Entry, quoted ima.PCRValues) ([]bankPlan, *ima.KexecList
 	for _, b := range banks {
 		runs = append(runs, ima.BankMethod{Bank: b, Method: ima.MethodPerBank})
 	}
-	got, kl, err := ima.ReplayKexec(es, binary.LittleEndian, runs)
+	got, kl, err := ima.ReplayKexec(list, es, binary.LittleEndian, runs)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", plan.ErrIMAList, err)
 	}

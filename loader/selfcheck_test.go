@@ -41,7 +41,7 @@ func TestPlanBanksMixedMethods(t *testing.T) {
 		crypto.SHA256: ima.ReplayBootMethods(es, binary.LittleEndian, crypto.SHA256, []ima.Method{0, 0, 0}),
 		crypto.SHA384: ima.ReplayBootMethods(es, binary.LittleEndian, crypto.SHA384, want),
 	}
-	plans, kl, err := planBanks(es, quoted)
+	plans, kl, err := planBanks(es, quoted, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,12 +69,12 @@ func TestPlanBanksMixedMethods(t *testing.T) {
 	// A single-boot list takes the one-pass path: uniform methods.
 	one := es[:ima.BootStarts(es, binary.LittleEndian)[1]]
 	q1 := ima.PCRValues{crypto.SHA1: ima.Replay(one, crypto.SHA1, ima.MethodPerBank), crypto.SHA384: ima.Replay(one, crypto.SHA384, ima.MethodSHA1Padded)}
-	if p1, _, err := planBanks(one, q1); err != nil || len(p1) != 2 || p1[1].methods[0] != ima.MethodSHA1Padded {
+	if p1, _, err := planBanks(one, q1, nil); err != nil || len(p1) != 2 || p1[1].methods[0] != ima.MethodSHA1Padded {
 		t.Fatalf("single boot: %+v %v", p1, err)
 	}
 	// One flipped PCR value: no plan.
 	quoted[crypto.SHA256][10] = make([]byte, 32)
-	if _, _, err := planBanks(es, quoted); err == nil {
+	if _, _, err := planBanks(es, quoted, nil); err == nil {
 		t.Fatal("a wrong sha256 PCR was accepted")
 	}
 }

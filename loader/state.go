@@ -46,6 +46,28 @@ type State struct {
 	// Kept beside state.json (StateDir), checked against the plan's
 	// digests when read back.
 	Handover, Kernel, Initrd, DTB []byte `json:"-"`
+
+	// kept, set by Read, says where Kernel, Initrd and DTB were read from
+	// and checked: Save does not write them there again.
+	kept *keptInputs
+}
+
+// keptInputs are the kept inputs of a StateDir as Read checked them.
+type keptInputs struct {
+	dir                  StateDir
+	kernel, initrd, dtbs string // the plan's digests they were checked against
+}
+
+// inputDigests are the plan's digests of kernel, initrd and DTB ("": none).
+func inputDigests(p *plan.Plan) (kernel, initrd, dtb string) {
+	kernel = p.Kernel.SHA256
+	if p.Initrd != nil {
+		initrd = p.Initrd.SHA256
+	}
+	if p.DTBInput != nil {
+		dtb = p.DTBInput.SHA256
+	}
+	return kernel, initrd, dtb
 }
 
 // Finalized records a completed finalize.
@@ -61,7 +83,7 @@ func (l *Loaded) State() *State {
 	}
 	return &State{Options: l.opts, Plan: l.plan, Appraisals: l.appraisals, Sealed: l.sealed, Paths: l.paths,
 		DTBName: l.dtbName, Binding: l.binding, Finalized: l.finalized, Handover: l.handover,
-		Kernel: l.in.Kernel, Initrd: l.in.Initrd, DTB: l.in.DTB}
+		Kernel: l.in.Kernel, Initrd: l.in.Initrd, DTB: l.in.DTB, kept: l.kept}
 }
 
 // Resume makes a Loaded of a State another process recorded. It reads the
@@ -86,7 +108,8 @@ func Resume(h Host, s *State) (*Loaded, error) {
 		return nil, err
 	}
 	return &Loaded{host: h, opts: o, in: in, dtbName: s.DTBName, paths: s.Paths, sealed: s.Sealed,
-		plan: s.Plan, appraisals: s.Appraisals, binding: s.Binding, finalized: s.Finalized, handover: s.Handover}, nil
+		plan: s.Plan, appraisals: s.Appraisals, binding: s.Binding, finalized: s.Finalized, handover: s.Handover,
+		kept: s.kept}, nil
 }
 
 // check compares the kept bytes with the plan's digests.
@@ -245,9 +268,22 @@ func readStateFile(dir, name string, max int64) ([]byte, error) {
 	if err := checkOwner(filepath.Join(dir, name), &st, 0o022); err != nil {
 		return nil, err
 	}
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, fmt.Errorf("state: %s/%s: %w", dir, name, err)
+	// Sized from stat (bounded, never trusted): io.ReadAll's growing
+	// buffer held twice the kept initrd, and copied it over and over, at -e.
+	b := make([]byte, 0, min(st.Size, max)+1)
+	r := io.LimitReader(f, max+1)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("state: %s/%s: %w", dir, name, err)
+		}
 	}
 	if int64(len(b)) > max {
 		return nil, fmt.Errorf("%w: %s/%s is larger than %d bytes", ErrStateDir, dir, name, max)
@@ -284,10 +320,19 @@ func (d StateDir) Save(s *State) error {
 	if err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
+	// A finalize never changes the inputs: when they were read from this
+	// directory and checked against the same digests, they are there
+	// already (a later Read checks them again).
+	k, i, t := inputDigests(s.Plan)
+	kept := s.kept != nil && *s.kept == keptInputs{dir: d, kernel: k, initrd: i, dtbs: t}
 	for _, f := range []struct {
-		name string
-		data []byte
-	}{{kernelFile, s.Kernel}, {initrdFile, s.Initrd}, {dtbFile, s.DTB}, {handoverFile, s.Handover}} {
+		name  string
+		data  []byte
+		input bool
+	}{{kernelFile, s.Kernel, true}, {initrdFile, s.Initrd, true}, {dtbFile, s.DTB, true}, {handoverFile, s.Handover, false}} {
+		if f.input && kept {
+			continue
+		}
 		if f.data == nil {
 			if err := removeStateFile(d.dir(), f.name); err != nil {
 				return err
@@ -334,6 +379,8 @@ func (d StateDir) Read() (*State, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
+	k, i, t := inputDigests(s.Plan)
+	s.kept = &keptInputs{dir: d, kernel: k, initrd: i, dtbs: t}
 	return &s, nil
 }
 

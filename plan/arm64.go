@@ -129,6 +129,8 @@ func buildARM64(in *Inputs) (*Plan, error) {
 		opt.IMABuffer = &fdt.Range{Start: r.Start, Size: r.Size()}
 		if !im.ReadsIMABuffer() {
 			p.Warnings = append(p.Warnings, fmt.Sprintf("kernel %s cannot restore the IMA list: it never reads /chosen/linux,ima-kexec-buffer (built without KEXEC_FILE, like Debian's arm64 kernels); it will start a new list and the TPM's PCRs will no longer match it", in.KernelPath))
+		} else if arm64.BootsWithACPI(tree, in.Cmdline) {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("kernel %s will not restore the IMA list: it boots with ACPI (the device tree holds only /chosen, as the EFI stub makes it, and the command line has no acpi=off), and arm64 Linux reads /chosen/linux,ima-kexec-buffer only when it boots from a device tree; it will start a new list and the TPM's PCRs will no longer match it", in.KernelPath))
 		}
 	}
 

@@ -10,6 +10,7 @@
 #                                # self-built test kernels
 #   bash scripts/setup.sh demo|test packages   # only the apt packages
 #   bash scripts/setup.sh demo|test kernels    # only the kernels (packages present)
+#   bash scripts/setup.sh demo|test go         # only the Go check below
 #
 # Go itself is not installed here (the README asks for a Go tool chain in
 # PATH), but what go needs on a fresh machine is: ca-certificates, without
@@ -24,8 +25,8 @@ set -euo pipefail
 mode=${1:-test}
 step=${2:-all}
 case "$mode/$step" in
-demo/all | test/all | demo/packages | test/packages | demo/kernels | test/kernels) ;;
-*) echo "usage: $0 [demo|test] [packages|kernels]" >&2; exit 2 ;;
+demo/all | test/all | demo/packages | test/packages | demo/kernels | test/kernels | demo/go | test/go) ;;
+*) echo "usage: $0 [demo|test] [packages|kernels|go]" >&2; exit 2 ;;
 esac
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,6 +37,26 @@ mkdir -p "$cache"
 # from walking into it (a root file system under construction has /proc
 # mounted).
 mkdir -p "$here/build"; [ -e "$here/build/go.mod" ] || printf 'module buildcache\n' >"$here/build/go.mod"
+
+# check_go: the go in PATH builds this module. go.mod's go line is the
+# least version; `go env GOVERSION` run in the module reports the tool chain
+# go will use (Go 1.21 or later switches to go.mod's version itself unless
+# GOTOOLCHAIN=local; Debian 12's own golang-go is 1.19, which cannot).
+check_go() {
+	local want out tc
+	command -v go >/dev/null || { echo "setup: go not found in PATH: install Go from https://go.dev/dl/ (the README's set-up asks for a Go tool chain in PATH)" >&2; return 1; }
+	want=$(sed -n 's/^go \([0-9][0-9.]*\).*/\1/p' "$here/go.mod")
+	out=$(cd "$here" && go env GOVERSION 2>&1) || { echo "setup: go cannot build this module (go.mod asks for Go $want): $out" >&2; return 1; }
+	if [ "$(printf '%s\n%s\n' "$want" "${out#go}" | sort -V | head -1)" != "$want" ]; then
+		tc=$(cd "$here" && go env GOTOOLCHAIN 2>/dev/null) || tc=
+		echo "setup: go in PATH is ${out:-older than Go 1.16}${tc:+ (GOTOOLCHAIN=$tc)}, go.mod asks for Go $want: install Go $want or later from https://go.dev/dl/ (a Go from 1.21 on fetches it itself when GOTOOLCHAIN is auto)" >&2
+		return 1
+	fi
+}
+if [ "$step" = go ]; then
+	check_go
+	exit
+fi
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -61,6 +82,7 @@ if [ "$step" != kernels ]; then
 		as_root apt-get update -qq
 		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 	fi
+	check_go
 	if [ "$step" = packages ]; then
 		echo "setup: packages ready for the ${mode}" >&2
 		exit 0
@@ -105,6 +127,32 @@ if ! dpkg --print-foreign-architectures | grep -qx arm64; then
 	as_root apt-get update -qq
 fi
 fetch deb61-arm64 linux-image-cloud-arm64:arm64 || echo "setup: arm64 kernel unavailable" >&2
+# Debian's arm64 kexec-tools, for the arm64 kexec_file_load scenario's
+# side-by-side run (kexec -s -l / -e in the guest): the package and the
+# libraries it depends on (recursively; only lib* packages) unpacked into a
+# root of their own, from which the test copies /sbin/kexec, the dynamic
+# loader and the NEEDED closure into the guest's initramfs.
+fetch_root() {
+	local name=$1 meta=$2 dir tmp pkgs
+	dir=$cache/sysroots/$name
+	if [ -s "$dir/packages" ]; then return 0; fi
+	pkgs=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
+		--no-replaces --no-enhances "$meta" 2>/dev/null | grep -E '^(lib|zlib)[^ ]*:arm64$' | sort -u)
+	tmp=$(mktemp -d)
+	chmod 755 "$tmp"
+	echo "setup: fetching $meta and $(echo "$pkgs" | wc -l) libraries for $name" >&2
+	# shellcheck disable=SC2086 # one package name a word
+	(cd "$tmp" && apt-get download -q "$meta" $pkgs >/dev/null 2>&1) ||
+		{ echo "setup: apt-get download $meta failed" >&2; rm -rf "$tmp"; return 1; }
+	mkdir -p "$tmp/root"
+	for d in "$tmp"/*.deb; do dpkg-deb -x "$d" "$tmp/root"; done
+	for d in "$tmp"/*.deb; do dpkg-deb --showformat='${Package}:${Architecture} ${Version}\n' -W "$d"; done >"$tmp/root/packages"
+	rm -rf "$dir"
+	mkdir -p "$(dirname "$dir")"
+	mv "$tmp/root" "$dir"
+	rm -rf "$tmp"
+}
+fetch_root kexec-tools-arm64 kexec-tools:arm64 || echo "setup: arm64 kexec-tools unavailable" >&2
 # The CONFIG_IMA_KEXEC test kernels, built from Debian unstable's linux-source
 # (cached in ${GOKEXEC_KCACHE:-/var/cache/gokexec/kernels}; see the scripts).
 GOKEXEC_CACHE=$cache bash "$here/scripts/build-kernel.sh"

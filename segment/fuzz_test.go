@@ -2,6 +2,7 @@ package segment
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"testing"
 )
@@ -11,10 +12,23 @@ func FuzzParseIomem(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte("00100000-bfffffff : System RAM\n"))
+	if b, err := os.ReadFile("testdata/iomem-aavmf-arm64"); err == nil {
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := ParseIomem(bytes.NewReader(b))
 		if err != nil {
 			return
+		}
+		// The usable view refuses only with ErrBadMap (a malformed nested
+		// reserved line, which the top-level view skips), and its RAM lies
+		// inside the top-level RAM.
+		if u, err := ParseIomemUsable(bytes.NewReader(b)); err != nil {
+			if !errors.Is(err, ErrBadMap) {
+				t.Fatalf("ParseIomemUsable: %v", err)
+			}
+		} else if len(Subtract(u.RAM(), m.RAM())) != 0 {
+			t.Fatalf("usable RAM %v outside RAM %v", u.RAM(), m.RAM())
 		}
 		for i, r := range m {
 			if r.End <= r.Start || (i > 0 && r.Start < m[i-1].End) {

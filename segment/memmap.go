@@ -65,6 +65,66 @@ func ParseSysfsMemmap(fsys fs.FS) (Map, error) {
 	return m.Normalize()
 }
 
+// ParseIomemUsable is ParseIomem for placing a loader's segments: the
+// nested "reserved" entries under System RAM, at any depth, are carved out
+// of it as Reserved. On arm64 the kernel lists there every memblock
+// reservation it made at boot, among them what the firmware handed over
+// and the next kernel still reads: under UEFI the memory attributes table,
+// the memreserve list, the TPM event log and the UEFI memory map. A
+// kexec_load segment over one of them corrupts it (seen under AAVMF: the
+// second kernel found a garbled memory attributes table); kexec-tools
+// leaves these ranges out on arm64 too. A crash dump's view of RAM keeps
+// them (ParseIomem).
+func ParseIomemUsable(r io.Reader) (Map, error) {
+	b, err := io.ReadAll(io.LimitReader(r, 1<<24))
+	if err != nil {
+		return nil, fmt.Errorf("%w: iomem: %w", ErrBadMap, err)
+	}
+	m, err := ParseIomem(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	var cut []Range
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	for sc.Scan() {
+		t := sc.Text()
+		if t == "" || (t[0] != ' ' && t[0] != '\t') {
+			continue
+		}
+		rng, name, ok := strings.Cut(strings.TrimSpace(t), " : ")
+		if !ok || (strings.TrimSpace(name) != "reserved" && strings.TrimSpace(name) != "Reserved") {
+			continue
+		}
+		ss, es, ok := strings.Cut(rng, "-")
+		start, err1 := strconv.ParseUint(ss, 16, 64)
+		last, err2 := strconv.ParseUint(es, 16, 64)
+		if !ok || err1 != nil || err2 != nil || last < start || last == ^uint64(0) {
+			return nil, fmt.Errorf("%w: iomem: bad nested range %q", ErrBadMap, rng)
+		}
+		cut = append(cut, Range{start, last + 1})
+	}
+	if len(cut) == 0 {
+		return m, nil
+	}
+	var out Map
+	for _, r := range m {
+		if r.Type != TypeRAM {
+			out = append(out, r)
+			continue
+		}
+		for _, f := range Subtract([]Range{r.Range}, cut) {
+			out = append(out, Region{f, TypeRAM})
+		}
+		for _, c := range cut {
+			if c.Overlaps(r.Range) {
+				out = append(out, Region{Range{max(c.Start, r.Start), min(c.End, r.End)}, TypeReserved})
+			}
+		}
+	}
+	return out.Normalize()
+}
+
 // ParseIomem reads the top level of /proc/iomem ("start-end : name", ends
 // inclusive). Nested lines (indented) describe users of a range and are
 // skipped. A file read without privilege shows all-zero addresses; that is
