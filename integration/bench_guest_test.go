@@ -138,6 +138,7 @@ func TestLoaderVsKexecTools(t *testing.T) {
 	// to the next kernel's first record (its init's first line), both as
 	// they reach the host.
 	var eg, ek, eratio []float64
+	var finTrace []byte
 	for r := 1; r <= execRounds; r++ {
 		ge := newGuestNamed(t, fmt.Sprintf("exec%d", r))
 		ge.timeout = 15 * time.Minute
@@ -171,11 +172,7 @@ func TestLoaderVsKexecTools(t *testing.T) {
 			if len(fs) != 1 {
 				t.Fatalf("%d reports of the traced --finalize", len(fs))
 			}
-			art := filepath.Join(ge.art, "strace-finalize.txt")
-			if err := os.WriteFile(art, fs[0].Data, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("  gokexec --finalize under strace: %s (timeline in %s)", straceSummary(fs[0].Data), art)
+			finTrace = fs[0].Data // written once every guest ran (each new guest clears the artifacts)
 		}
 		g0, k0 := execSeconds(t, er, 1), execSeconds(t, er, 2)
 		eg, ek, eratio = append(eg, g0), append(ek, k0), append(eratio, g0/k0)
@@ -185,6 +182,11 @@ func TestLoaderVsKexecTools(t *testing.T) {
 	t.Logf("  kexec   -e: median %.2f s %s", median(ek), secs(ek))
 	t.Logf("  per-round ratio gokexec/kexec-tools: median %.2f (min %.2f, max %.2f)", median(eratio), minOf(eratio), maxOf(eratio))
 
+	art := filepath.Join(g.art, "strace-finalize.txt")
+	if err := os.WriteFile(art, finTrace, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("  gokexec --finalize under strace: %s (timeline in %s)", straceSummary(finTrace), art)
 	for _, tool := range []string{"gokexec", "kexec"} {
 		name := "/run/strace-" + tool + ".txt"
 		fs := res.Find(1, proto.TypeFile, name)

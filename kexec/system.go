@@ -183,9 +183,10 @@ func ParseKallsyms(r io.Reader) (KallsymsFacts, error) {
 // imaPrefix starts the name of every symbol KallsymsFacts looks for.
 var imaPrefix = []byte("ima_")
 
-// kallsymsReadSize is the size of each read of kallsyms: the kernel writes
-// out (and, under emulation, slowly) 100,000+ lines, and a read call per
-// 4 KiB line buffer costs more than the scan.
+// kallsymsReadSize is the size asked of each read of kallsyms (the line
+// scanner's own buffer is 4 KiB). Linux hands out about a page per read
+// of /proc/kallsyms whatever is asked; a tree's copy or a kernel that
+// fills larger reads takes fewer calls.
 const kallsymsReadSize = 256 << 10
 
 // textEnd ends the built-in kernel's text in kallsyms ("ADDR T _etext").
