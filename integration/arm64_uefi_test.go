@@ -33,7 +33,8 @@ var uefiProps = []string{"linux,uefi-system-table", "linux,uefi-mmap-start", "li
 //     without ACPI, so the second kernel never reads
 //     linux,ima-kexec-buffer and starts a new list (which no longer
 //     replays to the TPM); gokexec said so at -l. The TPM is found
-//     through ACPI (MSFT0101, the TPM2 table), the console too (ARMH0011).
+//     through ACPI (MSFT0101, the TPM2 table), the console too (ARMH0011);
+//     a further gokexec -e refuses to reboot on the broken chain.
 //   - device tree: the second kernel restores the list (two boot_aggregate
 //     entries, both markers, replaying to the PCRs); then gokexec loads
 //     Debian's stock arm64 kernel (no KEXEC_FILE, no restore side),
@@ -132,10 +133,15 @@ func uefiHop(step int, target, more string) proto.Step {
 func testARM64UEFIACPI(t *testing.T) {
 	g := newARM64Guest(t)
 	g.files["/boot/Image"] = arm64KernelFile(t, qemu.RestoreARM64, "vmlinuz")
+	// Boot 2 reports, then loads again and tries to reboot: gokexec -e must
+	// refuse, since the list it would hand over no longer replays.
 	s2 := lastStep()
 	s2.Actions = append(s2.Actions,
 		proto.Action{File: "/sys/firmware/efi/systab"},
-		proto.Action{File: "/sys/firmware/acpi/tables/TPM2"})
+		proto.Action{File: "/sys/firmware/acpi/tables/TPM2"},
+		proto.Action{RepackInitrd: "/run/next.cpio"},
+		proto.Action{Run: []string{"/bin/gokexec", "-l", "/boot/Image", "--initrd", "/run/next.cpio", "--append", qemu.DefaultAppend("arm64") + " gkt.step=3"}, ExpectExit: intp(0)},
+		proto.Action{Run: []string{"/bin/gokexec", "-e"}})
 	sc := &proto.Scenario{Steps: map[string]proto.Step{"1": uefiHop(1, "/boot/Image", " loglevel=7"), "2": s2}}
 	res, serial := uefiChain(t, g, sc)
 	if res.Boots() != 2 {
@@ -171,6 +177,9 @@ func testARM64UEFIACPI(t *testing.T) {
 	}
 	if r := ima.Verify(list2, binary.LittleEndian, pcrValues(t, res.PCRs(2), "sha1", "sha256"), ima.VerifyOptions{}); r.Consistent {
 		t.Fatal("boot 2's fresh list replays to PCRs that hold boot 1's extends")
+	}
+	if e, ok := cmdOutput(res, 2, "/bin/gokexec -e"); !ok || e.Exit == 0 || !bytes.Contains(e.Output, []byte("does not reproduce the TPM's PCRs")) {
+		t.Fatalf("gokexec -e on the lost chain: exit %d\n%s", e.Exit, e.Output)
 	}
 	warning, _, _ := strings.Cut(string(c.Output[bytes.Index(c.Output, []byte("warning")):]), "\n")
 	t.Logf("UEFI+ACPI: console and TPM through ACPI, EFI runtime services and memory map kept; gokexec warned at -l (%s); boot 2 started its own list (%s) after boot 1's %s",

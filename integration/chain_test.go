@@ -1,14 +1,24 @@
 package integration
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/gokexec/gokexec/bzimage"
 	"github.com/gokexec/gokexec/ima"
+	"github.com/gokexec/gokexec/plan"
 	"github.com/gokexec/gokexec/qemu"
 	"github.com/gokexec/gokexec/qemu/proto"
 )
@@ -108,14 +118,222 @@ func TestHandover61to612(t *testing.T) {
 	t.Logf("%s -> %s: %s", res.BootInfo(1).Release, res.BootInfo(2).Release, describe(last))
 }
 
-// c. Three kernels in a row: 6.1 -> 6.12 -> 6.1.
+// c. Three kernels in a row: Debian 6.1 -> 6.12 -> the self-built 7.2
+// with CONFIG_OF (ofKernel), every hop gokexec's kexec_load hand-over. The
+// last hop also proves --dtb on x86 (issue 24, Must have 4): see
+// checkSetupDTB. That kernel takes its predecessor's list from the tree's
+// /chosen/linux,ima-kexec-buffer (CONFIG_OF_FLATTREE compiles x86's
+// SETUP_IMA reader out), so the hop check over all three boots also proves
+// that gokexec writes it there.
 func TestHandoverThreeKernels(t *testing.T) {
 	g := newGuest(t)
-	g.files["/boot/vmlinuz-a"] = g.k1
+	k := ofKernel(t, g)
+	dtb := compileDTS(t, g.art, "testdata/setup-dtb.dts")
 	g.files["/boot/vmlinuz-b"] = g.k2
-	res := g.run(g.k1, chain{targets: []string{"/boot/vmlinuz-b", "/boot/vmlinuz-a"}, measure: 10, report: true}.scenario())
+	g.files["/boot/vmlinuz-c"] = k.Path
+	g.files["/boot/setup.dtb"] = dtb
+	sc := chain{targets: []string{"/boot/vmlinuz-b", "/boot/vmlinuz-c"}, measure: 10, report: true}.scenario()
+	withSetupDTB(t, sc, "2", "/boot/setup.dtb")
+	res := g.run(g.k1, sc)
 	last := checkChain(t, g, res, 2)
-	t.Logf("A %s -> B %s -> C %s: %s", res.BootInfo(1).Release, res.BootInfo(2).Release, res.BootInfo(3).Release, describe(last))
+	checkSetupDTB(t, res, last, dtb, "/boot/setup.dtb")
+	t.Logf("A %s -> B %s -> C %s (config %s): %s", res.BootInfo(1).Release, res.BootInfo(2).Release, res.BootInfo(3).Release, k.ConfigDigest, describe(last))
+}
+
+// ofAMD64 is the harness cache name of the self-built x86 kernel with
+// CONFIG_OF (scripts/build-kernel.sh --variant of).
+const ofAMD64 = "of-amd64"
+
+// ofKernel returns that kernel, building it (or linking the cached build)
+// when the harness cache lacks it, and checks that it has device tree
+// support.
+func ofKernel(t *testing.T, g *guest) *qemu.BuiltKernel {
+	t.Helper()
+	k, err := qemu.LoadBuiltKernel(ofAMD64)
+	if err != nil {
+		root, rerr := qemu.RepoRoot()
+		if rerr != nil {
+			t.Fatal(rerr)
+		}
+		out, berr := exec.CommandContext(g.ctx, "bash", filepath.Join(root, "scripts", "build-kernel.sh"), "--variant", "of").CombinedOutput()
+		if berr != nil {
+			t.Fatalf("scripts/build-kernel.sh --variant of: %v\n%s", berr, lastLines(string(out), 30))
+		}
+		if k, err = qemu.LoadBuiltKernel(ofAMD64); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if k.Config["CONFIG_OF"] != "y" || k.Config["CONFIG_OF_EARLY_FLATTREE"] != "y" || k.Config["CONFIG_IMA"] != "y" {
+		t.Fatalf("%s (config %s): CONFIG_OF=%q CONFIG_OF_EARLY_FLATTREE=%q CONFIG_IMA=%q", k.Path, k.ConfigDigest,
+			k.Config["CONFIG_OF"], k.Config["CONFIG_OF_EARLY_FLATTREE"], k.Config["CONFIG_IMA"])
+	}
+	return k
+}
+
+// compileDTS compiles a device tree source with dtc into dir.
+func compileDTS(t *testing.T, dir, src string) string {
+	t.Helper()
+	out := filepath.Join(dir, strings.TrimSuffix(filepath.Base(src), ".dts")+".dtb")
+	if b, err := exec.Command("dtc", "-q", "-I", "dts", "-O", "dtb", "-o", out, src).CombinedOutput(); err != nil {
+		t.Fatalf("dtc %s: %v\n%s", src, err, b)
+	}
+	return out
+}
+
+// withSetupDTB edits step's gokexec -l of a chain scenario to pass --dtb
+// path, after a dry run of it (--json) and a kexec_file_load of it (-s),
+// which must be refused before anything is loaded; the next boot reports
+// the tree the kernel found.
+func withSetupDTB(t *testing.T, sc *proto.Scenario, step, path string) {
+	t.Helper()
+	st := sc.Steps[step]
+	var acts []proto.Action
+	found := false
+	for _, a := range st.Actions {
+		if len(a.Run) > 1 && a.Run[0] == "/bin/gokexec" && a.Run[1] == "-l" {
+			found = true
+			load := append(append([]string(nil), a.Run...), "--dtb", path)
+			file := append([]string{"/bin/gokexec", "-s"}, load[1:]...)
+			acts = append(acts,
+				proto.Action{Run: append(append([]string(nil), load...), "--dry-run", "--json"), ExpectExit: intp(0)},
+				proto.Action{Run: file},
+				proto.Action{File: "/sys/kernel/kexec_loaded"},
+			)
+			a.Run = load
+		}
+		acts = append(acts, a)
+	}
+	if !found {
+		t.Fatalf("step %s has no gokexec -l", step)
+	}
+	st.Actions = acts
+	sc.Steps[step] = st
+	next := strconv.Itoa(mustAtoi(t, step) + 1)
+	nst := sc.Steps[next]
+	nst.Actions = append(nst.Actions,
+		proto.Action{File: "/sys/firmware/fdt"},
+		proto.Action{File: "/sys/firmware/devicetree/base/gokexec/proof"},
+	)
+	sc.Steps[next] = nst
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// checkSetupDTB checks the --dtb hop of TestHandoverThreeKernels (boot 2
+// to boot 3): the dry run planned kexec_load with the tree in a SETUP_DTB
+// node and as the plan's dtb_input; gokexec -s refused the tree
+// (kexec_file_load cannot pass one on x86) and loaded nothing; the third
+// kernel shows at /sys/firmware/fdt the tree given plus the IMA pointer
+// in /chosen, and the tree's node under /sys/firmware/devicetree/base;
+// and in the last list
+// gokexec's measurements of each hop (between its kexec_load and
+// kexec_execute markers) name the tree, with its SHA-256, in the --dtb hop
+// only.
+func checkSetupDTB(t *testing.T, res *qemu.Result, last []ima.Entry, dtbPath, guestPath string) {
+	t.Helper()
+	dtb, err := os.ReadFile(dtbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(dtb)
+	dry, ok := cmdOutput(res, 2, "/bin/gokexec -l")
+	if !ok || dry.Exit != 0 || !strings.Contains(strings.Join(dry.Argv, " "), "--dry-run") {
+		t.Fatalf("boot 2: no dry run of the --dtb load (%+v)", dry)
+	}
+	start := bytes.IndexByte(dry.Output, '{')
+	var p plan.Plan
+	if start < 0 {
+		t.Fatalf("dry run printed no plan:\n%s", dry.Output)
+	}
+	if err := json.NewDecoder(bytes.NewReader(dry.Output[start:])).Decode(&p); err != nil {
+		t.Fatalf("dry run: %v\n%s", err, dry.Output)
+	}
+	nodes := 0
+	if p.BootParams != nil {
+		for _, sd := range p.BootParams.SetupData {
+			if sd.Type == bzimage.SetupDTB && sd.Len > uint32(len(dtb)) {
+				nodes++
+			}
+		}
+	}
+	if p.Syscall != plan.SyscallKexecLoad || nodes != 1 || p.DTBInput == nil || p.DTBInput.Path != guestPath || p.DTBInput.SHA256 != hex.EncodeToString(sum[:]) {
+		t.Fatalf("dry run with --dtb: %s, %d SETUP_DTB nodes beyond the tree's %d bytes (the IMA pointer added), dtb_input %+v", p.Syscall, nodes, len(dtb), p.DTBInput)
+	}
+	fl, ok := cmdOutput(res, 2, "/bin/gokexec -s -l")
+	if !ok || fl.Exit == 0 || !bytes.Contains(fl.Output, []byte("device tree")) || !bytes.Contains(fl.Output, []byte("kexec_file_load")) {
+		t.Fatalf("boot 2: gokexec -s --dtb: exit %d\n%s", fl.Exit, fl.Output)
+	}
+	if f := res.Find(2, proto.TypeFile, "/sys/kernel/kexec_loaded"); len(f) != 1 || strings.TrimSpace(string(f[0].Data)) != "0" {
+		t.Fatalf("after the refused -s --dtb: kexec_loaded %+v", f)
+	}
+	fdt := res.Find(3, proto.TypeFile, "/sys/firmware/fdt")
+	if len(fdt) != 1 {
+		t.Fatalf("boot 3: %d reports of /sys/firmware/fdt", len(fdt))
+	}
+	// dtc (the external oracle) reads the third kernel's tree as the one
+	// given plus /chosen/linux,ima-kexec-buffer (the kernel made the file
+	// only because the tree's CRC matched the one it unflattened).
+	got, want := dtcLines(t, fdt[0].Data), dtcLines(t, dtb)
+	var rest []string
+	pointer := ""
+	for _, l := range got {
+		if strings.HasPrefix(strings.TrimSpace(l), "linux,ima-kexec-buffer = <") {
+			pointer = strings.TrimSpace(l)
+			continue
+		}
+		rest = append(rest, l)
+	}
+	if pointer == "" || strings.Join(rest, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("boot 3: /sys/firmware/fdt (%d bytes) is not the tree given (%d bytes) plus linux,ima-kexec-buffer:\n%s", len(fdt[0].Data), len(dtb), strings.Join(got, "\n"))
+	}
+	proof := res.Find(3, proto.TypeFile, "/sys/firmware/devicetree/base/gokexec/proof")
+	if len(proof) != 1 || string(proof[0].Data) != "passed by gokexec --dtb as SETUP_DTB\x00" {
+		t.Fatalf("boot 3: the tree's node: %+v", proof)
+	}
+	// gokexec's measurements, hop by hop.
+	ms := decodedMarkers(t, last)
+	var hops [][]string
+	dtbEntries := 0
+	for i := 0; i+1 < len(ms); i++ {
+		if ms[i].name != ima.MarkerKexecLoad || ms[i+1].name != ima.MarkerKexecExec {
+			continue
+		}
+		var names []string
+		for j := ms[i].index + 1; j < ms[i+1].index; j++ {
+			names = append(names, last[j].EventName(binary.LittleEndian))
+			if d, err := last[j].Decode(binary.LittleEndian); err == nil && bytes.Equal(d.Digest, sum[:]) {
+				dtbEntries++
+			}
+		}
+		hops = append(hops, names)
+	}
+	wantHops := [][]string{
+		{"/boot/vmlinuz-b", "/run/next.cpio", "kexec-cmdline"},
+		{"/boot/vmlinuz-c", "/run/next.cpio", guestPath, "kexec-cmdline"},
+	}
+	if fmt.Sprint(hops) != fmt.Sprint(wantHops) || dtbEntries != 1 {
+		t.Fatalf("gokexec's measurements per hop %q (%d of the tree's digest), want %q", hops, dtbEntries, wantHops)
+	}
+	t.Logf("--dtb: boot 3's /sys/firmware/fdt is the %d-byte tree given plus %q; its node read; -s refused: %s", len(dtb), pointer, lastLines(string(fl.Output), 1))
+}
+
+// dtcLines is dtc's source form of a blob, line by line.
+func dtcLines(t *testing.T, b []byte) []string {
+	t.Helper()
+	cmd := exec.Command("dtc", "-q", "-I", "dtb", "-O", "dts", "-")
+	cmd.Stdin = bytes.NewReader(b)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("dtc: %v", err)
+	}
+	return strings.Split(strings.TrimSpace(string(out)), "\n")
 }
 
 // d. KASLR: a chain of hand-overs with KASLR on; every one must arrive intact.

@@ -1,5 +1,7 @@
 // Package packaging holds the Debian packaging of gokexec and the test that
-// builds the package. scripts/package.sh turns this directory into
+// builds the package, and the checks of what a new user meets: the man
+// pages and README against --help, the README's layout, scripts/setup.sh's
+// Go check. scripts/package.sh turns this directory into
 // build/package/gokexec_VERSION_ARCH.deb with dpkg-deb:
 //
 //	/usr/sbin/gokexec, /usr/bin/imalog          static binaries (CGO_ENABLED=0, -trimpath)

@@ -15,7 +15,6 @@ cd "$here"
 start=$(date +%s)
 bin=$here/build/demo-bin
 mkdir -p "$bin"
-command -v go >/dev/null || { echo "demo.sh: go not found in PATH (the README's set-up asks for a Go tool chain)" >&2; exit 1; }
 bash scripts/setup.sh demo packages
 echo "demo.sh: apt packages ready after $(($(date +%s) - start)) s" >&2
 bash scripts/setup.sh demo kernels &

@@ -10,6 +10,7 @@
 #                                # self-built test kernels
 #   bash scripts/setup.sh demo|test packages   # only the apt packages
 #   bash scripts/setup.sh demo|test kernels    # only the kernels (packages present)
+#   bash scripts/setup.sh demo|test go         # only the Go check below
 #
 # Go itself is not installed here (the README asks for a Go tool chain in
 # PATH), but what go needs on a fresh machine is: ca-certificates, without
@@ -24,8 +25,8 @@ set -euo pipefail
 mode=${1:-test}
 step=${2:-all}
 case "$mode/$step" in
-demo/all | test/all | demo/packages | test/packages | demo/kernels | test/kernels) ;;
-*) echo "usage: $0 [demo|test] [packages|kernels]" >&2; exit 2 ;;
+demo/all | test/all | demo/packages | test/packages | demo/kernels | test/kernels | demo/go | test/go) ;;
+*) echo "usage: $0 [demo|test] [packages|kernels|go]" >&2; exit 2 ;;
 esac
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,6 +37,26 @@ mkdir -p "$cache"
 # from walking into it (a root file system under construction has /proc
 # mounted).
 mkdir -p "$here/build"; [ -e "$here/build/go.mod" ] || printf 'module buildcache\n' >"$here/build/go.mod"
+
+# check_go: the go in PATH builds this module. go.mod's go line is the
+# least version; `go env GOVERSION` run in the module reports the tool chain
+# go will use (Go 1.21 or later switches to go.mod's version itself unless
+# GOTOOLCHAIN=local; Debian 12's own golang-go is 1.19, which cannot).
+check_go() {
+	local want out tc
+	command -v go >/dev/null || { echo "setup: go not found in PATH: install Go from https://go.dev/dl/ (the README's set-up asks for a Go tool chain in PATH)" >&2; return 1; }
+	want=$(sed -n 's/^go \([0-9][0-9.]*\).*/\1/p' "$here/go.mod")
+	out=$(cd "$here" && go env GOVERSION 2>&1) || { echo "setup: go cannot build this module (go.mod asks for Go $want): $out" >&2; return 1; }
+	if [ "$(printf '%s\n%s\n' "$want" "${out#go}" | sort -V | head -1)" != "$want" ]; then
+		tc=$(cd "$here" && go env GOTOOLCHAIN 2>/dev/null) || tc=
+		echo "setup: go in PATH is ${out:-older than Go 1.16}${tc:+ (GOTOOLCHAIN=$tc)}, go.mod asks for Go $want: install Go $want or later from https://go.dev/dl/ (a Go from 1.21 on fetches it itself when GOTOOLCHAIN is auto)" >&2
+		return 1
+	fi
+}
+if [ "$step" = go ]; then
+	check_go
+	exit
+fi
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -61,6 +82,7 @@ if [ "$step" != kernels ]; then
 		as_root apt-get update -qq
 		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 	fi
+	check_go
 	if [ "$step" = packages ]; then
 		echo "setup: packages ready for the ${mode}" >&2
 		exit 0

@@ -91,7 +91,11 @@ func printPlan(p *plan.Plan, asJSON bool, w io.Writer) error {
 	case p.Syscall == plan.SyscallKexecFileLoad:
 		fmt.Fprintln(w, "IMA hand-over: left to the kernel (kexec_file_load)")
 	case p.IMA != nil:
-		fmt.Fprintf(w, "IMA hand-over: %d entries, %d bytes, segment %#x bytes at %#x (headroom %d)\n", p.IMA.Entries, p.IMA.ListBytes, p.IMA.Size, p.IMA.Addr, p.IMA.Headroom)
+		est := ""
+		if p.IMA.ListUnread {
+			est = " — an estimate: the running kernel's list was not read"
+		}
+		fmt.Fprintf(w, "IMA hand-over: %d entries, %d bytes, segment %#x bytes at %#x (headroom %d)%s\n", p.IMA.Entries, p.IMA.ListBytes, p.IMA.Size, p.IMA.Addr, p.IMA.Headroom, est)
 	default:
 		fmt.Fprintln(w, "IMA hand-over: none")
 	}
