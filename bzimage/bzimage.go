@@ -9,7 +9,9 @@
 //     and values handed in.
 //   - boot_params is built from zero; only the image's own setup header is
 //     copied in. Nothing of the running kernel's boot_params (in particular
-//     its setup_data pointer) is ever carried over.
+//     its setup_data pointer) is ever carried over, and the header fields a
+//     loader owns (initrd, command line pointer, setup_data) are cleared
+//     before this package fills them, whatever the image file holds there.
 //   - Parsing never panics and never trusts a length field without checking
 //     it against the image size.
 //   - EFI state (efi_info, secure_boot, a SETUP_EFI node and the EFI memory

@@ -159,6 +159,42 @@ func TestBuildParamsManyE820(t *testing.T) {
 	}
 }
 
+// TestBuildParamsClearsLoaderFields is the fuzzer's reproducer (FuzzParse,
+// CI stop 28): an image whose header holds a setup_data pointer (0x52) and
+// an initrd must not pass either on; the block's chain holds only the
+// nodes this loader built, and no initrd is announced without one.
+func TestBuildParamsClearsLoaderFields(t *testing.T) {
+	b := bytes.Clone(fixture(t, fixtures[0]))
+	le := binary.LittleEndian
+	le.PutUint64(b[offSetupData:], 0x52)
+	le.PutUint32(b[offRamdiskImage:], 0x7000000)
+	le.PutUint32(b[offRamdiskSize:], 0x1000)
+	im, err := Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := segment.Map{{Range: segment.Range{Start: 0x100000, End: 0x4000_0000}, Type: segment.TypeRAM}}
+	const base = 0x10_0000
+	buf, _, err := BuildParams(im, base, &Params{E820: m, Cmdline: "console=ttyS0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := le.Uint64(buf[offSetupData:]); got != 0 {
+		t.Errorf("setup_data %#x carried over from the image; want 0 with no nodes", got)
+	}
+	if img, size := le.Uint32(buf[offRamdiskImage:]), le.Uint32(buf[offRamdiskSize:]); img != 0 || size != 0 {
+		t.Errorf("initrd %#x+%#x carried over from the image; want none", img, size)
+	}
+	buf, nodes, err := BuildParams(im, base, &Params{E820: m, Cmdline: "x", SetupData: []SetupData{IMASetupData(0x1000, 0x2000)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := SetupDataAt(buf, base)
+	if err != nil || len(got) != 1 || got[0] != nodes[0] {
+		t.Fatalf("chain %+v (%v); want exactly %+v", got, err, nodes)
+	}
+}
+
 func TestCmdlineLimits(t *testing.T) {
 	im, err := Parse(fixture(t, fixtures[0]))
 	if err != nil {

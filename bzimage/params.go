@@ -196,6 +196,12 @@ func BuildParamsEFI(im *Image, base uint64, p *Params) ([]byte, *Placed, error) 
 	buf := make([]byte, size)
 	bp := buf[:BootParamsSize]
 	copy(bp[offSetupSects:], im.header)
+	// The fields a loader owns come from this loader, never from the file:
+	// an image whose header carries a stale setup_data pointer or initrd
+	// would otherwise hand the next kernel whatever those bytes point at.
+	clear(bp[offRamdiskImage : offRamdiskSize+4])
+	clear(bp[offCmdLinePtr : offCmdLinePtr+4])
+	clear(bp[offSetupData : offSetupData+8])
 
 	bp[offTypeOfLoader] = 0xff // "undefined" boot loader id
 	if p.ScreenInfo != nil {

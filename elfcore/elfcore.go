@@ -11,7 +11,8 @@
 //   - Pure: everything comes from the values handed in; the host facts
 //     (note addresses, page offset, RAM) are read elsewhere.
 //   - Every address and size is a uint64 and every sum is checked for
-//     overflow; a header never describes a range that wraps.
+//     overflow; a header never describes a range that wraps or a physical
+//     range ending above MaxPhysAddr (p_offset is signed to its readers).
 //   - The text parsers (the sysfs crash_notes and vmcoreinfo files) bound
 //     their input and never panic.
 //   - The header is little-endian ELF64 (x86-64 and arm64 crash kernels
@@ -143,20 +144,20 @@ func Build(h *Header) ([]byte, error) {
 	}
 	notes := append(append([]Note(nil), h.CPUNotes...), h.VMCoreInfo)
 	for i, n := range notes {
-		if n.Addr == 0 || n.Size == 0 || n.Addr+n.Size < n.Addr {
+		if n.Addr == 0 || !physRange(n.Addr, n.Size) {
 			return nil, fmt.Errorf("%w: note %d at %#x size %#x", ErrBadHeader, i, n.Addr, n.Size)
 		}
 		phdr(ptNote, 0, n.Addr, 0, n.Addr, n.Size)
 	}
 	if t := h.KernelText; t != nil {
-		if t.Size == 0 || t.Phys+t.Size < t.Phys || t.Virt+t.Size < t.Virt {
+		if !physRange(t.Phys, t.Size) || t.Virt+t.Size < t.Virt {
 			return nil, fmt.Errorf("%w: kernel text %#x (virtual %#x) size %#x", ErrBadHeader, t.Phys, t.Virt, t.Size)
 		}
 		phdr(ptLoad, flagsRWX, t.Phys, t.Virt, t.Phys, t.Size)
 	}
 	for _, r := range h.RAM {
-		if r.End <= r.Start {
-			return nil, fmt.Errorf("%w: empty RAM range %v", ErrBadHeader, r)
+		if r.End <= r.Start || r.End > MaxPhysAddr {
+			return nil, fmt.Errorf("%w: RAM range %v is empty or above the %d-bit physical address space", ErrBadHeader, r, 52)
 		}
 		v := h.PageOffset + r.Start
 		if v < h.PageOffset || v+r.Size() < v {
@@ -188,6 +189,17 @@ func clip(s string) string {
 	return s
 }
 
+// MaxPhysAddr bounds every physical range a header describes: neither
+// x86-64 (five-level paging) nor arm64 (LPA) addresses more than 52 bits,
+// and /proc/vmcore reads p_offset as a signed file offset.
+const MaxPhysAddr = 1 << 52
+
+// physRange reports whether [addr, addr+size) is a non-empty range of
+// physical memory that ends at or below MaxPhysAddr.
+func physRange(addr, size uint64) bool {
+	return size != 0 && addr+size > addr && addr+size <= MaxPhysAddr
+}
+
 // DefaultCrashNotesSize is the size given a CPU's note buffer when the
 // kernel publishes no crash_notes_size (kernels before 4.1): larger than
 // any note_buf_t, which is harmless because the crash kernel walks the
@@ -217,8 +229,8 @@ func ParseCrashNotes(addr, size string) (Note, error) {
 		}
 		n.Size = v
 	}
-	if n.Addr+n.Size < n.Addr {
-		return Note{}, fmt.Errorf("%w: crash_notes at %#x size %#x wraps", ErrBadSysfs, n.Addr, n.Size)
+	if !physRange(n.Addr, n.Size) {
+		return Note{}, fmt.Errorf("%w: crash_notes at %#x size %#x is not a physical range", ErrBadSysfs, n.Addr, n.Size)
 	}
 	return n, nil
 }
@@ -237,7 +249,7 @@ func ParseVMCoreInfo(s string) (Note, error) {
 	if err != nil {
 		return Note{}, err
 	}
-	if a == 0 || n == 0 || n > 1<<20 || a+n < a {
+	if a == 0 || n > 1<<20 || !physRange(a, n) {
 		return Note{}, fmt.Errorf("%w: vmcoreinfo at %#x size %#x (read it as root)", ErrBadSysfs, a, n)
 	}
 	return Note{Addr: a, Size: n}, nil

@@ -109,6 +109,11 @@ func TestBuildRefuses(t *testing.T) {
 		"text wraps":   func(h *Header) { h.KernelText.Virt = ^uint64(0) },
 		"too many":     func(h *Header) { h.RAM = make([]segment.Range, maxPhdrs) },
 		"zero address": func(h *Header) { h.CPUNotes[1].Addr = 0 },
+		// FuzzParseSysfs's reproducer (CI stop 28): a note at 1<<63 made a
+		// header whose p_offset debug/elf (and /proc/vmcore) reads as negative.
+		"note above 52 bits": func(h *Header) { h.CPUNotes[0] = Note{1 << 63, 0x170} },
+		"text above 52 bits": func(h *Header) { h.KernelText.Phys = MaxPhysAddr },
+		"ram above 52 bits":  func(h *Header) { h.RAM = []segment.Range{{Start: 0x1000, End: MaxPhysAddr + 0x1000}} },
 	}
 	for name, mut := range cases {
 		h := sample()
@@ -133,12 +138,12 @@ func TestParseSysfs(t *testing.T) {
 	if err != nil || v != (Note{0x2c2a000, 0x1000}) {
 		t.Fatalf("vmcoreinfo: %v %v", v, err)
 	}
-	for _, bad := range [][2]string{{"0", "368"}, {"zz", ""}, {"1000", "0"}, {"1000", "-1"}, {"", ""}, {"ffffffffffffffff", "368"}} {
+	for _, bad := range [][2]string{{"0", "368"}, {"zz", ""}, {"1000", "0"}, {"1000", "-1"}, {"", ""}, {"ffffffffffffffff", "368"}, {"8000000000000000", "368"}, {"fffffffffff000", ""}} {
 		if _, err := ParseCrashNotes(bad[0], bad[1]); !errors.Is(err, ErrBadSysfs) {
 			t.Errorf("crash_notes %q %q: %v", bad[0], bad[1], err)
 		}
 	}
-	for _, bad := range []string{"", "0 1000", "1000", "1000 0", "x y", "1000 1000 1000", strings.Repeat("1", 100) + " 1"} {
+	for _, bad := range []string{"", "0 1000", "1000", "1000 0", "x y", "1000 1000 1000", "8000000000000000 1000", strings.Repeat("1", 100) + " 1"} {
 		if _, err := ParseVMCoreInfo(bad); !errors.Is(err, ErrBadSysfs) {
 			t.Errorf("vmcoreinfo %q: %v", bad, err)
 		}
