@@ -3,7 +3,6 @@ package loader
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/gokexec/gokexec/plan"
 	"github.com/gokexec/gokexec/segment"
@@ -105,32 +104,18 @@ func LoadCrash(ctx context.Context, h Host, img Image, o Options) (*plan.Plan, e
 		o.warn(w)
 	}
 	sealed := o.Appraiser != nil
-	err = execute(h, p, c.read.in, c.read.paths, sealed, true)
-	auto := o.Mode == "" || o.Mode == plan.ModeAuto
-	other := ""
-	switch {
-	case err == nil:
-		return p, nil
-	case auto && p.Syscall == plan.SyscallKexecFileLoad && fallbackToLoad(err):
-		other = plan.SyscallKexecLoad
-	case auto && p.Syscall == plan.SyscallKexecLoad && fallbackToFile(err):
-		other = plan.SyscallKexecFileLoad
-	default:
-		return nil, err
-	}
-	if other == plan.SyscallKexecLoad && len(c.crash.CPUNotes) == 0 {
-		return nil, fmt.Errorf("%w; no kexec_load fallback: %w", err, plan.ErrCrashFacts)
-	}
-	o.warn(fmt.Sprintf("%s failed (%v); falling back to %s", p.Syscall, err, other))
-	fp, err := planCrashFor(c.read, c.crash, other)
-	if err != nil {
-		return nil, err
-	}
-	fp.Decision, fp.Appraisal = p.Decision, p.Appraisal
-	if err := execute(h, fp, c.read.in, c.read.paths, sealed, true); err != nil {
-		return nil, err
-	}
-	return fp, nil
+	return loadFalling(p, o.Mode == "" || o.Mode == plan.ModeAuto,
+		func(p *plan.Plan) error { return execute(h, p, c.read.in, c.read.paths, sealed, true) },
+		func(syscall string) (*plan.Plan, error) {
+			if syscall == plan.SyscallKexecLoad && len(c.crash.CPUNotes) == 0 {
+				return nil, plan.ErrCrashFacts
+			}
+			np, err := planCrashFor(c.read, c.crash, syscall)
+			if err == nil {
+				np.Decision, np.Appraisal = p.Decision, p.Appraisal
+			}
+			return np, err
+		}, o.warn, "")
 }
 
 // UnloadCrash unloads the crash kernel, whichever syscall loaded it.

@@ -54,3 +54,39 @@ func fallbackToLoad(err error) bool {
 	}
 	return ke.Errno == unix.ENOSYS || ke.Errno == unix.ENOEXEC
 }
+
+// loadFalling runs p. Under -a, a refusal the other syscall can get past
+// (lockdown for kexec_load; a missing syscall or an image the kernel does
+// not take for kexec_file_load) is retried once with the plan replan makes
+// for that syscall, and warn says so (fileNote is added when the retry is
+// kexec_file_load). When the retry cannot be planned or fails as well, the
+// error wraps both causes: the first refusal is never hidden behind the
+// second.
+func loadFalling(p *plan.Plan, auto bool, run func(*plan.Plan) error, replan func(syscall string) (*plan.Plan, error), warn func(string), fileNote string) (*plan.Plan, error) {
+	err := run(p)
+	if err == nil {
+		return p, nil
+	}
+	var other string
+	switch {
+	case auto && p.Syscall == plan.SyscallKexecLoad && fallbackToFile(err):
+		other = plan.SyscallKexecFileLoad
+	case auto && p.Syscall == plan.SyscallKexecFileLoad && fallbackToLoad(err):
+		other = plan.SyscallKexecLoad
+	default:
+		return nil, err
+	}
+	np, perr := replan(other)
+	if perr != nil {
+		return nil, fmt.Errorf("%s: %w; and %s cannot be used instead: %w", p.Syscall, err, other, perr)
+	}
+	note := ""
+	if other == plan.SyscallKexecFileLoad {
+		note = fileNote
+	}
+	warn(fmt.Sprintf("%s failed (%v); falling back to %s%s", p.Syscall, err, other, note))
+	if ferr := run(np); ferr != nil {
+		return nil, fmt.Errorf("%s: %w; then %s: %w", p.Syscall, err, other, ferr)
+	}
+	return np, nil
+}

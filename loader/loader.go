@@ -440,33 +440,16 @@ func Load(ctx context.Context, h Host, img Image, o Options) (*Loaded, error) {
 		o.warn(w)
 	}
 	sealed := o.Appraiser != nil
-	err = execute(h, p, r.in, r.paths, sealed, false)
-	auto := o.Mode == "" || o.Mode == plan.ModeAuto
-	switch {
-	case err == nil:
-	case auto && p.Syscall == plan.SyscallKexecLoad && fallbackToFile(err):
-		o.warn(fmt.Sprintf("kexec_load refused (%v); falling back to kexec_file_load: the IMA list will not be carried unless the kernel does it itself", err))
-		fp, ferr := planFor(&o, r, d, plan.SyscallKexecFileLoad)
-		if ferr != nil {
-			return nil, ferr
-		}
-		fp.Appraisal = p.Appraisal
-		if err = execute(h, fp, r.in, r.paths, sealed, false); err != nil {
-			return nil, err
-		}
-		p = fp
-	case auto && p.Syscall == plan.SyscallKexecFileLoad && fallbackToLoad(err):
-		o.warn(fmt.Sprintf("kexec_file_load failed (%v); falling back to kexec_load", err))
-		lp, perr := planFor(&o, r, d, plan.SyscallKexecLoad)
-		if perr != nil {
-			return nil, perr
-		}
-		lp.Appraisal = p.Appraisal
-		if err = execute(h, lp, r.in, r.paths, sealed, false); err != nil {
-			return nil, err
-		}
-		p = lp
-	default:
+	p, err = loadFalling(p, o.Mode == "" || o.Mode == plan.ModeAuto,
+		func(p *plan.Plan) error { return execute(h, p, r.in, r.paths, sealed, false) },
+		func(syscall string) (*plan.Plan, error) {
+			np, err := planFor(&o, r, d, syscall)
+			if err == nil {
+				np.Appraisal = p.Appraisal
+			}
+			return np, err
+		}, o.warn, ": the IMA list will not be carried unless the kernel does it itself")
+	if err != nil {
 		return nil, err
 	}
 	var snapshot []byte // the list this load read, when it was a kexec_load's

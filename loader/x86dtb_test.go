@@ -12,6 +12,7 @@ import (
 	"github.com/gokexec/gokexec/bzimage"
 	"github.com/gokexec/gokexec/kexec"
 	"github.com/gokexec/gokexec/plan"
+	"golang.org/x/sys/unix"
 )
 
 // withDTB is a testLoad edit giving the image a device tree file.
@@ -108,5 +109,26 @@ func TestX86DTBMeasuredOnlyWhenPassed(t *testing.T) {
 	h.Symbols = kexec.KallsymsFacts{HandsOver: true, MeasuresAtExec: true}
 	if _, _, err := testLoad(t, h, plan.ModeAuto, edit); !errors.Is(err, ErrKernelMeasuresExec) || len(h.FileLoads)+len(h.Loads) != 0 {
 		t.Fatalf("auto with a tree on a kernel that measures at exec: %v", err)
+	}
+}
+
+// Under -a, lockdown refusing the tree's kexec_load cannot fall back (x86
+// kexec_file_load takes no tree): the error names both causes, the
+// lockdown first, and nothing is loaded. It used to say only
+// ErrFileLoadDTB, hiding why kexec_load had been left.
+func TestX86DTBLockdownKeepsBothCauses(t *testing.T) {
+	edit, _ := withDTB(t)
+	h := newFake(t, readTestList(t))
+	h.LoadErr = kexec.Explain("kexec_load", unix.EPERM, "integrity", "")
+	var warned []string
+	_, _, err := testLoad(t, h, plan.ModeAuto, func(img *Image, o *Options) {
+		edit(img, o)
+		o.Warn = func(s string) { warned = append(warned, s) }
+	})
+	if !errors.Is(err, kexec.ErrLockdown) || !errors.Is(err, plan.ErrFileLoadDTB) {
+		t.Fatalf("lockdown with a tree: %v; want both kexec.ErrLockdown and plan.ErrFileLoadDTB", err)
+	}
+	if h.Loaded || len(h.FileLoads) != 0 || len(warned) != 0 {
+		t.Fatalf("loaded %v, file loads %d, warned %q: a fallback that cannot be planned loads and announces nothing", h.Loaded, len(h.FileLoads), warned)
 	}
 }
