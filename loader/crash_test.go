@@ -59,6 +59,16 @@ func TestLoadCrash(t *testing.T) {
 		t.Fatalf("fallback: %v, plan %v, executed %+v, warned %v", err, p, h.Loads, warned)
 	}
 
+	// kexec_file_load missing and no crash notes to build a kexec_load
+	// header from: the error keeps both causes, nothing is loaded.
+	h = newCrashHost(t)
+	h.FileLoadErr = &kexec.Error{Op: "kexec_file_load", Errno: unix.ENOSYS}
+	h.Crash.CPUNotes = nil
+	var ke *kexec.Error
+	if _, err := LoadCrash(ctx, h, img, Options{Arch: "amd64"}); !errors.Is(err, plan.ErrCrashFacts) || !errors.As(err, &ke) || ke.Errno != unix.ENOSYS || len(h.Loads) != 0 || h.CrashLoaded {
+		t.Fatalf("no fallback: %v, executed %v", err, h.Loads)
+	}
+
 	// No crash region: a typed error and nothing loaded.
 	h = newCrashHost(t)
 	h.Crash = nil
