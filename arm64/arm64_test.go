@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/gokexec/gokexec/fdt"
+	"github.com/gokexec/gokexec/internal/dtctest"
 )
 
 func readFile(t testing.TB, path string) []byte {
@@ -244,19 +245,6 @@ func TestPlacementRules(t *testing.T) {
 	}
 }
 
-func dtc(t *testing.T, stdin []byte, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("dtc", append([]string{"-q"}, args...)...)
-	cmd.Stdin = bytes.NewReader(stdin)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("dtc %v: %v: %s (install device-tree-compiler: scripts/setup.sh)", args, err, stderr.String())
-	}
-	return string(out)
-}
-
 func TestPrepareDTB(t *testing.T) {
 	tr, err := fdt.Parse(readFile(t, "testdata/dtc-stale-chosen.dtb"))
 	if err != nil {
@@ -280,9 +268,9 @@ func TestPrepareDTB(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := dtc(t, out, "-I", "dtb", "-O", "dts")
-	wantBlob := dtc(t, readFile(t, "testdata/stale-chosen-prepared.dts"), "-I", "dts", "-O", "dtb")
-	want := dtc(t, []byte(wantBlob), "-I", "dtb", "-O", "dts")
+	got := dtctest.Run(t, out, "-I", "dtb", "-O", "dts")
+	wantBlob := dtctest.Run(t, readFile(t, "testdata/stale-chosen-prepared.dts"), "-I", "dts", "-O", "dtb")
+	want := dtctest.Run(t, []byte(wantBlob), "-I", "dtb", "-O", "dts")
 	if got != want {
 		t.Errorf("prepared tree differs.\n--- got\n%s\n--- want\n%s", got, want)
 	}
@@ -343,7 +331,7 @@ func TestPrepareQEMU(t *testing.T) {
 	if len(out) >= raw.Len() {
 		t.Errorf("BuildDTB did not pack: %d bytes", len(out))
 	}
-	got := dtc(t, out, "-I", "dtb", "-O", "dts")
+	got := dtctest.Run(t, out, "-I", "dtb", "-O", "dts")
 	for _, want := range []string{
 		"/memreserve/\t0x0000000048000000 0x0000000000100000;",
 		"/memreserve/\t0x000000007ff00000 0x0000000000002000;",
@@ -364,7 +352,7 @@ func TestPrepareQEMU(t *testing.T) {
 }
 
 func TestPrepareCells32(t *testing.T) {
-	blob := dtc(t, readFile(t, "../fdt/testdata/cells32.dts"), "-I", "dts", "-O", "dtb")
+	blob := dtctest.Run(t, readFile(t, "../fdt/testdata/cells32.dts"), "-I", "dts", "-O", "dtb")
 	tr, err := fdt.Parse([]byte(blob))
 	if err != nil {
 		t.Fatal(err)
@@ -386,7 +374,7 @@ func TestPrepareCells32(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := dtc(t, out, "-I", "dtb", "-O", "dts")
+	got := dtctest.Run(t, out, "-I", "dtb", "-O", "dts")
 	for _, want := range []string{
 		"linux,initrd-start = <0x90000000>;",
 		"linux,initrd-end = <0x90001000>;",
@@ -547,7 +535,7 @@ func TestPrepareKernelSysfs(t *testing.T) {
 	if err := CheckDTB(0x7fe00000, uint64(len(out))); err != nil {
 		t.Error(err)
 	}
-	got := dtc(t, out, "-I", "dtb", "-O", "dts")
+	got := dtctest.Run(t, out, "-I", "dtb", "-O", "dts")
 	var chosen string
 	if i := strings.Index(got, "\tchosen {"); i >= 0 {
 		chosen = got[i:]
@@ -589,7 +577,7 @@ func TestPrepareAgain(t *testing.T) {
 	must(t, err)
 	b, err := BuildDTB(once)
 	must(t, err)
-	if sa, sb := dtc(t, a, "-s", "-I", "dtb", "-O", "dts"), dtc(t, b, "-s", "-I", "dtb", "-O", "dts"); sa != sb {
+	if sa, sb := dtctest.Run(t, a, "-s", "-I", "dtb", "-O", "dts"), dtctest.Run(t, b, "-s", "-I", "dtb", "-O", "dts"); sa != sb {
 		t.Errorf("prepared twice:\n%s\nprepared once:\n%s", sa, sb)
 	}
 }

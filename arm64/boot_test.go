@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gokexec/gokexec/fdt"
+	"github.com/gokexec/gokexec/internal/dtctest"
 )
 
 // TestBootThroughTrampoline puts memory into the state kexec_load leaves
@@ -155,7 +156,7 @@ func TestBootThroughTrampoline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, w := dtc(t, seen, "-I", "dtb", "-O", "dts"), dtc(t, wantBlob, "-I", "dtb", "-O", "dts"); got != w {
+	if got, w := dtctest.Run(t, seen, "-I", "dtb", "-O", "dts"), dtctest.Run(t, wantBlob, "-I", "dtb", "-O", "dts"); got != w {
 		t.Errorf("the kernel saw a different tree.\n--- guest /sys/firmware/fdt\n%s\n--- built\n%s", got, w)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/gokexec/gokexec/internal/dtctest"
 )
 
 // readGolden reads a testdata blob, gunzipping *.gz.
@@ -248,29 +250,6 @@ func hex8(v uint32) string {
 	return string(s[:])
 }
 
-// dtcDecompile runs dtc -I dtb -O dts on a blob and fails on dtc errors.
-func dtcDecompile(t *testing.T, blob []byte) string {
-	t.Helper()
-	cmd := exec.Command("dtc", "-q", "-I", "dtb", "-O", "dts", "-")
-	cmd.Stdin = bytes.NewReader(blob)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("dtc -I dtb: %v: %s (install device-tree-compiler: scripts/setup.sh)", err, stderr.String())
-	}
-	return string(out)
-}
-
-func dtcCompile(t *testing.T, path string) []byte {
-	t.Helper()
-	out, err := exec.Command("dtc", "-q", "-I", "dts", "-O", "dtb", path).Output()
-	if err != nil {
-		t.Fatalf("dtc -I dts %s: %v", path, err)
-	}
-	return out
-}
-
 // TestDifferentialDtc edits a dtc-produced tree, serializes it, and checks
 // that dtc reads back exactly the tree that dtc itself compiles from the
 // expected source.
@@ -302,8 +281,8 @@ func TestDifferentialDtc(t *testing.T) {
 	if again := mustMarshal(t, mustParse(t, out)); !bytes.Equal(again, out) {
 		t.Fatal("re-marshal of edited tree differs")
 	}
-	got := dtcDecompile(t, out)
-	want := dtcDecompile(t, dtcCompile(t, filepath.Join("testdata", "board-edited.dts")))
+	got := dtctest.Source(t, out)
+	want := dtctest.Source(t, dtctest.Compile(t, filepath.Join("testdata", "board-edited.dts")))
 	if got != want {
 		t.Errorf("dtc sees a different tree.\n--- got\n%s\n--- want\n%s", got, want)
 	}
@@ -368,13 +347,13 @@ func TestNopPreserved(t *testing.T) {
 	if len(packed) >= len(in) {
 		t.Errorf("Pack did not shrink the 1 MiB QEMU blob: %d bytes", len(packed))
 	}
-	if dtcDecompile(t, packed) != dtcDecompile(t, in) {
+	if dtctest.Source(t, packed) != dtctest.Source(t, in) {
 		t.Error("packed blob decompiles differently")
 	}
 	// Setting a new rng-seed appends it; the NOPs stay where they were.
 	must(t, ch.SetProperty("rng-seed", make([]byte, 32)))
 	out = mustMarshal(t, tr)
-	if !strings.Contains(dtcDecompile(t, out), "rng-seed = <0x00 0x00 0x00 0x00 0x00 0x00 0x00 0x00>;") {
+	if !strings.Contains(dtctest.Source(t, out), "rng-seed = <0x00 0x00 0x00 0x00 0x00 0x00 0x00 0x00>;") {
 		t.Error("new rng-seed not visible to dtc")
 	}
 }
@@ -417,7 +396,7 @@ func TestNewTree(t *testing.T) {
 	must(t, m.SetProperty("reg", reg))
 	must(t, tr.AddReservation(Range{0x40000000, 0x1000}))
 	out := mustMarshal(t, tr)
-	got := dtcDecompile(t, out)
+	got := dtctest.Source(t, out)
 	want := "/dts-v1/;\n\n/memreserve/\t0x0000000040000000 0x0000000000001000;\n/ {\n\t#address-cells = <0x02>;\n\t#size-cells = <0x02>;\n\n\tmemory@40000000 {\n\t\tdevice_type = \"memory\";\n\t\treg = <0x00 0x40000000 0x00 0x8000000>;\n\t};\n};\n"
 	if got != want {
 		t.Errorf("dtc reads:\n%s\nwant:\n%s", got, want)
@@ -635,15 +614,7 @@ func TestDifferentialLibfdt(t *testing.T) {
 			must(t, tr.DeleteNode("/cpus"))
 			ours := mustMarshal(t, tr)
 
-			sorted := func(b []byte) string {
-				cmd := exec.Command("dtc", "-q", "-s", "-I", "dtb", "-O", "dts", "-")
-				cmd.Stdin = bytes.NewReader(b)
-				out, err := cmd.Output()
-				if err != nil {
-					t.Fatalf("dtc -s: %v", err)
-				}
-				return string(out)
-			}
+			sorted := func(b []byte) string { return dtctest.Run(t, b, "-s", "-I", "dtb", "-O", "dts", "-") }
 			if got, want := sorted(ours), sorted(libfdt); got != want {
 				t.Errorf("this package and libfdt disagree.\n--- ours\n%s\n--- libfdt\n%s", got, want)
 			}

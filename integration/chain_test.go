@@ -18,6 +18,7 @@ import (
 
 	"github.com/gokexec/gokexec/bzimage"
 	"github.com/gokexec/gokexec/ima"
+	"github.com/gokexec/gokexec/internal/dtctest"
 	"github.com/gokexec/gokexec/plan"
 	"github.com/gokexec/gokexec/qemu"
 	"github.com/gokexec/gokexec/qemu/proto"
@@ -174,8 +175,8 @@ func ofKernel(t *testing.T, g *guest) *qemu.BuiltKernel {
 func compileDTS(t *testing.T, dir, src string) string {
 	t.Helper()
 	out := filepath.Join(dir, strings.TrimSuffix(filepath.Base(src), ".dts")+".dtb")
-	if b, err := exec.Command("dtc", "-q", "-I", "dts", "-O", "dtb", "-o", out, src).CombinedOutput(); err != nil {
-		t.Fatalf("dtc %s: %v\n%s", src, err, b)
+	if err := os.WriteFile(out, dtctest.Compile(t, src), 0o644); err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
@@ -280,7 +281,7 @@ func checkSetupDTB(t *testing.T, res *qemu.Result, last []ima.Entry, dtbPath, gu
 	// dtc (the external oracle) reads the third kernel's tree as the one
 	// given plus /chosen/linux,ima-kexec-buffer (the kernel made the file
 	// only because the tree's CRC matched the one it unflattened).
-	got, want := dtcLines(t, fdt[0].Data), dtcLines(t, dtb)
+	got, want := strings.Split(strings.TrimSpace(dtctest.Source(t, fdt[0].Data)), "\n"), strings.Split(strings.TrimSpace(dtctest.Source(t, dtb)), "\n")
 	var rest []string
 	pointer := ""
 	for _, l := range got {
@@ -322,18 +323,6 @@ func checkSetupDTB(t *testing.T, res *qemu.Result, last []ima.Entry, dtbPath, gu
 		t.Fatalf("gokexec's measurements per hop %q (%d of the tree's digest), want %q", hops, dtbEntries, wantHops)
 	}
 	t.Logf("--dtb: boot 3's /sys/firmware/fdt is the %d-byte tree given plus %q; its node read; -s refused: %s", len(dtb), pointer, lastLines(string(fl.Output), 1))
-}
-
-// dtcLines is dtc's source form of a blob, line by line.
-func dtcLines(t *testing.T, b []byte) []string {
-	t.Helper()
-	cmd := exec.Command("dtc", "-q", "-I", "dtb", "-O", "dts", "-")
-	cmd.Stdin = bytes.NewReader(b)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("dtc: %v", err)
-	}
-	return strings.Split(strings.TrimSpace(string(out)), "\n")
 }
 
 // d. KASLR: a chain of hand-overs with KASLR on; every one must arrive intact.

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"github.com/gokexec/gokexec/bzimage"
 	"github.com/gokexec/gokexec/efi"
 	"github.com/gokexec/gokexec/fdt"
+	"github.com/gokexec/gokexec/internal/dtctest"
 	"github.com/gokexec/gokexec/segment"
 )
 
@@ -103,18 +103,6 @@ func TestPlanOVMFCapture(t *testing.T) {
 	}
 }
 
-// dtcSource is dtc's source form of a blob (the external oracle).
-func dtcSource(t *testing.T, b []byte) string {
-	t.Helper()
-	cmd := exec.Command("dtc", "-q", "-I", "dtb", "-O", "dts", "-")
-	cmd.Stdin = bytes.NewReader(b)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("dtc: %v", err)
-	}
-	return string(out)
-}
-
 // setupDTB returns the payload of the plan's one SETUP_DTB node, checking
 // the plan's setup_data list against the chain in boot_params.
 func setupDTB(t *testing.T, p *Plan, without int) []byte {
@@ -195,7 +183,7 @@ func TestX86DTBPassedAsSetupDTB(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if da, dg := dtcSource(t, a), dtcSource(t, dtb); da != dg {
+	if da, dg := dtctest.Source(t, a), dtctest.Source(t, dtb); da != dg {
 		t.Fatalf("the tree passed differs from the one given beyond linux,ima-kexec-buffer:\n%s\n---\n%s", da, dg)
 	}
 
