@@ -569,6 +569,53 @@ func TestFinalizeSaveLeavesKeptInputs(t *testing.T) {
 	}
 }
 
+// Issue 24 (-e at 1.5x kexec-tools' -e): Read hashed the kept kernel and
+// initrd against the plan's digests and Resume hashed them again, 43 MB
+// twice under emulation. A State from Read is hashed once; one whose bytes
+// or digests were replaced after Read is checked again and refused.
+func TestResumeHashesReadStateOnce(t *testing.T) {
+	h, _ := tpmHost(t, 3)
+	sd, _, err := testLoad(t, h, plan.ModeLoad, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hashed := map[int]int{} // input size -> times hashed
+	defer func(d func([]byte) string) { stateDigest = d }(stateDigest)
+	stateDigest = func(b []byte) string { hashed[len(b)]++; return plan.Digest(b) }
+
+	s, err := sd.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Resume(h, s); err != nil {
+		t.Fatal(err)
+	}
+	if hashed[len(s.Kernel)] != 1 || hashed[len(s.Initrd)] != 1 {
+		t.Fatalf("kernel hashed %d times, initrd %d times; want once each (in Read)", hashed[len(s.Kernel)], hashed[len(s.Initrd)])
+	}
+	if _, _, err := sd.finalize(ctx, h, false); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = sd.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Kernel = append([]byte(nil), s.Kernel...) // equal bytes, not the ones Read checked
+	s.Kernel[len(s.Kernel)-1] ^= 1
+	if _, err := Resume(h, s); !errors.Is(err, ErrStateDir) {
+		t.Fatalf("replaced kernel bytes: %v; want ErrStateDir", err)
+	}
+	s, err = sd.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Plan.Initrd.SHA256 = plan.Digest(s.Initrd[:1]) // the bytes Read checked, another digest
+	if _, err := Resume(h, s); !errors.Is(err, ErrStateDir) {
+		t.Fatalf("replaced initrd digest: %v; want ErrStateDir", err)
+	}
+}
+
 // Issue 24: -e read the kept initrd with io.ReadAll, whose growing buffer
 // peaked at twice its size (gokexec --finalize: 100 MB RSS for 43 MB of
 // inputs). A kept file is read into one buffer sized from stat.
