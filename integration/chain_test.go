@@ -281,7 +281,8 @@ func checkSetupDTB(t *testing.T, res *qemu.Result, last []ima.Entry, dtbPath, gu
 	// dtc (the external oracle) reads the third kernel's tree as the one
 	// given plus /chosen/linux,ima-kexec-buffer (the kernel made the file
 	// only because the tree's CRC matched the one it unflattened).
-	got, want := strings.Split(strings.TrimSpace(dtctest.Source(t, fdt[0].Data)), "\n"), strings.Split(strings.TrimSpace(dtctest.Source(t, dtb)), "\n")
+	lines := func(b []byte) []string { return strings.Split(strings.TrimSpace(dtctest.Source(t, b)), "\n") }
+	got, want := lines(fdt[0].Data), lines(dtb)
 	var rest []string
 	pointer := ""
 	for _, l := range got {

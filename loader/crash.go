@@ -104,17 +104,13 @@ func LoadCrash(ctx context.Context, h Host, img Image, o Options) (*plan.Plan, e
 		o.warn(w)
 	}
 	sealed := o.Appraiser != nil
-	return loadFalling(p, o.Mode == "" || o.Mode == plan.ModeAuto,
+	return loadFalling(p, o.Mode,
 		func(p *plan.Plan) error { return execute(h, p, c.read.in, c.read.paths, sealed, true) },
 		func(syscall string) (*plan.Plan, error) {
 			if syscall == plan.SyscallKexecLoad && len(c.crash.CPUNotes) == 0 {
 				return nil, plan.ErrCrashFacts
 			}
-			np, err := planCrashFor(c.read, c.crash, syscall)
-			if err == nil {
-				np.Decision, np.Appraisal = p.Decision, p.Appraisal
-			}
-			return np, err
+			return planCrashFor(c.read, c.crash, syscall)
 		}, o.warn, "")
 }
 

@@ -55,14 +55,16 @@ func fallbackToLoad(err error) bool {
 	return ke.Errno == unix.ENOSYS || ke.Errno == unix.ENOEXEC
 }
 
-// loadFalling runs p. Under -a, a refusal the other syscall can get past
-// (lockdown for kexec_load; a missing syscall or an image the kernel does
-// not take for kexec_file_load) is retried once with the plan replan makes
-// for that syscall, and warn says so (fileNote is added when the retry is
-// kexec_file_load). When the retry cannot be planned or fails as well, the
-// error wraps both causes: the first refusal is never hidden behind the
-// second.
-func loadFalling(p *plan.Plan, auto bool, run func(*plan.Plan) error, replan func(syscall string) (*plan.Plan, error), warn func(string), fileNote string) (*plan.Plan, error) {
+// loadFalling runs p. Under mode auto ("" or plan.ModeAuto), a refusal
+// the other syscall can get past (lockdown for kexec_load; a missing
+// syscall or an image the kernel does not take for kexec_file_load) is
+// retried once with the plan replan makes for that syscall, carrying p's
+// decision and appraisal, and warn says so (fileNote is added when the
+// retry is kexec_file_load). When the retry cannot be planned or fails as
+// well, the error wraps both causes: the first refusal is never hidden
+// behind the second.
+func loadFalling(p *plan.Plan, mode plan.Mode, run func(*plan.Plan) error, replan func(syscall string) (*plan.Plan, error), warn func(string), fileNote string) (*plan.Plan, error) {
+	auto := mode == "" || mode == plan.ModeAuto
 	err := run(p)
 	if err == nil {
 		return p, nil
@@ -80,6 +82,7 @@ func loadFalling(p *plan.Plan, auto bool, run func(*plan.Plan) error, replan fun
 	if perr != nil {
 		return nil, fmt.Errorf("%s: %w; and %s cannot be used instead: %w", p.Syscall, err, other, perr)
 	}
+	np.Decision, np.Appraisal = p.Decision, p.Appraisal
 	note := ""
 	if other == plan.SyscallKexecFileLoad {
 		note = fileNote

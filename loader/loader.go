@@ -440,15 +440,10 @@ func Load(ctx context.Context, h Host, img Image, o Options) (*Loaded, error) {
 		o.warn(w)
 	}
 	sealed := o.Appraiser != nil
-	p, err = loadFalling(p, o.Mode == "" || o.Mode == plan.ModeAuto,
+	p, err = loadFalling(p, o.Mode,
 		func(p *plan.Plan) error { return execute(h, p, r.in, r.paths, sealed, false) },
-		func(syscall string) (*plan.Plan, error) {
-			np, err := planFor(&o, r, d, syscall)
-			if err == nil {
-				np.Appraisal = p.Appraisal
-			}
-			return np, err
-		}, o.warn, ": the IMA list will not be carried unless the kernel does it itself")
+		func(syscall string) (*plan.Plan, error) { return planFor(&o, r, d, syscall) },
+		o.warn, ": the IMA list will not be carried unless the kernel does it itself")
 	if err != nil {
 		return nil, err
 	}
