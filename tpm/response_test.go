@@ -57,6 +57,24 @@ func TestMalformedResponses(t *testing.T) {
 	}
 }
 
+// FuzzResponses' reproducer (a clean-clone CI run, 2026-12-07): a
+// TPM_CAP_PCRS answer listing SHA-1 twice made ActiveBanks report
+// [SHA-1 SHA-1], so every SHA-1 PCR would be read, extended and replayed
+// twice. It is ErrBadResponse for every command that asks.
+func TestBankListedTwiceRefused(t *testing.T) {
+	rsp := reply(0, 0, 0, 0, 0, 5, 0, 0, 0, 2, 0, 0x04, 3, 0xff, 0xff, 0xff, 0, 0x04, 3, 0x01, 0x04, 0x80)
+	tp := &TPM{t: &canned{rsp}}
+	if banks, err := tp.ActiveBanks(); !errors.Is(err, ErrBadResponse) {
+		t.Fatalf("ActiveBanks: %v, %v; want ErrBadResponse", banks, err)
+	}
+	if _, err := tp.ReadPCRs([]uint32{10}); !errors.Is(err, ErrBadResponse) {
+		t.Fatalf("ReadPCRs: %v; want ErrBadResponse", err)
+	}
+	if err := tp.Extend(10, map[crypto.Hash][]byte{crypto.SHA1: make([]byte, 20)}); !errors.Is(err, ErrBadResponse) {
+		t.Fatalf("Extend: %v; want ErrBadResponse", err)
+	}
+}
+
 // FuzzResponses feeds arbitrary answers to every command. Beyond "no
 // panic": a well-framed error response is ErrTPM for every command; the
 // banks reported active are distinct and available; PCR values come back

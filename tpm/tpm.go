@@ -22,7 +22,7 @@
 //   - Every returned digest is a fresh copy; errors wrap with %w.
 //   - Responses are untrusted input: go-tpm unmarshals them; an answer that
 //     does not fit what was asked (an unrequested bank or PCR, a digest of
-//     the wrong size, more PCRs than digests) is ErrBadResponse, never a
+//     the wrong size, more PCRs than digests, a bank listed twice) is ErrBadResponse, never a
 //     panic. A non-zero response code is an error matching ErrTPM (and
 //     go-tpm's tpm2.TPMRC with errors.As); TPM_RC_RETRY is retried by
 //     go-tpm's transport.
@@ -159,7 +159,14 @@ func (t *TPM) getCapabilityPCRs() ([]pcrSelection, error) {
 		return nil, fmt.Errorf("%w: %w", ErrBadResponse, err)
 	}
 	out := make([]pcrSelection, 0, len(sel.PCRSelections))
-	for _, s := range sel.PCRSelections {
+	for i, s := range sel.PCRSelections {
+		// A TPM lists each bank of its allocation once; a second entry
+		// for one algorithm would make that bank count twice.
+		for _, prev := range out[:i] {
+			if prev.alg == s.Hash {
+				return nil, fmt.Errorf("%w: TPM_CAP_PCRS lists bank 0x%04x twice", ErrBadResponse, uint16(s.Hash))
+			}
+		}
 		out = append(out, pcrSelection{alg: s.Hash, bits: append([]byte(nil), s.PCRSelect...)})
 	}
 	return out, nil
