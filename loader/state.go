@@ -44,8 +44,15 @@ type State struct {
 	Finalized *Finalized `json:"finalized,omitempty"`
 
 	// Kept beside state.json (StateDir), checked against the plan's
-	// digests when read back.
+	// digests when read back (see Read).
 	Handover, Kernel, Initrd, DTB []byte `json:"-"`
+
+	// KeptFiles identifies the kept kernel, initrd and DTB files as Save
+	// left them, by file name. Read hashes a kept input again only when
+	// its file is no longer that one: every write to a file moves its
+	// change time, which user space cannot set, and a replaced file has
+	// another inode.
+	KeptFiles map[string]KeptFile `json:"kept_files,omitempty"`
 
 	// kept, set by Read, says where Kernel, Initrd and DTB were read from
 	// and checked: Resume does not hash them again and Save does not write
@@ -95,6 +102,20 @@ func sameBytes(a, b []byte) bool {
 	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
+// KeptFile identifies a kept file: its device and inode, size, and
+// modification and change times (nanoseconds since the epoch).
+type KeptFile struct {
+	Dev   uint64 `json:"dev"`
+	Ino   uint64 `json:"ino"`
+	Size  int64  `json:"size"`
+	Mtime int64  `json:"mtime_ns"`
+	Ctime int64  `json:"ctime_ns"`
+}
+
+func keptFileOf(st *unix.Stat_t) KeptFile {
+	return KeptFile{Dev: st.Dev, Ino: st.Ino, Size: st.Size, Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano()}
+}
+
 // Finalized records a completed finalize.
 type Finalized struct {
 	KernelEntries int    `json:"kernel_entries"`
@@ -121,7 +142,8 @@ func Resume(h Host, s *State) (*Loaded, error) {
 	}
 	// A State from Read had its kept bytes hashed there; hashing 40 MB
 	// again cost the exec as much as the first time.
-	if err := s.check(!s.keptChecked()); err != nil {
+	rehash := !s.keptChecked()
+	if err := s.check([3]bool{rehash, rehash, rehash}); err != nil {
 		return nil, err
 	}
 	o := s.Options
@@ -142,22 +164,19 @@ func Resume(h Host, s *State) (*Loaded, error) {
 // stateDigest is how check hashes (a test counts the calls).
 var stateDigest = plan.Digest
 
-// check compares the kept hand-over list and, with inputs, the kept
-// kernel, initrd and DTB with the recorded digests.
-func (s *State) check(inputs bool) error {
+// check compares the kept hand-over list and those of the kept kernel,
+// initrd and DTB that hash says with the recorded digests.
+func (s *State) check(hash [3]bool) error {
 	if s.Finalized != nil && stateDigest(s.Handover) != s.Finalized.ListSHA256 {
 		return fmt.Errorf("%w: %s does not match the recorded hand-over", ErrStateDir, handoverFile)
 	}
-	if !inputs {
-		return nil
-	}
-	if stateDigest(s.Kernel) != s.Plan.Kernel.SHA256 {
+	if hash[0] && stateDigest(s.Kernel) != s.Plan.Kernel.SHA256 {
 		return fmt.Errorf("%w: the kept kernel does not match the recorded digest", ErrStateDir)
 	}
-	if p := s.Plan.Initrd; p != nil && stateDigest(s.Initrd) != p.SHA256 {
+	if p := s.Plan.Initrd; hash[1] && p != nil && stateDigest(s.Initrd) != p.SHA256 {
 		return fmt.Errorf("%w: the kept initrd does not match the recorded digest", ErrStateDir)
 	}
-	if p := s.Plan.DTBInput; p != nil && stateDigest(s.DTB) != p.SHA256 {
+	if p := s.Plan.DTBInput; hash[2] && p != nil && stateDigest(s.DTB) != p.SHA256 {
 		return fmt.Errorf("%w: the kept device tree does not match the recorded digest", ErrStateDir)
 	}
 	return nil
@@ -175,7 +194,11 @@ func (s *State) check(inputs bool) error {
 //     O_NOFOLLOW, written to a fresh O_EXCL temporary and renamed into
 //     place, so a link planted in the directory is never followed;
 //   - files read back must be regular, owned like the directory, not
-//     writable by group or others, and within a size bound.
+//     writable by group or others, and within a size bound;
+//   - a kept input is trusted without hashing only while its file is the
+//     one Save wrote (same device, inode, size, modification and change
+//     time): that guards against accidents, as the digests beside it do,
+//     since whoever can write the directory can rewrite state.json too.
 
 // DefaultStateDir is where the command line records a load for the exec:
 // /run survives until systemd-shutdown's final reboot.
@@ -239,68 +262,77 @@ func checkOwner(name string, st *unix.Stat_t, bad uint32) error {
 }
 
 // writeStateFile replaces name in dir with b, atomically and without
-// following links.
-func writeStateFile(dir, name string, b []byte) error {
+// following links, and returns the file's identity once in place.
+func writeStateFile(dir, name string, b []byte) (KeptFile, error) {
 	fd, err := stateDirFD(dir, true)
 	if err != nil {
-		return err
+		return KeptFile{}, err
 	}
 	defer unix.Close(fd)
 	var rnd [8]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
-		return fmt.Errorf("state: %w", err)
+		return KeptFile{}, fmt.Errorf("state: %w", err)
 	}
 	tmp := "." + name + "." + hex.EncodeToString(rnd[:])
 	tfd, err := unix.Openat(fd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		return fmt.Errorf("state: %s/%s: %w", dir, tmp, err)
+		return KeptFile{}, fmt.Errorf("state: %s/%s: %w", dir, tmp, err)
 	}
 	f := os.NewFile(uintptr(tfd), filepath.Join(dir, tmp))
 	_, werr := f.Write(b)
 	if werr == nil {
 		werr = f.Sync()
 	}
+	renamed := false
+	if werr == nil {
+		werr = unix.Renameat(fd, tmp, fd, name)
+		renamed = werr == nil
+	}
+	// The identity after the rename, which sets the change time.
+	var st unix.Stat_t
+	if werr == nil {
+		werr = unix.Fstat(tfd, &st)
+	}
 	if cerr := f.Close(); werr == nil {
 		werr = cerr
 	}
-	if werr == nil {
-		werr = unix.Renameat(fd, tmp, fd, name)
-	}
 	if werr != nil {
-		_ = unix.Unlinkat(fd, tmp, 0)
-		return fmt.Errorf("state: %s/%s: %w", dir, name, werr)
+		if !renamed {
+			_ = unix.Unlinkat(fd, tmp, 0)
+		}
+		return KeptFile{}, fmt.Errorf("state: %s/%s: %w", dir, name, werr)
 	}
-	return nil
+	return keptFileOf(&st), nil
 }
 
-// readStateFile reads name from the checked dir. A missing file is
-// ErrNoState.
-func readStateFile(dir, name string, max int64) ([]byte, error) {
+// readStateFile reads name from the checked dir and returns the file's
+// identity as it was once read. A missing file is ErrNoState.
+func readStateFile(dir, name string, max int64) ([]byte, KeptFile, error) {
 	fd, err := stateDirFD(dir, false)
 	if err != nil {
-		return nil, err
+		return nil, KeptFile{}, err
 	}
 	defer unix.Close(fd)
 	ffd, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	switch {
 	case err == unix.ENOENT:
-		return nil, ErrNoState
+		return nil, KeptFile{}, ErrNoState
 	case err == unix.ELOOP:
-		return nil, fmt.Errorf("%w: %s/%s is a symbolic link", ErrStateDir, dir, name)
+		return nil, KeptFile{}, fmt.Errorf("%w: %s/%s is a symbolic link", ErrStateDir, dir, name)
 	case err != nil:
-		return nil, fmt.Errorf("state: %s/%s: %w", dir, name, err)
+		return nil, KeptFile{}, fmt.Errorf("state: %s/%s: %w", dir, name, err)
 	}
 	f := os.NewFile(uintptr(ffd), filepath.Join(dir, name))
 	defer f.Close()
 	var st unix.Stat_t
 	if err := unix.Fstat(ffd, &st); err != nil {
-		return nil, fmt.Errorf("state: %w", err)
+		return nil, KeptFile{}, fmt.Errorf("state: %w", err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, fmt.Errorf("%w: %s/%s is not a regular file", ErrStateDir, dir, name)
+		return nil, KeptFile{}, fmt.Errorf("%w: %s/%s is not a regular file", ErrStateDir, dir, name)
 	}
 	if err := checkOwner(filepath.Join(dir, name), &st, 0o022); err != nil {
-		return nil, err
+		return nil, KeptFile{}, err
 	}
 	// Sized from stat (bounded, never trusted): io.ReadAll's growing
 	// buffer held twice the kept initrd, and copied it over and over, at -e.
@@ -316,13 +348,18 @@ func readStateFile(dir, name string, max int64) ([]byte, error) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("state: %s/%s: %w", dir, name, err)
+			return nil, KeptFile{}, fmt.Errorf("state: %s/%s: %w", dir, name, err)
 		}
 	}
 	if int64(len(b)) > max {
-		return nil, fmt.Errorf("%w: %s/%s is larger than %d bytes", ErrStateDir, dir, name, max)
+		return nil, KeptFile{}, fmt.Errorf("%w: %s/%s is larger than %d bytes", ErrStateDir, dir, name, max)
 	}
-	return b, nil
+	// Stat again once read: a write while it was read moved the change
+	// time, so the identity returned vouches for the bytes returned.
+	if err := unix.Fstat(ffd, &st); err != nil {
+		return nil, KeptFile{}, fmt.Errorf("state: %w", err)
+	}
+	return b, keptFileOf(&st), nil
 }
 
 func removeStateFile(dir, name string) error {
@@ -348,22 +385,23 @@ func (d StateDir) dir() string {
 }
 
 // Save records s: the kept bytes first, state.json last, so a state.json
-// always finds the files it names.
+// always finds the files it names. s.KeptFiles is set to the kept input
+// files as Save leaves them.
 func (d StateDir) Save(s *State) error {
-	b, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
-		return fmt.Errorf("state: %w", err)
-	}
 	// A finalize never changes the inputs: when they were read from this
 	// directory and checked against the same digests, they are there
-	// already (a later Read checks them again).
+	// already (a later Read checks that they are still those files).
 	kept := s.keptChecked() && s.kept.dir == d
+	ids := map[string]KeptFile{}
 	for _, f := range []struct {
 		name  string
 		data  []byte
 		input bool
 	}{{kernelFile, s.Kernel, true}, {initrdFile, s.Initrd, true}, {dtbFile, s.DTB, true}, {handoverFile, s.Handover, false}} {
 		if f.input && kept {
+			if id, ok := s.KeptFiles[f.name]; ok && f.data != nil {
+				ids[f.name] = id
+			}
 			continue
 		}
 		if f.data == nil {
@@ -372,18 +410,29 @@ func (d StateDir) Save(s *State) error {
 			}
 			continue
 		}
-		if err := writeStateFile(d.dir(), f.name, f.data); err != nil {
+		id, err := writeStateFile(d.dir(), f.name, f.data)
+		if err != nil {
 			return err
 		}
+		if f.input {
+			ids[f.name] = id
+		}
 	}
-	return writeStateFile(d.dir(), stateFile, b)
+	s.KeptFiles = ids
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	_, err = writeStateFile(d.dir(), stateFile, b)
+	return err
 }
 
 // Read reads the recorded State, after checking the directory and the
 // files as StateDir's doc says, and the kept bytes against the plan's
-// digests. No record is ErrNoState.
+// digests: by hashing them, or, for a kept input file that is still the
+// one Save wrote (KeptFiles), by that identity. No record is ErrNoState.
 func (d StateDir) Read() (*State, error) {
-	b, err := readStateFile(d.dir(), stateFile, maxStateBytes)
+	b, _, err := readStateFile(d.dir(), stateFile, maxStateBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -401,17 +450,29 @@ func (d StateDir) Read() (*State, error) {
 		want bool
 	}{{kernelFile, &s.Kernel, kexec.MaxKernelBytes, true}, {initrdFile, &s.Initrd, kexec.MaxInitrdBytes, s.Plan.Initrd != nil},
 		{dtbFile, &s.DTB, kexec.MaxDTBBytes, s.Plan.DTBInput != nil}, {handoverFile, &s.Handover, maxHandoverBytes, s.Finalized != nil}}
-	for _, k := range kept {
+	// An input whose file is still the one Save wrote is not hashed
+	// again (hashing the kept 40 MB was most of -e's own time under
+	// emulation); any other is.
+	var hash [3]bool
+	ids := map[string]KeptFile{}
+	for i, k := range kept {
 		if !k.want {
 			continue
 		}
-		if *k.dst, err = readStateFile(d.dir(), k.name, k.max); err != nil {
+		var id KeptFile
+		if *k.dst, id, err = readStateFile(d.dir(), k.name, k.max); err != nil {
 			return nil, fmt.Errorf("state: %s: %w", k.name, err)
 		}
+		if i < len(hash) {
+			rec, ok := s.KeptFiles[k.name]
+			hash[i] = !ok || rec != id
+			ids[k.name] = id
+		}
 	}
-	if err := s.check(true); err != nil {
+	if err := s.check(hash); err != nil {
 		return nil, err
 	}
+	s.KeptFiles = ids // checked now, by identity or by digest
 	s.kept = &keptInputs{dir: d, digests: inputDigests(s.Plan), bytes: [3][]byte{s.Kernel, s.Initrd, s.DTB}}
 	return &s, nil
 }
