@@ -151,6 +151,64 @@ func ReadResolved(what, path string, max int64) ([]byte, error) {
 	return readOpen(what, path, f, max)
 }
 
+// CopyResolved copies the regular file at path (resolved, as ReadResolved
+// takes it) to the end of dst, within max bytes, and returns how many
+// bytes it copied. The kernel copies (sendfile): the bytes never pass
+// through this process's memory. A file over max is ErrTooLarge (dst then
+// holds a part of it: the caller discards dst).
+func CopyResolved(what, path string, max int64, dst *os.File) (int64, error) {
+	f, err := OpenResolved(path)
+	if err != nil {
+		return 0, &InputError{what, path, err}
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return 0, &InputError{what, path, err}
+	}
+	if !st.Mode().IsRegular() {
+		return 0, &InputError{what, path, fmt.Errorf("%w (%s)", ErrNotRegular, fileKind(st.Mode()))}
+	}
+	if st.Size() > max {
+		return 0, &InputError{what, path, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, st.Size(), max)}
+	}
+	n, err := sendAll(dst, f, max+1)
+	if err != nil {
+		return n, &InputError{what, path, err}
+	}
+	if n > max {
+		return n, &InputError{what, path, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, max)}
+	}
+	return n, nil
+}
+
+// sendAll copies src to dst until src ends or limit bytes were copied,
+// with sendfile, or through a buffer where the file systems do not take
+// sendfile.
+func sendAll(dst, src *os.File, limit int64) (int64, error) {
+	var n int64
+	for n < limit {
+		m, err := unix.Sendfile(int(dst.Fd()), int(src.Fd()), nil, int(min(limit-n, 1<<30)))
+		if err == unix.EINTR || err == unix.EAGAIN {
+			continue
+		}
+		if err == unix.EINVAL || err == unix.ENOSYS {
+			if n != 0 {
+				return n, err
+			}
+			return io.CopyBuffer(dst, io.LimitReader(src, limit), make([]byte, 1<<20))
+		}
+		if err != nil {
+			return n, err
+		}
+		if m == 0 {
+			break
+		}
+		n += int64(m)
+	}
+	return n, nil
+}
+
 // readSmall reads a sysfs or procfs value (bounded by MaxSmallBytes).
 func readSmall(path string) ([]byte, error) {
 	return ReadInput("system file", path, MaxSmallBytes)

@@ -68,8 +68,8 @@ func (in Input) read(what string, max int64) ([]byte, error) {
 	if in.Name == "" {
 		return nil, fmt.Errorf("%w: %s has no name", plan.ErrInput, what)
 	}
-	if h, ok := in.R.(held); ok {
-		if int64(len(h.b)) > max {
+	if h, ok := in.R.(interface{ heldBytes() []byte }); ok {
+		if b := h.heldBytes(); int64(len(b)) > max {
 			return nil, fmt.Errorf("%w: %w", plan.ErrInput, &kexec.InputError{What: what, Path: in.Name, Err: fmt.Errorf("%w (%d bytes at most)", kexec.ErrTooLarge, max)})
 		}
 		return h.heldBytes(), nil

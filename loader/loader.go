@@ -120,7 +120,8 @@ type read struct {
 	in      *plan.Inputs
 	dtbName string // "" when the plan starts from no device tree
 	paths   [2]string
-	sigs    [3][]byte // kernel, initrd, DTB signatures (appraisal)
+	sigs    [3][]byte    // kernel, initrd, DTB signatures (appraisal)
+	kept    [3]*keptFile // kernel, initrd, DTB: copied into a StateDir (KeepImage)
 }
 
 // readImage reads the image's inputs, each once (and the running
@@ -130,6 +131,11 @@ func readImage(h Facts, img Image, o *Options) (*read, error) {
 		IMAExtra: o.IMAExtra, MemMin: o.MemMin, MemMax: o.MemMax, IMAOrder: binary.LittleEndian, NoEFI: o.NoEFI}
 	r := &read{in: in, paths: [2]string{img.Kernel.Path, img.Initrd.Path},
 		sigs: [3][]byte{img.Kernel.Signature, img.Initrd.Signature, img.DTB.Signature}}
+	for i, input := range [3]Input{img.Kernel, img.Initrd, img.DTB} {
+		if k, ok := input.R.(keptReader); ok {
+			r.kept[i] = k.k
+		}
+	}
 	if !img.Kernel.present() {
 		return nil, fmt.Errorf("%w: no kernel given", plan.ErrInput)
 	}
@@ -398,9 +404,10 @@ type Loaded struct {
 	// in are the plan inputs of the load: the bytes read once, the facts.
 	in      *plan.Inputs
 	dtbName string
-	paths   [2]string   // the resolved files of kernel and initrd, if any
-	sealed  bool        // appraised: kexec_file_load reads sealed memfds
-	kept    *keptInputs // resumed: where the inputs are kept (State)
+	paths   [2]string    // the resolved files of kernel and initrd, if any
+	sealed  bool         // appraised: kexec_file_load reads sealed memfds
+	kept    *keptInputs  // resumed: where the inputs are kept (State)
+	copied  [3]*keptFile // loaded from a KeepImage: the inputs' files in a StateDir
 	// plan is the plan last loaded (Finalize replaces it).
 	plan       *plan.Plan
 	appraisals []Appraisal
@@ -462,7 +469,7 @@ func Load(ctx context.Context, h Host, img Image, o Options) (*Loaded, error) {
 		r.in.IMAList = nil // the snapshot is in the plan; finalize takes a fresh one
 	}
 	return &Loaded{host: h, opts: o, in: r.in, dtbName: r.dtbName, paths: r.paths, sealed: sealed,
-		plan: p, appraisals: as, binding: b}, nil
+		plan: p, appraisals: as, binding: b, copied: r.kept}, nil
 }
 
 // execute runs a plan with the syscall it names.

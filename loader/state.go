@@ -58,6 +58,9 @@ type State struct {
 	// and checked: Resume does not hash them again and Save does not write
 	// them there again, as long as they are still the bytes Read checked.
 	kept *keptInputs
+	// copied: Kernel, Initrd and DTB as KeepImage copied them into a
+	// StateDir, which Save moves into place instead of writing them.
+	copied [3]*keptFile
 }
 
 // keptInputs are the kept inputs of a StateDir as Read checked them: the
@@ -129,7 +132,7 @@ func (l *Loaded) State() *State {
 	}
 	return &State{Options: l.opts, Plan: l.plan, Appraisals: l.appraisals, Sealed: l.sealed, Paths: l.paths,
 		DTBName: l.dtbName, Binding: l.binding, Finalized: l.finalized, Handover: l.handover,
-		Kernel: l.in.Kernel, Initrd: l.in.Initrd, DTB: l.in.DTB, kept: l.kept}
+		Kernel: l.in.Kernel, Initrd: l.in.Initrd, DTB: l.in.DTB, kept: l.kept, copied: l.copied}
 }
 
 // Resume makes a Loaded of a State another process recorded. It reads the
@@ -195,6 +198,10 @@ func (s *State) check(hash [3]bool) error {
 //     place, so a link planted in the directory is never followed;
 //   - files read back must be regular, owned like the directory, not
 //     writable by group or others, and within a size bound;
+//   - a load made from KeepImage uses its inputs from files it created
+//     in the directory (fresh random names, mode 0600) and mapped, which
+//     Save then renames into place: writing them while the load runs
+//     would change what is loaded, which only the directory's owner can;
 //   - a kept input is trusted without hashing only while its file is the
 //     one Save wrote (same device, inode, size, modification and change
 //     time): that guards against accidents, as the digests beside it do,
@@ -269,16 +276,10 @@ func writeStateFile(dir, name string, b []byte) (KeptFile, error) {
 		return KeptFile{}, err
 	}
 	defer unix.Close(fd)
-	var rnd [8]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		return KeptFile{}, fmt.Errorf("state: %w", err)
-	}
-	tmp := "." + name + "." + hex.EncodeToString(rnd[:])
-	tfd, err := unix.Openat(fd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	tmp, f, err := createStateTemp(dir, fd, name, unix.O_WRONLY)
 	if err != nil {
-		return KeptFile{}, fmt.Errorf("state: %s/%s: %w", dir, tmp, err)
+		return KeptFile{}, err
 	}
-	f := os.NewFile(uintptr(tfd), filepath.Join(dir, tmp))
 	_, werr := f.Write(b)
 	if werr == nil {
 		werr = f.Sync()
@@ -291,7 +292,7 @@ func writeStateFile(dir, name string, b []byte) (KeptFile, error) {
 	// The identity after the rename, which sets the change time.
 	var st unix.Stat_t
 	if werr == nil {
-		werr = unix.Fstat(tfd, &st)
+		werr = unix.Fstat(int(f.Fd()), &st)
 	}
 	if cerr := f.Close(); werr == nil {
 		werr = cerr
@@ -301,6 +302,43 @@ func writeStateFile(dir, name string, b []byte) (KeptFile, error) {
 			_ = unix.Unlinkat(fd, tmp, 0)
 		}
 		return KeptFile{}, fmt.Errorf("state: %s/%s: %w", dir, name, werr)
+	}
+	return keptFileOf(&st), nil
+}
+
+// createStateTemp creates a new file for name in the checked directory fd
+// (dir), under a fresh temporary name, opened with access (unix.O_WRONLY
+// or unix.O_RDWR) and never through a link.
+func createStateTemp(dir string, fd int, name string, access int) (string, *os.File, error) {
+	var rnd [8]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return "", nil, fmt.Errorf("state: %w", err)
+	}
+	tmp := "." + name + "." + hex.EncodeToString(rnd[:])
+	tfd, err := unix.Openat(fd, tmp, access|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return "", nil, fmt.Errorf("state: %s/%s: %w", dir, tmp, err)
+	}
+	return tmp, os.NewFile(uintptr(tfd), filepath.Join(dir, tmp)), nil
+}
+
+// moveStateFile renames tmp in dir to name, without following links, and
+// returns the file's identity once in place.
+func moveStateFile(dir, tmp, name string) (KeptFile, error) {
+	fd, err := stateDirFD(dir, false)
+	if err != nil {
+		return KeptFile{}, err
+	}
+	defer unix.Close(fd)
+	if err := unix.Renameat(fd, tmp, fd, name); err != nil {
+		return KeptFile{}, fmt.Errorf("state: %s/%s: %w", dir, name, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return KeptFile{}, fmt.Errorf("state: %s/%s: %w", dir, name, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return KeptFile{}, fmt.Errorf("%w: %s/%s is not a regular file", ErrStateDir, dir, name)
 	}
 	return keptFileOf(&st), nil
 }
@@ -393,7 +431,7 @@ func (d StateDir) Save(s *State) error {
 	// already (a later Read checks that they are still those files).
 	kept := s.keptChecked() && s.kept.dir == d
 	ids := map[string]KeptFile{}
-	for _, f := range []struct {
+	for i, f := range []struct {
 		name  string
 		data  []byte
 		input bool
@@ -402,6 +440,19 @@ func (d StateDir) Save(s *State) error {
 			if id, ok := s.KeptFiles[f.name]; ok && f.data != nil {
 				ids[f.name] = id
 			}
+			continue
+		}
+		// An input KeepImage copied into d: moved into place once, then
+		// left there.
+		if c := s.copiedTo(d, i, f.data); c != nil {
+			if !c.moved {
+				id, err := moveStateFile(d.dir(), c.tmp, f.name)
+				if err != nil {
+					return err
+				}
+				c.moved, c.id = true, id
+			}
+			ids[f.name] = c.id
 			continue
 		}
 		if f.data == nil {
@@ -425,6 +476,19 @@ func (d StateDir) Save(s *State) error {
 	}
 	_, err = writeStateFile(d.dir(), stateFile, b)
 	return err
+}
+
+// copiedTo returns input i's keptFile when data are its bytes, copied into
+// d by KeepImage.
+func (s *State) copiedTo(d StateDir, i int, data []byte) *keptFile {
+	if i >= len(s.copied) {
+		return nil
+	}
+	c := s.copied[i]
+	if c == nil || c.dir.dir() != d.dir() || !sameBytes(c.b, data) {
+		return nil
+	}
+	return c
 }
 
 // Read reads the recorded State, after checking the directory and the

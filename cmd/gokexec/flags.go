@@ -68,10 +68,14 @@ func (c *cli) hostFor() loader.Host {
 var guardActs = func(m loader.Machine) loader.Host { return m }
 
 // options turns the flags of a load or dry run into the library's inputs.
-func (c *cli) options(kernel string) (loader.Host, loader.Image, loader.Options, error) {
+func (c *cli) options(kernel string, keep loader.StateDir) (_ loader.Host, _ loader.Image, _ loader.Options, release func(), _ error) {
 	var img loader.Image
 	o := loader.Options{NoEFI: c.noEFI, Arch: c.arch, NoIMA: c.noIMA, IMAPCR: c.imaPCR}
-	fail := func(err error) (loader.Host, loader.Image, loader.Options, error) { return nil, img, o, err }
+	release = func() {}
+	fail := func(err error) (loader.Host, loader.Image, loader.Options, func(), error) {
+		release()
+		return nil, img, o, func() {}, err
+	}
 	if c.imaPCR > 23 {
 		return fail(usageErr("--ima-pcr %d: PCRs are 0-23", c.imaPCR))
 	}
@@ -112,7 +116,14 @@ func (c *cli) options(kernel string) (loader.Host, loader.Image, loader.Options,
 	if o.MemMax != 0 && o.MemMin >= o.MemMax {
 		return fail(usageErr("--mem-min %#x is not below --mem-max %#x", o.MemMin, o.MemMax))
 	}
-	if img, err = loader.FileImage(kernel, c.initrd, c.dtb, cmdline); err != nil {
+	if keep != "" {
+		// A real load the state records: each input is copied into the
+		// state directory once and used from there (loader.KeepImage).
+		img, release, err = keep.KeepImage(kernel, c.initrd, c.dtb, cmdline)
+	} else {
+		img, err = loader.FileImage(kernel, c.initrd, c.dtb, cmdline)
+	}
+	if err != nil {
 		return fail(err)
 	}
 	if c.appraiseMode != appraise.ModeOff {
@@ -128,7 +139,7 @@ func (c *cli) options(kernel string) (loader.Host, loader.Image, loader.Options,
 	if o.Arch == runtime.GOARCH {
 		o.Arch = ""
 	}
-	return c.hostFor(), img, o, nil
+	return c.hostFor(), img, o, release, nil
 }
 
 // cmdline is the command line a load passes, as kexec-tools'

@@ -98,10 +98,15 @@ func perform(ctx context.Context, c *cli, a Action, stdout, stderr io.Writer) er
 		if err := c.checkType(a.Kernel); err != nil {
 			return err
 		}
-		_, img, o, err := c.options(a.Kernel)
+		var keep loader.StateDir // a real load recorded for -e keeps its inputs
+		if !a.DryRun && !a.Crash {
+			keep = dir
+		}
+		_, img, o, release, err := c.options(a.Kernel, keep)
 		if err != nil {
 			return err
 		}
+		defer release() // what the state did not take
 		var p *plan.Plan
 		switch {
 		case a.DryRun && a.Crash:
