@@ -569,6 +569,16 @@ func TestFinalizeSaveLeavesKeptInputs(t *testing.T) {
 	}
 }
 
+// countDigests makes the state checks count the inputs they hash, by
+// size, until the test ends.
+func countDigests(t *testing.T) map[int]int {
+	hashed := map[int]int{}
+	d := stateDigest
+	t.Cleanup(func() { stateDigest = d })
+	stateDigest = func(b []byte) string { hashed[len(b)]++; return plan.Digest(b) }
+	return hashed
+}
+
 // Issue 24 (-e at 1.5x kexec-tools' -e): Read hashed the kept kernel and
 // initrd against the plan's digests and Resume hashed them again, 43 MB
 // twice under emulation. Kept files that are still the ones Save wrote are
@@ -580,9 +590,7 @@ func TestResumeHashesReadStateOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hashed := map[int]int{} // input size -> times hashed
-	defer func(d func([]byte) string) { stateDigest = d }(stateDigest)
-	stateDigest = func(b []byte) string { hashed[len(b)]++; return plan.Digest(b) }
+	hashed := countDigests(t)
 
 	s, err := sd.Read()
 	if err != nil {
@@ -628,9 +636,7 @@ func TestReadHashesOnlyChangedKeptFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hashed := map[int]int{} // input size -> times hashed
-	defer func(d func([]byte) string) { stateDigest = d }(stateDigest)
-	stateDigest = func(b []byte) string { hashed[len(b)]++; return plan.Digest(b) }
+	hashed := countDigests(t)
 	s, err := sd.Read()
 	if err != nil {
 		t.Fatal(err)
