@@ -264,7 +264,11 @@ boot it was made in (boot_id) and to the image it loaded. -e refuses with
   gokexec's load: another tool used kexec_file_load (only when the IMA
   policy measures KEXEC_CMDLINE, which the kernel's own critical rules do on
   most distributions' policies; without such a rule this is not visible);
-- kernel, initrd or DTB no longer hash to the recorded digests.
+- kernel, initrd or DTB no longer hash to the recorded digests. A kept
+  file that is still the one the load left there (same device, inode,
+  size, modification and change time, recorded in state.json) is not
+  hashed again; any write to it moves its change time, and it is then
+  hashed and, if it changed, refused.
 
 The kernel offers no way to read back what a kexec_load put into it, so a
 kexec_load by another tool after gokexec's cannot be seen. For a
