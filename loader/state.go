@@ -143,8 +143,9 @@ func Resume(h Host, s *State) (*Loaded, error) {
 	if s == nil || s.Plan == nil {
 		return nil, ErrNoState
 	}
-	// A State from Read had its kept bytes hashed there; hashing 40 MB
-	// again cost the exec as much as the first time.
+	// A State from Read had its kept bytes checked there (by their
+	// files' identity or by hashing); hashing 40 MB again cost the exec
+	// as much as the first time.
 	rehash := !s.keptChecked()
 	if err := s.check([3]bool{rehash, rehash, rehash}); err != nil {
 		return nil, err
