@@ -153,9 +153,10 @@ func ReadResolved(what, path string, max int64) ([]byte, error) {
 
 // CopyResolved copies the regular file at path (resolved, as ReadResolved
 // takes it) to the end of dst, within max bytes, and returns how many
-// bytes it copied. The kernel copies (sendfile): the bytes never pass
-// through this process's memory. A file over max is ErrTooLarge (dst then
-// holds a part of it: the caller discards dst).
+// bytes it copied. The kernel copies (sendfile), so the bytes do not pass
+// through this process's memory, except on file systems that refuse
+// sendfile, where a 1 MiB buffer carries them. A file over max is
+// ErrTooLarge (dst then holds a part of it: the caller discards dst).
 func CopyResolved(what, path string, max int64, dst *os.File) (int64, error) {
 	f, err := OpenResolved(path)
 	if err != nil {

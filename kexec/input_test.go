@@ -221,3 +221,47 @@ func TestKallsymsScanEndsAtText(t *testing.T) {
 		t.Fatalf("no _etext: %+v %v", f, err)
 	}
 }
+
+// CopyResolved (what -l copies its inputs into the state directory with)
+// refuses like ReadResolved: a device, a FIFO (without waiting for a
+// writer), a final symbolic link and a file over the bound; a file at
+// the bound is copied whole.
+func TestCopyResolvedRefusesLikeRead(t *testing.T) {
+	dir := t.TempDir()
+	dst, err := os.Create(filepath.Join(dir, "dst"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/dev/zero", fifo, dir} {
+		if _, err := CopyResolved("initrd", p, MaxInitrdBytes, dst); !errors.Is(err, ErrNotRegular) {
+			t.Errorf("%s: %v; want ErrNotRegular", p, err)
+		}
+	}
+	src := filepath.Join(dir, "src")
+	data := bytes.Repeat([]byte("0123456789abcdef"), 300_000) // 4.8 MB
+	if err := os.WriteFile(src, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(src, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CopyResolved("kernel", link, MaxKernelBytes, dst); !errors.Is(err, unix.ELOOP) {
+		t.Errorf("final symlink: %v; want ELOOP", err)
+	}
+	if _, err := CopyResolved("kernel", src, int64(len(data))-1, dst); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("one byte over the bound: %v; want ErrTooLarge", err)
+	}
+	if n, err := CopyResolved("kernel", src, int64(len(data)), dst); err != nil || n != int64(len(data)) {
+		t.Fatalf("at the bound: %d bytes, %v", n, err)
+	}
+	got, err := os.ReadFile(dst.Name())
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("copied %d bytes, equal %v (%v)", len(got), bytes.Equal(got, data), err)
+	}
+}
