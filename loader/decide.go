@@ -13,29 +13,55 @@ import (
 
 // gatherFacts reads the facts of the syscall decision from the host.
 // /proc/kallsyms (100,000+ lines, the slowest fact) is read only when
-// there is a list to carry: it says whether the kernel hands the list over
-// itself and whether it measures after a snapshot (which refuses a
-// kexec_load hand-over, whatever the mode). A named TPM that does not
-// exist is an error; a captured host leaves the TPM fact empty.
-func gatherFacts(h Host, o *Options, imaList bool) (plan.Facts, error) {
+// there is a list to carry (needKallsyms): it says whether the kernel
+// hands the list over itself and whether it measures after a snapshot
+// (which refuses a kexec_load hand-over, whatever the mode). sym, when not
+// nil, is that read made already (readKallsyms). A named TPM that does
+// not exist is an error; a captured host leaves the TPM fact empty.
+func gatherFacts(h Host, o *Options, imaList bool, sym *kallsymsRead) (plan.Facts, error) {
 	if o.arch() != runtime.GOARCH {
 		return plan.Facts{IMAList: imaList, HandoverWanted: !o.NoIMA, CrossArch: true}, nil
 	}
 	f := plan.Facts{Lockdown: h.Lockdown(), IMAList: imaList, HandoverWanted: !o.NoIMA, KexecLoadDisabled: h.KexecLoadDisabled()}
-	if f.IMAList && f.HandoverWanted {
-		ks, err := h.Kallsyms()
-		if err != nil {
-			// Not a silent "no": the plan records why, and the load says so.
-			f.Kallsyms = err.Error()
-			o.warn(fmt.Sprintf("%v: whether the running kernel hands the IMA list over itself, or measures at kexec, is unknown; planning as if it does neither", err))
+	if needKallsyms(o, imaList) {
+		if sym == nil {
+			k := <-readKallsyms(h)
+			sym = &k
 		}
-		f.KernelHandsOver, f.KernelMeasuresExec = ks.HandsOver, ks.MeasuresAtExec
+		if sym.err != nil {
+			// Not a silent "no": the plan records why, and the load says so.
+			f.Kallsyms = sym.err.Error()
+			o.warn(fmt.Sprintf("%v: whether the running kernel hands the IMA list over itself, or measures at kexec, is unknown; planning as if it does neither", sym.err))
+		}
+		f.KernelHandsOver, f.KernelMeasuresExec = sym.facts.HandsOver, sym.facts.MeasuresAtExec
 	}
 	var err error
 	if f.TPM, err = h.TPMDevice(); err != nil {
 		return f, fmt.Errorf("%w: %w", ErrTPM, err)
 	}
 	return f, nil
+}
+
+// needKallsyms says whether the decision reads /proc/kallsyms: for this
+// machine's own architecture, with a list to carry.
+func needKallsyms(o *Options, imaList bool) bool {
+	return o.arch() == runtime.GOARCH && imaList && !o.NoIMA
+}
+
+// kallsymsRead is what Host.Kallsyms answered.
+type kallsymsRead struct {
+	facts kexec.KallsymsFacts
+	err   error
+}
+
+// readKallsyms reads h's kallsyms facts on a goroutine of its own.
+func readKallsyms(h Host) <-chan kallsymsRead {
+	c := make(chan kallsymsRead, 1)
+	go func() {
+		f, err := h.Kallsyms()
+		c <- kallsymsRead{f, err}
+	}()
+	return c
 }
 
 // fallbackToFile says whether a failed kexec_load should be retried with

@@ -288,11 +288,29 @@ func prepare(h Host, img Image, o *Options, dry bool) (*plan.Plan, *read, []Appr
 			o.warn(noIMANote)
 		}
 	}
+	imaList := len(r.in.IMAList) > 0 || unread
+	// /proc/kallsyms, when the decision needs it, is read beside the
+	// hashing of kernel and initrd (which every plan needs): on a machine
+	// with more than one core the two take the time of the longer. Nothing
+	// else calls h until it is read.
+	var ks <-chan kallsymsRead
+	if needKallsyms(o, imaList) {
+		ks = readKallsyms(h)
+	}
+	r.in.KernelSHA256 = plan.Digest(r.in.Kernel)
+	if r.in.Initrd != nil {
+		r.in.InitrdSHA256 = plan.Digest(r.in.Initrd)
+	}
+	var sym *kallsymsRead
+	if ks != nil {
+		k := <-ks
+		sym = &k
+	}
 	as, err := appraiseAll(o, r)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	facts, err := gatherFacts(h, o, len(r.in.IMAList) > 0 || unread)
+	facts, err := gatherFacts(h, o, imaList, sym)
 	if err != nil {
 		return nil, nil, nil, err
 	}
