@@ -579,23 +579,30 @@ func countDigests(t *testing.T) map[int]int {
 	return hashed
 }
 
-// Issue 24 (-e at 1.5x kexec-tools' -e): Read hashed the kept kernel and
-// initrd against the plan's digests and Resume hashed them again, 43 MB
-// twice under emulation. Kept files that are still the ones Save wrote are
-// not hashed at all (TestReadHashesOnlyChangedKeptFiles); a State whose
-// bytes or digests were replaced after Read is checked again and refused.
-func TestResumeHashesReadStateOnce(t *testing.T) {
+// loadAndRead loads the stand-in image with a TPM, as gokexec -l does, and
+// reads the recorded state back with the state checks' hashing counted.
+func loadAndRead(t *testing.T) (*fakeHost, testSD, *State, map[int]int) {
+	t.Helper()
 	h, _ := tpmHost(t, 3)
 	sd, _, err := testLoad(t, h, plan.ModeLoad, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	hashed := countDigests(t)
-
 	s, err := sd.Read()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return h, sd, s, hashed
+}
+
+// Issue 24 (-e at 1.5x kexec-tools' -e): Read hashed the kept kernel and
+// initrd against the plan's digests and Resume hashed them again, 43 MB
+// twice under emulation. Kept files that are still the ones Save wrote are
+// not hashed at all (TestReadHashesOnlyChangedKeptFiles); a State whose
+// bytes or digests were replaced after Read is checked again and refused.
+func TestResumeHashesReadStateOnce(t *testing.T) {
+	h, sd, s, hashed := loadAndRead(t)
 	if _, err := Resume(h, s); err != nil {
 		t.Fatal(err)
 	}
@@ -606,7 +613,7 @@ func TestResumeHashesReadStateOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s, err = sd.Read()
+	s, err := sd.Read()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -631,16 +638,7 @@ func TestResumeHashesReadStateOnce(t *testing.T) {
 // put back), or replaced by another file with the same bytes. A changed
 // file is refused, a replaced one with the recorded bytes accepted.
 func TestReadHashesOnlyChangedKeptFiles(t *testing.T) {
-	h, _ := tpmHost(t, 3)
-	sd, _, err := testLoad(t, h, plan.ModeLoad, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hashed := countDigests(t)
-	s, err := sd.Read()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, sd, s, hashed := loadAndRead(t)
 	if len(s.KeptFiles) != 2 || hashed[len(s.Kernel)]+hashed[len(s.Initrd)] != 0 {
 		t.Fatalf("kept files %v; hashed %v: want the kernel and initrd recorded and neither hashed", s.KeptFiles, hashed)
 	}
