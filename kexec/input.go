@@ -60,15 +60,9 @@ func ReadInput(what, path string, max int64) ([]byte, error) {
 }
 
 func readOpen(what, path string, f *os.File, max int64) ([]byte, error) {
-	st, err := f.Stat()
+	st, err := checkOpen(what, path, f, max)
 	if err != nil {
-		return nil, &InputError{what, path, err}
-	}
-	if !st.Mode().IsRegular() {
-		return nil, &InputError{what, path, fmt.Errorf("%w (%s)", ErrNotRegular, fileKind(st.Mode()))}
-	}
-	if st.Size() > max {
-		return nil, &InputError{what, path, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, st.Size(), max)}
+		return nil, err
 	}
 	// Size the buffer from stat but never trust it: read at most max+1. A
 	// pseudo-file (securityfs, procfs) says 0: start at pseudoReadSize,
@@ -86,6 +80,23 @@ func readOpen(what, path string, f *os.File, max int64) ([]byte, error) {
 		return nil, &InputError{what, path, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, max)}
 	}
 	return b, nil
+}
+
+// checkOpen refuses f, opened from path, unless it is a regular file of
+// at most max bytes by stat (what is read must still be bounded: stat's
+// size is not trusted), and returns its stat.
+func checkOpen(what, path string, f *os.File, max int64) (fs.FileInfo, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, &InputError{what, path, err}
+	}
+	if !st.Mode().IsRegular() {
+		return nil, &InputError{what, path, fmt.Errorf("%w (%s)", ErrNotRegular, fileKind(st.Mode()))}
+	}
+	if st.Size() > max {
+		return nil, &InputError{what, path, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, st.Size(), max)}
+	}
+	return st, nil
 }
 
 // pseudoReadSize is the first read of a file whose size stat does not
@@ -163,15 +174,8 @@ func CopyResolved(what, path string, max int64, dst *os.File) (int64, error) {
 		return 0, &InputError{what, path, err}
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return 0, &InputError{what, path, err}
-	}
-	if !st.Mode().IsRegular() {
-		return 0, &InputError{what, path, fmt.Errorf("%w (%s)", ErrNotRegular, fileKind(st.Mode()))}
-	}
-	if st.Size() > max {
-		return 0, &InputError{what, path, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, st.Size(), max)}
+	if _, err := checkOpen(what, path, f, max); err != nil {
+		return 0, err
 	}
 	n, err := sendAll(dst, f, max+1)
 	if err != nil {
