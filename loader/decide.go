@@ -16,7 +16,8 @@ import (
 // there is a list to carry (needKallsyms): it says whether the kernel
 // hands the list over itself and whether it measures after a snapshot
 // (which refuses a kexec_load hand-over, whatever the mode). sym, when not
-// nil, is that read made already (readKallsyms). A named TPM that does
+// nil, is that read made already (prepare makes it beside its hashing).
+// A named TPM that does
 // not exist is an error; a captured host leaves the TPM fact empty.
 func gatherFacts(h Host, o *Options, imaList bool, sym *kallsymsRead) (plan.Facts, error) {
 	if o.arch() != runtime.GOARCH {
@@ -25,7 +26,7 @@ func gatherFacts(h Host, o *Options, imaList bool, sym *kallsymsRead) (plan.Fact
 	f := plan.Facts{Lockdown: h.Lockdown(), IMAList: imaList, HandoverWanted: !o.NoIMA, KexecLoadDisabled: h.KexecLoadDisabled()}
 	if needKallsyms(o, imaList) {
 		if sym == nil {
-			k := <-readKallsyms(h)
+			k := kallsymsOf(h)
 			sym = &k
 		}
 		if sym.err != nil {
@@ -48,20 +49,15 @@ func needKallsyms(o *Options, imaList bool) bool {
 	return o.arch() == runtime.GOARCH && imaList && !o.NoIMA
 }
 
-// kallsymsRead is what Host.Kallsyms answered.
+// kallsymsRead is what Host.Kallsyms answered (kallsymsOf).
 type kallsymsRead struct {
 	facts kexec.KallsymsFacts
 	err   error
 }
 
-// readKallsyms reads h's kallsyms facts on a goroutine of its own.
-func readKallsyms(h Host) <-chan kallsymsRead {
-	c := make(chan kallsymsRead, 1)
-	go func() {
-		f, err := h.Kallsyms()
-		c <- kallsymsRead{f, err}
-	}()
-	return c
+func kallsymsOf(h Host) kallsymsRead {
+	f, err := h.Kallsyms()
+	return kallsymsRead{f, err}
 }
 
 // fallbackToFile says whether a failed kexec_load should be retried with

@@ -69,10 +69,11 @@ func (in Input) read(what string, max int64) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %s has no name", plan.ErrInput, what)
 	}
 	if h, ok := in.R.(interface{ heldBytes() []byte }); ok {
-		if b := h.heldBytes(); int64(len(b)) > max {
+		b := h.heldBytes()
+		if int64(len(b)) > max {
 			return nil, fmt.Errorf("%w: %w", plan.ErrInput, &kexec.InputError{What: what, Path: in.Name, Err: fmt.Errorf("%w (%d bytes at most)", kexec.ErrTooLarge, max)})
 		}
-		return h.heldBytes(), nil
+		return b, nil
 	}
 	size := int64(-1)
 	switch r := in.R.(type) {

@@ -293,9 +293,10 @@ func prepare(h Host, img Image, o *Options, dry bool) (*plan.Plan, *read, []Appr
 	// hashing of kernel and initrd (which every plan needs): on a machine
 	// with more than one core the two take the time of the longer. Nothing
 	// else calls h until it is read.
-	var ks <-chan kallsymsRead
+	var ks chan kallsymsRead
 	if needKallsyms(o, imaList) {
-		ks = readKallsyms(h)
+		ks = make(chan kallsymsRead, 1)
+		go func() { ks <- kallsymsOf(h) }()
 	}
 	r.in.KernelSHA256 = plan.Digest(r.in.Kernel)
 	if r.in.Initrd != nil {
