@@ -46,21 +46,31 @@ func FileInput(what, path string, max int64) (Input, error) {
 // FileImage reads kernel, initrd and dtb (either may be "") as FileInput
 // does.
 func FileImage(kernel, initrd, dtb, cmdline string) (Image, error) {
+	return imageOf(kernel, initrd, dtb, cmdline, func(what, path, _ string, max int64) (Input, error) {
+		return FileInput(what, path, max)
+	})
+}
+
+// imageOf makes an Image of the files kernel, initrd and dtb (either of
+// the last two may be ""), each made an Input by input with what names
+// it in errors, the name of its kept file in a StateDir, and its size
+// bound.
+func imageOf(kernel, initrd, dtb, cmdline string, input func(what, path, kept string, max int64) (Input, error)) (Image, error) {
 	img := Image{Cmdline: cmdline}
 	if kernel == "" {
 		return img, fmt.Errorf("%w: no kernel given", plan.ErrInput)
 	}
 	var err error
-	if img.Kernel, err = FileInput("kernel", kernel, kexec.MaxKernelBytes); err != nil {
+	if img.Kernel, err = input("kernel", kernel, kernelFile, kexec.MaxKernelBytes); err != nil {
 		return img, err
 	}
 	if initrd != "" {
-		if img.Initrd, err = FileInput("initrd", initrd, kexec.MaxInitrdBytes); err != nil {
+		if img.Initrd, err = input("initrd", initrd, initrdFile, kexec.MaxInitrdBytes); err != nil {
 			return img, err
 		}
 	}
 	if dtb != "" {
-		if img.DTB, err = FileInput("device tree", dtb, kexec.MaxDTBBytes); err != nil {
+		if img.DTB, err = input("device tree", dtb, dtbFile, kexec.MaxDTBBytes); err != nil {
 			return img, err
 		}
 	}

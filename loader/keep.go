@@ -63,24 +63,8 @@ func (d StateDir) KeepImage(kernel, initrd, dtb, cmdline string) (img Image, rel
 		files = append(files, k)
 		return Input{Name: r, Path: r, R: keptReader{held{bytes.NewReader(k.b), k.b}, k}}, nil
 	}
-	img = Image{Cmdline: cmdline}
-	if kernel == "" {
-		return img, release, fmt.Errorf("%w: no kernel given", plan.ErrInput)
-	}
-	if img.Kernel, err = keep("kernel", kernel, kernelFile, kexec.MaxKernelBytes); err != nil {
-		return img, release, err
-	}
-	if initrd != "" {
-		if img.Initrd, err = keep("initrd", initrd, initrdFile, kexec.MaxInitrdBytes); err != nil {
-			return img, release, err
-		}
-	}
-	if dtb != "" {
-		if img.DTB, err = keep("device tree", dtb, dtbFile, kexec.MaxDTBBytes); err != nil {
-			return img, release, err
-		}
-	}
-	return img, release, nil
+	img, err = imageOf(kernel, initrd, dtb, cmdline, keep)
+	return img, release, err
 }
 
 // copyIn copies the resolved file path into a new file of d for name and
