@@ -16,7 +16,8 @@ import (
 // there is a list to carry (needKallsyms): it says whether the kernel
 // hands the list over itself and whether it measures after a snapshot
 // (which refuses a kexec_load hand-over, whatever the mode). sym, when not
-// nil, is that read made already (prepare makes it beside its hashing).
+// nil, is that read made already (prepare makes it while kernel and
+// initrd are hashed).
 // A named TPM that does
 // not exist is an error; a captured host leaves the TPM fact empty.
 func gatherFacts(h Host, o *Options, imaList bool, sym *kallsymsRead) (plan.Facts, error) {

@@ -63,6 +63,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"runtime"
+	"sync"
 
 	"github.com/gokexec/gokexec/fdt"
 	"github.com/gokexec/gokexec/ima"
@@ -270,6 +271,15 @@ func prepare(h Host, img Image, o *Options, dry bool) (*plan.Plan, *read, []Appr
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	// Every plan needs the SHA-256 of kernel and initrd: they are hashed
+	// on goroutines of their own from here, while this one reads the
+	// host's facts, the list and /proc/kallsyms (kernel time in read(2)),
+	// so on a machine with more than one core the reading costs no time
+	// of its own. Only this goroutine calls h, and prepare returns, even
+	// failing, only once the hashing is done: the image's bytes are the
+	// caller's again.
+	sums := hashInputs(r.in.Kernel, r.in.Initrd)
+	defer sums.wait()
 	if err := readFacts(h, r.in, dry); err != nil {
 		return nil, nil, nil, err
 	}
@@ -289,24 +299,13 @@ func prepare(h Host, img Image, o *Options, dry bool) (*plan.Plan, *read, []Appr
 		}
 	}
 	imaList := len(r.in.IMAList) > 0 || unread
-	// /proc/kallsyms, when the decision needs it, is read beside the
-	// hashing of kernel and initrd (which every plan needs): on a machine
-	// with more than one core the two take the time of the longer. Nothing
-	// else calls h until it is read.
-	var ks chan kallsymsRead
-	if needKallsyms(o, imaList) {
-		ks = make(chan kallsymsRead, 1)
-		go func() { ks <- kallsymsOf(h) }()
-	}
-	r.in.KernelSHA256 = plan.Digest(r.in.Kernel)
-	if r.in.Initrd != nil {
-		r.in.InitrdSHA256 = plan.Digest(r.in.Initrd)
-	}
 	var sym *kallsymsRead
-	if ks != nil {
-		k := <-ks
+	if needKallsyms(o, imaList) {
+		k := kallsymsOf(h)
 		sym = &k
 	}
+	sums.wait()
+	r.in.KernelSHA256, r.in.InitrdSHA256 = sums.kernel, sums.initrd
 	as, err := appraiseAll(o, r)
 	if err != nil {
 		return nil, nil, nil, err
@@ -332,6 +331,31 @@ func prepare(h Host, img Image, o *Options, dry bool) (*plan.Plan, *read, []Appr
 	}
 	return p, r, as, nil
 }
+
+// inputSums hashes kernel and initrd (plan.Digest) on goroutines of
+// their own; wait returns once both are done (and may be called again).
+type inputSums struct {
+	wg             sync.WaitGroup
+	kernel, initrd string
+}
+
+// hashInputs starts hashing kernel and initrd (nil: no initrd). They must
+// not change, nor be unmapped, until wait has returned.
+func hashInputs(kernel, initrd []byte) *inputSums {
+	d := &inputSums{}
+	d.wg.Add(1)
+	go func() { defer d.wg.Done(); d.kernel = inputDigest(kernel) }()
+	if initrd != nil {
+		d.wg.Add(1)
+		go func() { defer d.wg.Done(); d.initrd = inputDigest(initrd) }()
+	}
+	return d
+}
+
+// inputDigest is plan.Digest; tests slow it down.
+var inputDigest = plan.Digest
+
+func (d *inputSums) wait() { d.wg.Wait() }
 
 // Plan is a dry run of the planning: it reads the image and the host's
 // facts, appraises, decides the syscall and builds the plan, and acts on

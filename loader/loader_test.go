@@ -2,17 +2,21 @@ package loader
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/gokexec/gokexec/ima"
+	"github.com/gokexec/gokexec/internal/testkernel"
 	"github.com/gokexec/gokexec/kexec"
 	"github.com/gokexec/gokexec/plan"
 )
@@ -134,5 +138,27 @@ func TestMarkersCountHeaderAsKernel(t *testing.T) {
 	_, size, _, err := ima.ParseMarkerPayload(string(d.Buf))
 	if err != nil || size != 3391+ima.KexecHeaderSize {
 		t.Fatalf("payload %q: size %d, want %d", d.Buf, size, 3391+ima.KexecHeaderSize)
+	}
+}
+
+// Kernel and initrd are hashed while the facts are read; a load that
+// fails meanwhile returns only once the hashing is done, so the caller
+// has its buffers back.
+func TestLoadReturnsAfterHashing(t *testing.T) {
+	var done atomic.Int32
+	defer func(d func([]byte) string) { inputDigest = d }(inputDigest)
+	inputDigest = func(b []byte) string {
+		time.Sleep(50 * time.Millisecond) // longer than reading the facts
+		defer done.Add(1)
+		return plan.Digest(b)
+	}
+	h := newFake(t, []byte{})
+	h.NoMemory = true // the facts fail at once
+	img := Image{Kernel: Bytes("/boot/vmlinuz", testkernel.Bytes(t, testkernel.Deb61, 0xcc)), Initrd: Bytes("/boot/initrd.img", []byte("initrd"))}
+	if _, err := Load(context.Background(), h, img, Options{Arch: plan.ArchAMD64, Mode: plan.ModeLoad, NoIMA: true}); !errors.Is(err, kexec.ErrNotDescribed) {
+		t.Fatalf("a load without a memory map: %v; want ErrNotDescribed", err)
+	}
+	if n := done.Load(); n != 2 {
+		t.Fatalf("Load returned with %d of 2 inputs hashed", n)
 	}
 }
