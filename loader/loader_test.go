@@ -143,7 +143,7 @@ func TestMarkersCountHeaderAsKernel(t *testing.T) {
 
 // Kernel and initrd are hashed while the facts are read; a load that
 // fails meanwhile returns only once the hashing is done, so the caller
-// has its buffers back.
+// has its buffers back. (Not parallel: it swaps inputDigest.)
 func TestLoadReturnsAfterHashing(t *testing.T) {
 	var done atomic.Int32
 	defer func(d func([]byte) string) { inputDigest = d }(inputDigest)
