@@ -34,7 +34,7 @@ func prepareCrash(h Host, img Image, o *Options, dry bool) (*crashed, error) {
 	if err != nil {
 		return nil, err
 	}
-	facts, err := gatherFacts(h, o, false, nil)
+	facts, err := gatherFacts(h, o, false)
 	if err != nil {
 		return nil, err
 	}

@@ -13,52 +13,29 @@ import (
 
 // gatherFacts reads the facts of the syscall decision from the host.
 // /proc/kallsyms (100,000+ lines, the slowest fact) is read only when
-// there is a list to carry (needKallsyms): it says whether the kernel
-// hands the list over itself and whether it measures after a snapshot
-// (which refuses a kexec_load hand-over, whatever the mode). sym, when not
-// nil, is that read made already (prepare makes it while kernel and
-// initrd are hashed).
-// A named TPM that does
-// not exist is an error; a captured host leaves the TPM fact empty.
-func gatherFacts(h Host, o *Options, imaList bool, sym *kallsymsRead) (plan.Facts, error) {
+// there is a list to carry: it says whether the kernel hands the list over
+// itself and whether it measures after a snapshot (which refuses a
+// kexec_load hand-over, whatever the mode). A named TPM that does not
+// exist is an error; a captured host leaves the TPM fact empty.
+func gatherFacts(h Host, o *Options, imaList bool) (plan.Facts, error) {
 	if o.arch() != runtime.GOARCH {
 		return plan.Facts{IMAList: imaList, HandoverWanted: !o.NoIMA, CrossArch: true}, nil
 	}
 	f := plan.Facts{Lockdown: h.Lockdown(), IMAList: imaList, HandoverWanted: !o.NoIMA, KexecLoadDisabled: h.KexecLoadDisabled()}
-	if needKallsyms(o, imaList) {
-		if sym == nil {
-			k := kallsymsOf(h)
-			sym = &k
-		}
-		if sym.err != nil {
+	if f.IMAList && f.HandoverWanted {
+		ks, err := h.Kallsyms()
+		if err != nil {
 			// Not a silent "no": the plan records why, and the load says so.
-			f.Kallsyms = sym.err.Error()
-			o.warn(fmt.Sprintf("%v: whether the running kernel hands the IMA list over itself, or measures at kexec, is unknown; planning as if it does neither", sym.err))
+			f.Kallsyms = err.Error()
+			o.warn(fmt.Sprintf("%v: whether the running kernel hands the IMA list over itself, or measures at kexec, is unknown; planning as if it does neither", err))
 		}
-		f.KernelHandsOver, f.KernelMeasuresExec = sym.facts.HandsOver, sym.facts.MeasuresAtExec
+		f.KernelHandsOver, f.KernelMeasuresExec = ks.HandsOver, ks.MeasuresAtExec
 	}
 	var err error
 	if f.TPM, err = h.TPMDevice(); err != nil {
 		return f, fmt.Errorf("%w: %w", ErrTPM, err)
 	}
 	return f, nil
-}
-
-// needKallsyms says whether the decision reads /proc/kallsyms: for this
-// machine's own architecture, with a list to carry.
-func needKallsyms(o *Options, imaList bool) bool {
-	return o.arch() == runtime.GOARCH && imaList && !o.NoIMA
-}
-
-// kallsymsRead is what Host.Kallsyms answered (kallsymsOf).
-type kallsymsRead struct {
-	facts kexec.KallsymsFacts
-	err   error
-}
-
-func kallsymsOf(h Host) kallsymsRead {
-	f, err := h.Kallsyms()
-	return kallsymsRead{f, err}
 }
 
 // fallbackToFile says whether a failed kexec_load should be retried with

@@ -273,9 +273,9 @@ func prepare(h Host, img Image, o *Options, dry bool) (*plan.Plan, *read, []Appr
 	}
 	// Every plan needs the SHA-256 of kernel and initrd: they are hashed
 	// on goroutines of their own from here, while this one reads the
-	// host's facts, the list and /proc/kallsyms (kernel time in read(2)),
-	// so on a machine with more than one core the reading costs no time
-	// of its own. Only this goroutine calls h, and prepare returns, even
+	// host's facts, the list and /proc/kallsyms (kernel time in read(2))
+	// and appraises, so on a machine with more than one core the reading
+	// costs no time of its own. Only this goroutine calls h, and prepare returns, even
 	// failing, only once the hashing is done: the image's bytes are the
 	// caller's again.
 	sums := hashInputs(r.in.Kernel, r.in.Initrd)
@@ -299,21 +299,16 @@ func prepare(h Host, img Image, o *Options, dry bool) (*plan.Plan, *read, []Appr
 		}
 	}
 	imaList := len(r.in.IMAList) > 0 || unread
-	var sym *kallsymsRead
-	if needKallsyms(o, imaList) {
-		k := kallsymsOf(h)
-		sym = &k
-	}
-	sums.wait()
-	r.in.KernelSHA256, r.in.InitrdSHA256 = sums.kernel, sums.initrd
 	as, err := appraiseAll(o, r)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	facts, err := gatherFacts(h, o, imaList, sym)
+	facts, err := gatherFacts(h, o, imaList)
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	sums.wait()
+	r.in.KernelSHA256, r.in.InitrdSHA256 = sums.kernel, sums.initrd
 	d := plan.Decide(o.Mode, facts)
 	plan.ImageDecision(&d, r.in)
 	p, err := planFor(o, r, &d, d.Syscall)
