@@ -514,8 +514,12 @@ func (d StateDir) Read() (*State, error) {
 		dst  *[]byte
 		max  int64
 		want bool
-	}{{kernelFile, &s.Kernel, kexec.MaxKernelBytes, true}, {initrdFile, &s.Initrd, kexec.MaxInitrdBytes, s.Plan.Initrd != nil},
-		{dtbFile, &s.DTB, kexec.MaxDTBBytes, s.Plan.DTBInput != nil}, {handoverFile, &s.Handover, maxHandoverBytes, s.Finalized != nil}}
+		id   KeptFile // as read
+		err  error
+	}{{name: kernelFile, dst: &s.Kernel, max: kexec.MaxKernelBytes, want: true},
+		{name: initrdFile, dst: &s.Initrd, max: kexec.MaxInitrdBytes, want: s.Plan.Initrd != nil},
+		{name: dtbFile, dst: &s.DTB, max: kexec.MaxDTBBytes, want: s.Plan.DTBInput != nil},
+		{name: handoverFile, dst: &s.Handover, max: maxHandoverBytes, want: s.Finalized != nil}}
 	// An input whose file is still the one Save wrote is not hashed
 	// again (hashing the kept 40 MB was most of -e's own time under
 	// emulation); any other is.
@@ -523,32 +527,30 @@ func (d StateDir) Read() (*State, error) {
 	// The files are read side by side: where IMA measures what root reads
 	// (tmpfs too), the kernel hashes each of them at its open, and on more
 	// than one core those hashes overlap.
-	var hash [3]bool
 	var wg sync.WaitGroup
-	got, errs := make([]KeptFile, len(kept)), make([]error, len(kept))
-	for i, k := range kept {
-		if !k.want {
-			continue
+	for i := range kept {
+		if k := &kept[i]; k.want {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				*k.dst, k.id, k.err = readStateFile(d.dir(), k.name, k.max)
+			}()
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			*k.dst, got[i], errs[i] = readStateFile(d.dir(), k.name, k.max)
-		}()
 	}
 	wg.Wait()
+	var hash [3]bool
 	ids := map[string]KeptFile{}
 	for i, k := range kept {
 		if !k.want {
 			continue
 		}
-		if errs[i] != nil {
-			return nil, fmt.Errorf("state: %s: %w", k.name, errs[i])
+		if k.err != nil {
+			return nil, fmt.Errorf("state: %s: %w", k.name, k.err)
 		}
 		if i < len(hash) {
 			rec, ok := s.KeptFiles[k.name]
-			hash[i] = !ok || rec != got[i]
-			ids[k.name] = got[i]
+			hash[i] = !ok || rec != k.id
+			ids[k.name] = k.id
 		}
 	}
 	if err := s.check(hash); err != nil {
